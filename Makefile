@@ -1,0 +1,24 @@
+# The two commands of the README. Both install everything they need into .venv on first use.
+export HF_HUB_OFFLINE ?= 1
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test lint benchmark
+
+demo:
+	bash scripts/setup.sh
+	.venv/bin/python -m trl_irl.demo
+
+test:
+	bash scripts/setup.sh dev
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+lint:
+	bash scripts/setup.sh dev
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+benchmark:
+	bash scripts/setup.sh
+	.venv/bin/python benchmarks/weighted_sft_benchmark.py

@@ -1,0 +1,66 @@
+import os
+
+
+# Before anything imports `huggingface_hub`: no network in tests, no telemetry
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+from datasets import Dataset  # noqa: E402
+
+from trl_irl.data import load_counting_demonstrations  # noqa: E402
+from trl_irl.tiny_models import save_tiny_checkpoint  # noqa: E402
+
+
+def _corpus() -> list[str]:
+    demonstrations = load_counting_demonstrations("train")
+    texts = [row["prompt"] + row["completion"] for row in demonstrations]
+    return texts + ["The quick brown fox jumps over the lazy dog.", "Hello, how are you? I am fine, thank you."]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> str:
+    """A ~50k-parameter Llama and its tokenizer, saved once per test session, loaded with `from_pretrained`."""
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama"), _corpus(), vocab_size=400))
+
+
+@pytest.fixture
+def prompt_completion_dataset() -> Dataset:
+    return load_counting_demonstrations("train").select(range(64))
+
+
+@pytest.fixture
+def language_modeling_dataset(prompt_completion_dataset) -> Dataset:
+    return prompt_completion_dataset.map(
+        lambda row: {"text": row["prompt"] + row["completion"]}, remove_columns=["prompt", "completion"]
+    )
+
+
+@pytest.fixture
+def conversational_dataset(prompt_completion_dataset) -> Dataset:
+    """Two user/assistant exchanges per conversation, so that each example has two assistant turns."""
+    rows = prompt_completion_dataset.to_list()
+    return Dataset.from_list(
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": first["prompt"]},
+                    {"role": "assistant", "content": first["completion"].strip()},
+                    {"role": "user", "content": second["prompt"]},
+                    {"role": "assistant", "content": second["completion"].strip()},
+                ]
+            }
+            for first, second in zip(rows[0::2], rows[1::2], strict=True)
+        ]
+    )
+
+
+@pytest.fixture
+def conversational_prompt_completion_dataset(prompt_completion_dataset) -> Dataset:
+    return prompt_completion_dataset.map(
+        lambda row: {
+            "prompt": [{"role": "user", "content": row["prompt"]}],
+            "completion": [{"role": "assistant", "content": row["completion"].strip()}],
+        }
+    )

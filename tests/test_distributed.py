@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+
+SCRIPT = Path(__file__).parent / "distributed" / "train_weighted_sft.py"
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_completion_dataset):
+    # Eight demonstrations and one SGD step: two processes with four each see the same eight as one process with
+    # eight, so with the token count averaged across processes their update must be the single-process update
+    data_path = tmp_path / "demonstrations.json"
+    prompt_completion_dataset.select(range(8)).to_json(data_path)
+
+    two = tmp_path / "two-processes"
+    two.mkdir()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    _run([*torchrun, str(SCRIPT), tiny_model_path, str(data_path), str(two), "4"], cwd=tmp_path)
+    one = tmp_path / "one-process"
+    one.mkdir()
+    _run([sys.executable, str(SCRIPT), tiny_model_path, str(data_path), str(one), "8"], cwd=tmp_path)
+
+    rank0, rank1 = torch.load(two / "rank0.pt"), torch.load(two / "rank1.pt")
+    single = torch.load(one / "rank0.pt")
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    assert single["world_size"] == 1
+    initial = dict(AutoModelForCausalLM.from_pretrained(tiny_model_path).named_parameters())
+    for name, param in single["parameters"].items():
+        assert not torch.equal(param, initial[name]), f"{name} did not train"
+        assert torch.equal(rank0["parameters"][name], rank1["parameters"][name]), f"{name} differs across processes"
+        torch.testing.assert_close(rank0["parameters"][name], param, rtol=1e-4, atol=1e-6)

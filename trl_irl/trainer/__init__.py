@@ -1,0 +1,5 @@
+from .weighted_sft_config import WeightedSFTConfig
+from .weighted_sft_trainer import WeightedSFTTrainer
+
+
+__all__ = ["WeightedSFTConfig", "WeightedSFTTrainer"]
