@@ -64,3 +64,27 @@ def conversational_prompt_completion_dataset(prompt_completion_dataset) -> Datas
             "completion": [{"role": "assistant", "content": row["completion"].strip()}],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_path(tmp_path_factory) -> str:
+    """A tiny BERT-style encoder with a tokenizer of its own (another vocabulary than the policy's)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from trl_irl.tiny_models import build_tiny_tokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = build_tiny_tokenizer(_corpus(), vocab_size=300)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=1,
+    )
+    BertForSequenceClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return str(directory)

@@ -2,14 +2,22 @@
 
 __version__ = "0.1.0.dev0"
 
+from .discriminator import Discriminator
+from .divergences import policy_reward
+from .rewards import DiscriminatorReward
 from .token_weighting import occupancy_weights, span_positions, token_weights
-from .trainer import WeightedSFTConfig, WeightedSFTTrainer
+from .trainer import GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
 
 
 __all__ = [
+    "Discriminator",
+    "DiscriminatorReward",
+    "GAILConfig",
+    "GAILTrainer",
     "WeightedSFTConfig",
     "WeightedSFTTrainer",
     "occupancy_weights",
+    "policy_reward",
     "span_positions",
     "token_weights",
 ]

@@ -1,0 +1,149 @@
+import copy
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trl_irl import Discriminator
+from trl_irl.data import load_counting_demonstrations
+
+
+def _texts():
+    """Demonstrations of counting, and 'policy samples' that count wrongly: a fixed, learnable batch."""
+    rows = load_counting_demonstrations("train").select(range(16))
+    expert = [row["prompt"] + row["completion"] for row in rows]
+    rng = random.Random(0)
+    policy = []
+    for row in rows:
+        numbers = row["completion"].split()
+        rng.shuffle(numbers)
+        policy.append(row["prompt"] + " " + " ".join(reversed(numbers)))
+    return expert, policy
+
+
+def _discriminator(path, **kwargs) -> Discriminator:
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    return Discriminator(model, AutoTokenizer.from_pretrained(path), **kwargs)
+
+
+class TestDiscriminator:
+    @pytest.mark.parametrize("backbone", ["tiny_model_path", "tiny_encoder_path"])
+    def test_loss_falls_and_it_beats_chance_on_a_fixed_batch(self, backbone, request):
+        discriminator = _discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
+        expert, policy = _texts()
+        stats = [discriminator.update(expert, policy) for _ in range(30)]
+        assert stats[-1]["loss"] < 0.8 * stats[0]["loss"]
+        expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
+        accuracy = ((expert_logits > 0).float().mean() + (policy_logits < 0).float().mean()) / 2
+        assert accuracy > 0.75
+        assert set(stats[0]) == {"loss", "acc", "acc_expert", "acc_policy", "entropy", "logit_expert", "logit_policy"}
+
+    def test_statistics_are_those_of_the_batch(self, tiny_model_path):
+        discriminator = _discriminator(tiny_model_path)
+        expert, policy = _texts()
+        expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
+        stats = discriminator.update(expert, policy)
+        expected_loss = 0.5 * (
+            F.binary_cross_entropy_with_logits(expert_logits, torch.ones_like(expert_logits))
+            + F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
+        )
+        assert stats["loss"] == pytest.approx(expected_loss.item(), rel=1e-5)
+        assert stats["acc_expert"] == pytest.approx((expert_logits > 0).float().mean().item())
+        assert stats["acc_policy"] == pytest.approx((policy_logits < 0).float().mean().item())
+        assert stats["logit_expert"] == pytest.approx(expert_logits.mean().item(), rel=1e-5)
+        assert stats["logit_policy"] == pytest.approx(policy_logits.mean().item(), rel=1e-5)
+        assert 0 < stats["entropy"] <= 0.6932
+
+    def test_label_smoothing_moves_the_targets(self, tiny_model_path):
+        discriminator = _discriminator(tiny_model_path, label_smoothing=0.5)
+        expert, policy = _texts()
+        expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
+        stats = discriminator.update(expert, policy)
+        expected_loss = 0.5 * (
+            F.binary_cross_entropy_with_logits(expert_logits, torch.full_like(expert_logits, 0.75))
+            + F.binary_cross_entropy_with_logits(policy_logits, torch.full_like(policy_logits, 0.25))
+        )
+        assert stats["loss"] == pytest.approx(expected_loss.item(), rel=1e-5)
+
+    def test_gradient_penalty_adds_to_the_loss(self, tiny_model_path):
+        expert, policy = _texts()
+        plain = _discriminator(tiny_model_path).update(expert, policy)
+        penalised = _discriminator(tiny_model_path, gradient_penalty=10.0).update(expert, policy)
+        assert penalised["gradient_penalty"] > 0
+        assert penalised["loss"] == pytest.approx(plain["loss"] + 10.0 * penalised["gradient_penalty"], rel=1e-4)
+
+    def test_gradient_penalty_shrinks_input_gradients(self, tiny_model_path):
+        expert, policy = _texts()
+        plain = _discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=0.0)
+        penalised = _discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=10.0)
+        for _ in range(15):
+            plain.update(expert, policy)
+            last = penalised.update(expert, policy)
+        penalty_of_plain = _discriminator(tiny_model_path, gradient_penalty=1.0)
+        penalty_of_plain.model.load_state_dict(plain.model.state_dict())
+        assert last["gradient_penalty"] < penalty_of_plain.update(expert, policy)["gradient_penalty"]
+
+    def test_replay_buffer_keeps_the_latest_policy_samples(self, tiny_model_path):
+        discriminator = _discriminator(tiny_model_path, replay_buffer_size=5)
+        expert, policy = _texts()
+        discriminator.update(expert, policy[:4])
+        assert discriminator.replay_buffer == policy[:4]
+        discriminator.update(expert, policy[4:8])
+        assert discriminator.replay_buffer == policy[3:8]
+
+    def test_replayed_samples_join_the_update(self, tiny_model_path, monkeypatch):
+        discriminator = _discriminator(tiny_model_path, replay_buffer_size=8)
+        expert, policy = _texts()
+        discriminator.update(expert, policy[:4])
+        seen = []
+        forward = discriminator._forward
+        monkeypatch.setattr(discriminator, "_forward", lambda texts, **kw: seen.append(texts) or forward(texts, **kw))
+        discriminator.update(expert, policy[4:6])
+        policy_batch = seen[1]
+        assert policy_batch[:2] == policy[4:6]
+        assert len(policy_batch) == 4 and set(policy_batch[2:]) <= set(policy[:4])
+
+    def test_rejects_a_tokenizer_without_padding_token(self, tiny_model_path):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        tokenizer.pad_token = None
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+        with pytest.raises(ValueError, match="padding token"):
+            Discriminator(model, tokenizer)
+
+    def test_rejects_more_than_one_label(self, tiny_model_path):
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=2)
+        with pytest.raises(ValueError, match="num_labels"):
+            Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
+
+    def test_long_texts_keep_their_end(self, tiny_model_path):
+        discriminator = _discriminator(tiny_model_path, max_length=8)
+        batch = discriminator._tokenize(["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
+        assert batch["input_ids"].shape[1] == 8
+        assert discriminator.tokenizer.decode(batch["input_ids"][0]).endswith("z")
+
+    def test_save_and_load_round_trip(self, tmp_path, tiny_model_path):
+        expert, policy = _texts()
+        trained = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        for _ in range(3):
+            trained.update(expert, policy)
+        trained.save_pretrained(tmp_path)
+        trained.save_state(tmp_path)
+
+        # A standalone transformers model scores exactly as the discriminator did
+        reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+        with torch.no_grad():
+            logits = reloaded(**tokenizer(expert[:3], padding=True, return_tensors="pt")).logits[:, 0]
+        torch.testing.assert_close(logits, trained.logits(expert[:3]))
+
+        # A fresh discriminator resumes the same training
+        resumed = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        resumed.load(tmp_path)
+        assert resumed.replay_buffer == trained.replay_buffer
+        continued = copy.deepcopy(trained)
+        torch.testing.assert_close(resumed.update(expert, policy)["loss"], continued.update(expert, policy)["loss"])
+        for a, b in zip(resumed.model.parameters(), continued.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b)

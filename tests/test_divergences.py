@@ -1,0 +1,99 @@
+import math
+
+import pytest
+import torch
+
+from trl_irl.divergences import DIVERGENCES, policy_reward
+
+
+LOGITS = torch.linspace(-50.0, 50.0, 2001, dtype=torch.float32)
+
+
+class TestPolicyReward:
+    @pytest.mark.parametrize(
+        ("divergence", "closed_form"),
+        [
+            ("js", lambda logit: math.log1p(math.exp(logit))),  # -log(1 - D), D = sigmoid(l)
+            ("reverse_kl", lambda logit: logit),
+            ("forward_kl", lambda logit: math.exp(logit)),
+            ("alpha", lambda logit: (math.exp(0.5 * logit) - 1.0) / 0.5),
+        ],
+    )
+    def test_closed_forms(self, divergence, closed_form):
+        logits = torch.tensor([-3.0, -0.5, 0.0, 0.7, 2.0], dtype=torch.float64)
+        expected = torch.tensor([closed_form(logit) for logit in logits.tolist()], dtype=torch.float64)
+        torch.testing.assert_close(policy_reward(logits, divergence, alpha=0.5), expected)
+
+    def test_js_is_minus_log_one_minus_d(self):
+        logits = torch.tensor([-4.0, 0.0, 3.0], dtype=torch.float64)
+        discriminator = torch.sigmoid(logits)
+        torch.testing.assert_close(policy_reward(logits, "js"), -torch.log1p(-discriminator))
+
+    @pytest.mark.parametrize("alpha", [-1.0, 0.3, 2.0])
+    def test_alpha_is_the_f_max_reward_of_its_f(self, alpha):
+        # r(u) = u f'(u) - f(u), with f'(u) by finite differences, up to the constant GRPO removes
+        def f(u):
+            return (u ** (1 - alpha) - (1 - alpha) * u - alpha) / (alpha * (alpha - 1))
+
+        u = torch.tensor([0.2, 0.9, 1.0, 1.7, 4.0], dtype=torch.float64)
+        eps = 1e-6
+        f_prime = (f(u + eps) - f(u - eps)) / (2 * eps)
+        f_max = u * f_prime - f(u)
+        reward = policy_reward(u.log(), "alpha", alpha=alpha)
+        torch.testing.assert_close(reward - reward[2], f_max - f_max[2], rtol=1e-5, atol=1e-6)
+
+    def test_alpha_limits(self):
+        logits = torch.tensor([-2.0, 0.0, 1.5], dtype=torch.float64)
+        torch.testing.assert_close(policy_reward(logits, "alpha", alpha=1 - 1e-7), logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(policy_reward(logits, "alpha", alpha=0.0), logits.exp() - 1)
+
+    @pytest.mark.parametrize("divergence", DIVERGENCES)
+    def test_monotonic_and_finite(self, divergence):
+        rewards = policy_reward(LOGITS, divergence, alpha=0.5)
+        assert torch.isfinite(rewards).all()
+        assert (rewards[1:] >= rewards[:-1]).all()
+
+    def test_rejects_unknown_divergence_and_alpha_one(self):
+        with pytest.raises(ValueError, match="divergence"):
+            policy_reward(LOGITS, "wasserstein")
+        with pytest.raises(ValueError, match="alpha"):
+            policy_reward(LOGITS, "alpha", alpha=1.0)
+
+
+def _train_one_step_policy(reward_of_logit, steps: int = 3000, learning_rate: float = 0.1) -> tuple[torch.Tensor, ...]:
+    """
+    A one-step problem: the policy is a softmax over 4 actions, the expert a fixed distribution. Each iteration the
+    discriminator is exact (logit = log p_exp - log pi) and held fixed while the policy takes an exact policy-gradient
+    step on E_pi[r(logit)], as in alternating adversarial training.
+    """
+    expert = torch.tensor([0.5, 0.3, 0.15, 0.05], dtype=torch.float64)
+    logits = torch.zeros(4, dtype=torch.float64)
+    for _ in range(steps):
+        policy = logits.softmax(0)
+        rewards = reward_of_logit(expert.log() - policy.log())
+        logits = logits + learning_rate * policy * (rewards - (policy * rewards).sum())
+        if not torch.isfinite(logits).all():
+            break
+    return expert, logits.softmax(0)
+
+
+def _reverse_kl(policy, expert) -> float:
+    return float((policy * (policy / expert).log()).sum())
+
+
+class TestConvergence:
+    @pytest.mark.parametrize("divergence", DIVERGENCES)
+    def test_every_divergence_drives_the_policy_to_the_expert(self, divergence):
+        expert, policy = _train_one_step_policy(lambda logit: policy_reward(logit, divergence, alpha=0.5))
+        torch.testing.assert_close(policy, expert, rtol=0, atol=1e-4)
+        assert _reverse_kl(policy, expert) < 1e-6
+
+    def test_the_paper_s_printed_sign_drives_it_away(self):
+        # Eq. 17 / 19 as printed: minimise E_pi[log D - log(1 - D)], i.e. reward -l
+        expert, policy = _train_one_step_policy(lambda logit: -logit, steps=300)
+        assert not torch.isfinite(policy).all() or _reverse_kl(policy, expert) > 1.0
+
+    def test_fairl_reward_with_u_held_fixed_drives_it_away(self):
+        # -l exp(l) = -f(u) for the forward KL: decreasing in l near the optimum, hence not our `forward_kl`
+        expert, policy = _train_one_step_policy(lambda logit: -logit * logit.exp(), steps=300)
+        assert not torch.isfinite(policy).all() or _reverse_kl(policy, expert) > 1.0

@@ -1,0 +1,262 @@
+import json
+
+import pytest
+import torch
+import toy_colors
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from trl import GRPOConfig, SFTConfig, SFTTrainer
+
+from trl_irl import GAILConfig, GAILTrainer
+from trl_irl.trainer.gail_trainer import prepare_demonstrations
+
+
+def _config(tmp_path, **overrides) -> GAILConfig:
+    values = {
+        "output_dir": str(tmp_path),
+        "learning_rate": 1e-3,
+        "disc_learning_rate": 1e-3,
+        "per_device_train_batch_size": 8,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "bf16": False,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    values.update(overrides)
+    return GAILConfig(**values)
+
+
+class TestGAILConfig:
+    def test_defaults(self, tmp_path):
+        config = GAILConfig(output_dir=str(tmp_path), bf16=False)
+        assert config.divergence == "js"
+        assert config.disc_updates_per_generation == 1
+        assert config.disc_scoring == "before_update"
+        assert isinstance(config, GRPOConfig)
+
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"divergence": "wasserstein"}, "divergence"),
+            ({"divergence": "alpha", "divergence_alpha": 1.0}, "divergence_alpha"),
+            ({"reward_clip": 0.0}, "reward_clip"),
+            ({"disc_scoring": "during_update"}, "disc_scoring"),
+            ({"disc_updates_per_generation": -1}, "disc_updates_per_generation"),
+            ({"disc_label_smoothing": 1.0}, "disc_label_smoothing"),
+            ({"disc_gradient_penalty": -1.0}, "disc_gradient_penalty"),
+            ({"disc_replay_buffer_size": -1}, "disc_replay_buffer_size"),
+            ({"disc_max_length": 0}, "disc_max_length"),
+        ],
+    )
+    def test_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
+        with pytest.raises(ValueError, match=message):
+            GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+
+class TestPrepareDemonstrations:
+    def test_prompt_completion_becomes_prompt_and_demonstration(self, prompt_completion_dataset):
+        prepared = prepare_demonstrations(prompt_completion_dataset)
+        assert prepared.column_names == ["prompt", "demonstration"]
+        assert prepared[0]["demonstration"] == prompt_completion_dataset[0]["completion"]
+
+    def test_messages_split_at_the_last_assistant_turn(self, conversational_dataset):
+        prepared = prepare_demonstrations(conversational_dataset)
+        messages = conversational_dataset[0]["messages"]
+        assert prepared[0]["prompt"] == messages[:3]
+        assert prepared[0]["demonstration"] == [messages[3]]
+
+    @pytest.mark.parametrize(
+        ("rows", "message"),
+        [
+            ([], "empty"),
+            ([{"text": "hello"}], "text"),
+            ([{"prompt": "Say hi:", "completion": "  "}], "Row 0 .* empty demonstration"),
+            ([{"messages": [{"role": "user", "content": "hi"}]}], "Row 0 .* no assistant turn"),
+        ],
+    )
+    def test_bad_datasets_fail_naming_the_problem(self, rows, message):
+        dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "completion": []})
+        with pytest.raises(ValueError, match=message):
+            prepare_demonstrations(dataset)
+
+
+class TestGAILTrainer:
+    @pytest.mark.parametrize(
+        "dataset_name",
+        ["prompt_completion_dataset", "conversational_prompt_completion_dataset", "conversational_dataset"],
+    )
+    def test_trains_policy_and_discriminator(self, tmp_path, tiny_model_path, dataset_name, request):
+        trainer = GAILTrainer(
+            model=tiny_model_path, args=_config(tmp_path), train_dataset=request.getfixturevalue(dataset_name)
+        )
+        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
+        disc_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
+        trainer.train()
+        for name, param in trainer.model.named_parameters():
+            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
+        for name, param in trainer.discriminator.model.named_parameters():
+            assert not torch.equal(param, disc_before[name]), f"discriminator {name} did not change"
+        logged = set(trainer.state.log_history[0])
+        assert {
+            "disc/loss",
+            "disc/acc_expert",
+            "disc/acc_policy",
+            "disc/entropy",
+            "rewards/discriminator/mean",
+        } <= logged
+
+    def test_discriminator_with_its_own_tokenizer(
+        self, tmp_path, tiny_model_path, tiny_encoder_path, prompt_completion_dataset
+    ):
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            discriminator=tiny_encoder_path,
+            args=_config(tmp_path, max_steps=2),
+            train_dataset=prompt_completion_dataset,
+        )
+        assert len(trainer.discriminator.tokenizer) != len(trainer.processing_class)
+        trainer.train()
+        assert "disc/loss" in trainer.state.log_history[0]
+
+    def test_accepts_a_discriminator_model_object(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            discriminator=model,
+            args=_config(tmp_path, max_steps=1),
+            train_dataset=prompt_completion_dataset,
+        )
+        assert trainer.discriminator.model is model
+
+    def test_discriminator_tokenizer_without_padding_fails_before_training(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        tokenizer.pad_token = None
+        with pytest.raises(ValueError, match="padding token"):
+            GAILTrainer(
+                model=tiny_model_path,
+                args=_config(tmp_path),
+                train_dataset=prompt_completion_dataset,
+                discriminator_processing_class=tokenizer,
+            )
+
+    def test_accepts_a_grpo_config(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        grpo_config = GRPOConfig(
+            output_dir=str(tmp_path), bf16=False, num_generations=4, per_device_train_batch_size=8
+        )
+        trainer = GAILTrainer(model=tiny_model_path, args=grpo_config, train_dataset=prompt_completion_dataset)
+        assert isinstance(trainer.args, GAILConfig)
+        assert trainer.args.divergence == "js"
+
+    def test_lora_on_policy_and_discriminator(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path),
+            train_dataset=prompt_completion_dataset,
+            peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+            discriminator_peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"),
+        )
+        disc_before = {n: p.clone() for n, p in trainer.discriminator.model.named_parameters()}
+        trainer.train()
+        changed = {n for n, p in trainer.discriminator.model.named_parameters() if not torch.equal(p, disc_before[n])}
+        assert any("lora_B" in n for n in changed) and any("score" in n for n in changed)
+        assert not any("lora_" not in n and "score" not in n for n in changed)
+
+    def test_save_model_writes_a_standalone_discriminator(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        trainer = GAILTrainer(
+            model=tiny_model_path, args=_config(tmp_path, max_steps=1), train_dataset=prompt_completion_dataset
+        )
+        trainer.train()
+        trainer.save_model()
+        trainer.create_model_card()
+
+        directory = tmp_path / "discriminator"
+        reloaded = AutoModelForSequenceClassification.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        texts = ["Count from 1 by 1, 3 numbers: 1 2 3", "Count from 2 by 1, 3 numbers: 2 3 4 5"]
+        with torch.no_grad():
+            logits = reloaded(**tokenizer(texts, padding=True, return_tensors="pt")).logits[:, 0]
+        torch.testing.assert_close(logits, trainer.discriminator.logits(texts))
+        assert "expert-is-high" in (directory / "README.md").read_text()
+        card = (tmp_path / "README.md").read_text()
+        assert "1606.03476" in card and "2403.12017" in card and "GAIL" in card
+
+    def test_resume_continues_like_an_uninterrupted_run(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        common = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2, "disc_replay_buffer_size": 16}
+        uninterrupted = GAILTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "full", **common), train_dataset=prompt_completion_dataset
+        )
+        uninterrupted.train()
+
+        interrupted_dir = tmp_path / "interrupted"
+        first_half = GAILTrainer(
+            model=tiny_model_path, args=_config(interrupted_dir, **common), train_dataset=prompt_completion_dataset
+        )
+        first_half.train()  # also writes checkpoint-2, which we resume from
+        checkpoint = interrupted_dir / "checkpoint-2"
+        assert (checkpoint / "discriminator" / "model.safetensors").is_file()
+        assert (checkpoint / "discriminator" / "discriminator_state.pt").is_file()
+        resumed = GAILTrainer(
+            model=tiny_model_path, args=_config(interrupted_dir, **common), train_dataset=prompt_completion_dataset
+        )
+        resumed.train(resume_from_checkpoint=str(checkpoint))
+
+        for (name, a), b in zip(
+            uninterrupted.discriminator.model.named_parameters(), resumed.discriminator.model.parameters(), strict=True
+        ):
+            torch.testing.assert_close(a, b, msg=f"discriminator {name}")
+        for (name, a), b in zip(uninterrupted.model.named_parameters(), resumed.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b, msg=f"policy {name}")
+        assert resumed.discriminator.replay_buffer == uninterrupted.discriminator.replay_buffer
+        reward_state = json.loads((checkpoint / "discriminator" / "discriminator_reward_state.json").read_text())
+        assert reward_state == {"num_generations_seen": 2}
+
+    def test_resume_from_a_checkpoint_without_discriminator_fails(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        (tmp_path / "checkpoint-1").mkdir()
+        trainer = GAILTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+        with pytest.raises(FileNotFoundError, match="discriminator"):
+            trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+
+
+def test_gail_lowers_the_reverse_kl_to_a_known_expert_from_an_sft_start(tmp_path):
+    # Measured: 2.19 after SFT, 1.45 after 100 GAIL steps (about 5 s on 2 CPU cores). With a policy learning rate
+    # of 2e-3 instead of 1e-3 the policy collapsed onto invalid responses after ~50 steps: adversarial training
+    # needs a gentler policy than SFT does.
+    from trl_irl.tiny_models import save_tiny_checkpoint
+
+    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
+    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
+    sft = SFTTrainer(
+        model=str(base),
+        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
+        train_dataset=toy_colors.demonstrations(64),
+    )
+    sft.train()
+    sft.save_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(sft.model, tokenizer)
+
+    gail = GAILTrainer(
+        model=str(tmp_path / "sft"),
+        args=_config(
+            tmp_path / "gail",
+            max_steps=100,
+            per_device_train_batch_size=16,
+            num_generations=8,
+            max_completion_length=6,
+            logging_steps=10,
+        ),
+        train_dataset=toy_colors.demonstrations(64, seed=1),
+    )
+    gail.train()
+    kl_after_gail = toy_colors.reverse_kl_to_expert(gail.model, tokenizer)
+    assert kl_after_gail < 0.8 * kl_after_sft, (kl_after_sft, kl_after_gail)

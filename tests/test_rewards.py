@@ -1,0 +1,82 @@
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from trl_irl import Discriminator, DiscriminatorReward, policy_reward
+
+
+PROMPTS = ["Count from 1 by 1, 3 numbers:", "Count from 5 by 2, 3 numbers:"]
+COMPLETIONS = [" 1 3 2", " 5 9 7"]
+DEMONSTRATIONS = [" 1 2 3", " 5 7 9"]
+
+
+def _render(prompts, responses):
+    return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
+
+
+@pytest.fixture
+def discriminator(tiny_model_path):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    return Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path), learning_rate=1e-2)
+
+
+def _parameters(discriminator):
+    return [param.detach().clone() for param in discriminator.model.parameters()]
+
+
+class TestDiscriminatorReward:
+    @pytest.mark.parametrize("divergence", ["js", "reverse_kl", "forward_kl", "alpha"])
+    def test_scores_before_the_update_by_default(self, discriminator, divergence):
+        reward = DiscriminatorReward(discriminator, _render, divergence=divergence)
+        logits_before = discriminator.logits(_render(PROMPTS, COMPLETIONS))
+        before = _parameters(discriminator)
+        rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
+        torch.testing.assert_close(torch.tensor(rewards), policy_reward(logits_before, divergence))
+        assert any(not torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
+
+    def test_scores_after_the_update_when_asked(self, discriminator):
+        reward = DiscriminatorReward(discriminator, _render, divergence="reverse_kl", scoring="after_update")
+        rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
+        torch.testing.assert_close(torch.tensor(rewards), discriminator.logits(_render(PROMPTS, COMPLETIONS)))
+
+    def test_updates_per_generation(self, discriminator, monkeypatch):
+        calls = []
+        update = discriminator.update
+        monkeypatch.setattr(discriminator, "update", lambda e, p: calls.append((e, p)) or update(e, p))
+        DiscriminatorReward(discriminator, _render, updates_per_generation=3)(
+            PROMPTS * 2, COMPLETIONS * 2, demonstration=DEMONSTRATIONS * 2
+        )
+        assert len(calls) == 3
+        # Repeated prompts (one per generation) give each demonstration once
+        assert calls[0][0] == _render(PROMPTS, DEMONSTRATIONS)
+
+    def test_reward_clip(self, discriminator):
+        reward = DiscriminatorReward(discriminator, _render, divergence="reverse_kl", reward_clip=1e-4)
+        rewards = torch.tensor(reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS))
+        assert rewards.abs().max() <= 1e-4
+
+    def test_warmup_generations_give_zero_rewards(self, discriminator):
+        reward = DiscriminatorReward(discriminator, _render, warmup_generations=2)
+        for _ in range(2):
+            assert reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS) == [0.0, 0.0]
+        assert all(r != 0.0 for r in reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS))
+
+    def test_does_not_learn_outside_training(self, discriminator):
+        reward = DiscriminatorReward(discriminator, _render, is_training=lambda: False, warmup_generations=5)
+        before = _parameters(discriminator)
+        rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
+        assert all(torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
+        assert rewards != [0.0, 0.0]  # warm-up counts training generations only
+        assert reward.num_generations_seen == 0
+
+    def test_logs_discriminator_statistics(self, discriminator):
+        logged = {}
+        DiscriminatorReward(discriminator, _render)(
+            PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__
+        )
+        assert {"disc/loss", "disc/acc", "disc/acc_expert", "disc/acc_policy", "disc/entropy"} <= set(logged)
+
+    def test_needs_the_demonstration_column(self, discriminator):
+        with pytest.raises(KeyError, match="demonstration"):
+            DiscriminatorReward(discriminator, _render)(PROMPTS, COMPLETIONS, solution=DEMONSTRATIONS)

@@ -1,0 +1,259 @@
+r"""The discriminator of adversarial imitation: a sequence classifier that tells demonstrations from policy samples.
+
+It owns its model (any `AutoModelForSequenceClassification` with one label, encoder or decoder), its tokenizer (which
+may differ from the policy's), its optimizer and its update step, and knows nothing of trainers: it is given texts
+and returns logits and statistics.
+
+Sign convention, kept in every name: expert samples are labelled 1 (`labels_expert_is_one`) and the logit is
+*expert-is-high*, `logit = log D - log(1 - D)` with `D = P(expert | text)`. The loss is the class-balanced binary
+cross-entropy of Eq. 18 / 20 of arXiv 2403.12017,
+
+    loss = -1/2 E_expert[log D] - 1/2 E_policy[log(1 - D)]
+
+so that the expert and policy batches weigh the same whatever their sizes.
+
+Stabilisers, all off by default:
+- `label_smoothing` `eps`: targets `1 - eps/2` for the expert and `eps/2` for the policy.
+- `gradient_penalty` `lambda`: adds `lambda * E_expert[||d logit / d embeddings||^2]`, the zero-centred R1 penalty
+  (Mescheder et al. 2018) taken at the input embeddings, since text itself cannot be differentiated.
+- `replay_buffer_size` `K`: past policy samples (up to `K`) are kept; each update adds as many of them, drawn at
+  random, to the fresh ones, so the discriminator does not forget what the policy used to do.
+"""
+
+import random
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+STATE_FILE = "discriminator_state.pt"
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class Discriminator:
+    """
+    Sequence classifier trained to output a high logit on demonstrations and a low one on policy samples.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): a sequence classifier with `num_labels=1` (a PEFT model is
+            accepted; only its trainable parameters are optimised).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the model's tokenizer; must have a padding token.
+        learning_rate (`float`, *optional*, defaults to `1e-5`): AdamW learning rate.
+        max_length (`int`, *optional*): texts longer than this many tokens keep their *last* `max_length` tokens,
+            so the response is always seen and the start of a long prompt is dropped. Defaults to the model's
+            `max_position_embeddings` when it has one.
+        label_smoothing (`float`, *optional*, defaults to `0.0`): see the module docstring.
+        gradient_penalty (`float`, *optional*, defaults to `0.0`): see the module docstring.
+        replay_buffer_size (`int`, *optional*, defaults to `0`): see the module docstring.
+        seed (`int`, *optional*, defaults to `0`): seeds the replay buffer's draws.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        learning_rate: float = 1e-5,
+        max_length: int | None = None,
+        label_smoothing: float = 0.0,
+        gradient_penalty: float = 0.0,
+        replay_buffer_size: int = 0,
+        seed: int = 0,
+    ):
+        if model.config.num_labels != 1:
+            raise ValueError(
+                f"The discriminator must output one logit (`num_labels=1`), but its config has "
+                f"`num_labels={model.config.num_labels}`. Load it with "
+                "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
+            )
+        if tokenizer.pad_token_id is None:
+            raise ValueError(
+                f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
+                "padding token, which batches of texts of different lengths need. Set one, for example "
+                "`tokenizer.pad_token = tokenizer.eos_token`, and pass the tokenizer as "
+                "`discriminator_processing_class`."
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+        if gradient_penalty > 0:
+            # The penalty differentiates through the gradient (double backward), which the fused SDPA and flash
+            # attention kernels do not implement
+            model.set_attn_implementation("eager")
+        self.model = model
+        self.tokenizer = tokenizer
+        # A decoder classifier scores the last non-padding token, which it finds through the config's pad token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if max_length is None:
+            max_length = getattr(model.config, "max_position_embeddings", None)
+        self.max_length = max_length
+        self.label_smoothing = label_smoothing
+        self.gradient_penalty = gradient_penalty
+        self.replay_buffer_size = replay_buffer_size
+        self.replay_buffer: list[str] = []
+        self._rng = random.Random(seed)
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> "Discriminator":
+        self.model.to(device)
+        return self
+
+    def synchronize(self) -> None:
+        """Make every process's replica equal to process 0's (heads initialised after a per-rank seed differ)."""
+        if _world_size() > 1:
+            for param in self.model.parameters():
+                dist.broadcast(param.data, src=0)
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        previous_side = self.tokenizer.truncation_side
+        self.tokenizer.truncation_side = "left"  # keep the end: the response
+        try:
+            batch = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=self.max_length is not None,
+                max_length=self.max_length,
+                return_tensors="pt",
+                add_special_tokens=True,
+            )
+        finally:
+            self.tokenizer.truncation_side = previous_side
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _forward(self, texts: list[str], capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits `(N,)` and, if asked, the input embeddings they can be differentiated against."""
+        batch = self._tokenize(texts)
+        if not capture_embeddings:
+            return self.model(**batch).logits[:, 0], None  # (N,)
+        # Captured from the embedding layer rather than passed as `inputs_embeds`: classifiers pool at a position
+        # they find from `input_ids` (the last non-padding token of a decoder, the first token of an encoder)
+        captured = []
+
+        def capture(module, args, output):
+            if not output.requires_grad:  # frozen embeddings (PEFT)
+                output = output.detach().requires_grad_(True)
+            captured.append(output)
+            return output
+
+        handle = self.model.get_input_embeddings().register_forward_hook(capture)
+        try:
+            logits = self.model(**batch).logits[:, 0]  # (N,)
+        finally:
+            handle.remove()
+        return logits, captured[0]  # (N,), (N, T, hidden)
+
+    @torch.no_grad()
+    def logits(self, texts: list[str]) -> torch.Tensor:
+        """Expert-is-high logits of `texts`, shape `(len(texts),)`, float32, without gradient."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self._forward(texts)[0].float()
+        finally:
+            self.model.train(was_training)
+
+    def update(self, expert_texts: list[str], policy_texts: list[str]) -> dict[str, float]:
+        """
+        One optimizer step on demonstrations (label 1) against policy samples (label 0).
+
+        With several processes, each process passes its own samples; gradients and statistics are averaged across
+        processes, so the replicas stay identical.
+
+        Returns:
+            `dict[str, float]`: statistics of this update's batch, computed before the step: `loss`, `acc`,
+            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy` (and `gradient_penalty` when on).
+        """
+        if not expert_texts or not policy_texts:
+            raise ValueError(
+                f"A discriminator update needs both classes, got {len(expert_texts)} demonstrations and "
+                f"{len(policy_texts)} policy samples."
+            )
+        replayed = self._rng.sample(self.replay_buffer, min(len(policy_texts), len(self.replay_buffer)))
+        self.model.train()
+        needs_input_gradient = self.gradient_penalty > 0
+        logits_expert, expert_embeddings = self._forward(expert_texts, capture_embeddings=needs_input_gradient)
+        logits_policy, _ = self._forward(policy_texts + replayed)
+        logits_expert, logits_policy = logits_expert.float(), logits_policy.float()
+
+        # Labels: expert is one (smoothed towards 1/2 by `label_smoothing`)
+        expert_target = 1.0 - self.label_smoothing / 2
+        policy_target = self.label_smoothing / 2
+        loss = 0.5 * (
+            F.binary_cross_entropy_with_logits(logits_expert, torch.full_like(logits_expert, expert_target))
+            + F.binary_cross_entropy_with_logits(logits_policy, torch.full_like(logits_policy, policy_target))
+        )
+        stats = {}
+        if needs_input_gradient:
+            (gradients,) = torch.autograd.grad(logits_expert.sum(), expert_embeddings, create_graph=True)
+            penalty = gradients.pow(2).sum(dim=(1, 2)).mean()
+            loss = loss + self.gradient_penalty * penalty
+            stats["gradient_penalty"] = penalty.detach()
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        world_size = _world_size()
+        if world_size > 1:
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                    param.grad /= world_size
+        self.optimizer.step()
+
+        if self.replay_buffer_size > 0:
+            self.replay_buffer = (self.replay_buffer + policy_texts)[-self.replay_buffer_size :]
+
+        with torch.no_grad():
+            probs = torch.cat([logits_expert, logits_policy]).sigmoid()
+            acc_expert = (logits_expert > 0).float().mean()
+            acc_policy = (logits_policy < 0).float().mean()
+            stats.update(
+                loss=loss.detach(),
+                acc=(acc_expert + acc_policy) / 2,
+                acc_expert=acc_expert,
+                acc_policy=acc_policy,
+                entropy=F.binary_cross_entropy(probs, probs).mean(),  # mean binary entropy of D
+                logit_expert=logits_expert.mean(),
+                logit_policy=logits_policy.mean(),
+            )
+            values = torch.stack(list(stats.values())).to(self.device)
+            if world_size > 1:
+                dist.all_reduce(values, op=dist.ReduceOp.SUM)
+                values /= world_size
+        return dict(zip(stats, values.tolist(), strict=True))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The model (safetensors and config) and tokenizer, loadable with `from_pretrained(directory)`."""
+        self.model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+    def save_state(self, directory: str | Path) -> None:
+        """What resuming needs beyond the weights: the optimizer, the replay buffer and its random state."""
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "replay_buffer": self.replay_buffer,
+            "rng_state": self._rng.getstate(),
+        }
+        torch.save(state, Path(directory) / STATE_FILE)
+
+    def load(self, directory: str | Path) -> None:
+        """Restore weights and training state written by `save_pretrained` and `save_state` to `directory`."""
+        from peft import PeftModel, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if isinstance(self.model, PeftModel):
+            set_peft_model_state_dict(self.model, load_file(directory / "adapter_model.safetensors"))
+        else:
+            self.model.load_state_dict(load_file(directory / "model.safetensors", device=str(self.device)))
+        state = torch.load(directory / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.replay_buffer = state["replay_buffer"]
+        self._rng.setstate(state["rng_state"])

@@ -1,0 +1,101 @@
+"""The reward function that plugs a discriminator into GRPO's `reward_funcs`.
+
+GRPO calls a reward function once per generation batch, on every process, with that process's prompts and
+completions and every other dataset column as a keyword argument. `DiscriminatorReward` uses the `demonstration`
+column (the expert's response to the same prompt) to update the discriminator against the fresh completions, then
+turns the discriminator's logits on the completions into rewards. It is a callable object, not an `nn.Module`,
+because GRPO runs module rewards under `torch.inference_mode()`, where the discriminator could not train.
+"""
+
+from collections.abc import Callable
+
+import torch
+
+from .discriminator import Discriminator
+from .divergences import policy_reward
+
+
+DEMONSTRATION_COLUMN = "demonstration"
+SCORINGS = ("before_update", "after_update")
+
+
+class DiscriminatorReward:
+    """
+    Reward function for GRPO: trains the discriminator on each generation batch and rewards expert-like completions.
+
+    Args:
+        discriminator ([`Discriminator`]): updated and queried here.
+        render (`Callable[[list, list], list[str]]`): turns (prompts, responses), as GRPO passes them (strings or
+            chat messages), into the discriminator's input texts.
+        divergence (`str`, *optional*, defaults to `"js"`): see [`~trl_irl.divergences.policy_reward`].
+        alpha (`float`, *optional*, defaults to `0.5`): parameter of the `"alpha"` divergence.
+        updates_per_generation (`int`, *optional*, defaults to `1`): discriminator steps per generation batch.
+        scoring (`str`, *optional*, defaults to `"before_update"`): score the completions with the discriminator as
+            it was before this batch's updates (an out-of-sample score) or after them.
+        reward_clip (`float`, *optional*): clip rewards to `[-reward_clip, reward_clip]`.
+        warmup_generations (`int`, *optional*, defaults to `0`): generation batches during which only the
+            discriminator learns (every reward is 0, so GRPO's advantages vanish).
+        is_training (`Callable[[], bool]`, *optional*): tells whether the trainer is training; during evaluation the
+            discriminator scores but does not learn.
+    """
+
+    # GRPO names a reward function by its `__name__`: metrics read `rewards/discriminator/mean`
+    __name__ = "discriminator"
+
+    def __init__(
+        self,
+        discriminator: Discriminator,
+        render: Callable[[list, list], list[str]],
+        divergence: str = "js",
+        alpha: float = 0.5,
+        updates_per_generation: int = 1,
+        scoring: str = "before_update",
+        reward_clip: float | None = None,
+        warmup_generations: int = 0,
+        is_training: Callable[[], bool] = lambda: True,
+    ):
+        if scoring not in SCORINGS:
+            raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
+        self.discriminator = discriminator
+        self.render = render
+        self.divergence = divergence
+        self.alpha = alpha
+        self.updates_per_generation = updates_per_generation
+        self.scoring = scoring
+        self.reward_clip = reward_clip
+        self.warmup_generations = warmup_generations
+        self.is_training = is_training
+        self.num_generations_seen = 0
+
+    def __call__(self, prompts: list, completions: list, log_metric=None, **kwargs) -> list[float]:
+        if DEMONSTRATION_COLUMN not in kwargs:
+            raise KeyError(
+                f"The discriminator reward needs the expert's responses in a dataset column named "
+                f"{DEMONSTRATION_COLUMN!r}; the columns passed were {sorted(kwargs)}."
+            )
+        policy_texts = self.render(prompts, completions)
+        # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
+        expert_texts = list(dict.fromkeys(self.render(prompts, kwargs[DEMONSTRATION_COLUMN])))
+
+        training = self.is_training()
+        if self.scoring == "before_update" or not training:
+            logits = self.discriminator.logits(policy_texts)
+        if training:
+            for _ in range(self.updates_per_generation):
+                stats = self.discriminator.update(expert_texts, policy_texts)
+            if self.scoring == "after_update":
+                logits = self.discriminator.logits(policy_texts)
+
+        rewards = policy_reward(logits, self.divergence, self.alpha)
+        if self.reward_clip is not None:
+            rewards = rewards.clamp(-self.reward_clip, self.reward_clip)
+        if training:
+            if self.num_generations_seen < self.warmup_generations:
+                rewards = torch.zeros_like(rewards)
+            self.num_generations_seen += 1
+        if log_metric is not None:
+            if training and self.updates_per_generation > 0:
+                for name, value in stats.items():
+                    log_metric(f"disc/{name}", value)
+            log_metric("disc/logit_scored", logits.mean().item())
+        return rewards.tolist()

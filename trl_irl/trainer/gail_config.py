@@ -1,0 +1,134 @@
+from dataclasses import dataclass, field
+from typing import Any
+
+from trl import GRPOConfig
+
+from ..divergences import DIVERGENCES
+from ..rewards import SCORINGS
+
+
+@dataclass
+class GAILConfig(GRPOConfig):
+    r"""
+    Configuration class for the [`GAILTrainer`].
+
+    Every parameter of [`~trl.GRPOConfig`] is accepted and keeps its meaning (generation, `num_generations`, `beta`,
+    reward scaling, logging, ...). This class adds the parameters of the discriminator and of the reward it hands out.
+
+    Parameters:
+        > Parameters that control the reward
+
+        divergence (`str`, *optional*, defaults to `"js"`):
+            Which f-divergence between the expert's and the policy's response distributions the policy minimises, and
+            so how a discriminator logit `l` (expert is high) becomes a reward: `"js"` (GAIL, `softplus(l)`),
+            `"reverse_kl"` (`l`), `"forward_kl"` (`exp(l)`) or `"alpha"`. See `docs/divergences.md`.
+        divergence_alpha (`float`, *optional*, defaults to `0.5`):
+            Parameter of the `"alpha"` divergence (not 1).
+        reward_clip (`float`, *optional*):
+            If set, rewards are clipped to `[-reward_clip, reward_clip]`.
+
+        > Parameters that control the discriminator
+
+        discriminator_init_kwargs (`dict[str, Any]`, *optional*):
+            Keyword arguments for `AutoModelForSequenceClassification.from_pretrained`, used when the discriminator is
+            given as a model id or path (or defaults to the policy's checkpoint).
+        disc_learning_rate (`float`, *optional*, defaults to `1e-5`):
+            AdamW learning rate of the discriminator.
+        disc_updates_per_generation (`int`, *optional*, defaults to `1`):
+            Discriminator optimizer steps on each generation batch (demonstrations against the fresh completions).
+        disc_scoring (`str`, *optional*, defaults to `"before_update"`):
+            Whether completions are scored by the discriminator as it was before this batch's updates
+            (`"before_update"`: an out-of-sample score) or after them (`"after_update"`).
+        disc_max_length (`int`, *optional*):
+            Discriminator inputs longer than this many tokens keep their last `disc_max_length` tokens (the response
+            end is always seen; the start of a long prompt is dropped). Defaults to the discriminator's
+            `max_position_embeddings`.
+        disc_label_smoothing (`float`, *optional*, defaults to `0.0`):
+            Discriminator targets become `1 - eps/2` (expert) and `eps/2` (policy).
+        disc_gradient_penalty (`float`, *optional*, defaults to `0.0`):
+            Weight of the zero-centred gradient penalty (R1) on the discriminator's input embeddings of
+            demonstrations.
+        disc_replay_buffer_size (`int`, *optional*, defaults to `0`):
+            Number of past policy completions kept and mixed into each update (as many as the fresh ones).
+        disc_warmup_generations (`int`, *optional*, defaults to `0`):
+            Generation batches during which only the discriminator learns: every reward is 0, so the policy does not
+            move (apart from the KL term when `beta > 0`).
+    """
+
+    divergence: str = field(
+        default="js",
+        metadata={
+            "help": "f-divergence the policy minimises, i.e. how a discriminator logit l becomes a reward: 'js' "
+            "(GAIL, softplus(l)), 'reverse_kl' (l), 'forward_kl' (exp(l)) or 'alpha'.",
+            "choices": list(DIVERGENCES),
+        },
+    )
+    divergence_alpha: float = field(default=0.5, metadata={"help": "Parameter of the 'alpha' divergence (not 1)."})
+    reward_clip: float | None = field(
+        default=None, metadata={"help": "If set, rewards are clipped to [-reward_clip, reward_clip]."}
+    )
+    discriminator_init_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Keyword arguments for `AutoModelForSequenceClassification.from_pretrained` when the "
+            "discriminator is given as a model id or path."
+        },
+    )
+    disc_learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate of the discriminator."})
+    disc_updates_per_generation: int = field(
+        default=1, metadata={"help": "Discriminator optimizer steps on each generation batch."}
+    )
+    disc_scoring: str = field(
+        default="before_update",
+        metadata={
+            "help": "Score completions with the discriminator as it was before this batch's updates "
+            "('before_update') or after them ('after_update').",
+            "choices": list(SCORINGS),
+        },
+    )
+    disc_max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Discriminator inputs longer than this keep their last tokens. Defaults to the discriminator's "
+            "`max_position_embeddings`."
+        },
+    )
+    disc_label_smoothing: float = field(
+        default=0.0, metadata={"help": "Discriminator targets become 1 - eps/2 (expert) and eps/2 (policy)."}
+    )
+    disc_gradient_penalty: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the R1 gradient penalty on the input embeddings of demonstrations."},
+    )
+    disc_replay_buffer_size: int = field(
+        default=0, metadata={"help": "Past policy completions kept and mixed into each discriminator update."}
+    )
+    disc_warmup_generations: int = field(
+        default=0,
+        metadata={"help": "Generation batches during which only the discriminator learns (rewards are 0)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
+        if self.divergence == "alpha" and self.divergence_alpha == 1.0:
+            raise ValueError("`divergence_alpha=1` is the limit `divergence='reverse_kl'`; use that instead.")
+        if self.reward_clip is not None and self.reward_clip <= 0:
+            raise ValueError(f"`reward_clip` must be positive, got {self.reward_clip}.")
+        if self.disc_scoring not in SCORINGS:
+            raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
+        if self.disc_updates_per_generation < 0:
+            raise ValueError(f"`disc_updates_per_generation` must be >= 0, got {self.disc_updates_per_generation}.")
+        if not 0.0 <= self.disc_label_smoothing < 1.0:
+            raise ValueError(f"`disc_label_smoothing` must be in [0, 1), got {self.disc_label_smoothing}.")
+        for name in (
+            "disc_learning_rate",
+            "disc_gradient_penalty",
+            "disc_replay_buffer_size",
+            "disc_warmup_generations",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.disc_max_length is not None and self.disc_max_length <= 0:
+            raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")

@@ -1,0 +1,326 @@
+import dataclasses
+import json
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, IterableDataset
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id
+
+from ..discriminator import Discriminator
+from ..rewards import DEMONSTRATION_COLUMN, DiscriminatorReward
+from .gail_config import GAILConfig
+
+
+DISCRIMINATOR_DIR = "discriminator"
+_REWARD_STATE_FILE = "discriminator_reward_state.json"
+
+
+def prepare_demonstrations(
+    dataset: Dataset | IterableDataset, name: str = "train_dataset"
+) -> Dataset | IterableDataset:
+    """
+    Turn an SFT dataset into GRPO's prompts plus a `demonstration` column holding the expert's response.
+
+    Prompt-completion rows (standard or conversational) keep their `prompt`; `completion` becomes `demonstration`,
+    since GRPO withholds a column named `completion` from reward functions. Conversational `messages` rows are split
+    at their last assistant turn: what precedes it is the prompt, the turn itself the demonstration.
+
+    Raises:
+        `ValueError`: naming `name` and the offending column or row, for datasets without demonstrations, rows with
+        an empty demonstration, or `messages` without an assistant turn.
+    """
+    columns = dataset.column_names or []
+    if isinstance(dataset, Dataset) and len(dataset) == 0:
+        raise ValueError(f"`{name}` is empty: adversarial imitation needs demonstrations.")
+    if DEMONSTRATION_COLUMN in columns and "prompt" in columns:
+        converted = dataset
+    elif "prompt" in columns and "completion" in columns:
+        converted = dataset.rename_column("completion", DEMONSTRATION_COLUMN)
+    elif "messages" in columns:
+
+        def split_last_assistant_turn(example, index):
+            messages = example["messages"]
+            assistant_turns = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
+            if not assistant_turns:
+                raise ValueError(f"Row {index} of `{name}` has no assistant turn in its `messages`.")
+            last = assistant_turns[-1]
+            return {"prompt": messages[:last], DEMONSTRATION_COLUMN: [messages[last]]}
+
+        converted = dataset.map(split_last_assistant_turn, with_indices=True, remove_columns=["messages"])
+    else:
+        raise ValueError(
+            f"`{name}` has columns {columns}, but adversarial imitation needs prompts and the expert's responses: "
+            "either `prompt` and `completion` (standard or conversational) or `messages`. A language-modelling "
+            "dataset (`text` only) has no prompts to generate from."
+        )
+
+    if isinstance(converted, Dataset):
+        for index, demonstration in enumerate(converted[DEMONSTRATION_COLUMN]):
+            text = demonstration if isinstance(demonstration, str) else "".join(m["content"] for m in demonstration)
+            if not text.strip():
+                raise ValueError(f"Row {index} of `{name}` has an empty demonstration.")
+    return converted
+
+
+def discriminator_model_card(base_model: str | None, trainer_name: str, divergence: str) -> str:
+    return textwrap.dedent(f"""\
+        ---
+        library_name: transformers
+        tags: [trl-irl, {trainer_name.lower()}, discriminator, reward-model]
+        ---
+
+        # Discriminator trained with trl-irl's {trainer_name}Trainer
+
+        A sequence classifier (`num_labels=1`) trained to tell expert demonstrations from a policy's own responses.
+        Its logit is **expert-is-high**: `logit = log D - log(1 - D)`, with `D` the probability that a text is a
+        demonstration. The policy was rewarded with the `{divergence}` reward of this logit.
+
+        Base model: {base_model or "unknown"}.
+
+        ```python
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model = AutoModelForSequenceClassification.from_pretrained("path/to/discriminator")
+        tokenizer = AutoTokenizer.from_pretrained("path/to/discriminator")
+        logit = model(**tokenizer("prompt and response", return_tensors="pt")).logits[0, 0]
+        ```
+
+        Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following GAIL (Ho and Ermon, 2016,
+        arXiv 1606.03476) and Supervised Fine-Tuning as Inverse Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
+        """)
+
+
+class _DiscriminatorCheckpointCallback(TrainerCallback):
+    """Writes the discriminator's optimizer, replay buffer and reward schedule next to each checkpoint's weights."""
+
+    def __init__(self, trainer: "GAILTrainer"):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.should_save:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            self.trainer._save_discriminator_state(checkpoint / DISCRIMINATOR_DIR)
+
+
+class GAILTrainer(GRPOTrainer):
+    r"""
+    Generative adversarial imitation of demonstrations, on top of [`~trl.GRPOTrainer`].
+
+    A discriminator (a sequence classifier) learns to tell the expert's responses from the policy's; its logit `l`
+    (expert is high) becomes the policy's reward through the chosen divergence (`softplus(l)` for GAIL's
+    Jensen-Shannon), and GRPO maximises it. Alternating the two makes the policy's responses indistinguishable from
+    the demonstrations: a mode-seeking match of the expert's response distribution that needs no preference data.
+
+    Everything else is GRPO's: generation (including vLLM), the group baseline, the reference model and `beta`,
+    PEFT, logging. The discriminator reaches GRPO as a reward function (see `trl_irl/rewards.py`), which is updated
+    on each generation batch before (or after, `disc_scoring`) it scores the batch.
+
+    Args:
+        model (`str` or [`~transformers.PreTrainedModel`]): the policy, as for `GRPOTrainer`. Start it from an SFT
+            checkpoint: adversarial training refines a policy, it does not teach the task from scratch.
+        discriminator (`str` or [`~transformers.PreTrainedModel`], *optional*): a model id or path (loaded with
+            `AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`) or a sequence classifier with one
+            label. Defaults to a classification head on the policy's own checkpoint.
+        args ([`GAILConfig`], *optional*): a `GRPOConfig` is accepted and gets the default discriminator settings.
+        train_dataset, eval_dataset: SFT datasets: prompt-completion (standard or conversational) or `messages`, whose
+            last assistant turn is the demonstration.
+        processing_class: the policy's tokenizer, as for `GRPOTrainer`.
+        discriminator_processing_class ([`~transformers.PreTrainedTokenizerBase`], *optional*): the discriminator's
+            tokenizer (it may differ from the policy's); loaded from the discriminator's checkpoint if not given.
+        callbacks, optimizers, peft_config: as for `GRPOTrainer` (they concern the policy).
+        discriminator_peft_config ([`~peft.PeftConfig`], *optional*): wraps the discriminator with PEFT (use
+            `task_type="SEQ_CLS"`, so that its classification head is trained too).
+    """
+
+    _tag_names = ["trl", "grpo", "trl-irl", "gail"]
+    _name = "GAIL"
+    _paper = {
+        "title": "Generative Adversarial Imitation Learning",
+        "id": "1606.03476",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @inproceedings{ho2016generative,
+                title        = {{Generative Adversarial Imitation Learning}},
+                author       = {Jonathan Ho and Stefano Ermon},
+                year         = 2016,
+                booktitle    = {Advances in Neural Information Processing Systems 29},
+                eprint       = {arXiv:1606.03476},
+            }
+
+            @article{sun2024supervised,
+                title        = {{Supervised Fine-Tuning as Inverse Reinforcement Learning}},
+                author       = {Hao Sun},
+                year         = 2024,
+                eprint       = {arXiv:2403.12017},
+            }"""),
+    }
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        discriminator: str | PreTrainedModel | None = None,
+        args: GAILConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset=None,
+        processing_class: PreTrainedTokenizerBase | None = None,
+        discriminator_processing_class: PreTrainedTokenizerBase | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers=(None, None),
+        peft_config=None,
+        discriminator_peft_config=None,
+    ):
+        policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
+        if args is None:
+            args = GAILConfig(f"{policy_id.split('/')[-1]}-{self._name}")
+        elif not isinstance(args, GAILConfig):
+            # A `GRPOConfig` from an existing script: keep every value, add the default discriminator settings.
+            # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
+            values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
+            args = GAILConfig(**{**values, "generation_batch_size": None})
+
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required: it holds the demonstrations.")
+        train_dataset = prepare_demonstrations(train_dataset, "train_dataset")
+        if isinstance(eval_dataset, dict | DatasetDict):
+            eval_dataset = {
+                key: prepare_demonstrations(ds, f"eval_dataset[{key!r}]") for key, ds in eval_dataset.items()
+            }
+        elif eval_dataset is not None:
+            eval_dataset = prepare_demonstrations(eval_dataset, "eval_dataset")
+
+        # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
+        set_seed(args.seed)
+        self.discriminator = self._build_discriminator(
+            discriminator or policy_id, discriminator_processing_class, discriminator_peft_config, args
+        )
+        self.discriminator_reward = DiscriminatorReward(
+            self.discriminator,
+            render=self._render_for_discriminator,
+            divergence=args.divergence,
+            alpha=args.divergence_alpha,
+            updates_per_generation=args.disc_updates_per_generation,
+            scoring=args.disc_scoring,
+            reward_clip=args.reward_clip,
+            warmup_generations=args.disc_warmup_generations,
+            is_training=lambda: self.model.training,
+        )
+
+        super().__init__(
+            model=model,
+            reward_funcs=[self.discriminator_reward],
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            peft_config=peft_config,
+        )
+
+        self.discriminator.to(self.accelerator.device)
+        # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
+        self.discriminator.synchronize()
+        self.add_callback(_DiscriminatorCheckpointCallback(self))
+
+    @staticmethod
+    def _build_discriminator(
+        discriminator: str | PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase | None,
+        peft_config,
+        args: GAILConfig,
+    ) -> Discriminator:
+        if isinstance(discriminator, str):
+            init_kwargs = dict(args.discriminator_init_kwargs or {})
+            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(discriminator, num_labels=1, **init_kwargs)
+        else:
+            model = discriminator
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(get_config_model_id(model.config))
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        return Discriminator(
+            model,
+            tokenizer,
+            learning_rate=args.disc_learning_rate,
+            max_length=args.disc_max_length,
+            label_smoothing=args.disc_label_smoothing,
+            gradient_penalty=args.disc_gradient_penalty,
+            replay_buffer_size=args.disc_replay_buffer_size,
+            seed=args.seed,
+        )
+
+    def _render_for_discriminator(self, prompts: list, responses: list) -> list[str]:
+        """Prompt plus response as one text, as the discriminator reads it (demonstrations and samples alike)."""
+        if isinstance(prompts[0], str):
+            return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
+        # Conversations are rendered with the discriminator's chat template if it has one, else with the policy's
+        renderer = self.discriminator.tokenizer
+        if renderer.chat_template is None:
+            renderer = self.processing_class
+        return [
+            renderer.apply_chat_template(prompt + response, tokenize=False, **self.chat_template_kwargs)
+            for prompt, response in zip(prompts, responses, strict=True)
+        ]
+
+    def save_discriminator(self, output_dir: str | os.PathLike) -> None:
+        """Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers."""
+        self.discriminator.save_pretrained(output_dir)
+        base_model = get_config_model_id(self.discriminator.model.config)
+        card = discriminator_model_card(
+            None if os.path.isdir(base_model or "") else base_model, self._name, self.args.divergence
+        )
+        Path(output_dir, "README.md").write_text(card)
+
+    def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+        """Push the discriminator, with its model card, to its own Hub repository. Returns the commit URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token or self.args.hub_token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_discriminator(tmp)
+            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload discriminator")
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            self.save_discriminator(Path(output_dir or self.args.output_dir) / DISCRIMINATOR_DIR)
+
+    def _save_discriminator_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.discriminator.save_state(directory)
+        reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
+        (directory / _REWARD_STATE_FILE).write_text(json.dumps(reward_state))
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
+            checkpoint = (
+                get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+            )
+            if checkpoint is None:
+                raise ValueError(f"No checkpoint found in `output_dir` ({self.args.output_dir}) to resume from.")
+            directory = Path(checkpoint) / DISCRIMINATOR_DIR
+            if not (directory / _REWARD_STATE_FILE).is_file():
+                raise FileNotFoundError(
+                    f"The checkpoint {checkpoint} has no discriminator state ({directory / _REWARD_STATE_FILE}); "
+                    f"it was not written by {type(self).__name__}."
+                )
+            self.discriminator.load(directory)
+            state = json.loads((directory / _REWARD_STATE_FILE).read_text())
+            self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
