@@ -39,3 +39,31 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
         assert not torch.equal(param, initial[name]), f"{name} did not train"
         assert torch.equal(rank0["parameters"][name], rank1["parameters"][name]), f"{name} differs across processes"
         torch.testing.assert_close(rank0["parameters"][name], param, rtol=1e-4, atol=1e-6)
+
+
+def test_gail_replicas_stay_identical_across_two_processes(tmp_path, tiny_model_path, prompt_completion_dataset):
+    # Each process generates for its own prompts and updates its own discriminator replica: the heads start from
+    # process 0's and the gradients are averaged, so the replicas must agree after training
+    data_path = tmp_path / "demonstrations.json"
+    prompt_completion_dataset.select(range(16)).to_json(data_path)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532"]
+    _run(
+        [
+            *torchrun,
+            str(Path(__file__).parent / "distributed" / "train_gail.py"),
+            tiny_model_path,
+            str(data_path),
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+    )
+
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert rank0["world_size"] == rank1["world_size"] == 2
+    for name, param in rank0["initial_discriminator"].items():
+        assert torch.equal(param, rank1["initial_discriminator"][name]), f"discriminator {name} started differently"
+    for name, param in rank0["discriminator"].items():
+        assert torch.equal(param, rank1["discriminator"][name]), f"discriminator {name} differs across processes"
+        assert not torch.equal(param, rank0["initial_discriminator"][name]), f"discriminator {name} did not train"
+    for name, param in rank0["policy"].items():
+        assert torch.equal(param, rank1["policy"][name]), f"policy {name} differs across processes"

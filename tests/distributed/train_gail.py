@@ -1,0 +1,46 @@
+"""Run by `tests/test_distributed.py` under `torchrun`: a few GAIL steps, then each process saves its policy and
+discriminator parameters so the test can check that the replicas stayed identical."""
+
+import os
+import sys
+
+import torch
+from datasets import Dataset
+
+from trl_irl import GAILConfig, GAILTrainer
+
+
+def main(model_path: str, data_path: str, output_dir: str) -> None:
+    args = GAILConfig(
+        output_dir=output_dir,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=6,
+        max_steps=2,
+        learning_rate=1e-3,
+        disc_learning_rate=1e-3,
+        bf16=False,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = GAILTrainer(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
+    initial_discriminator = {n: p.detach().cpu().clone() for n, p in trainer.discriminator.model.named_parameters()}
+    trainer.train()
+    rank = int(os.environ.get("RANK", 0))
+    torch.save(
+        {
+            "world_size": trainer.accelerator.num_processes,
+            "policy": {n: p.detach().cpu() for n, p in trainer.model.named_parameters()},
+            "discriminator": {n: p.detach().cpu() for n, p in trainer.discriminator.model.named_parameters()},
+            "initial_discriminator": initial_discriminator,
+        },
+        os.path.join(output_dir, f"rank{rank}.pt"),
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3])
