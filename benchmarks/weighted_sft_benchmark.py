@@ -16,24 +16,22 @@ Targets (issue 2): time ratio <= 1.03, memory ratio <= 1.02.
 import argparse
 import json
 import os
-import platform
-import random
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-PRESETS = {
-    # ~9.5M parameters: fits the 2-core CPU machines
-    "10m": {"hidden_size": 256, "num_hidden_layers": 8, "num_attention_heads": 8, "vocab_size": 4096},
-    # ~1.2B parameters, Llama-3.2-1B-like shape, random weights
-    "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "vocab_size": 128256},
-}
-WORDS = "the a of to and in is it you that he was for on are with as his they be at one have this from".split()
+from benchmark_utils import (
+    PRESETS,
+    StepTimer,
+    build_model_dir,
+    demonstrations,
+    device_name,
+    print_result,
+    run_worker,
+)
 
 
 def _current_rss_bytes() -> int:
@@ -41,72 +39,14 @@ def _current_rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def _build_model_dir(directory: Path, preset: str) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from trl_irl.tiny_models import build_tiny_tokenizer
-
-    shape = PRESETS[preset]
-    tokenizer = build_tiny_tokenizer([" ".join(WORDS)] * 4 + [str(i) for i in range(1000)], vocab_size=512)
-    config = LlamaConfig(
-        vocab_size=max(shape["vocab_size"], len(tokenizer)),  # rows past the tokenizer's are never looked up
-        hidden_size=shape["hidden_size"],
-        intermediate_size=4 * shape["hidden_size"],
-        num_hidden_layers=shape["num_hidden_layers"],
-        num_attention_heads=shape["num_attention_heads"],
-        num_key_value_heads=shape["num_attention_heads"],
-        max_position_embeddings=2048,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
-def _demonstrations(num_examples: int, prompt_words: tuple[int, int], completion_words: tuple[int, int]):
-    from datasets import Dataset
-
-    rng = random.Random(0)
-    return Dataset.from_list(
-        [
-            {
-                "prompt": " ".join(rng.choices(WORDS, k=rng.randint(*prompt_words))),
-                "completion": " " + " ".join(rng.choices(WORDS, k=rng.randint(*completion_words))),
-            }
-            for _ in range(num_examples)
-        ]
-    )
-
-
-def run_worker(args: argparse.Namespace) -> dict:
+def train_one(args: argparse.Namespace) -> dict:
     """Train one trainer in this process and return its step times and peak memory."""
     import torch
-    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from trl_irl import WeightedSFTConfig, WeightedSFTTrainer
 
     on_gpu = torch.cuda.is_available()
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.step_seconds = []
-
-        def on_step_begin(self, *_, **__):
-            if on_gpu:
-                torch.cuda.synchronize()
-            self._started = time.perf_counter()
-
-        def on_step_end(self, *_, **__):
-            if on_gpu:
-                torch.cuda.synchronize()
-            self.step_seconds.append(time.perf_counter() - self._started)
-
     if args.threads:
         torch.set_num_threads(args.threads)
     config_class, trainer_class = {
@@ -132,7 +72,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     trainer = trainer_class(
         model=args.model_dir,
         args=config,
-        train_dataset=_demonstrations(args.batch_size * (args.warmup_steps + args.steps), (16, 48), (48, 160)),
+        train_dataset=demonstrations(args.batch_size * (args.warmup_steps + args.steps), (16, 48), (48, 160)),
         callbacks=[timer],
     )
     if on_gpu:
@@ -151,7 +91,7 @@ def run_worker(args: argparse.Namespace) -> dict:
         "peak_memory_bytes": peak_memory,
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "on_gpu": on_gpu,
-        "device": torch.cuda.get_device_name(0) if on_gpu else platform.processor() or platform.machine(),
+        "device": device_name(),
     }
 
 
@@ -171,11 +111,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.method:
-        print("RESULT " + json.dumps(run_worker(args)))
+        print_result(train_one(args))
         return
 
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = _build_model_dir(Path(tmp) / "model", args.preset)
+        model_dir = build_model_dir(Path(tmp) / "model", args.preset)
 
         def run(method: str, measure: str) -> dict:
             command = [sys.executable, __file__, "--method", method, "--model-dir", str(model_dir)]
@@ -190,11 +130,7 @@ def main() -> None:
                 command += ["--steps", str(min(args.steps, 5))]
             else:
                 command += ["--steps", str(args.steps)]
-            completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-            if completed.returncode != 0:
-                sys.exit(f"{method} run failed:\n{completed.stderr[-4000:]}")
-            result_line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-            return json.loads(result_line.removeprefix("RESULT "))
+            return run_worker(command, env)
 
         runs = {"sft": [], "weighted_sft": []}
         memory_runs = {"sft": [], "weighted_sft": []}

@@ -69,6 +69,7 @@ def conversational_prompt_completion_dataset(prompt_completion_dataset) -> Datas
 @pytest.fixture(scope="session")
 def tiny_encoder_path(tmp_path_factory) -> str:
     """A tiny BERT-style encoder with a tokenizer of its own (another vocabulary than the policy's)."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     from trl_irl.tiny_models import build_tiny_tokenizer
@@ -85,6 +86,7 @@ def tiny_encoder_path(tmp_path_factory) -> str:
         pad_token_id=tokenizer.pad_token_id,
         num_labels=1,
     )
+    torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)

@@ -43,7 +43,7 @@ class TestDiscriminatorReward:
     def test_updates_per_generation(self, discriminator, monkeypatch):
         calls = []
         update = discriminator.update
-        monkeypatch.setattr(discriminator, "update", lambda e, p: calls.append((e, p)) or update(e, p))
+        monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append((e, p)) or update(e, p, **kw))
         DiscriminatorReward(discriminator, _render, updates_per_generation=3)(
             PROMPTS * 2, COMPLETIONS * 2, demonstration=DEMONSTRATIONS * 2
         )

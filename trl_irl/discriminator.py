@@ -80,6 +80,10 @@ class Discriminator:
             )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+        # Dropout stays off, in training too: the logits of an update's forward are then exactly the discriminator's
+        # scores before its step, which spares the reward a second forward on the same samples. Label smoothing and
+        # the gradient penalty are the regularisers instead.
+        model.eval()
         if gradient_penalty > 0:
             # The penalty differentiates through the gradient (double backward), which the fused SDPA and flash
             # attention kernels do not implement
@@ -153,23 +157,27 @@ class Discriminator:
     @torch.no_grad()
     def logits(self, texts: list[str]) -> torch.Tensor:
         """Expert-is-high logits of `texts`, shape `(len(texts),)`, float32, without gradient."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self._forward(texts)[0].float()
-        finally:
-            self.model.train(was_training)
+        return self._forward(texts)[0].float()
 
-    def update(self, expert_texts: list[str], policy_texts: list[str]) -> dict[str, float]:
+    def update(
+        self, expert_texts: list[str], policy_texts: list[str], return_policy_logits: bool = False
+    ) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
         """
         One optimizer step on demonstrations (label 1) against policy samples (label 0).
 
         With several processes, each process passes its own samples; gradients and statistics are averaged across
         processes, so the replicas stay identical.
 
+        Args:
+            expert_texts (`list[str]`): demonstrations.
+            policy_texts (`list[str]`): fresh policy samples (replayed ones are added here when the buffer is on).
+            return_policy_logits (`bool`, *optional*, defaults to `False`): also return the logits of
+                `policy_texts` before the step, equal to `logits(policy_texts)` called before `update`.
+
         Returns:
             `dict[str, float]`: statistics of this update's batch, computed before the step: `loss`, `acc`,
             `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy` (and `gradient_penalty` when on).
+            With `return_policy_logits=True`, a tuple of these and the `(len(policy_texts),)` logits.
         """
         if not expert_texts or not policy_texts:
             raise ValueError(
@@ -177,7 +185,6 @@ class Discriminator:
                 f"{len(policy_texts)} policy samples."
             )
         replayed = self._rng.sample(self.replay_buffer, min(len(policy_texts), len(self.replay_buffer)))
-        self.model.train()
         needs_input_gradient = self.gradient_penalty > 0
         logits_expert, expert_embeddings = self._forward(expert_texts, capture_embeddings=needs_input_gradient)
         logits_policy, _ = self._forward(policy_texts + replayed)
@@ -227,7 +234,10 @@ class Discriminator:
             if world_size > 1:
                 dist.all_reduce(values, op=dist.ReduceOp.SUM)
                 values /= world_size
-        return dict(zip(stats, values.tolist(), strict=True))
+        stats = dict(zip(stats, values.tolist(), strict=True))
+        if return_policy_logits:
+            return stats, logits_policy[: len(policy_texts)].detach()
+        return stats
 
     def save_pretrained(self, directory: str | Path) -> None:
         """The model (safetensors and config) and tokenizer, loadable with `from_pretrained(directory)`."""

@@ -77,11 +77,13 @@ class DiscriminatorReward:
         # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
         expert_texts = list(dict.fromkeys(self.render(prompts, kwargs[DEMONSTRATION_COLUMN])))
 
-        training = self.is_training()
-        if self.scoring == "before_update" or not training:
+        updates_discriminator = self.is_training() and self.updates_per_generation > 0
+        if not updates_discriminator:
             logits = self.discriminator.logits(policy_texts)
-        if training:
-            for _ in range(self.updates_per_generation):
+        else:
+            # The first update's forward gives the scores before any update (see `Discriminator.update`)
+            stats, logits = self.discriminator.update(expert_texts, policy_texts, return_policy_logits=True)
+            for _ in range(self.updates_per_generation - 1):
                 stats = self.discriminator.update(expert_texts, policy_texts)
             if self.scoring == "after_update":
                 logits = self.discriminator.logits(policy_texts)
@@ -89,12 +91,12 @@ class DiscriminatorReward:
         rewards = policy_reward(logits, self.divergence, self.alpha)
         if self.reward_clip is not None:
             rewards = rewards.clamp(-self.reward_clip, self.reward_clip)
-        if training:
+        if self.is_training():
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)
             self.num_generations_seen += 1
         if log_metric is not None:
-            if training and self.updates_per_generation > 0:
+            if updates_discriminator:
                 for name, value in stats.items():
                     log_metric(f"disc/{name}", value)
             log_metric("disc/logit_scored", logits.mean().item())

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ from trl.trainer.utils import get_config_model_id
 from ..discriminator import Discriminator
 from ..rewards import DEMONSTRATION_COLUMN, DiscriminatorReward
 from .gail_config import GAILConfig
+from .utils import SFT_AS_IRL_CITATION, upgrade_config
 
 
 DISCRIMINATOR_DIR = "discriminator"
@@ -157,14 +157,9 @@ class GAILTrainer(GRPOTrainer):
                 year         = 2016,
                 booktitle    = {Advances in Neural Information Processing Systems 29},
                 eprint       = {arXiv:1606.03476},
-            }
-
-            @article{sun2024supervised,
-                title        = {{Supervised Fine-Tuning as Inverse Reinforcement Learning}},
-                author       = {Hao Sun},
-                year         = 2024,
-                eprint       = {arXiv:2403.12017},
-            }"""),
+            }""")
+        + "\n\n"
+        + SFT_AS_IRL_CITATION,
     }
 
     def __init__(
@@ -187,8 +182,7 @@ class GAILTrainer(GRPOTrainer):
         elif not isinstance(args, GAILConfig):
             # A `GRPOConfig` from an existing script: keep every value, add the default discriminator settings.
             # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
-            values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init}
-            args = GAILConfig(**{**values, "generation_batch_size": None})
+            args = upgrade_config(args, GAILConfig, generation_batch_size=None)
 
         if train_dataset is None:
             raise ValueError("`train_dataset` is required: it holds the demonstrations.")

@@ -1,5 +1,3 @@
-import dataclasses
-import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +7,7 @@ from trl import SFTTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..token_weighting import token_weights
+from .utils import SFT_AS_IRL_CITATION, upgrade_config
 from .weighted_sft_config import WeightedSFTConfig
 
 
@@ -50,14 +49,7 @@ class WeightedSFTTrainer(SFTTrainer):
     _paper = {
         "title": "Supervised Fine-Tuning as Inverse Reinforcement Learning",
         "id": "2403.12017",
-        # docstyle-ignore
-        "citation": textwrap.dedent("""\
-            @article{sun2024supervised,
-                title        = {{Supervised Fine-Tuning as Inverse Reinforcement Learning}},
-                author       = {Hao Sun},
-                year         = 2024,
-                eprint       = {arXiv:2403.12017},
-            }"""),
+        "citation": SFT_AS_IRL_CITATION,
     }
 
     def __init__(
@@ -83,8 +75,8 @@ class WeightedSFTTrainer(SFTTrainer):
             args = WeightedSFTConfig(f"{model_name.split('/')[-1]}-WeightedSFT")
         elif not isinstance(args, WeightedSFTConfig):
             # An `SFTConfig` (or plain `TrainingArguments`) from an existing SFT script: keep every value, add the
-            # default weighting. Read the fields directly: `to_dict` masks every `*_token` value, `eos_token` too.
-            args = WeightedSFTConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init})
+            # default weighting
+            args = upgrade_config(args, WeightedSFTConfig)
         if compute_loss_func is not None:
             raise ValueError(
                 "`compute_loss_func` is not supported by `WeightedSFTTrainer`: a custom loss bypasses the token "
