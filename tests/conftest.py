@@ -90,3 +90,15 @@ def tiny_encoder_path(tmp_path_factory) -> str:
     BertForSequenceClassification(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return str(directory)
+
+
+@pytest.fixture
+def preference_dataset(prompt_completion_dataset) -> Dataset:
+    """Explicit-prompt preference pairs: the right count is preferred to the same numbers in reverse order."""
+    return prompt_completion_dataset.map(
+        lambda row: {
+            "chosen": row["completion"],
+            "rejected": " " + " ".join(reversed(row["completion"].split())),
+        },
+        remove_columns=["completion"],
+    )

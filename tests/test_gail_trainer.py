@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -260,3 +261,31 @@ def test_gail_lowers_the_reverse_kl_to_a_known_expert_from_an_sft_start(tmp_path
     gail.train()
     kl_after_gail = toy_colors.reverse_kl_to_expert(gail.model, tokenizer)
     assert kl_after_gail < 0.8 * kl_after_sft, (kl_after_sft, kl_after_gail)
+
+
+def test_push_discriminator_to_hub_uploads_model_and_card(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    # No Hub here: record what would be uploaded
+    import huggingface_hub
+
+    uploaded = {}
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            uploaded["repo_id"] = repo_id
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    trainer = GAILTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+    trainer.push_discriminator_to_hub("someone/gail-discriminator")
+    assert uploaded["repo_id"] == "someone/gail-discriminator"
+    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
+    assert "expert-is-high" in uploaded["card"]

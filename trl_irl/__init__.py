@@ -6,7 +6,15 @@ from .discriminator import Discriminator
 from .divergences import policy_reward
 from .rewards import DiscriminatorReward
 from .token_weighting import occupancy_weights, span_positions, token_weights
-from .trainer import GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+from .trainer import (
+    GAILConfig,
+    GAILTrainer,
+    VarianceRewardConfig,
+    VarianceRewardTrainer,
+    WeightedSFTConfig,
+    WeightedSFTTrainer,
+    variance_bradley_terry_loss,
+)
 
 
 __all__ = [
@@ -14,10 +22,13 @@ __all__ = [
     "DiscriminatorReward",
     "GAILConfig",
     "GAILTrainer",
+    "VarianceRewardConfig",
+    "VarianceRewardTrainer",
     "WeightedSFTConfig",
     "WeightedSFTTrainer",
     "occupancy_weights",
     "policy_reward",
     "span_positions",
     "token_weights",
+    "variance_bradley_terry_loss",
 ]

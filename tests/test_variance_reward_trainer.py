@@ -1,0 +1,179 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
+
+from trl_irl import VarianceRewardConfig, VarianceRewardTrainer, variance_bradley_terry_loss
+
+
+def _config(tmp_path, config_class=VarianceRewardConfig, **overrides):
+    values = {
+        "output_dir": str(tmp_path),
+        "learning_rate": 3e-3,
+        "per_device_train_batch_size": 8,
+        "max_steps": 8,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "bf16": False,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    values.update(overrides)
+    return config_class(**values)
+
+
+class TestVarianceBradleyTerryLoss:
+    def test_unit_scales_are_the_usual_loss(self):
+        chosen, rejected = torch.tensor([1.0, -0.5, 2.0]), torch.tensor([0.0, 0.5, 2.5])
+        expected = -F.logsigmoid(chosen - rejected).mean()
+        zeros = torch.zeros(3)
+        assert torch.equal(variance_bradley_terry_loss(chosen, rejected), expected)
+        torch.testing.assert_close(variance_bradley_terry_loss(chosen, rejected, zeros, zeros), expected)
+
+    def test_matches_hand_computation(self):
+        # V+ = 2, V- = 1: sqrt((4 + 1) / 2) = sqrt(2.5); reward gap 1.5, margin 0.5
+        loss = variance_bradley_terry_loss(
+            torch.tensor([2.0]),
+            torch.tensor([0.5]),
+            torch.tensor([math.log(2.0)]),
+            torch.tensor([0.0]),
+            margin=torch.tensor([0.5]),
+        )
+        expected = -math.log(1 / (1 + math.exp(-(1.5 - 0.5) / math.sqrt(2.5))))
+        assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+    def test_large_scales_make_a_comparison_a_coin_flip(self):
+        loss = variance_bradley_terry_loss(
+            torch.tensor([-5.0]), torch.tensor([5.0]), torch.tensor([60.0]), torch.tensor([60.0])
+        )
+        assert loss.item() == pytest.approx(math.log(2.0), rel=1e-6)
+        tiny = variance_bradley_terry_loss(
+            torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([-60.0]), torch.tensor([-60.0])
+        )
+        assert torch.isfinite(tiny) and tiny.item() == pytest.approx(0.0, abs=1e-6)
+
+
+class TestVarianceRewardConfig:
+    def test_defaults(self, tmp_path):
+        config = VarianceRewardConfig(output_dir=str(tmp_path), bf16=False)
+        assert config.learn_variance is True
+        assert isinstance(config, RewardConfig)
+
+
+class TestVarianceRewardTrainer:
+    @pytest.mark.parametrize("with_margin", [False, True])
+    def test_without_variance_reproduces_reward_trainer_exactly(
+        self, tmp_path, tiny_model_path, preference_dataset, with_margin
+    ):
+        dataset = preference_dataset
+        if with_margin:
+            dataset = dataset.map(lambda row, index: {"margin": (index % 3) / 2}, with_indices=True)
+        common = {
+            "center_rewards_coefficient": 0.01,
+            "gradient_accumulation_steps": 2,
+            "per_device_train_batch_size": 4,
+        }
+        reward = RewardTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "reward", RewardConfig, **common), train_dataset=dataset
+        )
+        reward.train()
+        variance = VarianceRewardTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path / "variance", learn_variance=False, **common),
+            train_dataset=dataset,
+        )
+        variance.train()
+
+        reward_losses = [log["loss"] for log in reward.state.log_history if "loss" in log]
+        assert len(reward_losses) == 8
+        assert [log["loss"] for log in variance.state.log_history if "loss" in log] == reward_losses
+        for (name, a), b in zip(reward.model.named_parameters(), variance.model.parameters(), strict=True):
+            assert torch.equal(a, b), name
+
+    def test_learns_rewards_and_scales(self, tmp_path, tiny_model_path, preference_dataset):
+        trainer = VarianceRewardTrainer(
+            model=tiny_model_path, args=_config(tmp_path, max_steps=20), train_dataset=preference_dataset
+        )
+        assert trainer.model.config.num_labels == 2
+        before = {name: param.clone() for name, param in trainer.model.named_parameters()}
+        trainer.train()
+        logs = [log for log in trainer.state.log_history if "loss" in log]
+        assert sum(log["loss"] for log in logs[-3:]) < sum(log["loss"] for log in logs[:3])
+        for name, param in trainer.model.named_parameters():
+            assert not torch.equal(param, before[name]), f"{name} did not change"
+        # Both rows of the head learned: the reward's and the log-scale's
+        score = trainer.model.score.weight
+        assert not torch.equal(score[1], before["score.weight"][1])
+        assert {"mean_log_scale", "accuracy", "margin", "mean_reward"} <= set(logs[0])
+
+    def test_saved_model_is_a_reward_model_for_grpo(self, tmp_path, tiny_model_path, preference_dataset):
+        trainer = VarianceRewardTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "rm", max_steps=2), train_dataset=preference_dataset
+        )
+        trainer.train()
+        trainer.save_model()
+        reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "rm")
+        assert reloaded.config.num_labels == 2
+        for name, param in reloaded.named_parameters():
+            torch.testing.assert_close(param, trainer.model.get_parameter(name))
+
+        # A model object: given a path, GRPO would load it with one output (`num_labels=1`) and refuse the head
+        grpo = GRPOTrainer(
+            model=tiny_model_path,
+            reward_funcs=reloaded,
+            args=GRPOConfig(
+                output_dir=str(tmp_path / "grpo"),
+                per_device_train_batch_size=4,
+                num_generations=4,
+                max_completion_length=6,
+                max_steps=1,
+                bf16=False,
+                report_to="none",
+                save_strategy="no",
+                disable_tqdm=True,
+            ),
+            train_dataset=preference_dataset.remove_columns(["chosen", "rejected"]),
+        )
+        grpo.train()
+        assert "rewards/rm/mean" in grpo.state.log_history[0]
+        assert grpo.reward_processing_classes[0] is not None
+
+    def test_model_card(self, tmp_path, tiny_model_path, preference_dataset):
+        trainer = VarianceRewardTrainer(
+            model=tiny_model_path, args=_config(tmp_path), train_dataset=preference_dataset
+        )
+        trainer.create_model_card()
+        card = (tmp_path / "README.md").read_text()
+        assert "2403.12017" in card and "Variance Reward" in card
+
+    @pytest.mark.parametrize(("learn_variance", "num_labels"), [(True, 1), (False, 2)])
+    def test_rejects_a_model_with_the_wrong_number_of_outputs(
+        self, tmp_path, tiny_model_path, preference_dataset, learn_variance, num_labels
+    ):
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=num_labels)
+        with pytest.raises(ValueError, match="num_labels"):
+            VarianceRewardTrainer(
+                model=model, args=_config(tmp_path, learn_variance=learn_variance), train_dataset=preference_dataset
+            )
+
+
+def test_lora_trains_adapter_and_both_head_rows(tmp_path, tiny_model_path, preference_dataset):
+    from peft import LoraConfig
+
+    trainer = VarianceRewardTrainer(
+        model=tiny_model_path,
+        args=_config(tmp_path),
+        train_dataset=preference_dataset,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"),
+    )
+    before = {name: param.clone() for name, param in trainer.model.named_parameters()}
+    trainer.train()
+    changed = {name for name, param in trainer.model.named_parameters() if not torch.equal(param, before[name])}
+    assert any("lora_B" in name for name in changed)
+    head = next(name for name in changed if "score" in name)
+    assert not torch.equal(trainer.model.get_parameter(head)[1], before[head][1])
+    assert all("lora_" in name or "score" in name for name in changed)
