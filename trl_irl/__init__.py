@@ -7,6 +7,8 @@ from .divergences import policy_reward
 from .rewards import DiscriminatorReward
 from .token_weighting import occupancy_weights, span_positions, token_weights
 from .trainer import (
+    AIRLConfig,
+    AIRLTrainer,
     GAILConfig,
     GAILTrainer,
     VarianceRewardConfig,
@@ -18,6 +20,8 @@ from .trainer import (
 
 
 __all__ = [
+    "AIRLConfig",
+    "AIRLTrainer",
     "Discriminator",
     "DiscriminatorReward",
     "GAILConfig",

@@ -155,12 +155,21 @@ class Discriminator:
         return logits, captured[0]  # (N,), (N, T, hidden)
 
     @torch.no_grad()
-    def logits(self, texts: list[str]) -> torch.Tensor:
-        """Expert-is-high logits of `texts`, shape `(len(texts),)`, float32, without gradient."""
-        return self._forward(texts)[0].float()
+    def logits(self, texts: list[str], logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Expert-is-high logits of `texts`, shape `(len(texts),)`, float32, without gradient: the model's output plus
+        `logit_offsets` if given (AIRL's `-beta log pi`).
+        """
+        logits = self._forward(texts)[0].float()
+        return logits if logit_offsets is None else logits + logit_offsets.to(logits.device)
 
     def update(
-        self, expert_texts: list[str], policy_texts: list[str], return_policy_logits: bool = False
+        self,
+        expert_texts: list[str],
+        policy_texts: list[str],
+        expert_logit_offsets: torch.Tensor | None = None,
+        policy_logit_offsets: torch.Tensor | None = None,
+        return_policy_logits: bool = False,
     ) -> dict[str, float] | tuple[dict[str, float], torch.Tensor]:
         """
         One optimizer step on demonstrations (label 1) against policy samples (label 0).
@@ -171,6 +180,9 @@ class Discriminator:
         Args:
             expert_texts (`list[str]`): demonstrations.
             policy_texts (`list[str]`): fresh policy samples (replayed ones are added here when the buffer is on).
+            expert_logit_offsets, policy_logit_offsets (`torch.Tensor`, *optional*): added to the model's outputs to
+                make the logits, one per text (AIRL's `-beta log pi`); the loss and statistics use the sums. Not
+                supported with the replay buffer, whose samples have no offsets.
             return_policy_logits (`bool`, *optional*, defaults to `False`): also return the logits of
                 `policy_texts` before the step, equal to `logits(policy_texts)` called before `update`.
 
@@ -184,11 +196,17 @@ class Discriminator:
                 f"A discriminator update needs both classes, got {len(expert_texts)} demonstrations and "
                 f"{len(policy_texts)} policy samples."
             )
+        if policy_logit_offsets is not None and self.replay_buffer_size > 0:
+            raise ValueError("Logit offsets are not supported with the replay buffer: replayed samples have none.")
         replayed = self._rng.sample(self.replay_buffer, min(len(policy_texts), len(self.replay_buffer)))
         needs_input_gradient = self.gradient_penalty > 0
         logits_expert, expert_embeddings = self._forward(expert_texts, capture_embeddings=needs_input_gradient)
         logits_policy, _ = self._forward(policy_texts + replayed)
         logits_expert, logits_policy = logits_expert.float(), logits_policy.float()
+        if expert_logit_offsets is not None:
+            logits_expert = logits_expert + expert_logit_offsets.to(logits_expert.device)
+        if policy_logit_offsets is not None:
+            logits_policy = logits_policy + policy_logit_offsets.to(logits_policy.device)
 
         # Labels: expert is one (smoothed towards 1/2 by `label_smoothing`)
         expert_target = 1.0 - self.label_smoothing / 2

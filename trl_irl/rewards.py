@@ -37,6 +37,9 @@ class DiscriminatorReward:
             discriminator learns (every reward is 0, so GRPO's advantages vanish).
         is_training (`Callable[[], bool]`, *optional*): tells whether the trainer is training; during evaluation the
             discriminator scores but does not learn.
+        logit_offsets (`Callable`, *optional*): `(prompts, responses, completion_ids) -> (N,) tensor` added to the
+            discriminator's outputs to make its logits (AIRL's `-beta log pi(y | x)`); `completion_ids` is `None` for
+            demonstrations.
     """
 
     # GRPO names a reward function by its `__name__`: metrics read `rewards/discriminator/mean`
@@ -53,6 +56,7 @@ class DiscriminatorReward:
         reward_clip: float | None = None,
         warmup_generations: int = 0,
         is_training: Callable[[], bool] = lambda: True,
+        logit_offsets: Callable | None = None,
     ):
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
@@ -65,28 +69,43 @@ class DiscriminatorReward:
         self.reward_clip = reward_clip
         self.warmup_generations = warmup_generations
         self.is_training = is_training
+        self.logit_offsets = logit_offsets
         self.num_generations_seen = 0
 
-    def __call__(self, prompts: list, completions: list, log_metric=None, **kwargs) -> list[float]:
+    def __call__(
+        self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
+    ) -> list[float]:
         if DEMONSTRATION_COLUMN not in kwargs:
             raise KeyError(
                 f"The discriminator reward needs the expert's responses in a dataset column named "
                 f"{DEMONSTRATION_COLUMN!r}; the columns passed were {sorted(kwargs)}."
             )
+        demonstrations = kwargs[DEMONSTRATION_COLUMN]
         policy_texts = self.render(prompts, completions)
         # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
-        expert_texts = list(dict.fromkeys(self.render(prompts, kwargs[DEMONSTRATION_COLUMN])))
+        first_row_of = {}  # demonstration text -> the first row holding it
+        for row, text in enumerate(self.render(prompts, demonstrations)):
+            first_row_of.setdefault(text, row)
+        expert_texts, expert_rows = list(first_row_of), list(first_row_of.values())
+
+        policy_offsets = expert_offsets = None
+        if self.logit_offsets is not None:
+            policy_offsets = self.logit_offsets(prompts, completions, completion_ids)
+            expert_offsets = self.logit_offsets(
+                [prompts[row] for row in expert_rows], [demonstrations[row] for row in expert_rows], None
+            )
 
         updates_discriminator = self.is_training() and self.updates_per_generation > 0
         if not updates_discriminator:
-            logits = self.discriminator.logits(policy_texts)
+            logits = self.discriminator.logits(policy_texts, policy_offsets)
         else:
             # The first update's forward gives the scores before any update (see `Discriminator.update`)
-            stats, logits = self.discriminator.update(expert_texts, policy_texts, return_policy_logits=True)
+            offsets = {"expert_logit_offsets": expert_offsets, "policy_logit_offsets": policy_offsets}
+            stats, logits = self.discriminator.update(expert_texts, policy_texts, **offsets, return_policy_logits=True)
             for _ in range(self.updates_per_generation - 1):
-                stats = self.discriminator.update(expert_texts, policy_texts)
+                stats = self.discriminator.update(expert_texts, policy_texts, **offsets)
             if self.scoring == "after_update":
-                logits = self.discriminator.logits(policy_texts)
+                logits = self.discriminator.logits(policy_texts, policy_offsets)
 
         rewards = policy_reward(logits, self.divergence, self.alpha)
         if self.reward_clip is not None:

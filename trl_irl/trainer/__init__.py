@@ -1,3 +1,5 @@
+from .airl_config import AIRLConfig
+from .airl_trainer import AIRLTrainer
 from .gail_config import GAILConfig
 from .gail_trainer import GAILTrainer
 from .variance_reward_config import VarianceRewardConfig
@@ -7,6 +9,8 @@ from .weighted_sft_trainer import WeightedSFTTrainer
 
 
 __all__ = [
+    "AIRLConfig",
+    "AIRLTrainer",
     "GAILConfig",
     "GAILTrainer",
     "VarianceRewardConfig",

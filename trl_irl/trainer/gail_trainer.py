@@ -23,7 +23,6 @@ from .gail_config import GAILConfig
 from .utils import SFT_AS_IRL_CITATION, upgrade_config
 
 
-DISCRIMINATOR_DIR = "discriminator"
 _REWARD_STATE_FILE = "discriminator_reward_state.json"
 
 
@@ -111,7 +110,7 @@ class _DiscriminatorCheckpointCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if args.should_save:
             checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            self.trainer._save_discriminator_state(checkpoint / DISCRIMINATOR_DIR)
+            self.trainer._save_discriminator_state(checkpoint / self.trainer.discriminator_dir)
 
 
 class GAILTrainer(GRPOTrainer):
@@ -146,6 +145,8 @@ class GAILTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "trl-irl", "gail"]
     _name = "GAIL"
+    # Where `save_model` and checkpoints put the discriminator, beside the policy
+    discriminator_dir = "discriminator"
     _paper = {
         "title": "Generative Adversarial Imitation Learning",
         "id": "1606.03476",
@@ -274,11 +275,15 @@ class GAILTrainer(GRPOTrainer):
     def save_discriminator(self, output_dir: str | os.PathLike) -> None:
         """Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers."""
         self.discriminator.save_pretrained(output_dir)
+        Path(output_dir, "README.md").write_text(self._discriminator_card())
+
+    def _discriminator_base_model(self) -> str | None:
+        """The discriminator's Hub id, for its model card; `None` when it was loaded from a local directory."""
         base_model = get_config_model_id(self.discriminator.model.config)
-        card = discriminator_model_card(
-            None if os.path.isdir(base_model or "") else base_model, self._name, self.args.divergence
-        )
-        Path(output_dir, "README.md").write_text(card)
+        return None if os.path.isdir(base_model or "") else base_model
+
+    def _discriminator_card(self) -> str:
+        return discriminator_model_card(self._discriminator_base_model(), self._name, self.args.divergence)
 
     def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
         """Push the discriminator, with its model card, to its own Hub repository. Returns the commit URL."""
@@ -293,7 +298,7 @@ class GAILTrainer(GRPOTrainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            self.save_discriminator(Path(output_dir or self.args.output_dir) / DISCRIMINATOR_DIR)
+            self.save_discriminator(Path(output_dir or self.args.output_dir) / self.discriminator_dir)
 
     def _save_discriminator_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -308,7 +313,7 @@ class GAILTrainer(GRPOTrainer):
             )
             if checkpoint is None:
                 raise ValueError(f"No checkpoint found in `output_dir` ({self.args.output_dir}) to resume from.")
-            directory = Path(checkpoint) / DISCRIMINATOR_DIR
+            directory = Path(checkpoint) / self.discriminator_dir
             if not (directory / _REWARD_STATE_FILE).is_file():
                 raise FileNotFoundError(
                     f"The checkpoint {checkpoint} has no discriminator state ({directory / _REWARD_STATE_FILE}); "

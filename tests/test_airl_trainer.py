@@ -1,0 +1,186 @@
+import pytest
+import torch
+import toy_colors
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+
+from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig
+
+
+def _config(tmp_path, **overrides) -> AIRLConfig:
+    values = {
+        "output_dir": str(tmp_path),
+        "learning_rate": 1e-3,
+        "disc_learning_rate": 1e-3,
+        "per_device_train_batch_size": 8,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "bf16": False,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    values.update(overrides)
+    return AIRLConfig(**values)
+
+
+class TestAIRLConfig:
+    def test_defaults(self, tmp_path):
+        config = AIRLConfig(output_dir=str(tmp_path), bf16=False)
+        assert config.divergence == "reverse_kl"
+        assert config.log_prob_coef == 0.1
+        assert config.log_prob_reduction == "mean"
+        assert isinstance(config, GAILConfig)
+
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"log_prob_reduction": "max"}, "log_prob_reduction"),
+            ({"log_prob_coef": -1.0}, "log_prob_coef"),
+            ({"disc_replay_buffer_size": 8}, "disc_replay_buffer_size"),
+        ],
+    )
+    def test_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
+        with pytest.raises(ValueError, match=message):
+            AIRLConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+
+class TestAIRLTrainer:
+    @pytest.mark.parametrize("dataset_name", ["prompt_completion_dataset", "conversational_dataset"])
+    def test_trains_policy_and_reward_model(self, tmp_path, tiny_model_path, dataset_name, request):
+        trainer = AIRLTrainer(
+            model=tiny_model_path, args=_config(tmp_path), train_dataset=request.getfixturevalue(dataset_name)
+        )
+        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
+        reward_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
+        trainer.train()
+        for name, param in trainer.model.named_parameters():
+            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
+        for name, param in trainer.discriminator.model.named_parameters():
+            assert not torch.equal(param, reward_before[name]), f"reward model {name} did not change"
+        assert {"disc/loss", "disc/acc_expert", "rewards/discriminator/mean"} <= set(trainer.state.log_history[0])
+
+    @pytest.mark.parametrize("reduction", ["mean", "sum"])
+    def test_logit_offset_is_minus_beta_log_pi_of_the_response(self, tmp_path, tiny_model_path, reduction):
+        from datasets import Dataset
+
+        dataset = Dataset.from_list([{"prompt": "Count from 1 by 1, 3 numbers:", "completion": " 1 2 3"}] * 4)
+        trainer = AIRLTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path, log_prob_coef=0.5, log_prob_reduction=reduction, temperature=0.7),
+            train_dataset=dataset,
+        )
+        tokenizer = trainer.processing_class
+        offset = trainer._minus_beta_log_pi(["Count from 1 by 1, 3 numbers:"], [" 1 2 3"], None)
+
+        prompt_ids = tokenizer("Count from 1 by 1, 3 numbers:")["input_ids"]
+        response_ids = tokenizer(" 1 2 3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            logits = trainer.model(input_ids=torch.tensor([prompt_ids + response_ids])).logits[0] / 0.7
+        log_probs = logits.log_softmax(-1)[len(prompt_ids) - 1 : -1].gather(-1, torch.tensor(response_ids)[:, None])
+        log_pi = log_probs.sum() if reduction == "sum" else log_probs.mean()
+        torch.testing.assert_close(offset, -0.5 * log_pi.reshape(1), rtol=1e-5, atol=1e-6)
+
+    def test_reward_model_round_trips_and_serves_grpo(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        trainer = AIRLTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "airl"), train_dataset=prompt_completion_dataset
+        )
+        trainer.train()
+        trainer.save_model()
+
+        directory = tmp_path / "airl" / "reward_model"
+        reward_model = AutoModelForSequenceClassification.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        texts = ["Count from 1 by 1, 3 numbers: 1 2 3", "Count from 4 by 2, 4 numbers: 4 6 8"]
+        with torch.no_grad():
+            scores = reward_model(**tokenizer(texts, padding=True, return_tensors="pt")).logits[:, 0]
+        # Exactly f_theta as in training (the discriminator's logits less AIRL's offset)
+        torch.testing.assert_close(scores, trainer.discriminator.logits(texts), rtol=0, atol=0)
+        assert "f_theta" in (directory / "README.md").read_text()
+        trainer.create_model_card()
+        card = (tmp_path / "airl" / "README.md").read_text()
+        assert "1710.11248" in card and "2403.12017" in card
+
+        grpo = GRPOTrainer(
+            model=tiny_model_path,
+            reward_funcs=reward_model,
+            args=GRPOConfig(
+                output_dir=str(tmp_path / "grpo"),
+                per_device_train_batch_size=4,
+                num_generations=4,
+                max_completion_length=6,
+                max_steps=1,
+                bf16=False,
+                report_to="none",
+                save_strategy="no",
+                disable_tqdm=True,
+            ),
+            train_dataset=prompt_completion_dataset,
+        )
+        grpo.train()
+        assert "rewards/reward_model/mean" in grpo.state.log_history[0]
+
+    def test_resume_continues_like_an_uninterrupted_run(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        common = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2}
+        uninterrupted = AIRLTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "full", **common), train_dataset=prompt_completion_dataset
+        )
+        uninterrupted.train()
+        first = AIRLTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "cut", **common), train_dataset=prompt_completion_dataset
+        )
+        first.train()
+        assert (tmp_path / "cut" / "checkpoint-2" / "reward_model" / "discriminator_state.pt").is_file()
+        resumed = AIRLTrainer(
+            model=tiny_model_path, args=_config(tmp_path / "cut", **common), train_dataset=prompt_completion_dataset
+        )
+        resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
+        for a, b in zip(
+            uninterrupted.discriminator.model.parameters(), resumed.discriminator.model.parameters(), strict=True
+        ):
+            torch.testing.assert_close(a, b)
+        for a, b in zip(uninterrupted.model.parameters(), resumed.model.parameters(), strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(tmp_path):
+    # Measured (2 CPU cores, 2026-11-27): reverse KL 2.19 after SFT, 1.24 after 80 AIRL steps with the defaults
+    # (mean log-probability, beta 0.1); accuracies between 0.17 and 1 for the policy and 0.6 and 1 for the expert.
+    # With beta 1 the policy collapsed onto invalid responses (reverse KL 6.9) and the accuracies stuck at 1 and 0.
+    from trl_irl.tiny_models import save_tiny_checkpoint
+
+    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
+    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
+    sft = SFTTrainer(
+        model=str(base),
+        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
+        train_dataset=toy_colors.demonstrations(64),
+    )
+    sft.train()
+    sft.save_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(tmp_path / "sft"), tokenizer)
+
+    airl = AIRLTrainer(
+        model=str(tmp_path / "sft"),
+        args=_config(
+            tmp_path / "airl",
+            max_steps=80,
+            per_device_train_batch_size=16,
+            num_generations=8,
+            max_completion_length=6,
+            logging_steps=10,
+        ),
+        train_dataset=toy_colors.demonstrations(64, seed=1),
+    )
+    airl.train()
+    logs = [log for log in airl.state.log_history if "disc/acc_expert" in log]
+    mean_acc_expert = sum(log["disc/acc_expert"] for log in logs) / len(logs)
+    mean_acc_policy = sum(log["disc/acc_policy"] for log in logs) / len(logs)
+    assert 0.1 < mean_acc_policy < 0.9, mean_acc_policy
+    assert 0.1 < mean_acc_expert < 0.95, mean_acc_expert
+    kl_after_airl = toy_colors.reverse_kl_to_expert(airl.model, tokenizer)
+    assert kl_after_airl < 0.8 * kl_after_sft, (kl_after_sft, kl_after_airl)

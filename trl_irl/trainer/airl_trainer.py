@@ -1,0 +1,138 @@
+import textwrap
+
+import torch
+import torch.nn.functional as F
+from trl.trainer.utils import get_config_model_id
+
+from .airl_config import AIRLConfig
+from .gail_trainer import GAILTrainer
+from .utils import SFT_AS_IRL_CITATION, upgrade_config
+
+
+def reward_model_card(base_model: str | None, divergence: str) -> str:
+    return textwrap.dedent(f"""\
+        ---
+        library_name: transformers
+        tags: [trl-irl, airl, reward-model]
+        ---
+
+        # Reward model learned by adversarial inverse reinforcement learning (trl-irl's AIRLTrainer)
+
+        `f_theta(x, y)`: the reward that AIRL's discriminator learned from demonstrations alone, with no preference
+        data. During training the discriminator's logit was `f_theta(x, y) - beta * log pi(y | x)`; at the optimum
+        `f_theta` recovers the expert's reward up to a constant (Fu et al., 2017), so it outlives the policy. The
+        policy was rewarded with the `{divergence}` reward of the logit.
+
+        Base model: {base_model or "unknown"}.
+
+        As a reward model in TRL's GRPO:
+
+        ```python
+        from transformers import AutoModelForSequenceClassification
+        from trl import GRPOTrainer
+
+        reward_model = AutoModelForSequenceClassification.from_pretrained("path/to/reward_model")
+        trainer = GRPOTrainer(model=..., reward_funcs=reward_model, ...)
+        ```
+
+        Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following AIRL (Fu, Luo and Levine, 2017,
+        arXiv 1710.11248) and Supervised Fine-Tuning as Inverse Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
+        """)
+
+
+class AIRLTrainer(GAILTrainer):
+    r"""
+    Adversarial inverse reinforcement learning (Fu et al., 2017) on top of [`~trl.GRPOTrainer`]: GAIL with a
+    structured discriminator whose reward network outlives training.
+
+    The discriminator is `D = exp(f_theta) / (exp(f_theta) + pi^beta)`, i.e. its logit is
+    `l = f_theta(x, y) - beta * log pi(y | x)`, where `f_theta` is a sequence classifier and `log pi(y | x)` the
+    policy's log-probability of the response, at the sampling temperature and without gradient. At the optimum
+    `l = log rho_exp - log rho_pi`, as for any discriminator, so that `f_theta` recovers the expert's (log-density)
+    reward, and the policy's reward is `l` (reverse KL, the default `divergence`).
+
+    `f_theta` is saved as a standalone reward model, `<output_dir>/reward_model/`, loadable with
+    `AutoModelForSequenceClassification.from_pretrained` and usable as a `reward_funcs` entry of `GRPOTrainer`.
+
+    Arguments are [`GAILTrainer`]'s; `discriminator` is the initial `f_theta`.
+    """
+
+    _tag_names = ["trl", "grpo", "trl-irl", "airl"]
+    _name = "AIRL"
+    _paper = {
+        "title": "Learning Robust Rewards with Adversarial Inverse Reinforcement Learning",
+        "id": "1710.11248",
+        # docstyle-ignore
+        "citation": textwrap.dedent("""\
+            @inproceedings{fu2018learning,
+                title        = {{Learning Robust Rewards with Adversarial Inverse Reinforcement Learning}},
+                author       = {Justin Fu and Katie Luo and Sergey Levine},
+                year         = 2018,
+                booktitle    = {International Conference on Learning Representations},
+                eprint       = {arXiv:1710.11248},
+            }""")
+        + "\n\n"
+        + SFT_AS_IRL_CITATION,
+    }
+    discriminator_dir = "reward_model"
+
+    def __init__(self, model, discriminator=None, args: AIRLConfig | None = None, *gail_args, **gail_kwargs):
+        if args is None:
+            policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = AIRLConfig(f"{policy_id.split('/')[-1]}-{self._name}")
+        elif not isinstance(args, AIRLConfig):
+            args = upgrade_config(args, AIRLConfig, generation_batch_size=None)
+        super().__init__(model, discriminator, args, *gail_args, **gail_kwargs)
+        self.discriminator_reward.logit_offsets = self._minus_beta_log_pi
+
+    def save_reward_model(self, output_dir) -> None:
+        """Save `f_theta` on its own: a reward model (safetensors, config, tokenizer, model card)."""
+        self.save_discriminator(output_dir)
+
+    def push_reward_model_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+        """Push `f_theta`, with its model card, to its own Hub repository. Returns the commit URL."""
+        return self.push_discriminator_to_hub(repo_id, private=private, token=token)
+
+    def _discriminator_card(self) -> str:
+        base_model = get_config_model_id(self.discriminator.model.config)
+        return reward_model_card(
+            None if base_model is None or "/" not in base_model else base_model, self.args.divergence
+        )
+
+    def _response_ids(self, responses: list) -> list[list[int]]:
+        """Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token."""
+        texts = [response if isinstance(response, str) else response[-1]["content"] for response in responses]
+        tokenizer = self.processing_class
+        return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _prompt_ids(self, prompts: list) -> list[list[int]]:
+        """The prompts as GRPO tokenises them for generation."""
+        if isinstance(prompts[0], str):
+            return self.processing_class(text=prompts)["input_ids"]
+        return self.processing_class.apply_chat_template(
+            prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **self.chat_template_kwargs
+        )["input_ids"]
+
+    @torch.no_grad()
+    def _minus_beta_log_pi(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
+        """`-beta * log pi(y | x)` for each (prompt, response), at the sampling temperature: AIRL's logit offset."""
+        prompt_ids = self._prompt_ids(prompts)
+        response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
+        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+        width = max(len(sequence) for sequence in sequences)
+        device = self.accelerator.device
+        pad = self.processing_class.pad_token_id
+        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=device)  # (N, T)
+        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
+        response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
+        for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+            response_mask[row, len(p) : len(p) + len(r)] = True
+
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (N, T-1, V)
+        log_probs = F.log_softmax(logits / self.args.temperature, dim=-1)
+        token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T-1)
+        mask = response_mask[:, 1:]
+        log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
+        if self.args.log_prob_reduction == "mean":
+            log_pi = log_pi / mask.sum(dim=1).clamp(min=1)
+        return -self.args.log_prob_coef * log_pi
