@@ -120,7 +120,7 @@ class TestDiscriminator:
 
     def test_long_texts_keep_their_end(self, tiny_model_path):
         discriminator = _discriminator(tiny_model_path, max_length=8)
-        batch = discriminator._tokenize(["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
+        batch, _ = discriminator._model_inputs(["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
         assert batch["input_ids"].shape[1] == 8
         assert discriminator.tokenizer.decode(batch["input_ids"][0]).endswith("z")
 

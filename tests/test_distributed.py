@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -41,7 +42,10 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
         torch.testing.assert_close(rank0["parameters"][name], param, rtol=1e-4, atol=1e-6)
 
 
-def test_gail_replicas_stay_identical_across_two_processes(tmp_path, tiny_model_path, prompt_completion_dataset):
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_gail_replicas_stay_identical_across_two_processes(
+    tmp_path, tiny_model_path, prompt_completion_dataset, level
+):
     # Each process generates for its own prompts and updates its own discriminator replica: the heads start from
     # process 0's and the gradients are averaged, so the replicas must agree after training
     data_path = tmp_path / "demonstrations.json"
@@ -54,6 +58,7 @@ def test_gail_replicas_stay_identical_across_two_processes(tmp_path, tiny_model_
             tiny_model_path,
             str(data_path),
             str(tmp_path),
+            level,
         ],
         cwd=tmp_path,
     )

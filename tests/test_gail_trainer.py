@@ -189,8 +189,17 @@ class TestGAILTrainer:
         card = (tmp_path / "README.md").read_text()
         assert "1606.03476" in card and "2403.12017" in card and "GAIL" in card
 
-    def test_resume_continues_like_an_uninterrupted_run(self, tmp_path, tiny_model_path, prompt_completion_dataset):
-        common = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2, "disc_replay_buffer_size": 16}
+    @pytest.mark.parametrize("level", ["sequence", "token"])
+    def test_resume_continues_like_an_uninterrupted_run(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, level
+    ):
+        common = {
+            "max_steps": 4,
+            "save_strategy": "steps",
+            "save_steps": 2,
+            "disc_replay_buffer_size": 16,
+            "discriminator_level": level,
+        }
         uninterrupted = GAILTrainer(
             model=tiny_model_path, args=_config(tmp_path / "full", **common), train_dataset=prompt_completion_dataset
         )
@@ -289,3 +298,126 @@ def test_push_discriminator_to_hub_uploads_model_and_card(
     assert uploaded["repo_id"] == "someone/gail-discriminator"
     assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
     assert "expert-is-high" in uploaded["card"]
+
+
+class TestTokenLevel:
+    @pytest.mark.parametrize("trainer_name", ["gail", "airl"])
+    def test_trains_with_per_token_advantages(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name
+    ):
+        from trl_irl import AIRLConfig, AIRLTrainer
+
+        trainer_class, config_class = (
+            (GAILTrainer, GAILConfig) if trainer_name == "gail" else (AIRLTrainer, AIRLConfig)
+        )
+        trainer = trainer_class(
+            model=tiny_model_path,
+            args=config_class(output_dir=str(tmp_path), **_token_overrides()),
+            train_dataset=prompt_completion_dataset,
+        )
+        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
+        disc_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
+        trainer.train()
+        for name, param in trainer.model.named_parameters():
+            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
+        for name, param in trainer.discriminator.model.named_parameters():
+            assert not torch.equal(param, disc_before[name]), f"discriminator {name} did not change"
+        # GRPO's loss received (B, T) advantages, one per completion token
+        batch = trainer._buffered_inputs[0]
+        assert batch["advantages"].shape == batch["completion_mask"].shape
+        assert (batch["advantages"][batch["completion_mask"] == 0] == 0).all()
+
+    def test_refuses_a_bidirectional_encoder(
+        self, tmp_path, tiny_model_path, tiny_encoder_path, prompt_completion_dataset
+    ):
+        from transformers import AutoModelForTokenClassification
+
+        encoder = AutoModelForTokenClassification.from_pretrained(tiny_encoder_path, num_labels=1)
+        with pytest.raises(ValueError, match="causal backbone"):
+            GAILTrainer(
+                model=tiny_model_path,
+                discriminator=encoder,
+                discriminator_processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
+                args=_config(tmp_path, discriminator_level="token"),
+                train_dataset=prompt_completion_dataset,
+            )
+
+    def test_refuses_another_tokenizer(self, tmp_path, tiny_model_path, tiny_encoder_path, prompt_completion_dataset):
+        with pytest.raises(ValueError, match="share the policy's tokenizer"):
+            GAILTrainer(
+                model=tiny_model_path,
+                discriminator_processing_class=AutoTokenizer.from_pretrained(tiny_encoder_path),
+                args=_config(tmp_path, discriminator_level="token"),
+                train_dataset=prompt_completion_dataset,
+            )
+
+    def test_a_changed_grpo_output_fails_loudly(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    ):
+        from trl import GRPOTrainer
+
+        original = GRPOTrainer._generate_and_score_completions
+
+        def already_per_token(self, inputs):  # as if GRPO had started returning (B, T) advantages itself
+            output = original(self, inputs)
+            output["advantages"] = output["advantages"][:, None].expand_as(output["completion_mask"]).clone()
+            return output
+
+        monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", already_per_token)
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path, discriminator_level="token"),
+            train_dataset=prompt_completion_dataset,
+        )
+        with pytest.raises(RuntimeError, match="_generate_and_score_completions"):
+            trainer.train()
+
+
+def _token_overrides() -> dict:
+    return {
+        "learning_rate": 1e-3,
+        "disc_learning_rate": 1e-3,
+        "per_device_train_batch_size": 8,
+        "num_generations": 4,
+        "max_completion_length": 8,
+        "max_steps": 3,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "bf16": False,
+        "disable_tqdm": True,
+        "seed": 0,
+        "discriminator_level": "token",
+    }
+
+
+def test_token_level_gail_lowers_the_reverse_kl_from_an_sft_start(tmp_path):
+    from trl_irl.tiny_models import save_tiny_checkpoint
+
+    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
+    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
+    sft = SFTTrainer(
+        model=str(base),
+        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
+        train_dataset=toy_colors.demonstrations(64),
+    )
+    sft.train()
+    sft.save_model()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(sft.model, tokenizer)
+    gail = GAILTrainer(
+        model=str(tmp_path / "sft"),
+        args=_config(
+            tmp_path / "gail",
+            discriminator_level="token",
+            max_steps=100,
+            per_device_train_batch_size=16,
+            num_generations=8,
+            max_completion_length=6,
+            logging_steps=10,
+        ),
+        train_dataset=toy_colors.demonstrations(64, seed=1),
+    )
+    gail.train()
+    kl_after_gail = toy_colors.reverse_kl_to_expert(gail.model, tokenizer)
+    assert kl_after_gail < 0.8 * kl_after_sft, (kl_after_sft, kl_after_gail)

@@ -10,7 +10,7 @@ COMPLETIONS = [" 1 3 2", " 5 9 7"]
 DEMONSTRATIONS = [" 1 2 3", " 5 7 9"]
 
 
-def _render(prompts, responses):
+def _render(prompts, responses, completion_ids=None):
     return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
 
 

@@ -116,7 +116,8 @@ class Discriminator:
             for param in self.model.parameters():
                 dist.broadcast(param.data, src=0)
 
-    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def _model_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The model's inputs for `texts`, and which positions' logits are used: `None` for the pooled one."""
         previous_side = self.tokenizer.truncation_side
         self.tokenizer.truncation_side = "left"  # keep the end: the response
         try:
@@ -130,13 +131,21 @@ class Discriminator:
             )
         finally:
             self.tokenizer.truncation_side = previous_side
-        return {key: value.to(self.device) for key, value in batch.items()}
+        return {key: value.to(self.device) for key, value in batch.items()}, None
 
-    def _forward(self, texts: list[str], capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits `(N,)` and, if asked, the input embeddings they can be differentiated against."""
-        batch = self._tokenize(texts)
+    def _num_logits(self, samples: list) -> int:
+        """How many logits `samples` get: one each."""
+        return len(samples)
+
+    def _forward(self, samples: list, capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (one per sample, or one per scored token) and, if asked, the input embeddings they come from."""
+        batch, positions = self._model_inputs(samples)
+
+        def select(logits):  # (N, 1) pooled or (N, T, 1) per token
+            return logits[:, 0] if positions is None else logits[..., 0][positions]
+
         if not capture_embeddings:
-            return self.model(**batch).logits[:, 0], None  # (N,)
+            return select(self.model(**batch).logits), None
         # Captured from the embedding layer rather than passed as `inputs_embeds`: classifiers pool at a position
         # they find from `input_ids` (the last non-padding token of a decoder, the first token of an encoder)
         captured = []
@@ -149,10 +158,10 @@ class Discriminator:
 
         handle = self.model.get_input_embeddings().register_forward_hook(capture)
         try:
-            logits = self.model(**batch).logits[:, 0]  # (N,)
+            logits = select(self.model(**batch).logits)
         finally:
             handle.remove()
-        return logits, captured[0]  # (N,), (N, T, hidden)
+        return logits, captured[0]
 
     @torch.no_grad()
     def logits(self, texts: list[str], logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
@@ -254,7 +263,7 @@ class Discriminator:
                 values /= world_size
         stats = dict(zip(stats, values.tolist(), strict=True))
         if return_policy_logits:
-            return stats, logits_policy[: len(policy_texts)].detach()
+            return stats, logits_policy[: self._num_logits(policy_texts)].detach()
         return stats
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -285,3 +294,66 @@ class Discriminator:
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay_buffer = state["replay_buffer"]
         self._rng.setstate(state["rng_state"])
+
+
+class TokenDiscriminator(Discriminator):
+    r"""
+    A state-action discriminator: one logit per response token, `l_t = D(x, y_<=t)`, from a causal backbone.
+
+    Samples are `(prompt_ids, response_ids)` pairs of token ids in the policy's vocabulary (the discriminator must
+    share the policy's tokenizer, so that its logits align with the policy's tokens). The logit at a response token's
+    position sees the prompt, the earlier response tokens and the token itself: the state `s_t = (x, y_<t)` and the
+    action `a_t = y_t` (Eq. 17-18, 22 of arXiv 2403.12017). `logits` and `update` work on the flat sequence of
+    response-token logits, sample after sample; the loss balances expert and policy tokens, and the statistics are
+    per token.
+
+    Args:
+        model: a token classifier with `num_labels=1` on a causal backbone, for example
+            `AutoModelForTokenClassification.from_pretrained(policy_checkpoint, num_labels=1)`. A bidirectional
+            encoder is refused: its logit at a token would see the tokens after it.
+        Others as [`Discriminator`]. Prompts longer than `max_length` lose their first tokens; a response longer than
+        `max_length` is an error.
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kwargs):
+        super().__init__(model, tokenizer, **kwargs)
+        if not self._is_causal():
+            raise ValueError(
+                f"A token-level discriminator needs a causal backbone, but {type(model).__name__} lets a token's "
+                "logit see the tokens after it (changing the last token changed the earlier logits). Use a decoder "
+                "(for example the policy's own checkpoint) or `discriminator_level='sequence'`."
+            )
+
+    @torch.no_grad()
+    def _is_causal(self) -> bool:
+        generator = torch.Generator().manual_seed(0)
+        input_ids = torch.randint(0, self.model.config.vocab_size, (1, 8), generator=generator).to(self.device)
+        changed = input_ids.clone()
+        changed[0, -1] = (changed[0, -1] + 1) % self.model.config.vocab_size
+        before = self.model(input_ids=input_ids).logits[0, :-1]
+        after = self.model(input_ids=changed).logits[0, :-1]
+        return torch.allclose(before, after, atol=1e-5)
+
+    def _num_logits(self, samples: list) -> int:
+        """How many logits `samples` get: one per response token."""
+        return sum(len(response_ids) for _, response_ids in samples)
+
+    def _model_inputs(self, samples: list) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        sequences, scored = [], []
+        for prompt_ids, response_ids in samples:
+            prompt_ids, response_ids = list(prompt_ids), list(response_ids)
+            if self.max_length is not None:
+                if len(response_ids) > self.max_length:
+                    raise ValueError(
+                        f"A response of {len(response_ids)} tokens is longer than the discriminator's window "
+                        f"(`disc_max_length` {self.max_length}): lower `max_completion_length` or raise the window."
+                    )
+                prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(response_ids) - self.max_length) :]
+            sequences.append(prompt_ids + response_ids)
+            scored.append([False] * len(prompt_ids) + [True] * len(response_ids))
+        width = max(len(sequence) for sequence in sequences)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=self.device)
+        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences])
+        positions = torch.tensor([mask + [False] * (width - len(mask)) for mask in scored], device=self.device)
+        return {"input_ids": input_ids, "attention_mask": attention_mask.to(self.device)}, positions  # (N, T) each

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from .discriminator import Discriminator
+from .discriminator import Discriminator, TokenDiscriminator
 from .divergences import policy_reward
 
 
@@ -25,8 +25,9 @@ class DiscriminatorReward:
 
     Args:
         discriminator ([`Discriminator`]): updated and queried here.
-        render (`Callable[[list, list], list[str]]`): turns (prompts, responses), as GRPO passes them (strings or
-            chat messages), into the discriminator's input texts.
+        render (`Callable`): `(prompts, responses, completion_ids=None) -> samples` turns prompts and responses, as
+            GRPO passes them (strings or chat messages, and the generated token ids), into the discriminator's
+            samples: texts for a [`Discriminator`], `(prompt_ids, response_ids)` pairs for a [`TokenDiscriminator`].
         divergence (`str`, *optional*, defaults to `"js"`): see [`~trl_irl.divergences.policy_reward`].
         alpha (`float`, *optional*, defaults to `0.5`): parameter of the `"alpha"` divergence.
         updates_per_generation (`int`, *optional*, defaults to `1`): discriminator steps per generation batch.
@@ -71,6 +72,8 @@ class DiscriminatorReward:
         self.is_training = is_training
         self.logit_offsets = logit_offsets
         self.num_generations_seen = 0
+        # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
+        self.token_rewards: list[torch.Tensor] | None = None
 
     def __call__(
         self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
@@ -81,12 +84,12 @@ class DiscriminatorReward:
                 f"{DEMONSTRATION_COLUMN!r}; the columns passed were {sorted(kwargs)}."
             )
         demonstrations = kwargs[DEMONSTRATION_COLUMN]
-        policy_texts = self.render(prompts, completions)
+        policy_samples = self.render(prompts, completions, completion_ids)
         # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
-        first_row_of = {}  # demonstration text -> the first row holding it
-        for row, text in enumerate(self.render(prompts, demonstrations)):
-            first_row_of.setdefault(text, row)
-        expert_texts, expert_rows = list(first_row_of), list(first_row_of.values())
+        first_row_of = {}  # demonstration sample -> the first row holding it
+        for row, sample in enumerate(self.render(prompts, demonstrations)):
+            first_row_of.setdefault(sample, row)
+        expert_samples, expert_rows = list(first_row_of), list(first_row_of.values())
 
         policy_offsets = expert_offsets = None
         if self.logit_offsets is not None:
@@ -97,15 +100,17 @@ class DiscriminatorReward:
 
         updates_discriminator = self.is_training() and self.updates_per_generation > 0
         if not updates_discriminator:
-            logits = self.discriminator.logits(policy_texts, policy_offsets)
+            logits = self.discriminator.logits(policy_samples, policy_offsets)
         else:
             # The first update's forward gives the scores before any update (see `Discriminator.update`)
             offsets = {"expert_logit_offsets": expert_offsets, "policy_logit_offsets": policy_offsets}
-            stats, logits = self.discriminator.update(expert_texts, policy_texts, **offsets, return_policy_logits=True)
+            stats, logits = self.discriminator.update(
+                expert_samples, policy_samples, **offsets, return_policy_logits=True
+            )
             for _ in range(self.updates_per_generation - 1):
-                stats = self.discriminator.update(expert_texts, policy_texts, **offsets)
+                stats = self.discriminator.update(expert_samples, policy_samples, **offsets)
             if self.scoring == "after_update":
-                logits = self.discriminator.logits(policy_texts, policy_offsets)
+                logits = self.discriminator.logits(policy_samples, policy_offsets)
 
         rewards = policy_reward(logits, self.divergence, self.alpha)
         if self.reward_clip is not None:
@@ -119,4 +124,8 @@ class DiscriminatorReward:
                 for name, value in stats.items():
                     log_metric(f"disc/{name}", value)
             log_metric("disc/logit_scored", logits.mean().item())
+        if isinstance(self.discriminator, TokenDiscriminator):
+            # One reward per response token: kept for the trainer's per-token advantages; GRPO gets their sums
+            self.token_rewards = list(rewards.split([len(response) for _, response in policy_samples]))
+            return [token_rewards.sum().item() for token_rewards in self.token_rewards]
         return rewards.tolist()

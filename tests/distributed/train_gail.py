@@ -10,7 +10,7 @@ from datasets import Dataset
 from trl_irl import GAILConfig, GAILTrainer
 
 
-def main(model_path: str, data_path: str, output_dir: str) -> None:
+def main(model_path: str, data_path: str, output_dir: str, discriminator_level: str) -> None:
     args = GAILConfig(
         output_dir=output_dir,
         per_device_train_batch_size=4,
@@ -24,6 +24,7 @@ def main(model_path: str, data_path: str, output_dir: str) -> None:
         save_strategy="no",
         disable_tqdm=True,
         seed=0,
+        discriminator_level=discriminator_level,
         # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
         use_cpu=not torch.cuda.is_available(),
     )
@@ -43,4 +44,4 @@ def main(model_path: str, data_path: str, output_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])

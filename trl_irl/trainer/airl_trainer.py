@@ -99,23 +99,12 @@ class AIRLTrainer(GAILTrainer):
             None if base_model is None or "/" not in base_model else base_model, self.args.divergence
         )
 
-    def _response_ids(self, responses: list) -> list[list[int]]:
-        """Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token."""
-        texts = [response if isinstance(response, str) else response[-1]["content"] for response in responses]
-        tokenizer = self.processing_class
-        return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-    def _prompt_ids(self, prompts: list) -> list[list[int]]:
-        """The prompts as GRPO tokenises them for generation."""
-        if isinstance(prompts[0], str):
-            return self.processing_class(text=prompts)["input_ids"]
-        return self.processing_class.apply_chat_template(
-            prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **self.chat_template_kwargs
-        )["input_ids"]
-
     @torch.no_grad()
     def _minus_beta_log_pi(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
-        """`-beta * log pi(y | x)` for each (prompt, response), at the sampling temperature: AIRL's logit offset."""
+        """
+        AIRL's logit offset at the sampling temperature: `-beta * log pi(y | x)` for each (prompt, response), or, with
+        a token-level discriminator, `-beta * log pi(y_t | x, y_<t)` for each response token, flattened.
+        """
         prompt_ids = self._prompt_ids(prompts)
         response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
         sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
@@ -132,6 +121,8 @@ class AIRLTrainer(GAILTrainer):
         log_probs = F.log_softmax(logits / self.args.temperature, dim=-1)
         token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T-1)
         mask = response_mask[:, 1:]
+        if self.args.discriminator_level == "token":
+            return -self.args.log_prob_coef * token_log_probs[mask]  # (total response tokens,)
         log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
         if self.args.log_prob_reduction == "mean":
             log_pi = log_pi / mask.sum(dim=1).clamp(min=1)

@@ -7,6 +7,9 @@ from ..divergences import DIVERGENCES
 from ..rewards import SCORINGS
 
 
+DISCRIMINATOR_LEVELS = ("sequence", "token")
+
+
 @dataclass
 class GAILConfig(GRPOConfig):
     r"""
@@ -29,6 +32,11 @@ class GAILConfig(GRPOConfig):
 
         > Parameters that control the discriminator
 
+        discriminator_level (`str`, *optional*, defaults to `"sequence"`):
+            `"sequence"`: one logit per (prompt, response), from a sequence classifier, so one reward per response
+            (Eq. 19-20, 23). `"token"`: one logit per response token from a causal token classifier sharing the
+            policy's tokenizer, so one reward per token (Eq. 17-18, 22), turned into per-token advantages by
+            reward-to-go with leave-one-out per-position group baselines (`trl_irl/token_advantages.py`).
         discriminator_init_kwargs (`dict[str, Any]`, *optional*):
             Keyword arguments for `AutoModelForSequenceClassification.from_pretrained`, used when the discriminator is
             given as a model id or path (or defaults to the policy's checkpoint).
@@ -66,6 +74,14 @@ class GAILConfig(GRPOConfig):
     divergence_alpha: float = field(default=0.5, metadata={"help": "Parameter of the 'alpha' divergence (not 1)."})
     reward_clip: float | None = field(
         default=None, metadata={"help": "If set, rewards are clipped to [-reward_clip, reward_clip]."}
+    )
+    discriminator_level: str = field(
+        default="sequence",
+        metadata={
+            "help": "'sequence' (one reward per response, from a sequence classifier) or 'token' (one reward per "
+            "response token, from a causal token classifier sharing the policy's tokenizer).",
+            "choices": list(DISCRIMINATOR_LEVELS),
+        },
     )
     discriminator_init_kwargs: dict[str, Any] | str | None = field(
         default=None,
@@ -110,6 +126,10 @@ class GAILConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.discriminator_level not in DISCRIMINATOR_LEVELS:
+            raise ValueError(
+                f"`discriminator_level` must be one of {list(DISCRIMINATOR_LEVELS)}, got {self.discriminator_level!r}."
+            )
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
         if self.divergence == "alpha" and self.divergence_alpha == 1.0:

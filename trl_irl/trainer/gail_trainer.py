@@ -4,9 +4,11 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -17,8 +19,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
-from ..discriminator import Discriminator
+from ..discriminator import Discriminator, TokenDiscriminator
 from ..rewards import DEMONSTRATION_COLUMN, DiscriminatorReward
+from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
 from .utils import SFT_AS_IRL_CITATION, upgrade_config
 
@@ -224,6 +227,15 @@ class GAILTrainer(GRPOTrainer):
             peft_config=peft_config,
         )
 
+        if args.discriminator_level == "token" and (
+            self.discriminator.tokenizer.get_vocab() != self.processing_class.get_vocab()
+        ):
+            raise ValueError(
+                "A token-level discriminator must share the policy's tokenizer, so that its logits align with the "
+                "policy's tokens; `discriminator_processing_class` (or the discriminator checkpoint's tokenizer) has "
+                "another vocabulary. Use a discriminator built on the policy's tokenizer, or "
+                "`discriminator_level='sequence'`."
+            )
         self.discriminator.to(self.accelerator.device)
         # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
         self.discriminator.synchronize()
@@ -236,10 +248,12 @@ class GAILTrainer(GRPOTrainer):
         peft_config,
         args: GAILConfig,
     ) -> Discriminator:
+        token_level = args.discriminator_level == "token"
         if isinstance(discriminator, str):
             init_kwargs = dict(args.discriminator_init_kwargs or {})
             init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-            model = AutoModelForSequenceClassification.from_pretrained(discriminator, num_labels=1, **init_kwargs)
+            auto_class = AutoModelForTokenClassification if token_level else AutoModelForSequenceClassification
+            model = auto_class.from_pretrained(discriminator, num_labels=1, **init_kwargs)
         else:
             model = discriminator
         if tokenizer is None:
@@ -248,7 +262,8 @@ class GAILTrainer(GRPOTrainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
-        return Discriminator(
+        discriminator_class = TokenDiscriminator if token_level else Discriminator
+        return discriminator_class(
             model,
             tokenizer,
             learning_rate=args.disc_learning_rate,
@@ -259,8 +274,15 @@ class GAILTrainer(GRPOTrainer):
             seed=args.seed,
         )
 
-    def _render_for_discriminator(self, prompts: list, responses: list) -> list[str]:
-        """Prompt plus response as one text, as the discriminator reads it (demonstrations and samples alike)."""
+    def _render_for_discriminator(self, prompts: list, responses: list, completion_ids: list | None = None) -> list:
+        """
+        Prompts and responses as the discriminator reads them: one text each (sequence level), or `(prompt_ids,
+        response_ids)` in the policy's tokens (token level), with the generated `completion_ids` when given and
+        demonstrations tokenised otherwise.
+        """
+        if self.args.discriminator_level == "token":
+            response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
+            return [(tuple(p), tuple(r)) for p, r in zip(self._prompt_ids(prompts), response_ids, strict=True)]
         if isinstance(prompts[0], str):
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
         # Conversations are rendered with the discriminator's chat template if it has one, else with the policy's
@@ -271,6 +293,62 @@ class GAILTrainer(GRPOTrainer):
             renderer.apply_chat_template(prompt + response, tokenize=False, **self.chat_template_kwargs)
             for prompt, response in zip(prompts, responses, strict=True)
         ]
+
+    def _response_ids(self, responses: list) -> list[list[int]]:
+        """Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token."""
+        texts = [response if isinstance(response, str) else response[-1]["content"] for response in responses]
+        tokenizer = self.processing_class
+        return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def _prompt_ids(self, prompts: list) -> list[list[int]]:
+        """The prompts as GRPO tokenises them for generation."""
+        if isinstance(prompts[0], str):
+            return self.processing_class(text=prompts)["input_ids"]
+        return self.processing_class.apply_chat_template(
+            prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **self.chat_template_kwargs
+        )["input_ids"]
+
+    def _generate_and_score_completions(self, inputs):
+        # The one private GRPO method overridden, and only at the token level: GRPO turns each completion's reward
+        # into one advantage; the token discriminator's per-token rewards need per-token advantages, which GRPO's
+        # loss accepts with shape (B, T). Everything else is GRPO's.
+        output = super()._generate_and_score_completions(inputs)
+        if self.args.discriminator_level == "token":
+            output["advantages"] = self._token_advantages(output)
+        return output
+
+    def _token_advantages(self, output: dict) -> torch.Tensor:
+        token_rewards = self.discriminator_reward.token_rewards
+        self.discriminator_reward.token_rewards = None
+        advantages, completion_mask = output.get("advantages"), output.get("completion_mask")
+        if (
+            token_rewards is None
+            or advantages is None
+            or completion_mask is None
+            or advantages.dim() != 1
+            or completion_mask.dim() != 2
+            or len(token_rewards) != advantages.shape[0]
+            or len(token_rewards) != completion_mask.shape[0]
+            or any(len(r) != int(n) for r, n in zip(token_rewards, completion_mask.sum(dim=1), strict=True))
+        ):
+            raise RuntimeError(
+                "`GRPOTrainer._generate_and_score_completions` no longer returns what the token-level discriminator "
+                "relies on (one `advantages` value and one `completion_mask` row per completion, aligned with the "
+                "completions given to the reward function). TRL changed; the per-token advantages cannot be placed "
+                "safely, and `GAILTrainer` must be updated for it."
+            )
+        device = completion_mask.device
+        local_size, length = completion_mask.shape
+        rewards = torch.zeros(local_size, length, device=device)
+        for row, row_rewards in enumerate(token_rewards):
+            rewards[row, : len(row_rewards)] = row_rewards.to(device)
+        # Groups of completions may straddle processes: compute on the whole batch, then keep this process's rows
+        rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))  # (B, T_max)
+        mask = self.accelerator.gather(self.accelerator.pad_across_processes(completion_mask, dim=1))
+        num_generations = self.num_generations if self.model.training else self.num_generations_eval
+        all_advantages = token_level_advantages(rewards, mask, num_generations)
+        start = self.accelerator.process_index * local_size
+        return all_advantages[start : start + local_size, :length]  # (B_local, T)
 
     def save_discriminator(self, output_dir: str | os.PathLike) -> None:
         """Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers."""
