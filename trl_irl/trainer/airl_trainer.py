@@ -9,7 +9,13 @@ from .gail_trainer import GAILTrainer
 from .utils import SFT_AS_IRL_CITATION, upgrade_config
 
 
-def reward_model_card(base_model: str | None, divergence: str) -> str:
+def reward_model_card(base_model: str | None, divergence: str, token_level: bool = False) -> str:
+    auto_class = "AutoModelForTokenClassification" if token_level else "AutoModelForSequenceClassification"
+    usage = (
+        "It scores every token of a response (a dense reward); sum the scores of a response's tokens for one reward."
+        if token_level
+        else "As a reward model in TRL's GRPO:"
+    )
     return textwrap.dedent(f"""\
         ---
         library_name: transformers
@@ -25,14 +31,13 @@ def reward_model_card(base_model: str | None, divergence: str) -> str:
 
         Base model: {base_model or "unknown"}.
 
-        As a reward model in TRL's GRPO:
+        {usage}
 
         ```python
-        from transformers import AutoModelForSequenceClassification
-        from trl import GRPOTrainer
+        from transformers import {auto_class}
 
-        reward_model = AutoModelForSequenceClassification.from_pretrained("path/to/reward_model")
-        trainer = GRPOTrainer(model=..., reward_funcs=reward_model, ...)
+        reward_model = {auto_class}.from_pretrained("path/to/reward_model")
+        # with TRL's GRPO (sequence level): GRPOTrainer(model=..., reward_funcs=reward_model, ...)
         ```
 
         Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following AIRL (Fu, Luo and Levine, 2017,
