@@ -42,9 +42,9 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
         torch.testing.assert_close(rank0["parameters"][name], param, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("level", ["sequence", "token"])
-def test_gail_replicas_stay_identical_across_two_processes(
-    tmp_path, tiny_model_path, prompt_completion_dataset, level
+@pytest.mark.parametrize(("trainer_name", "level"), [("gail", "sequence"), ("gail", "token"), ("airl", "sequence")])
+def test_adversarial_replicas_stay_identical_across_two_processes(
+    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, level
 ):
     # Each process generates for its own prompts and updates its own discriminator replica: the heads start from
     # process 0's and the gradients are averaged, so the replicas must agree after training
@@ -59,6 +59,7 @@ def test_gail_replicas_stay_identical_across_two_processes(
             str(data_path),
             str(tmp_path),
             level,
+            trainer_name,
         ],
         cwd=tmp_path,
     )

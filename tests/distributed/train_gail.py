@@ -1,5 +1,5 @@
-"""Run by `tests/test_distributed.py` under `torchrun`: a few GAIL steps, then each process saves its policy and
-discriminator parameters so the test can check that the replicas stayed identical."""
+"""Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps, then each process saves its policy
+and discriminator parameters so the test can check that the replicas stayed identical."""
 
 import os
 import sys
@@ -7,11 +7,12 @@ import sys
 import torch
 from datasets import Dataset
 
-from trl_irl import GAILConfig, GAILTrainer
+from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
 
 
-def main(model_path: str, data_path: str, output_dir: str, discriminator_level: str) -> None:
-    args = GAILConfig(
+def main(model_path: str, data_path: str, output_dir: str, discriminator_level: str, trainer_name: str) -> None:
+    config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
+    args = config_class(
         output_dir=output_dir,
         per_device_train_batch_size=4,
         num_generations=4,
@@ -28,7 +29,7 @@ def main(model_path: str, data_path: str, output_dir: str, discriminator_level: 
         # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = GAILTrainer(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
+    trainer = trainer_class(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
     initial_discriminator = {n: p.detach().cpu().clone() for n, p in trainer.discriminator.model.named_parameters()}
     trainer.train()
     rank = int(os.environ.get("RANK", 0))
@@ -44,4 +45,4 @@ def main(model_path: str, data_path: str, output_dir: str, discriminator_level: 
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])
+    main(*sys.argv[1:6])

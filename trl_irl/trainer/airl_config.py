@@ -17,13 +17,14 @@ class AIRLConfig(GAILConfig):
     Parameters:
         > Parameters that control the structured discriminator
 
-        log_prob_coef (`float`, *optional*, defaults to `0.1`):
+        log_prob_coef (`float`, *optional*, defaults to `0.03`):
             `beta` in the logit `l = f_theta(x, y) - beta * log pi(y | x)`. AIRL's is 1, which makes `f_theta` the
             expert's log-density up to a constant; a smaller `beta` leaves part of the policy's term in `f_theta`
             (`f_theta = log rho_exp - (1 - beta) log pi + const` at the optimum), but keeps the term from swamping a
-            fresh `f_theta`. Through the reward `l`, `beta` is also the weight of the policy's entropy bonus. Measured
-            on the colours toy task: with 1, the policy collapsed onto invalid responses within 30 steps (the bonus
-            for unlikely responses won before `f_theta` learned); with 0.1 it moved towards the expert.
+            fresh `f_theta`. Through the reward `l`, `beta` is also the weight of the policy's entropy bonus (summed
+            over the remaining tokens at the token level). Measured on the colours toy task: with 1, the policy
+            collapsed onto invalid responses within 30 steps (the bonus for unlikely responses won before `f_theta`
+            learned); with 0.03 it moved towards the expert at both levels (see `docs/airl_trainer.md`).
         log_prob_reduction (`str`, *optional*, defaults to `"mean"`):
             How the response's token log-probabilities make `log pi(y | x)`: `"sum"` is the exact sequence
             log-probability; `"mean"` divides it by the response length. A 16-token random response has a summed
@@ -38,7 +39,7 @@ class AIRLConfig(GAILConfig):
         },
     )
     log_prob_coef: float = field(
-        default=0.1,
+        default=0.03,
         metadata={"help": "beta in the logit l = f_theta(x, y) - beta * log pi(y | x); AIRL's is 1 (see the docs)."},
     )
     log_prob_reduction: str = field(
