@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 demo:
 	bash scripts/setup.sh
-	.venv/bin/python -m trl_irl.demo
+	.venv/bin/trl-irl demo
 
 test:
 	bash scripts/setup.sh dev

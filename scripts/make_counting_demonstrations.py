@@ -1,4 +1,4 @@
-"""Regenerates trl_irl/data/counting_{train,eval}.jsonl, the demonstration set the demo trains on.
+"""Regenerates trl_irl/data/counting_{train,eval}.jsonl, the demonstration set the tests train on.
 
 Each demonstration counts from `start` by `step` for `count` numbers. Early tokens fix the rest of the response
 (the first number, then the step), so a mistake at the start compounds: the situation occupancy weighting is for.

@@ -1,0 +1,82 @@
+import math
+from collections import Counter
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trl_irl.synthetic import INVALID_MASS, SyntheticExpert, divergences, response_probabilities
+
+
+class TestSyntheticExpert:
+    @pytest.mark.parametrize("regime", ["memorise", "rules"])
+    def test_distributions_sum_to_one(self, regime):
+        expert = SyntheticExpert(regime)
+        for prompt in expert.prompts(5, seed=0):
+            assert sum(expert.distribution(prompt).values()) == pytest.approx(1.0)
+
+    def test_rules_add_up_where_they_agree(self):
+        # "red red red red": reversed, sorted and repeated are the same response
+        assert SyntheticExpert("rules").distribution("red red red red:") == {" red red red red": pytest.approx(1.0)}
+        assert SyntheticExpert("rules").distribution("red gold blue teal:") == {
+            " teal blue gold red": 0.6,
+            " blue gold red teal": 0.3,
+            " red red red red": 0.1,
+        }
+
+    def test_demonstrations_follow_the_distribution(self):
+        expert = SyntheticExpert("memorise", num_prompts=1)
+        demonstrations = expert.demonstrations(3000, seed=0)
+        counts = Counter(demonstrations["completion"])
+        for response, probability in expert.distribution("Task 0:").items():
+            assert counts[response] / 3000 == pytest.approx(probability, abs=0.03)
+
+    def test_rules_evaluation_prompts_are_unseen(self):
+        expert = SyntheticExpert("rules")
+        training = set(expert.demonstrations(200, seed=0)["prompt"])
+        evaluation = expert.evaluation_prompts(50, seed=1, training_prompts=training)
+        assert len(set(evaluation)) == 50 and not set(evaluation) & training
+
+    def test_bad_input_is_named(self):
+        with pytest.raises(ValueError, match="regime"):
+            SyntheticExpert("imitate")
+        with pytest.raises(ValueError, match="rules regime"):
+            SyntheticExpert("rules").distribution("red blue:")
+
+
+class TestDivergences:
+    def test_match_brute_force(self):
+        expert, policy = [0.6, 0.3, 0.1], [0.5, 0.2, 0.1]  # the policy puts 0.2 on invalid responses
+        smoothed = {"a": 0.6 * (1 - INVALID_MASS), "b": 0.3 * (1 - INVALID_MASS), "c": 0.1 * (1 - INVALID_MASS)}
+        smoothed["invalid"] = INVALID_MASS
+        p = {"a": 0.6, "b": 0.3, "c": 0.1, "invalid": 0.0}
+        q = {"a": 0.5, "b": 0.2, "c": 0.1, "invalid": 0.2}
+        m = {k: (p[k] + q[k]) / 2 for k in p}
+        expected = {
+            "forward_kl": sum(p[k] * math.log(p[k] / q[k]) for k in p if p[k] > 0),
+            "reverse_kl": sum(q[k] * math.log(q[k] / smoothed[k]) for k in q),
+            "js": 0.5 * sum(p[k] * math.log(p[k] / m[k]) for k in p if p[k] > 0)
+            + 0.5 * sum(q[k] * math.log(q[k] / m[k]) for k in q),
+            "invalid": 0.2,
+            "mode_coverage": 1.0,  # 0.5 >= 0.3, 0.2 >= 0.15, 0.1 >= 0.05
+        }
+        assert divergences(expert, policy) == pytest.approx(expected)
+
+    def test_identical_distributions(self):
+        metrics = divergences([0.6, 0.4], [0.6, 0.4])
+        assert metrics["forward_kl"] == pytest.approx(0.0, abs=1e-12)
+        assert metrics["js"] == pytest.approx(0.0, abs=1e-12)
+        assert metrics["reverse_kl"] == pytest.approx(-math.log(1 - INVALID_MASS))
+
+
+def test_response_probabilities_are_products_of_token_probabilities(tiny_model_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    probabilities = response_probabilities(model, tokenizer, "Count from 1 by 1, 3 numbers:", [" 1 2 3", " 2"])
+    for response, probability in zip([" 1 2 3", " 2"], probabilities, strict=True):
+        prompt_ids = tokenizer("Count from 1 by 1, 3 numbers:")["input_ids"]
+        ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            log_probs = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+        expected = math.exp(sum(log_probs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids))))
+        assert probability == pytest.approx(expected, rel=1e-4)

@@ -1,0 +1,196 @@
+"""Train every method on demonstrations of a synthetic expert and track exact divergences from it.
+
+Used by `trl-irl demo` and `benchmarks/imitation_sweep.py`. Methods:
+
+- `sft`: TRL's `SFTTrainer` (the baseline), from the base model.
+- `weighted_sft`: `WeightedSFTTrainer` (occupancy weights), from the base model, same steps.
+- `gail`, `gail_token`, `airl`, `airl_token`: the adversarial trainers (sequence or token level), started from the SFT
+  checkpoint, as adversarial imitation is meant to be used.
+
+Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
+(their steps count from the end of SFT).
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from .synthetic import WORDS, SyntheticExpert, expert_divergences
+from .tiny_models import save_tiny_checkpoint
+from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+
+
+METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token")
+METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage")
+
+
+@dataclass
+class ComparisonSettings:
+    """What one comparison trains. The defaults take a few minutes on 2 CPU cores; `quick()` about one."""
+
+    regime: str = "memorise"
+    num_demonstrations: int = 64
+    sft_steps: int = 150
+    adversarial_steps: int = 120
+    eval_every: int = 20
+    num_eval_prompts: int = 16
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    hidden_size: int = 128
+    adversarial_learning_rate: float = 1e-4
+    adversarial_kl_coef: float = 0.05
+    disc_warmup_generations: int = 5
+
+    @classmethod
+    def quick(cls, **overrides) -> "ComparisonSettings":
+        return cls(**{"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20, **overrides})
+
+
+class _DivergenceTracker(TrainerCallback):
+    def __init__(self, evaluate, step_offset: int, every: int):
+        self.evaluate, self.step_offset, self.every = evaluate, step_offset, every
+        self.curve: list[dict] = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self.curve.append({"step": self.step_offset + state.global_step, **self.evaluate(model)})
+
+
+def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=print) -> dict:
+    """
+    Train `settings.methods` and return, for each, its divergence curve and final metrics (also written as JSON).
+    """
+    unknown = set(settings.methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"Unknown methods {sorted(unknown)}; expected some of {list(METHODS)}.")
+    output_dir = Path(output_dir)
+    expert = SyntheticExpert(settings.regime, seed=settings.seed)
+    demonstrations = expert.demonstrations(settings.num_demonstrations, seed=settings.seed)
+    eval_prompts = expert.evaluation_prompts(
+        settings.num_eval_prompts, seed=settings.seed + 10_000, training_prompts=set(demonstrations["prompt"])
+    )
+    corpus = [row["prompt"] + row["completion"] for row in demonstrations] + [" ".join(WORDS)] * 4
+    corpus += [f"Task {k}:" for k in range(10)]
+    base = save_tiny_checkpoint(output_dir / "base", corpus, vocab_size=400, hidden_size=settings.hidden_size)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def evaluate(model):
+        was_training = model.training
+        model.eval()
+        metrics = expert_divergences(model, tokenizer, expert, eval_prompts)
+        model.train(was_training)
+        return metrics
+
+    common = {
+        "bf16": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": settings.eval_every,
+        "seed": settings.seed,
+    }
+    sft_common = {**common, "learning_rate": 3e-3, "per_device_train_batch_size": 16, "max_steps": settings.sft_steps}
+    adversarial_common = {
+        **common,
+        "learning_rate": settings.adversarial_learning_rate,
+        "disc_learning_rate": 1e-3,
+        "beta": settings.adversarial_kl_coef,
+        "disc_warmup_generations": settings.disc_warmup_generations,
+        "per_device_train_batch_size": 16,
+        "num_generations": 8,
+        "max_completion_length": 12,
+        "max_steps": settings.adversarial_steps,
+    }
+    results = {"settings": {k: v for k, v in vars(settings).items()}, "methods": {}}
+    base_metrics = {"step": 0, **evaluate(AutoModelForCausalLM.from_pretrained(base))}
+    # The adversarial methods start from the SFT checkpoint: SFT is trained first whenever one of them is asked for
+    order = [m for m in METHODS if m in settings.methods or (m == "sft" and set(settings.methods) - {"weighted_sft"})]
+    for method in order:
+        started = time.perf_counter()
+        log(f"[{method}] training")
+        if method in ("sft", "weighted_sft"):
+            tracker = _DivergenceTracker(evaluate, 0, settings.eval_every)
+            config_class, trainer_class = {
+                "sft": (SFTConfig, SFTTrainer),
+                "weighted_sft": (WeightedSFTConfig, WeightedSFTTrainer),
+            }[method]
+            trainer = trainer_class(
+                model=str(base),
+                args=config_class(str(output_dir / method), **sft_common),
+                train_dataset=demonstrations,
+                callbacks=[tracker],
+            )
+        else:
+            tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every)
+            config_class, trainer_class = (
+                (GAILConfig, GAILTrainer) if method.startswith("gail") else (AIRLConfig, AIRLTrainer)
+            )
+            level = "token" if method.endswith("_token") else "sequence"
+            trainer = trainer_class(
+                model=str(output_dir / "sft"),
+                args=config_class(str(output_dir / method), discriminator_level=level, **adversarial_common),
+                train_dataset=demonstrations,
+                callbacks=[tracker],
+            )
+        trainer.train()
+        if method == "sft":
+            trainer.save_model()
+        curve = [base_metrics, *tracker.curve] if method in ("sft", "weighted_sft") else tracker.curve
+        if method in settings.methods:
+            results["methods"][method] = {
+                "curve": curve,
+                "final": curve[-1],
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        log(f"[{method}] done in {time.perf_counter() - started:.0f} s: reverse KL {curve[-1]['reverse_kl']:.3f}")
+    results["sft_start"] = results["methods"].get("sft", {}).get("final")
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def results_table(results: dict) -> str:
+    """The final metrics of each method as a text table."""
+    lines = [f"{'method':<14}" + "".join(f"{metric:>15}" for metric in METRICS) + f"{'seconds':>10}"]
+    for method, result in results["methods"].items():
+        cells = "".join(f"{result['final'][metric]:>15.3f}" for metric in METRICS)
+        lines.append(f"{method:<14}{cells}{result['seconds']:>10.1f}")
+    return "\n".join(lines)
+
+
+def svg_plot(results: dict, metric: str = "reverse_kl", width: int = 640, height: int = 360) -> str:
+    """An SVG line chart of `metric` against training steps, one line per method (no plotting library needed)."""
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    curves = {method: result["curve"] for method, result in results["methods"].items()}
+    steps = [point["step"] for curve in curves.values() for point in curve]
+    values = [point[metric] for curve in curves.values() for point in curve]
+    x_max, y_max = max(steps) or 1, max(values) or 1.0
+    left, right, top, bottom = 50, 150, 20, 40
+
+    def x(step):
+        return left + (width - left - right) * step / x_max
+
+    def y(value):
+        return height - bottom - (height - top - bottom) * value / y_max
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0)}" stroke="black"/>',
+        f'<text x="{(width - right) / 2}" y="{height - 8}">training steps</text>',
+        f'<text x="4" y="{top - 6}">{metric}</text>',
+        f'<text x="{left - 30}" y="{top + 4}">{y_max:.2f}</text>',
+        f'<text x="{left - 12}" y="{y(0) + 4}">0</text>',
+        f'<text x="{width - right - 10}" y="{y(0) + 16}">{x_max}</text>',
+    ]
+    for index, (method, curve) in enumerate(curves.items()):
+        colour = colours[index % len(colours)]
+        points = " ".join(f"{x(p['step']):.1f},{y(p[metric]):.1f}" for p in curve)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
+        parts.append(f'<text x="{width - right + 10}" y="{top + 16 * index + 10}" fill="{colour}">{method}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

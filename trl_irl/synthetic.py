@@ -1,0 +1,178 @@
+"""A synthetic expert whose probability of any response is known exactly, and divergences of a policy from it.
+
+Two regimes (`SyntheticExpert(regime=...)`):
+
+- `"memorise"`: a handful of prompts (`"Task 3:"`), each with three fixed responses, the modes, drawn with
+  probabilities 0.6, 0.3 and 0.1. Evaluation uses the training prompts: a policy can memorise them.
+- `"rules"`: a prompt is four colour words; the expert answers by a rule chosen at random: the words reversed (0.6),
+  sorted (0.3), or the first word four times (0.1), probabilities adding up where two rules agree. There are 10^4
+  prompts and evaluation uses prompts unseen in training: the rules must be learned, per-token errors compound.
+
+Metrics (`expert_divergences`) are exact. The expert's support is enumerable, so the policy's probability of each
+expert response is computed by a forward pass (with its end-of-sequence token), and everything else the policy
+could say is lumped into one outcome, "invalid". On that finite outcome space the forward KL, reverse KL and
+Jensen-Shannon divergence are sums. The forward KL `KL(p_exp || pi)` equals the one over full responses (the expert
+puts no mass on invalid ones); the reverse KL is taken against the expert smoothed with `INVALID_MASS` on "invalid"
+(otherwise infinite as soon as the policy can say anything invalid), and, like the JS divergence, is a lower bound
+of its full-response value (grouping outcomes never increases a divergence).
+"""
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+WORDS = ("red", "green", "blue", "gold", "pink", "gray", "teal", "navy", "lime", "plum")
+MODE_PROBABILITIES = (0.6, 0.3, 0.1)
+REGIMES = ("memorise", "rules")
+# Expert mass on "invalid" in the reverse KL, which is infinite for an expert that never errs
+INVALID_MASS = 1e-3
+
+
+@dataclass
+class SyntheticExpert:
+    """
+    A prompt-conditioned, multi-modal expert over colour words, with exact response probabilities.
+
+    Args:
+        regime (`str`, *optional*, defaults to `"memorise"`): `"memorise"` or `"rules"` (see the module docstring).
+        num_prompts (`int`, *optional*, defaults to `8`): prompts of the `"memorise"` regime.
+        seed (`int`, *optional*, defaults to `0`): fixes the `"memorise"` regime's responses.
+    """
+
+    regime: str = "memorise"
+    num_prompts: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"Unknown `regime` {self.regime!r}; expected one of {REGIMES}.")
+        rng = random.Random(self.seed)
+        self._memorised = {}
+        for k in range(self.num_prompts):
+            modes = []
+            while len(modes) < len(MODE_PROBABILITIES):
+                response = " " + " ".join(rng.choices(WORDS, k=rng.randint(2, 4)))
+                if response not in modes:
+                    modes.append(response)
+            self._memorised[f"Task {k}:"] = modes
+
+    def distribution(self, prompt: str) -> dict[str, float]:
+        """The expert's exact distribution over responses to `prompt` (response text, with its leading space)."""
+        if self.regime == "memorise":
+            if prompt not in self._memorised:
+                raise ValueError(f"{prompt!r} is not one of the {self.num_prompts} prompts of the memorise regime.")
+            return dict(zip(self._memorised[prompt], MODE_PROBABILITIES, strict=True))
+        words = prompt.removesuffix(":").split()
+        if len(words) != 4 or any(word not in WORDS for word in words):
+            raise ValueError(f"{prompt!r} is not a prompt of the rules regime (four colour words and a colon).")
+        distribution: dict[str, float] = {}
+        for rule, probability in zip(("reverse", "sort", "repeat"), MODE_PROBABILITIES, strict=True):
+            if rule == "reverse":
+                answer = words[::-1]
+            elif rule == "sort":
+                answer = sorted(words)
+            else:
+                answer = [words[0]] * 4
+            response = " " + " ".join(answer)
+            distribution[response] = distribution.get(response, 0.0) + probability
+        return distribution
+
+    def prompts(self, count: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
+        """`count` prompts (with repetition in the memorise regime; distinct and not in `exclude` in the other)."""
+        rng = random.Random(seed)
+        if self.regime == "memorise":
+            return [rng.choice(list(self._memorised)) for _ in range(count)]
+        chosen: list[str] = []
+        while len(chosen) < count:
+            prompt = " ".join(rng.choices(WORDS, k=4)) + ":"
+            if prompt not in exclude and prompt not in chosen:
+                chosen.append(prompt)
+        return chosen
+
+    def demonstrations(self, count: int, seed: int = 0) -> Dataset:
+        """`count` (prompt, completion) demonstrations: prompts drawn, then responses sampled from the expert."""
+        rng = random.Random(seed + 1)
+        rows = []
+        for prompt in self.prompts(count, seed):
+            responses, probabilities = zip(*self.distribution(prompt).items(), strict=True)
+            rows.append({"prompt": prompt, "completion": rng.choices(responses, weights=probabilities)[0]})
+        return Dataset.from_list(rows)
+
+    def evaluation_prompts(self, count: int, seed: int, training_prompts: set[str]) -> list[str]:
+        """All prompts in the memorise regime; `count` prompts unseen in training in the rules regime."""
+        if self.regime == "memorise":
+            return list(self._memorised)
+        return self.prompts(count, seed, exclude=training_prompts)
+
+
+@torch.no_grad()
+def response_probabilities(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, responses: list[str]
+) -> list[float]:
+    """The policy's probability of each response to `prompt`, end-of-sequence token included."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    sequences = [
+        prompt_ids + tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses
+    ]
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in sequences], device=model.device)
+    attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
+    log_probs = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float().log_softmax(-1)
+    token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T - 1)
+    probabilities = []
+    for row, sequence in enumerate(sequences):
+        response_positions = slice(len(prompt_ids) - 1, len(sequence) - 1)
+        probabilities.append(math.exp(token_log_probs[row, response_positions].sum().item()))
+    return probabilities
+
+
+def divergences(expert: list[float], policy: list[float]) -> dict[str, float]:
+    """
+    Divergences between two distributions over the expert's responses plus one "invalid" outcome.
+
+    Args:
+        expert (`list[float]`): the expert's probabilities of its responses (summing to 1).
+        policy (`list[float]`): the policy's probabilities of the same responses (summing to at most 1; the rest is
+            its probability of "invalid").
+
+    Returns:
+        `dict[str, float]`: `forward_kl` (`KL(expert || policy)`), `reverse_kl` (`KL(policy || smoothed expert)`),
+        `js` (Jensen-Shannon, natural log), `invalid` (the policy's "invalid" mass) and `mode_coverage` (share of the
+        expert's responses to which the policy gives at least half the expert's probability).
+    """
+    invalid = max(0.0, 1.0 - sum(policy))
+    forward_kl = sum(p * math.log(p / max(q, 1e-300)) for p, q in zip(expert, policy, strict=True) if p > 0)
+    smoothed = [(1 - INVALID_MASS) * p for p in expert] + [INVALID_MASS]
+    policy_all = list(policy) + [invalid]
+    reverse_kl = sum(q * math.log(q / s) for q, s in zip(policy_all, smoothed, strict=True) if q > 0)
+    expert_all = list(expert) + [0.0]
+    mixture = [(p + q) / 2 for p, q in zip(expert_all, policy_all, strict=True)]
+    js = 0.5 * sum(p * math.log(p / m) for p, m in zip(expert_all, mixture, strict=True) if p > 0) + 0.5 * sum(
+        q * math.log(q / m) for q, m in zip(policy_all, mixture, strict=True) if q > 0
+    )
+    coverage = sum(q >= p / 2 for p, q in zip(expert, policy, strict=True)) / len(expert)
+    return {
+        "forward_kl": forward_kl,
+        "reverse_kl": reverse_kl,
+        "js": js,
+        "invalid": invalid,
+        "mode_coverage": coverage,
+    }
+
+
+def expert_divergences(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, expert: SyntheticExpert, prompts: list[str]
+) -> dict[str, float]:
+    """`divergences` of the policy from the expert, averaged over `prompts`."""
+    totals: dict[str, float] = {}
+    for prompt in prompts:
+        responses, probabilities = zip(*expert.distribution(prompt).items(), strict=True)
+        metrics = divergences(list(probabilities), response_probabilities(model, tokenizer, prompt, list(responses)))
+        for name, value in metrics.items():
+            totals[name] = totals.get(name, 0.0) + value
+    return {name: total / len(prompts) for name, total in totals.items()}
