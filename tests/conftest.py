@@ -102,3 +102,11 @@ def preference_dataset(prompt_completion_dataset) -> Dataset:
         },
         remove_columns=["completion"],
     )
+
+
+@pytest.fixture(scope="session")
+def colours_sft_path(tmp_path_factory) -> str:
+    """The colours toy task's SFT checkpoint (and tokenizer), trained once per test session."""
+    from helpers import colours_sft_checkpoint
+
+    return str(colours_sft_checkpoint(tmp_path_factory.mktemp("colours")))

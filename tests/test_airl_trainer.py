@@ -1,30 +1,15 @@
 import pytest
 import torch
 import toy_colors
+from helpers import adversarial_config, colours_training_overrides, one_step_grpo_config
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+from trl import GRPOTrainer
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig
 
 
 def _config(tmp_path, **overrides) -> AIRLConfig:
-    values = {
-        "output_dir": str(tmp_path),
-        "learning_rate": 1e-3,
-        "disc_learning_rate": 1e-3,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    values.update(overrides)
-    return AIRLConfig(**values)
+    return adversarial_config(AIRLConfig, tmp_path, **overrides)
 
 
 class TestAIRLConfig:
@@ -107,17 +92,7 @@ class TestAIRLTrainer:
         grpo = GRPOTrainer(
             model=tiny_model_path,
             reward_funcs=reward_model,
-            args=GRPOConfig(
-                output_dir=str(tmp_path / "grpo"),
-                per_device_train_batch_size=4,
-                num_generations=4,
-                max_completion_length=6,
-                max_steps=1,
-                bf16=False,
-                report_to="none",
-                save_strategy="no",
-                disable_tqdm=True,
-            ),
+            args=one_step_grpo_config(tmp_path / "grpo"),
             train_dataset=prompt_completion_dataset,
         )
         grpo.train()
@@ -147,36 +122,16 @@ class TestAIRLTrainer:
 
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
-def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(tmp_path, level):
+def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(tmp_path, colours_sft_path, level):
     # Measured (2 CPU cores, 2026-11-27), reverse KL every 10 of 120 steps from the SFT checkpoint's 2.19, defaults
     # (beta 0.03, mean log-probability): sequence level 3.9, 2.62, 1.84, ..., 1.23, 1.21, 1.20; token level 4.41,
     # 3.96, 2.8, ..., 0.90, 0.96. With a summed log-probability the policy collapsed onto invalid responses (6.91)
     # from the first steps, the discriminator's accuracies pinned at 1 and 0.
-    from trl_irl.tiny_models import save_tiny_checkpoint
-
-    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
-    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
-    sft = SFTTrainer(
-        model=str(base),
-        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
-        train_dataset=toy_colors.demonstrations(64),
-    )
-    sft.train()
-    sft.save_model()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(tmp_path / "sft"), tokenizer)
-
+    tokenizer = AutoTokenizer.from_pretrained(colours_sft_path)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(colours_sft_path), tokenizer)
     airl = AIRLTrainer(
-        model=str(tmp_path / "sft"),
-        args=_config(
-            tmp_path / "airl",
-            discriminator_level=level,
-            max_steps=120,
-            per_device_train_batch_size=16,
-            num_generations=8,
-            max_completion_length=6,
-            logging_steps=10,
-        ),
+        model=colours_sft_path,
+        args=_config(tmp_path, discriminator_level=level, **colours_training_overrides(max_steps=120)),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     airl.train()

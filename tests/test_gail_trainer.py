@@ -5,32 +5,17 @@ import pytest
 import torch
 import toy_colors
 from datasets import Dataset
+from helpers import adversarial_config, colours_training_overrides
 from peft import LoraConfig
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from trl import GRPOConfig, SFTConfig, SFTTrainer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from trl import GRPOConfig
 
 from trl_irl import GAILConfig, GAILTrainer
 from trl_irl.trainer.gail_trainer import prepare_demonstrations
 
 
 def _config(tmp_path, **overrides) -> GAILConfig:
-    values = {
-        "output_dir": str(tmp_path),
-        "learning_rate": 1e-3,
-        "disc_learning_rate": 1e-3,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    values.update(overrides)
-    return GAILConfig(**values)
+    return adversarial_config(GAILConfig, tmp_path, **overrides)
 
 
 class TestGAILConfig:
@@ -237,34 +222,15 @@ class TestGAILTrainer:
             trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
 
 
-def test_gail_lowers_the_reverse_kl_to_a_known_expert_from_an_sft_start(tmp_path):
+def test_gail_lowers_the_reverse_kl_to_a_known_expert_from_an_sft_start(tmp_path, colours_sft_path):
     # Measured: 2.19 after SFT, 1.45 after 100 GAIL steps (about 5 s on 2 CPU cores). With a policy learning rate
     # of 2e-3 instead of 1e-3 the policy collapsed onto invalid responses after ~50 steps: adversarial training
     # needs a gentler policy than SFT does.
-    from trl_irl.tiny_models import save_tiny_checkpoint
-
-    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
-    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
-    sft = SFTTrainer(
-        model=str(base),
-        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
-        train_dataset=toy_colors.demonstrations(64),
-    )
-    sft.train()
-    sft.save_model()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    kl_after_sft = toy_colors.reverse_kl_to_expert(sft.model, tokenizer)
-
+    tokenizer = AutoTokenizer.from_pretrained(colours_sft_path)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(colours_sft_path), tokenizer)
     gail = GAILTrainer(
-        model=str(tmp_path / "sft"),
-        args=_config(
-            tmp_path / "gail",
-            max_steps=100,
-            per_device_train_batch_size=16,
-            num_generations=8,
-            max_completion_length=6,
-            logging_steps=10,
-        ),
+        model=colours_sft_path,
+        args=_config(tmp_path, **colours_training_overrides(max_steps=100)),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     gail.train()
@@ -312,7 +278,7 @@ class TestTokenLevel:
         )
         trainer = trainer_class(
             model=tiny_model_path,
-            args=config_class(output_dir=str(tmp_path), **_token_overrides()),
+            args=adversarial_config(config_class, tmp_path, discriminator_level="token"),
             train_dataset=prompt_completion_dataset,
         )
         policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
@@ -373,49 +339,12 @@ class TestTokenLevel:
             trainer.train()
 
 
-def _token_overrides() -> dict:
-    return {
-        "learning_rate": 1e-3,
-        "disc_learning_rate": 1e-3,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-        "discriminator_level": "token",
-    }
-
-
-def test_token_level_gail_lowers_the_reverse_kl_from_an_sft_start(tmp_path):
-    from trl_irl.tiny_models import save_tiny_checkpoint
-
-    base = save_tiny_checkpoint(tmp_path / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
-    common = {"bf16": False, "report_to": "none", "save_strategy": "no", "disable_tqdm": True, "seed": 0}
-    sft = SFTTrainer(
-        model=str(base),
-        args=SFTConfig(tmp_path / "sft", max_steps=40, learning_rate=3e-3, per_device_train_batch_size=16, **common),
-        train_dataset=toy_colors.demonstrations(64),
-    )
-    sft.train()
-    sft.save_model()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    kl_after_sft = toy_colors.reverse_kl_to_expert(sft.model, tokenizer)
+def test_token_level_gail_lowers_the_reverse_kl_from_an_sft_start(tmp_path, colours_sft_path):
+    tokenizer = AutoTokenizer.from_pretrained(colours_sft_path)
+    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(colours_sft_path), tokenizer)
     gail = GAILTrainer(
-        model=str(tmp_path / "sft"),
-        args=_config(
-            tmp_path / "gail",
-            discriminator_level="token",
-            max_steps=100,
-            per_device_train_batch_size=16,
-            num_generations=8,
-            max_completion_length=6,
-            logging_steps=10,
-        ),
+        model=colours_sft_path,
+        args=_config(tmp_path, discriminator_level="token", **colours_training_overrides(max_steps=100)),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     gail.train()

@@ -3,27 +3,15 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import fast_config, one_step_grpo_config
 from transformers import AutoModelForSequenceClassification
-from trl import GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
+from trl import GRPOTrainer, RewardConfig, RewardTrainer
 
 from trl_irl import VarianceRewardConfig, VarianceRewardTrainer, variance_bradley_terry_loss
 
 
 def _config(tmp_path, config_class=VarianceRewardConfig, **overrides):
-    values = {
-        "output_dir": str(tmp_path),
-        "learning_rate": 3e-3,
-        "per_device_train_batch_size": 8,
-        "max_steps": 8,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    values.update(overrides)
-    return config_class(**values)
+    return fast_config(config_class, tmp_path, **overrides)
 
 
 class TestVarianceBradleyTerryLoss:
@@ -125,17 +113,7 @@ class TestVarianceRewardTrainer:
         grpo = GRPOTrainer(
             model=tiny_model_path,
             reward_funcs=reloaded,
-            args=GRPOConfig(
-                output_dir=str(tmp_path / "grpo"),
-                per_device_train_batch_size=4,
-                num_generations=4,
-                max_completion_length=6,
-                max_steps=1,
-                bf16=False,
-                report_to="none",
-                save_strategy="no",
-                disable_tqdm=True,
-            ),
+            args=one_step_grpo_config(tmp_path / "grpo"),
             train_dataset=preference_dataset.remove_columns(["chosen", "rejected"]),
         )
         grpo.train()

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import fast_config
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
@@ -8,21 +9,7 @@ from trl_irl import WeightedSFTConfig, WeightedSFTTrainer, span_positions
 
 
 def _config(tmp_path, config_class=WeightedSFTConfig, **overrides) -> WeightedSFTConfig:
-    """Small, fast, deterministic CPU settings."""
-    values = {
-        "output_dir": str(tmp_path),
-        "learning_rate": 3e-3,
-        "per_device_train_batch_size": 8,
-        "max_steps": 8,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    values.update(overrides)
-    return config_class(**values)
+    return fast_config(config_class, tmp_path, **overrides)
 
 
 def _fixed_batch(trainer, size: int):

@@ -12,6 +12,7 @@ Every method is evaluated on the same prompts every `eval_every` steps; adversar
 """
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,37 +161,57 @@ def results_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def svg_plot(results: dict, metric: str = "reverse_kl", width: int = 640, height: int = 360) -> str:
-    """An SVG line chart of `metric` against training steps, one line per method (no plotting library needed)."""
+def line_chart_svg(
+    series: dict[str, list[tuple[float, float]]],
+    x_label: str,
+    y_label: str,
+    log_x: bool = False,
+    width: int = 640,
+    height: int = 360,
+) -> str:
+    """
+    An SVG line chart, one line per entry of `series` (name -> (x, y) points), with no plotting library needed.
+    The y axis starts at 0; `log_x` spaces the x axis logarithmically.
+    """
     colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-    curves = {method: result["curve"] for method, result in results["methods"].items()}
-    steps = [point["step"] for curve in curves.values() for point in curve]
-    values = [point[metric] for curve in curves.values() for point in curve]
-    x_max, y_max = max(steps) or 1, max(values) or 1.0
+    xs = sorted({x for points in series.values() for x, _ in points})
+    y_max = max(y for points in series.values() for _, y in points) or 1.0
+    scale = math.log if log_x else float
+    x_min, x_max = scale(xs[0]), scale(xs[-1])
     left, right, top, bottom = 50, 150, 20, 40
 
-    def x(step):
-        return left + (width - left - right) * step / x_max
+    def to_x(value):
+        return left + (width - left - right) * (scale(value) - x_min) / ((x_max - x_min) or 1.0)
 
-    def y(value):
+    def to_y(value):
         return height - bottom - (height - top - bottom) * value / y_max
 
+    ticks = xs if log_x else [xs[0], xs[-1]]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
         'font-size="11">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
-        f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="black"/>',
-        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{y(0)}" stroke="black"/>',
-        f'<text x="{(width - right) / 2}" y="{height - 8}">training steps</text>',
-        f'<text x="4" y="{top - 6}">{metric}</text>',
-        f'<text x="{left - 30}" y="{top + 4}">{y_max:.2f}</text>',
-        f'<text x="{left - 12}" y="{y(0) + 4}">0</text>',
-        f'<text x="{width - right - 10}" y="{y(0) + 16}">{x_max}</text>',
+        f'<line x1="{left}" y1="{to_y(0)}" x2="{width - right}" y2="{to_y(0)}" stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{to_y(0)}" stroke="black"/>',
+        f'<text x="{(width - right) / 2 - 40}" y="{height - 8}">{x_label}</text>',
+        f'<text x="4" y="{top - 6}">{y_label}</text>',
+        f'<text x="{left - 34}" y="{top + 4}">{y_max:.2f}</text>',
+        f'<text x="{left - 12}" y="{to_y(0) + 4}">0</text>',
     ]
-    for index, (method, curve) in enumerate(curves.items()):
+    parts += [f'<text x="{to_x(x) - 8:.1f}" y="{to_y(0) + 16}">{x:g}</text>' for x in ticks]
+    for index, (name, points) in enumerate(series.items()):
         colour = colours[index % len(colours)]
-        points = " ".join(f"{x(p['step']):.1f},{y(p[metric]):.1f}" for p in curve)
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}"/>')
-        parts.append(f'<text x="{width - right + 10}" y="{top + 16 * index + 10}" fill="{colour}">{method}</text>')
+        polyline = " ".join(f"{to_x(x):.1f},{to_y(y):.1f}" for x, y in sorted(points))
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{polyline}"/>')
+        parts.append(f'<text x="{width - right + 10}" y="{top + 16 * index + 10}" fill="{colour}">{name}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def svg_plot(results: dict, metric: str = "reverse_kl") -> str:
+    """`metric` against training steps, one line per method."""
+    series = {
+        method: [(point["step"], point[metric]) for point in result["curve"]]
+        for method, result in results["methods"].items()
+    }
+    return line_chart_svg(series, "training steps", metric)
