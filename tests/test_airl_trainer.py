@@ -142,3 +142,19 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(tm
     assert 0.1 < mean_acc_expert < 0.95, mean_acc_expert
     kl_after_airl = toy_colors.reverse_kl_to_expert(airl.model, tokenizer)
     assert kl_after_airl < 0.8 * kl_after_sft, (kl_after_sft, kl_after_airl)
+
+
+@pytest.mark.parametrize(
+    ("level", "auto_class"),
+    [("sequence", "AutoModelForSequenceClassification"), ("token", "AutoModelForTokenClassification")],
+)
+def test_reward_model_card_names_the_class_to_load_it_with(
+    tmp_path, tiny_model_path, prompt_completion_dataset, level, auto_class
+):
+    trainer = AIRLTrainer(
+        model=tiny_model_path,
+        args=_config(tmp_path, discriminator_level=level),
+        train_dataset=prompt_completion_dataset,
+    )
+    card = trainer._discriminator_card()
+    assert f"{auto_class}.from_pretrained" in card

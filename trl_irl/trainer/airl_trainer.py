@@ -2,11 +2,10 @@ import textwrap
 
 import torch
 import torch.nn.functional as F
-from trl.trainer.utils import get_config_model_id
 
 from .airl_config import AIRLConfig
 from .gail_trainer import GAILTrainer
-from .utils import SFT_AS_IRL_CITATION, upgrade_config
+from .utils import SFT_AS_IRL_CITATION, resolve_config
 
 
 def reward_model_card(base_model: str | None, divergence: str, token_level: bool = False) -> str:
@@ -82,11 +81,7 @@ class AIRLTrainer(GAILTrainer):
     discriminator_dir = "reward_model"
 
     def __init__(self, model, discriminator=None, args: AIRLConfig | None = None, *gail_args, **gail_kwargs):
-        if args is None:
-            policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = AIRLConfig(f"{policy_id.split('/')[-1]}-{self._name}")
-        elif not isinstance(args, AIRLConfig):
-            args = upgrade_config(args, AIRLConfig, generation_batch_size=None)
+        args = resolve_config(args, model, AIRLConfig, self._name, generation_batch_size=None)
         super().__init__(model, discriminator, args, *gail_args, **gail_kwargs)
         self.discriminator_reward.logit_offsets = self._minus_beta_log_pi
 
@@ -99,10 +94,8 @@ class AIRLTrainer(GAILTrainer):
         return self.push_discriminator_to_hub(repo_id, private=private, token=token)
 
     def _discriminator_card(self) -> str:
-        base_model = get_config_model_id(self.discriminator.model.config)
-        return reward_model_card(
-            None if base_model is None or "/" not in base_model else base_model, self.args.divergence
-        )
+        token_level = self.args.discriminator_level == "token"
+        return reward_model_card(self._discriminator_base_model(), self.args.divergence, token_level)
 
     @torch.no_grad()
     def _minus_beta_log_pi(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:

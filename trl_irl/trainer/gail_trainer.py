@@ -23,7 +23,7 @@ from ..discriminator import Discriminator, TokenDiscriminator
 from ..rewards import DEMONSTRATION_COLUMN, DiscriminatorReward
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
-from .utils import SFT_AS_IRL_CITATION, upgrade_config
+from .utils import SFT_AS_IRL_CITATION, resolve_config
 
 
 _REWARD_STATE_FILE = "discriminator_reward_state.json"
@@ -181,12 +181,9 @@ class GAILTrainer(GRPOTrainer):
         discriminator_peft_config=None,
     ):
         policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
-        if args is None:
-            args = GAILConfig(f"{policy_id.split('/')[-1]}-{self._name}")
-        elif not isinstance(args, GAILConfig):
-            # A `GRPOConfig` from an existing script: keep every value, add the default discriminator settings.
-            # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
-            args = upgrade_config(args, GAILConfig, generation_batch_size=None)
+        # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
+        # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
+        args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
 
         if train_dataset is None:
             raise ValueError("`train_dataset` is required: it holds the demonstrations.")

@@ -4,6 +4,7 @@ import dataclasses
 import textwrap
 
 from transformers import TrainingArguments
+from trl.trainer.utils import get_config_model_id
 
 
 # The paper every trainer of this package implements a part of
@@ -14,6 +15,20 @@ SFT_AS_IRL_CITATION = textwrap.dedent("""\
         year         = 2024,
         eprint       = {arXiv:2403.12017},
     }""")
+
+
+def resolve_config(args: TrainingArguments | None, model, config_class: type, method_name: str, **overrides):
+    """
+    The config a trainer runs with, from what its `args` may be, as for the TRL parents: `None` (the defaults, with an
+    output directory named after the model and the method), an instance of `config_class`, or the parent's config
+    (or plain `TrainingArguments`) from an existing script, upgraded with [`upgrade_config`] and `overrides`.
+    """
+    if args is None:
+        model_id = model if isinstance(model, str) else get_config_model_id(model.config)
+        return config_class(f"{model_id.split('/')[-1]}-{method_name}")
+    if isinstance(args, config_class):
+        return args
+    return upgrade_config(args, config_class, **overrides)
 
 
 def upgrade_config(args: TrainingArguments, config_class: type, **overrides) -> TrainingArguments:

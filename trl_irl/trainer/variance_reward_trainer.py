@@ -5,9 +5,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments, set_seed
 from trl import RewardTrainer
-from trl.trainer.utils import get_config_model_id
 
-from .utils import SFT_AS_IRL_CITATION, upgrade_config
+from .utils import SFT_AS_IRL_CITATION, resolve_config
 from .variance_reward_config import VarianceRewardConfig
 
 
@@ -102,11 +101,7 @@ class VarianceRewardTrainer(RewardTrainer):
         quantization_config=None,
         peft_config=None,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = VarianceRewardConfig(f"{model_name.split('/')[-1]}-VarianceReward")
-        elif not isinstance(args, VarianceRewardConfig):
-            args = upgrade_config(args, VarianceRewardConfig)
+        args = resolve_config(args, model, VarianceRewardConfig, "VarianceReward")
 
         num_outputs = 2 if args.learn_variance else 1
         if isinstance(model, str) and args.learn_variance:

@@ -4,10 +4,9 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 from trl import SFTTrainer
-from trl.trainer.utils import get_config_model_id
 
 from ..token_weighting import token_weights
-from .utils import SFT_AS_IRL_CITATION, upgrade_config
+from .utils import SFT_AS_IRL_CITATION, resolve_config
 from .weighted_sft_config import WeightedSFTConfig
 
 
@@ -70,13 +69,8 @@ class WeightedSFTTrainer(SFTTrainer):
         peft_config=None,
         formatting_func=None,
     ):
-        if args is None:
-            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
-            args = WeightedSFTConfig(f"{model_name.split('/')[-1]}-WeightedSFT")
-        elif not isinstance(args, WeightedSFTConfig):
-            # An `SFTConfig` (or plain `TrainingArguments`) from an existing SFT script: keep every value, add the
-            # default weighting
-            args = upgrade_config(args, WeightedSFTConfig)
+        # An `SFTConfig` from an existing SFT script keeps every value and gets the default weighting
+        args = resolve_config(args, model, WeightedSFTConfig, "WeightedSFT")
         if compute_loss_func is not None:
             raise ValueError(
                 "`compute_loss_func` is not supported by `WeightedSFTTrainer`: a custom loss bypasses the token "
