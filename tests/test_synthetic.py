@@ -80,3 +80,27 @@ def test_response_probabilities_are_products_of_token_probabilities(tiny_model_p
             log_probs = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
         expected = math.exp(sum(log_probs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids))))
         assert probability == pytest.approx(expected, rel=1e-4)
+
+
+def test_exact_reverse_kl_reward_is_log_expert_minus_log_policy(tiny_model_path):
+    from trl_irl.comparison import ExactReverseKLReward
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    expert = SyntheticExpert("memorise", num_prompts=1)
+    response, probability = next(iter(expert.distribution("Task 0:").items()))
+    reward = ExactReverseKLReward(expert, tokenizer)
+    reward.policy = model
+    ended = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    truncated = ended[:-1]  # the same words, but the response did not end: invalid
+    rewards = reward(["Task 0:", "Task 0:"], [response, response], [ended, truncated])
+    log_policy_ended = math.log(response_probabilities(model, tokenizer, "Task 0:", [response])[0])
+    assert rewards[0] == pytest.approx(math.log((1 - INVALID_MASS) * probability) - log_policy_ended, rel=1e-4)
+    prompt_ids = tokenizer("Task 0:")["input_ids"]
+    with torch.no_grad():
+        log_probs = model(input_ids=torch.tensor([prompt_ids + truncated])).logits[0].log_softmax(-1)
+    log_policy_truncated = sum(
+        log_probs[t - 1, (prompt_ids + truncated)[t]].item()
+        for t in range(len(prompt_ids), len(prompt_ids) + len(truncated))
+    )
+    assert rewards[1] == pytest.approx(math.log(INVALID_MASS) - log_policy_truncated, rel=1e-4)

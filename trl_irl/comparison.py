@@ -6,6 +6,9 @@ Used by `trl-irl demo` and `benchmarks/imitation_sweep.py`. Methods:
 - `weighted_sft`: `WeightedSFTTrainer` (occupancy weights), from the base model, same steps.
 - `gail`, `gail_token`, `airl`, `airl_token`: the adversarial trainers (sequence or token level), started from the SFT
   checkpoint, as adversarial imitation is meant to be used.
+- `oracle`: TRL's `GRPOTrainer` from the SFT checkpoint with the exact reverse-KL reward
+  `log p_exp(y | x) - log pi(y | x)` (the expert smoothed as in the metrics): the best reward any discriminator could
+  hand out, with the same GRPO settings as the adversarial methods.
 
 Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
 (their steps count from the end of SFT).
@@ -17,15 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from .synthetic import WORDS, SyntheticExpert, expert_divergences
+from .synthetic import INVALID_MASS, WORDS, SyntheticExpert, expert_divergences
 from .tiny_models import save_tiny_checkpoint
 from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
 
 
-METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token")
+METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
 METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage")
 
 
@@ -59,6 +63,38 @@ class _DivergenceTracker(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
             self.curve.append({"step": self.step_offset + state.global_step, **self.evaluate(model)})
+
+
+class ExactReverseKLReward:
+    """
+    GRPO reward `log p_exp(y | x) - log pi(y | x)`: maximising its expectation minimises `KL(pi || p_exp)`.
+
+    `p_exp` is the expert smoothed as in `synthetic.divergences`: `(1 - INVALID_MASS) p(y)` for the expert's
+    responses (ended by the end-of-sequence token) and `INVALID_MASS` for anything else. `log pi` comes from a
+    no-grad forward of `policy` (set once the trainer exists) on the generated tokens.
+    """
+
+    __name__ = "exact_reverse_kl"
+
+    def __init__(self, expert: SyntheticExpert, tokenizer):
+        self.expert, self.tokenizer, self.policy = expert, tokenizer, None
+
+    def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float]:
+        rewards = []
+        for prompt, completion, ids in zip(prompts, completions, completion_ids, strict=True):
+            probability = self.expert.distribution(prompt).get(completion)
+            terminated = len(ids) > 0 and ids[-1] == self.tokenizer.eos_token_id
+            log_expert = (
+                math.log((1 - INVALID_MASS) * probability) if probability and terminated else math.log(INVALID_MASS)
+            )
+            prompt_ids = self.tokenizer(prompt)["input_ids"]
+            sequence = torch.tensor([prompt_ids + list(ids)], device=self.policy.device)
+            with torch.no_grad():
+                log_probs = self.policy(input_ids=sequence).logits[0, :-1].float().log_softmax(-1)
+            targets = sequence[0, 1:]
+            log_policy = log_probs.gather(-1, targets[:, None])[len(prompt_ids) - 1 :].sum().item()
+            rewards.append(log_expert - log_policy)
+        return rewards
 
 
 def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=print) -> dict:
@@ -124,6 +160,18 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
                 train_dataset=demonstrations,
                 callbacks=[tracker],
             )
+        elif method == "oracle":
+            tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every)
+            reward = ExactReverseKLReward(expert, tokenizer)
+            grpo_settings = {k: v for k, v in adversarial_common.items() if not k.startswith("disc_")}
+            trainer = GRPOTrainer(
+                model=str(output_dir / "sft"),
+                reward_funcs=reward,
+                args=GRPOConfig(str(output_dir / method), **grpo_settings),
+                train_dataset=demonstrations,
+                callbacks=[tracker],
+            )
+            reward.policy = trainer.model
         else:
             tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every)
             config_class, trainer_class = (
