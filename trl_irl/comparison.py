@@ -46,6 +46,8 @@ class ComparisonSettings:
     seed: int = 0
     methods: tuple[str, ...] = METHODS
     hidden_size: int = 128
+    num_hidden_layers: int = 2
+    sft_learning_rate: float = 3e-3
     adversarial_learning_rate: float = 1e-4
     adversarial_kl_coef: float = 0.05
     disc_warmup_generations: int = 5
@@ -112,7 +114,13 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     )
     corpus = [row["prompt"] + row["completion"] for row in demonstrations] + [" ".join(WORDS)] * 4
     corpus += [f"Task {k}:" for k in range(10)]
-    base = save_tiny_checkpoint(output_dir / "base", corpus, vocab_size=400, hidden_size=settings.hidden_size)
+    base = save_tiny_checkpoint(
+        output_dir / "base",
+        corpus,
+        vocab_size=400,
+        hidden_size=settings.hidden_size,
+        num_hidden_layers=settings.num_hidden_layers,
+    )
     tokenizer = AutoTokenizer.from_pretrained(base)
 
     def evaluate(model):
@@ -129,7 +137,12 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         "logging_steps": settings.eval_every,
         "seed": settings.seed,
     }
-    sft_common = {**common, "learning_rate": 3e-3, "per_device_train_batch_size": 16, "max_steps": settings.sft_steps}
+    sft_common = {
+        **common,
+        "learning_rate": settings.sft_learning_rate,
+        "per_device_train_batch_size": 16,
+        "max_steps": settings.sft_steps,
+    }
     adversarial_common = {
         **common,
         "learning_rate": settings.adversarial_learning_rate,
