@@ -61,3 +61,16 @@ def colours_training_overrides(**overrides) -> dict:
     """The adversarial settings of the colours toy-task tests."""
     values = {"per_device_train_batch_size": 16, "num_generations": 8, "max_completion_length": 6, "logging_steps": 10}
     return {**values, **overrides}
+
+
+def train_and_check_both_models_learn(trainer, discriminator_label: str = "discriminator") -> None:
+    """Train an adversarial trainer and assert that every parameter of the policy and of the discriminator changed."""
+    import torch
+
+    policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
+    disc_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
+    trainer.train()
+    for name, param in trainer.model.named_parameters():
+        assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
+    for name, param in trainer.discriminator.model.named_parameters():
+        assert not torch.equal(param, disc_before[name]), f"{discriminator_label} {name} did not change"

@@ -1,7 +1,12 @@
 import pytest
 import torch
 import toy_colors
-from helpers import adversarial_config, colours_training_overrides, one_step_grpo_config
+from helpers import (
+    adversarial_config,
+    colours_training_overrides,
+    one_step_grpo_config,
+    train_and_check_both_models_learn,
+)
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOTrainer
 
@@ -39,13 +44,7 @@ class TestAIRLTrainer:
         trainer = AIRLTrainer(
             model=tiny_model_path, args=_config(tmp_path), train_dataset=request.getfixturevalue(dataset_name)
         )
-        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
-        reward_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
-        trainer.train()
-        for name, param in trainer.model.named_parameters():
-            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
-        for name, param in trainer.discriminator.model.named_parameters():
-            assert not torch.equal(param, reward_before[name]), f"reward model {name} did not change"
+        train_and_check_both_models_learn(trainer, discriminator_label="reward model")
         assert {"disc/loss", "disc/acc_expert", "rewards/discriminator/mean"} <= set(trainer.state.log_history[0])
 
     @pytest.mark.parametrize("reduction", ["mean", "sum"])

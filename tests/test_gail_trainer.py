@@ -5,7 +5,7 @@ import pytest
 import torch
 import toy_colors
 from datasets import Dataset
-from helpers import adversarial_config, colours_training_overrides
+from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
@@ -81,13 +81,7 @@ class TestGAILTrainer:
         trainer = GAILTrainer(
             model=tiny_model_path, args=_config(tmp_path), train_dataset=request.getfixturevalue(dataset_name)
         )
-        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
-        disc_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
-        trainer.train()
-        for name, param in trainer.model.named_parameters():
-            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
-        for name, param in trainer.discriminator.model.named_parameters():
-            assert not torch.equal(param, disc_before[name]), f"discriminator {name} did not change"
+        train_and_check_both_models_learn(trainer)
         logged = set(trainer.state.log_history[0])
         assert {
             "disc/loss",
@@ -281,13 +275,7 @@ class TestTokenLevel:
             args=adversarial_config(config_class, tmp_path, discriminator_level="token"),
             train_dataset=prompt_completion_dataset,
         )
-        policy_before = {name: p.clone() for name, p in trainer.model.named_parameters()}
-        disc_before = {name: p.clone() for name, p in trainer.discriminator.model.named_parameters()}
-        trainer.train()
-        for name, param in trainer.model.named_parameters():
-            assert not torch.equal(param, policy_before[name]), f"policy {name} did not change"
-        for name, param in trainer.discriminator.model.named_parameters():
-            assert not torch.equal(param, disc_before[name]), f"discriminator {name} did not change"
+        train_and_check_both_models_learn(trainer)
         # GRPO's loss received (B, T) advantages, one per completion token
         batch = trainer._buffered_inputs[0]
         assert batch["advantages"].shape == batch["completion_mask"].shape
