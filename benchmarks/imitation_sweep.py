@@ -1,11 +1,14 @@
 """Every method against the synthetic expert, over the number of demonstrations and several seeds.
 
     python benchmarks/imitation_sweep.py --regime memorise --demonstrations 8 32 128 512 --seeds 3
+    python benchmarks/imitation_sweep.py --regime rules --demonstrations 512 2048 8192 --seeds 3
 
-Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with its default settings: SFT and
-WeightedSFT from the base model, GAIL and AIRL at both levels from the SFT checkpoint, exact divergences from the
-expert at the end. Prints a Markdown table (mean +- standard deviation over seeds) and writes the results as JSON
-and an SVG plot of the reverse KL against the number of demonstrations, one line per method.
+Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
+(`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
+oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint; exact divergences from the expert at the end.
+Seeds are the outer loop and the JSON is rewritten after every run, so an interrupted sweep keeps whole seeds. Prints
+a Markdown table (mean +- standard deviation over seeds) and writes an SVG plot of the reverse KL against the number
+of demonstrations, one line per method.
 """
 
 import argparse
@@ -18,32 +21,12 @@ from pathlib import Path
 from trl_irl.comparison import METHODS, ComparisonSettings, line_chart_svg, run_comparison
 
 
-REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage")
+REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--regime", choices=["memorise", "rules"], default="memorise")
-    parser.add_argument("--demonstrations", type=int, nargs="+", default=[8, 32, 128, 512])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
-
-    started = time.perf_counter()
-    finals: dict[str, dict[int, list[dict]]] = {method: {} for method in args.methods}
-    for count in args.demonstrations:
-        for seed in range(args.seeds):
-            settings = ComparisonSettings(
-                regime=args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods)
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                results = run_comparison(settings, tmp, log=lambda *_: None)
-            for method, result in results["methods"].items():
-                finals[method].setdefault(count, []).append(result["final"])
-            print(f"{count} demonstrations, seed {seed}: done ({time.perf_counter() - started:.0f} s)", flush=True)
-
-    summary = {
+def summarise(finals: dict[str, dict[int, list[dict]]]) -> dict:
+    """Mean and standard deviation over seeds of each reported metric, per method and number of demonstrations."""
+    return {
         method: {
             str(count): {
                 metric: (
@@ -56,30 +39,72 @@ def main() -> None:
         }
         for method, by_count in finals.items()
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regime", choices=["memorise", "rules"], default="memorise")
+    parser.add_argument("--demonstrations", type=int, nargs="+", default=[8, 32, 128, 512])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--report", type=Path, help="Only print the table and plot of a saved (maybe partial) sweep.")
+    args = parser.parse_args()
+    if args.report:
+        report(json.loads(args.report.read_text()), args.report.with_name(f"{args.report.stem}_reverse_kl.svg"))
+        return
+
+    started = time.perf_counter()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"imitation_sweep_{args.regime}"
-    (args.output_dir / f"{stem}.json").write_text(
-        json.dumps({"args": vars(args) | {"output_dir": str(args.output_dir)}, "summary": summary}, indent=2)
-    )
+    finals: dict[str, dict[int, list[dict]]] = {method: {} for method in args.methods}
+    for seed in range(args.seeds):
+        for count in args.demonstrations:
+            settings = ComparisonSettings.for_regime(
+                args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods)
+            )
+            with tempfile.TemporaryDirectory() as tmp:
+                results = run_comparison(settings, tmp, log=lambda *_: None)
+            for method, result in results["methods"].items():
+                finals[method].setdefault(count, []).append(result["final"])
+            summary = summarise(finals)
+            record = {
+                "args": vars(args) | {"output_dir": str(args.output_dir)},
+                "settings": results["settings"] | {"num_demonstrations": None, "seed": None},
+                "expert_mean_length": results["expert_mean_length"],
+                "summary": summary,
+                "runs": finals,
+            }
+            (args.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
+            print(f"seed {seed}, {count} demonstrations: done ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    record["seconds"] = round(time.perf_counter() - started)
+    (args.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
+    report(record, args.output_dir / f"{stem}_reverse_kl.svg")
+
+
+def report(record: dict, plot_path: Path) -> None:
+    """Print the Markdown table of a sweep's record and write its plot (also for a partial record, `--report`)."""
+    summary = record["summary"]
     series = {
         method: [(int(count), values["reverse_kl"][0]) for count, values in by_count.items()]
         for method, by_count in summary.items()
     }
     chart = line_chart_svg(series, "number of demonstrations", "reverse_kl (mean over seeds)", log_x=True)
-    (args.output_dir / f"{stem}_reverse_kl.svg").write_text(chart)
-
+    plot_path.write_text(chart)
+    seeds = {len(runs) for by_count in record["runs"].values() for runs in by_count.values()}
     print(
-        f"\n{args.regime} regime, {args.seeds} seeds, {time.strftime('%Y-%m-%d')}, "
-        f"{time.perf_counter() - started:.0f} s; mean +- std over seeds\n"
+        f"\n{record['args']['regime']} regime, {'/'.join(map(str, sorted(seeds)))} seeds, "
+        f"{record.get('seconds', '?')} s; mean +- std over seeds; expert's mean length "
+        f"{record['expert_mean_length']:.2f} words\n"
     )
     print("| demonstrations | method | " + " | ".join(REPORTED) + " |")
     print("|---|---|" + "---|" * len(REPORTED))
-    for count in args.demonstrations:
-        for method in args.methods:
-            cells = " | ".join(
-                f"{m:.3f} +- {s:.3f}" for m, s in (summary[method][str(count)][metric] for metric in REPORTED)
-            )
-            print(f"| {count} | {method} | {cells} |")
+    for count in record["args"]["demonstrations"]:
+        for method, by_count in summary.items():
+            if str(count) in by_count:
+                cells = " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in (by_count[str(count)][k] for k in REPORTED))
+                print(f"| {count} | {method} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_irl.synthetic import INVALID_MASS, SyntheticExpert, divergences, response_probabilities
+from trl_irl.synthetic import (
+    INVALID_MASS,
+    SyntheticExpert,
+    divergences,
+    response_probabilities,
+    sampled_mean_length,
+)
 
 
 class TestSyntheticExpert:
@@ -36,6 +42,13 @@ class TestSyntheticExpert:
         training = set(expert.demonstrations(200, seed=0)["prompt"])
         evaluation = expert.evaluation_prompts(50, seed=1, training_prompts=training)
         assert len(set(evaluation)) == 50 and not set(evaluation) & training
+
+    def test_mean_length_is_exact(self):
+        # "red gold blue teal": three four-word responses; "red red red red": one
+        assert SyntheticExpert("rules").mean_length(["red gold blue teal:"]) == pytest.approx(4.0)
+        expert = SyntheticExpert("memorise", num_prompts=1)
+        expected = sum(p * len(response.split()) for response, p in expert.distribution("Task 0:").items())
+        assert expert.mean_length(["Task 0:"]) == pytest.approx(expected)
 
     def test_bad_input_is_named(self):
         with pytest.raises(ValueError, match="regime"):
@@ -104,3 +117,31 @@ def test_exact_reverse_kl_reward_is_log_expert_minus_log_policy(tiny_model_path)
         for t in range(len(prompt_ids), len(prompt_ids) + len(truncated))
     )
     assert rewards[1] == pytest.approx(math.log(INVALID_MASS) - log_policy_truncated, rel=1e-4)
+
+
+class TestSampledMeanLength:
+    def test_matches_the_exact_mean_of_one_token_responses(self, tiny_model_path):
+        # With one new token the exact mean is a sum over the vocabulary: P(token) * words in the decoded token
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        prompt = "Count from 1 by 1, 3 numbers:"
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([tokenizer(prompt)["input_ids"]])).logits[0, -1]
+        probabilities = logits.float().softmax(-1)
+        words = [
+            len(tokenizer.decode([token], skip_special_tokens=True).split()) for token in range(len(probabilities))
+        ]
+        exact = sum(p * w for p, w in zip(probabilities.tolist(), words, strict=True))
+        mean, ci95 = sampled_mean_length(model, tokenizer, [prompt] * 4, samples_per_prompt=500, max_new_tokens=1)
+        assert 0 < ci95 < 0.1
+        assert abs(mean - exact) < 2 * ci95  # a 4-sigma band: fails by chance about once in 15,000 runs
+
+    def test_leaves_the_global_random_state_alone(self, tiny_model_path):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        torch.manual_seed(0)
+        expected = torch.rand(3)
+        torch.manual_seed(0)
+        first = sampled_mean_length(model, tokenizer, ["Count:"], samples_per_prompt=4, seed=1)
+        assert torch.equal(torch.rand(3), expected)
+        assert sampled_mean_length(model, tokenizer, ["Count:"], samples_per_prompt=4, seed=1) == first

@@ -30,7 +30,7 @@ from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedS
 
 
 METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
-METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage")
+METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length")
 
 
 @dataclass
@@ -53,8 +53,29 @@ class ComparisonSettings:
     disc_warmup_generations: int = 5
 
     @classmethod
-    def quick(cls, **overrides) -> "ComparisonSettings":
-        return cls(**{"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20, **overrides})
+    def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
+        """
+        The settings measured to suit `regime`; `quick` shortens training (about 2 minutes in all on 2 CPU cores for
+        the memorise regime), and `overrides` replace any field.
+
+        The rules regime needs a larger model and longer SFT: with the memorise regime's model, SFT left 67% of its
+        mass on invalid responses to unseen prompts after 600 steps; with 4 layers, hidden size 256 and learning rate
+        1e-3 on 2048 demonstrations it reached a plateau of about 50% invalid by step 1000.
+        """
+        settings = {"regime": regime}
+        if regime == "rules":
+            settings |= {
+                "num_demonstrations": 2048,
+                "sft_steps": 1500,
+                "hidden_size": 256,
+                "num_hidden_layers": 4,
+                "sft_learning_rate": 1e-3,
+                "num_eval_prompts": 64,
+                "eval_every": 50,
+            }
+        if quick:
+            settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20}
+        return cls(**(settings | overrides))
 
 
 class _DivergenceTracker(TrainerCallback):
@@ -209,6 +230,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             }
         log(f"[{method}] done in {time.perf_counter() - started:.0f} s: reverse KL {curve[-1]['reverse_kl']:.3f}")
     results["sft_start"] = results["methods"].get("sft", {}).get("final")
+    results["expert_mean_length"] = base_metrics["expert_mean_length"]
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
@@ -234,7 +256,7 @@ def line_chart_svg(
     An SVG line chart, one line per entry of `series` (name -> (x, y) points), with no plotting library needed.
     The y axis starts at 0; `log_x` spaces the x axis logarithmically.
     """
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
     xs = sorted({x for points in series.values() for x, _ in points})
     y_max = max(y for points in series.values() for _, y in points) or 1.0
     scale = math.log if log_x else float

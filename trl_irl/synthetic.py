@@ -15,6 +15,9 @@ Jensen-Shannon divergence are sums. The forward KL `KL(p_exp || pi)` equals the 
 puts no mass on invalid ones); the reverse KL is taken against the expert smoothed with `INVALID_MASS` on "invalid"
 (otherwise infinite as soon as the policy can say anything invalid), and, like the JS divergence, is a lower bound
 of its full-response value (grouping outcomes never increases a divergence).
+
+The mean response length cannot be enumerated (the policy may say anything), so `sampled_mean_length` estimates it
+from samples, with a 95% confidence interval; the expert's is exact (`SyntheticExpert.mean_length`).
 """
 
 import math
@@ -82,6 +85,13 @@ class SyntheticExpert:
             distribution[response] = distribution.get(response, 0.0) + probability
         return distribution
 
+    def mean_length(self, prompts: list[str]) -> float:
+        """The expert's exact mean response length in words, averaged over `prompts`."""
+        return sum(
+            sum(probability * len(response.split()) for response, probability in self.distribution(prompt).items())
+            for prompt in prompts
+        ) / len(prompts)
+
     def prompts(self, count: int, seed: int, exclude: set[str] = frozenset()) -> list[str]:
         """`count` prompts (with repetition in the memorise regime; distinct and not in `exclude` in the other)."""
         rng = random.Random(seed)
@@ -131,6 +141,51 @@ def response_probabilities(
     return probabilities
 
 
+@torch.no_grad()
+def sampled_mean_length(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    samples_per_prompt: int = 16,
+    max_new_tokens: int = 16,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """
+    The policy's mean response length in words (as the expert's is counted), estimated by sampling.
+
+    Samples at temperature 1 with no top-k or top-p truncation, so they follow the policy's own distribution; a
+    response that does not end within `max_new_tokens` counts with its truncated length. The global random state is
+    left as it was, so evaluating during training does not change the training run.
+
+    Returns:
+        `tuple[float, float]`: the mean over all `len(prompts) * samples_per_prompt` samples, and the half-width of its
+        95% confidence interval (normal approximation).
+    """
+    # One batch for all prompts (left-padded, as generation needs)
+    batch = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt").to(model.device)
+    # fork_rng always restores the CPU generator; on an accelerator, also the model's device's one
+    on_cpu = model.device.type == "cpu"
+    devices = [] if on_cpu else [model.device.index or 0]
+    with torch.random.fork_rng(devices=devices, device_type="cuda" if on_cpu else model.device.type):
+        torch.manual_seed(seed)
+        generated = model.generate(
+            **batch,
+            do_sample=True,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=samples_per_prompt,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    texts = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    lengths = [len(text.split()) for text in texts]
+    mean = sum(lengths) / len(lengths)
+    variance = sum((length - mean) ** 2 for length in lengths) / max(len(lengths) - 1, 1)
+    return mean, 1.96 * math.sqrt(variance / len(lengths))
+
+
 def divergences(expert: list[float], policy: list[float]) -> dict[str, float]:
     """
     Divergences between two distributions over the expert's responses plus one "invalid" outcome.
@@ -168,11 +223,18 @@ def divergences(expert: list[float], policy: list[float]) -> dict[str, float]:
 def expert_divergences(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, expert: SyntheticExpert, prompts: list[str]
 ) -> dict[str, float]:
-    """`divergences` of the policy from the expert, averaged over `prompts`."""
+    """
+    `divergences` of the policy from the expert, averaged over `prompts`, and the policy's `mean_length` (sampled,
+    with `mean_length_ci95`, the half-width of its 95% confidence interval) beside the expert's exact
+    `expert_mean_length`.
+    """
     totals: dict[str, float] = {}
     for prompt in prompts:
         responses, probabilities = zip(*expert.distribution(prompt).items(), strict=True)
         metrics = divergences(list(probabilities), response_probabilities(model, tokenizer, prompt, list(responses)))
         for name, value in metrics.items():
             totals[name] = totals.get(name, 0.0) + value
-    return {name: total / len(prompts) for name, total in totals.items()}
+    metrics = {name: total / len(prompts) for name, total in totals.items()}
+    metrics["mean_length"], metrics["mean_length_ci95"] = sampled_mean_length(model, tokenizer, prompts)
+    metrics["expert_mean_length"] = expert.mean_length(prompts)
+    return metrics
