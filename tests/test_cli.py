@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from trl_irl.cli import main
+from trl_irl.cli import _launch_arguments, main
 from trl_irl.comparison import ComparisonSettings, run_comparison
 
 
@@ -14,7 +14,15 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
     assert set(results["methods"]) == set(settings.methods)
     for method, result in results["methods"].items():
-        assert set(result["final"]) >= {"reverse_kl", "forward_kl", "js", "invalid", "mode_coverage"}, method
+        assert set(result["final"]) >= {
+            "reverse_kl",
+            "forward_kl",
+            "js",
+            "invalid",
+            "mode_coverage",
+            "mean_length",
+            "mean_length_ci95",
+        }, method
     # The adversarial curves continue SFT's
     assert results["methods"]["gail"]["curve"][0]["step"] == 4 + 2
     assert json.loads((tmp_path / "results.json").read_text())["methods"].keys() == results["methods"].keys()
@@ -64,16 +72,70 @@ def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, pro
 
 
 def test_unknown_command_fails_clearly():
+    from trl_irl.cli import TRAINING_METHODS
+    from trl_irl.scripts.train import TRAINERS
+
     with pytest.raises(SystemExit, match="unknown command 'bc'"):
         main(["bc"])
+    # The command list, kept free of heavy imports, names the methods the training script knows
+    assert set(TRAINING_METHODS) == set(TRAINERS)
 
 
-def test_bad_config_fails_clearly(tmp_path):
+def test_bad_config_fails_clearly(tmp_path, tiny_model_path):
     (tmp_path / "config.yaml").write_text(
-        yaml.safe_dump({"model_name_or_path": "x", "bf16": False, "not_an_option": 1})
+        yaml.safe_dump({"model_name_or_path": tiny_model_path, "dataset_name": "x", "bf16": False, "not_an_option": 1})
     )
-    with pytest.raises(ValueError, match="not_an_option"):
+    with pytest.raises(SystemExit, match="not_an_option"):
         main(["gail", "--config", str(tmp_path / "config.yaml")])
+    with pytest.raises(SystemExit, match="--num_procs"):
+        main(["gail", "--config", str(tmp_path / "config.yaml"), "--num_procs", "2"])
+
+
+def test_launch_arguments_come_from_the_config_and_the_command_line():
+    from accelerate.commands.launch import launch_command_parser
+
+    parser = launch_command_parser()
+    from_config = ["--multi_gpu", "True", "--same_network", "False", "--num_processes", "2"]
+    launch_args = _launch_arguments("sft", parser, from_config, ["--accelerate_config", "zero2"])
+    assert launch_args[:2] == ["--config_file", launch_args[1]] and launch_args[1].endswith("zero2.yaml")
+    assert launch_args[2:] == ["--multi_gpu", "--num_processes", "2"]
+
+
+def test_training_failure_is_reported_without_a_launcher_traceback(tmp_path, tiny_model_path):
+    (tmp_path / "data.jsonl").write_text('{"question": "no prompt or completion here"}\n')
+    config = {"model_name_or_path": tiny_model_path, "dataset_name": str(tmp_path / "data.jsonl"), "bf16": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config | {"output_dir": str(tmp_path / "out")}))
+    with pytest.raises(SystemExit, match="training failed"):
+        main(["sft", "--config", str(tmp_path / "config.yaml")])
+
+
+def test_accelerate_launch_options_in_the_config_start_several_processes(
+    tmp_path, tiny_model_path, prompt_completion_dataset, capfd
+):
+    data = tmp_path / "demonstrations.jsonl"
+    prompt_completion_dataset.select(range(32)).to_json(data)
+    config = {
+        "model_name_or_path": tiny_model_path,
+        "dataset_name": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 4,
+        "logging_steps": 2,
+        "bf16": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        # Without it, each process on a machine with no GPU trains alone
+        "use_cpu": True,
+        # accelerate launch options
+        "multi_gpu": True,
+        "num_processes": 2,
+        "main_process_port": 29533,
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    main(["weighted-sft", "--config", str(tmp_path / "config.yaml")])
+    # 2 steps of 2 processes x 4 examples: half of the 32 examples, where one process would have seen a quarter
+    assert "'epoch': '0.5'" in capfd.readouterr().out
+    assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
 def test_missing_dataset_fails_clearly(tmp_path, tiny_model_path):

@@ -5,12 +5,14 @@
 
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
-class, any of which can be overridden on the command line. For several processes, run them through accelerate:
-`accelerate launch -m trl_irl.cli gail --config config.yaml`.
+class, any of which can be overridden on the command line. Training runs through `accelerate launch`, so its
+options (`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named
+configs such as `zero2`) go on the same command line or in the YAML config.
 """
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -66,52 +68,64 @@ def _demo(argv: list[str]) -> None:
     )
 
 
-def _load_dataset(name: str, config: str | None, split: str):
-    from datasets import load_dataset
+def _without(arguments: list[str], subsequence: list[str]) -> list[str]:
+    """`arguments` with the ordered `subsequence` (the launch arguments found among them) removed."""
+    remaining, pending = [], iter(subsequence)
+    current = next(pending, None)
+    for argument in arguments:
+        if current is not None and argument == current:
+            current = next(pending, None)
+        else:
+            remaining.append(argument)
+    return remaining
 
-    path = Path(name)
-    if path.is_file():
-        builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix)
-        if builder is None:
-            raise ValueError(
-                f"`dataset_name` {name!r}: unsupported file type {path.suffix!r} (json, jsonl, csv, parquet)."
-            )
-        return load_dataset(builder, data_files=str(path), split=split)
-    return load_dataset(name, name=config, split=split)
+
+def _launch_arguments(method: str, launch_parser, config_remaining: list[str], cli_remaining: list[str]) -> list[str]:
+    """
+    The `accelerate launch` arguments among those the method's parser left, checked so that a typo fails before
+    anything is launched. YAML flags (`multi_gpu: true`) arrive as `--multi_gpu True` and become `--multi_gpu`.
+    """
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
+    flags = {option for action in launch_parser._actions if action.nargs == 0 for option in action.option_strings}
+    options = {option for action in launch_parser._actions for option in action.option_strings}
+    from_config = []
+    for key, value in zip(config_remaining[::2], config_remaining[1::2], strict=True):
+        if key not in flags:
+            from_config += [key, value]
+        elif str(value).lower() == "true":
+            from_config.append(key)
+    launch_args = resolve_accelerate_config_argument(from_config + cli_remaining)
+    unknown = [arg for arg in launch_args if arg.startswith("-") and arg.split("=")[0] not in options]
+    if unknown:
+        raise SystemExit(
+            f"trl-irl {method}: unknown arguments {unknown}: neither options of the method's config, "
+            "`ScriptArguments` and `ModelConfig`, nor `accelerate launch` options."
+        )
+    return launch_args
 
 
 def _train(method: str, argv: list[str]) -> None:
-    from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+    from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+    from .scripts.train import check_arguments, make_parser
 
-    config_class, trainer_class = {
-        "sft": (SFTConfig, SFTTrainer),
-        "weighted-sft": (WeightedSFTConfig, WeightedSFTTrainer),
-        "gail": (GAILConfig, GAILTrainer),
-        "airl": (AIRLConfig, AIRLTrainer),
-    }[method]
-    parser = TrlParser((ScriptArguments, config_class, ModelConfig), prog=f"trl-irl {method}")
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    if model_args.model_name_or_path is None:
-        raise SystemExit(
-            f"trl-irl {method}: `model_name_or_path` is required (in the YAML config or on the command line)."
-        )
-    if script_args.dataset_name is None:
-        raise SystemExit(f"trl-irl {method}: `dataset_name` is required: a Hub dataset, a local directory or a file.")
-    train_dataset = _load_dataset(
-        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+    # As `trl <method>`: arguments that are not the method's (from the YAML config or the command line) are
+    # `accelerate launch` arguments, and training runs in the processes it launches
+    parser = make_parser(method)
+    script_args, _, model_args, config_remaining, cli_remaining = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
     )
-    trainer = trainer_class(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        peft_config=get_peft_config(model_args),
-    )
-    trainer.train()
-    trainer.save_model(training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    check_arguments(method, script_args, model_args)
+    launch_parser = launch_command_parser()
+    launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)
+    script_argv = _without(argv, cli_remaining)
+    launch = launch_parser.parse_args([*launch_args, "--module", "trl_irl.scripts.train", method, *script_argv])
+    try:
+        launch_command(launch)
+    except subprocess.CalledProcessError as error:
+        # The training process has printed its own error; do not bury it under the launcher's traceback
+        raise SystemExit(f"trl-irl {method}: training failed (exit status {error.returncode}).") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,84 @@
+"""Train one method on a dataset from a YAML config and command-line overrides.
+
+    python -m trl_irl.scripts.train gail --config config.yaml [--key value ...]
+    accelerate launch [launch arguments] -m trl_irl.scripts.train gail --config config.yaml [--key value ...]
+
+`trl-irl gail ...` runs this module through `accelerate launch`. The keys are those of TRL's `ScriptArguments`
+(dataset), `ModelConfig` (model) and the method's config class.
+"""
+
+import sys
+from pathlib import Path
+
+from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+
+from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+
+
+TRAINERS = {
+    "sft": (SFTConfig, SFTTrainer),
+    "weighted-sft": (WeightedSFTConfig, WeightedSFTTrainer),
+    "gail": (GAILConfig, GAILTrainer),
+    "airl": (AIRLConfig, AIRLTrainer),
+}
+DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def make_parser(method: str, prog: str | None = None) -> TrlParser:
+    if method not in TRAINERS:
+        raise SystemExit(f"trl-irl: unknown method {method!r}; expected one of: {', '.join(TRAINERS)}.")
+    config_class = TRAINERS[method][0]
+    return TrlParser((ScriptArguments, config_class, ModelConfig), prog=prog or f"trl-irl {method}")
+
+
+def check_arguments(method: str, script_args: ScriptArguments, model_args: ModelConfig) -> None:
+    """Fail before any work with a message naming the missing or bad argument."""
+    if model_args.model_name_or_path is None:
+        raise SystemExit(
+            f"trl-irl {method}: `model_name_or_path` is required (in the YAML config or on the command line)."
+        )
+    if script_args.dataset_name is None:
+        raise SystemExit(f"trl-irl {method}: `dataset_name` is required: a Hub dataset, a local directory or a file.")
+    path = Path(script_args.dataset_name)
+    if path.is_file() and path.suffix not in DATA_FILE_BUILDERS:
+        raise SystemExit(
+            f"trl-irl {method}: `dataset_name` {script_args.dataset_name!r}: unsupported file type {path.suffix!r} "
+            f"(expected one of {', '.join(DATA_FILE_BUILDERS)})."
+        )
+
+
+def load_train_dataset(script_args: ScriptArguments):
+    """A Hub dataset, a local dataset directory, or a single JSON, JSON Lines, CSV or Parquet file."""
+    from datasets import load_dataset
+
+    path = Path(script_args.dataset_name)
+    if path.is_file():
+        return load_dataset(
+            DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split=script_args.dataset_train_split
+        )
+    return load_dataset(
+        script_args.dataset_name, name=script_args.dataset_config, split=script_args.dataset_train_split
+    )
+
+
+def main(method: str, script_args: ScriptArguments, training_args, model_args: ModelConfig) -> None:
+    check_arguments(method, script_args, model_args)
+    trainer_class = TRAINERS[method][1]
+    trainer = trainer_class(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=load_train_dataset(script_args),
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        raise SystemExit(f"usage: python -m trl_irl.scripts.train {{{','.join(TRAINERS)}}} --config config.yaml")
+    method = sys.argv[1]
+    # YAML keys that are not the method's are `accelerate launch` options, already used by the launcher (as in TRL)
+    main(method, *make_parser(method).parse_args_and_config(sys.argv[2:], fail_with_unknown_args=False))
