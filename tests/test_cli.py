@@ -28,6 +28,14 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text())["methods"].keys() == results["methods"].keys()
 
 
+def test_regime_settings_then_quick_then_overrides():
+    rules = ComparisonSettings.for_regime("rules")
+    assert (rules.num_hidden_layers, rules.sft_steps) == (4, 1500)
+    quick = ComparisonSettings.for_regime("rules", quick=True, sft_steps=7)
+    assert (quick.num_hidden_layers, quick.adversarial_steps, quick.sft_steps) == (4, 40, 7)
+    assert ComparisonSettings.for_regime("memorise") == ComparisonSettings()
+
+
 def test_demo_command_prints_the_table_and_writes_plots(tmp_path, capsys):
     main(
         [
