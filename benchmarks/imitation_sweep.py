@@ -22,13 +22,14 @@ from trl_irl.comparison import METHODS, ComparisonSettings, line_chart_svg, run_
 
 
 REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length")
+PAIRED = ("reverse_kl", "forward_kl", "invalid")
 
 
-def summarise(finals: dict[str, dict[int, list[dict]]]) -> dict:
+def summarise(finals: dict[str, dict[str, list[dict]]]) -> dict:
     """Mean and standard deviation over seeds of each reported metric, per method and number of demonstrations."""
     return {
         method: {
-            str(count): {
+            count: {
                 metric: (
                     statistics.mean(run[metric] for run in runs),
                     statistics.stdev(run[metric] for run in runs) if len(runs) > 1 else 0.0,
@@ -48,16 +49,21 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--report", type=Path, help="Only print the table and plot of a saved (maybe partial) sweep.")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="Only print the tables of a saved (maybe partial) sweep, and plot it in --output-dir.",
+    )
     args = parser.parse_args()
     if args.report:
-        report(json.loads(args.report.read_text()), args.report.with_name(f"{args.report.stem}_reverse_kl.svg"))
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        report(json.loads(args.report.read_text()), args.output_dir / f"{args.report.stem}_reverse_kl.svg")
         return
 
     started = time.perf_counter()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"imitation_sweep_{args.regime}"
-    finals: dict[str, dict[int, list[dict]]] = {method: {} for method in args.methods}
+    finals: dict[str, dict[str, list[dict]]] = {method: {} for method in args.methods}
     for seed in range(args.seeds):
         for count in args.demonstrations:
             settings = ComparisonSettings.for_regime(
@@ -66,12 +72,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 results = run_comparison(settings, tmp, log=lambda *_: None)
             for method, result in results["methods"].items():
-                finals[method].setdefault(count, []).append(result["final"])
+                finals[method].setdefault(str(count), []).append(result["final"])
             summary = summarise(finals)
             record = {
                 "args": vars(args) | {"output_dir": str(args.output_dir)},
                 "settings": results["settings"] | {"num_demonstrations": None, "seed": None},
-                "expert_mean_length": results["expert_mean_length"],
                 "summary": summary,
                 "runs": finals,
             }
@@ -92,19 +97,54 @@ def report(record: dict, plot_path: Path) -> None:
     }
     chart = line_chart_svg(series, "number of demonstrations", "reverse_kl (mean over seeds)", log_x=True)
     plot_path.write_text(chart)
-    seeds = {len(runs) for by_count in record["runs"].values() for runs in by_count.values()}
+    seeds = {len(runs) for by_count in record.get("runs", {}).values() for runs in by_count.values()}
+    # The memorise regime's expert, hence its mean length, changes with the seed
+    expert_lengths = [
+        run["expert_mean_length"]
+        for by_count in record.get("runs", {}).values()
+        for runs in by_count.values()
+        for run in runs
+    ]
     print(
-        f"\n{record['args']['regime']} regime, {'/'.join(map(str, sorted(seeds)))} seeds, "
-        f"{record.get('seconds', '?')} s; mean +- std over seeds; expert's mean length "
-        f"{record['expert_mean_length']:.2f} words\n"
+        f"\n{record['args']['regime']} regime, {'/'.join(map(str, sorted(seeds))) or record['args']['seeds']} seeds, "
+        f"{record.get('seconds', '?')} s; mean +- std over seeds"
+        + (f"; expert's mean length {statistics.mean(expert_lengths):.2f} words" if expert_lengths else "")
+        + "\n"
     )
-    print("| demonstrations | method | " + " | ".join(REPORTED) + " |")
-    print("|---|---|" + "---|" * len(REPORTED))
+    # Sweeps saved before a metric existed lack it
+    reported = [metric for metric in REPORTED if metric in next(iter(next(iter(summary.values())).values()))]
+    print("| demonstrations | method | " + " | ".join(reported) + " |")
+    print("|---|---|" + "---|" * len(reported))
     for count in record["args"]["demonstrations"]:
         for method, by_count in summary.items():
             if str(count) in by_count:
-                cells = " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in (by_count[str(count)][k] for k in REPORTED))
+                cells = " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in (by_count[str(count)][k] for k in reported))
                 print(f"| {count} | {method} | {cells} |")
+
+    # Seeds move every method together (same demonstrations, prompts and SFT start), so differences from SFT within a
+    # seed say more than the spread of each method across seeds
+    runs = record.get("runs", {})
+    if "sft" in runs:
+        print(
+            "\nPaired with SFT (same seed): mean +- std over seeds of (method - SFT), and in how many seeds the "
+            "method's value is lower"
+        )
+        print("| demonstrations | method | " + " | ".join(PAIRED) + " |")
+        print("|---|---|" + "---|" * len(PAIRED))
+        for count in record["args"]["demonstrations"]:
+            for method, by_count in runs.items():
+                if method == "sft" or str(count) not in by_count:
+                    continue
+                cells = []
+                for metric in PAIRED:
+                    differences = [
+                        run[metric] - sft[metric]
+                        for run, sft in zip(by_count[str(count)], runs["sft"][str(count)], strict=True)
+                    ]
+                    spread = statistics.stdev(differences) if len(differences) > 1 else 0.0
+                    lower = sum(difference < 0 for difference in differences)
+                    cells.append(f"{statistics.mean(differences):+.3f} +- {spread:.3f} ({lower}/{len(differences)})")
+                print(f"| {count} | {method} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

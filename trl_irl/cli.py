@@ -36,7 +36,7 @@ def _demo(argv: list[str]) -> None:
         choices=REGIMES,
         default="memorise",
         help="memorise: 8 prompts, seen in training (about a minute). rules: a rule-following expert evaluated on "
-        "unseen prompts, with a larger model and 1500 SFT steps (about 7 minutes on 2 CPU cores).",
+        "unseen prompts, with a larger model and 1500 SFT steps (about 8 minutes on 2 CPU cores).",
     )
     parser.add_argument(
         "--num-demonstrations", type=int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."

@@ -51,6 +51,7 @@ class ComparisonSettings:
     adversarial_learning_rate: float = 1e-4
     adversarial_kl_coef: float = 0.05
     disc_warmup_generations: int = 5
+    disc_learning_rate: float = 1e-3
 
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
@@ -167,7 +168,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     adversarial_common = {
         **common,
         "learning_rate": settings.adversarial_learning_rate,
-        "disc_learning_rate": 1e-3,
+        "disc_learning_rate": settings.disc_learning_rate,
         "beta": settings.adversarial_kl_coef,
         "disc_warmup_generations": settings.disc_warmup_generations,
         "per_device_train_batch_size": 16,
