@@ -56,24 +56,31 @@ def test_demo_command_prints_the_table_and_writes_plots(tmp_path, capsys):
     assert (tmp_path / "results.json").is_file()
 
 
-@pytest.mark.parametrize("method", ["weighted-sft", "gail"])
-def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
+def _write_config(tmp_path, model_path, dataset, num_rows: int, **options) -> str:
+    """A YAML config for a 2-step run on `num_rows` rows of `dataset`, written as a JSON Lines file."""
     data = tmp_path / "demonstrations.jsonl"
-    prompt_completion_dataset.select(range(16)).to_json(data)
+    dataset.select(range(num_rows)).to_json(data)
     config = {
-        "model_name_or_path": tiny_model_path,
+        "model_name_or_path": model_path,
         "dataset_name": str(data),
         "output_dir": str(tmp_path / "out"),
         "max_steps": 2,
-        "per_device_train_batch_size": 8,
         "bf16": False,
         "report_to": "none",
         "save_strategy": "no",
+        **options,
     }
-    if method == "gail":
-        config.update(num_generations=4, max_completion_length=8)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    main([method, "--config", str(tmp_path / "config.yaml"), "--learning_rate", "1e-3"])
+    return str(tmp_path / "config.yaml")
+
+
+@pytest.mark.parametrize("method", ["weighted-sft", "gail"])
+def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
+    options = {"num_generations": 4, "max_completion_length": 8} if method == "gail" else {}
+    config = _write_config(
+        tmp_path, tiny_model_path, prompt_completion_dataset, 16, per_device_train_batch_size=8, **options
+    )
+    main([method, "--config", config, "--learning_rate", "1e-3"])
     assert (tmp_path / "out" / "model.safetensors").is_file()
     if method == "gail":
         assert (tmp_path / "out" / "discriminator" / "model.safetensors").is_file()
@@ -120,27 +127,21 @@ def test_training_failure_is_reported_without_a_launcher_traceback(tmp_path, tin
 def test_accelerate_launch_options_in_the_config_start_several_processes(
     tmp_path, tiny_model_path, prompt_completion_dataset, capfd
 ):
-    data = tmp_path / "demonstrations.jsonl"
-    prompt_completion_dataset.select(range(32)).to_json(data)
-    config = {
-        "model_name_or_path": tiny_model_path,
-        "dataset_name": str(data),
-        "output_dir": str(tmp_path / "out"),
-        "max_steps": 2,
-        "per_device_train_batch_size": 4,
-        "logging_steps": 2,
-        "bf16": False,
-        "report_to": "none",
-        "save_strategy": "no",
+    config = _write_config(
+        tmp_path,
+        tiny_model_path,
+        prompt_completion_dataset,
+        32,
+        per_device_train_batch_size=4,
+        logging_steps=2,
         # Without it, each process on a machine with no GPU trains alone
-        "use_cpu": True,
+        use_cpu=True,
         # accelerate launch options
-        "multi_gpu": True,
-        "num_processes": 2,
-        "main_process_port": 29533,
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    main(["weighted-sft", "--config", str(tmp_path / "config.yaml")])
+        multi_gpu=True,
+        num_processes=2,
+        main_process_port=29533,
+    )
+    main(["weighted-sft", "--config", config])
     # 2 steps of 2 processes x 4 examples: half of the 32 examples, where one process would have seen a quarter
     assert "'epoch': '0.5'" in capfd.readouterr().out
     assert (tmp_path / "out" / "model.safetensors").is_file()
