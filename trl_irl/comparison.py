@@ -56,7 +56,7 @@ class ComparisonSettings:
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
         """
-        The settings measured to suit `regime`; `quick` shortens training (about 2 minutes in all on 2 CPU cores for
+        The settings measured to suit `regime`; `quick` shortens training (25 s in all on 2 CPU cores for
         the memorise regime), and `overrides` replace any field.
 
         The rules regime needs a larger model and longer SFT: with the memorise regime's model, SFT left 67% of its
