@@ -13,9 +13,9 @@ class TestPolicyReward:
     @pytest.mark.parametrize(
         ("divergence", "closed_form"),
         [
-            ("js", lambda logit: math.log1p(math.exp(logit))),  # -log(1 - D), D = sigmoid(l)
+            ("js", lambda logit: math.log1p(math.exp(logit)) - math.log(2)),  # -log(1 - D) - log 2, D = sigmoid(l)
             ("reverse_kl", lambda logit: logit),
-            ("forward_kl", lambda logit: math.exp(logit)),
+            ("forward_kl", lambda logit: math.exp(logit) - 1),
             ("alpha", lambda logit: (math.exp(0.5 * logit) - 1.0) / 0.5),
         ],
     )
@@ -24,10 +24,25 @@ class TestPolicyReward:
         expected = torch.tensor([closed_form(logit) for logit in logits.tolist()], dtype=torch.float64)
         torch.testing.assert_close(policy_reward(logits, divergence, alpha=0.5), expected)
 
-    def test_js_is_minus_log_one_minus_d(self):
+    def test_js_is_minus_log_one_minus_d_less_log_two(self):
         logits = torch.tensor([-4.0, 0.0, 3.0], dtype=torch.float64)
         discriminator = torch.sigmoid(logits)
-        torch.testing.assert_close(policy_reward(logits, "js"), -torch.log1p(-discriminator))
+        torch.testing.assert_close(policy_reward(logits, "js"), -torch.log1p(-discriminator) - math.log(2))
+
+    @pytest.mark.parametrize("divergence", DIVERGENCES)
+    def test_zero_where_the_discriminator_sees_no_difference(self, divergence):
+        # Summed over tokens, a reward that is not 0 at l = 0 would pay (or charge) for length alone
+        assert policy_reward(torch.zeros(3), divergence, alpha=0.5).abs().max() == 0
+
+    def test_js_is_the_exact_f_max_reward(self):
+        # u f'(u) - f(u) for the JS divergence's f, with f'(u) by finite differences: no constant left over
+        def f(u):
+            return u * u.log() - (1 + u) * ((1 + u) / 2).log()
+
+        u = torch.tensor([0.2, 0.9, 1.0, 1.7, 4.0], dtype=torch.float64)
+        eps = 1e-6
+        f_max = u * (f(u + eps) - f(u - eps)) / (2 * eps) - f(u)
+        torch.testing.assert_close(policy_reward(u.log(), "js"), f_max, rtol=1e-6, atol=1e-8)
 
     @pytest.mark.parametrize("alpha", [-1.0, 0.3, 2.0])
     def test_alpha_is_the_f_max_reward_of_its_f(self, alpha):
@@ -46,6 +61,7 @@ class TestPolicyReward:
         logits = torch.tensor([-2.0, 0.0, 1.5], dtype=torch.float64)
         torch.testing.assert_close(policy_reward(logits, "alpha", alpha=1 - 1e-7), logits, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(policy_reward(logits, "alpha", alpha=0.0), logits.exp() - 1)
+        torch.testing.assert_close(policy_reward(logits, "alpha", alpha=0.0), policy_reward(logits, "forward_kl"))
 
     @pytest.mark.parametrize("divergence", DIVERGENCES)
     def test_monotonic_and_finite(self, divergence):

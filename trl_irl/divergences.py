@@ -15,12 +15,19 @@ the f-MAX reward, `f*` being the convex conjugate. It is increasing in `l` for e
 
 | divergence   | `f(u)`                                              | `r(l)`                              |
 |--------------|-----------------------------------------------------|-------------------------------------|
-| `reverse_kl` | `-log u`              (KL(rho_pi \|\| rho_exp), AIRL)   | `l`  (up to the constant -1)        |
-| `js`         | `u log u - (1 + u) log((1 + u) / 2)`  (GAIL)        | `softplus(l) = -log(1 - D)` (+ log 2)|
-| `forward_kl` | `u log u`             (KL(rho_exp \|\| rho_pi))         | `exp(l)`                            |
+| `reverse_kl` | `-log u`              (KL(rho_pi \|\| rho_exp), AIRL)   | `l`                                 |
+| `js`         | `u log u - (1 + u) log((1 + u) / 2)`  (GAIL)        | `softplus(l) - log 2`               |
+| `forward_kl` | `u log u`             (KL(rho_exp \|\| rho_pi))         | `exp(l) - 1`                        |
 | `alpha`      | `(u^(1-a) - (1-a) u - a) / (a (a - 1))`             | `(exp((1 - a) l) - 1) / (1 - a)`    |
 
-Constants are dropped: GRPO normalises rewards within each group of completions, which removes any shift.
+Each reward is fixed up to a constant; we choose the one that makes **every reward 0 at `l = 0`**, where the
+discriminator sees no difference between expert and policy (`softplus(l) - log 2 = -log(1 - D) - log 2` is GAIL's
+reward and the exact `u f'(u) - f(u)` of the JS divergence; AIRL's exact one is `l - 1`). For one reward per response
+the constant does not matter, since GRPO normalises rewards within each group of completions. For one reward per
+*token* it does: a constant `c` per token adds `c` times the response length to its return, so `softplus(l)` (GAIL's
+usual form, positive everywhere) pays the policy for every extra token even where the discriminator is at chance: a
+length bias, the language-model form of the absorbing-state bias of adversarial imitation (Kostrikov et al. 2019,
+arXiv 1809.02925). With a zero at `l = 0`, tokens the discriminator cannot tell apart earn nothing.
 
 Two signs differ from what the paper prints. Eq. 17 and 19 read `min_pi E_pi[log D - log(1 - D)]`, which would
 *increase* the reverse KL: the consistent objective maximises `l`. And the FAIRL reward `-l exp(l)` (the table's
@@ -28,6 +35,8 @@ Two signs differ from what the paper prints. Eq. 17 and 19 read `min_pi E_pi[log
 and on a one-step problem with the exact log-ratio it drives the policy away from the expert
 (`tests/test_divergences.py`). `exp(l)` is the forward-KL reward that converges.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -52,15 +61,15 @@ def policy_reward(logits_expert_is_high: torch.Tensor, divergence: str = "js", a
             to `"reverse_kl"`, `alpha = 0` is `"forward_kl"`.
 
     Returns:
-        `torch.Tensor`: rewards, same shape, finite for finite logits, increasing in the logit.
+        `torch.Tensor`: rewards, same shape, finite for finite logits, increasing in the logit, 0 where it is 0.
     """
     logits = logits_expert_is_high
     if divergence == "js":
-        return F.softplus(logits)
+        return F.softplus(logits) - math.log(2.0)
     elif divergence == "reverse_kl":
         return logits
     elif divergence == "forward_kl":
-        return logits.clamp(max=_MAX_EXPONENT).exp()
+        return torch.expm1(logits.clamp(max=_MAX_EXPONENT))
     elif divergence == "alpha":
         if alpha == 1.0:
             raise ValueError("`alpha=1` is the limit `divergence='reverse_kl'`; use that instead.")
