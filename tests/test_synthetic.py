@@ -95,28 +95,25 @@ def test_response_probabilities_are_products_of_token_probabilities(tiny_model_p
         assert probability == pytest.approx(expected, rel=1e-4)
 
 
-def test_exact_reverse_kl_reward_is_log_expert_minus_log_policy(tiny_model_path):
+def test_exact_reverse_kl_reward_is_that_of_the_reported_divergence(tiny_model_path):
     from trl_irl.comparison import ExactReverseKLReward
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     expert = SyntheticExpert("memorise", num_prompts=1)
-    response, probability = next(iter(expert.distribution("Task 0:").items()))
+    responses, probabilities = zip(*expert.distribution("Task 0:").items(), strict=True)
     reward = ExactReverseKLReward(expert, tokenizer)
     reward.policy = model
-    ended = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ended = tokenizer(responses[0], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     truncated = ended[:-1]  # the same words, but the response did not end: invalid
-    rewards = reward(["Task 0:", "Task 0:"], [response, response], [ended, truncated])
-    log_policy_ended = math.log(response_probabilities(model, tokenizer, "Task 0:", [response])[0])
-    assert rewards[0] == pytest.approx(math.log((1 - INVALID_MASS) * probability) - log_policy_ended, rel=1e-4)
-    prompt_ids = tokenizer("Task 0:")["input_ids"]
-    with torch.no_grad():
-        log_probs = model(input_ids=torch.tensor([prompt_ids + truncated])).logits[0].log_softmax(-1)
-    log_policy_truncated = sum(
-        log_probs[t - 1, (prompt_ids + truncated)[t]].item()
-        for t in range(len(prompt_ids), len(prompt_ids) + len(truncated))
-    )
-    assert rewards[1] == pytest.approx(math.log(INVALID_MASS) - log_policy_truncated, rel=1e-4)
+    rewards = reward(["Task 0:"] * 3, [responses[0], responses[0], " gibberish"], [ended, truncated, [5, 6, 7]])
+
+    policy = response_probabilities(model, tokenizer, "Task 0:", list(responses))
+    assert rewards[0] == pytest.approx(math.log((1 - INVALID_MASS) * probabilities[0]) - math.log(policy[0]), rel=1e-4)
+    # Every invalid response is the one outcome "invalid": the policy's probability of it is 1 - sum(valid)
+    invalid_reward = math.log(INVALID_MASS) - math.log(1 - sum(policy))
+    assert rewards[1] == pytest.approx(invalid_reward, rel=1e-4)
+    assert rewards[2] == pytest.approx(invalid_reward, rel=1e-4)
 
 
 class TestSampledMeanLength:

@@ -11,26 +11,39 @@ Used by `trl-irl demo` and `benchmarks/imitation_sweep.py`. Methods:
   hand out, with the same GRPO settings as the adversarial methods.
 
 Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
-(their steps count from the end of SFT).
+(their steps count from the end of SFT). The adversarial methods' curves also follow their learned reward:
+`reward_fidelity`, the within-prompt Spearman correlation between the reward the policy was given and the exact
+reward `log p_exp(y | x) - log pi(y | x)` on the same completions (1 for the oracle, by construction), and
+`disc_heldout_acc` / `disc_heldout_loss`, the discriminator on held-out demonstrations against fresh completions;
+each averaged over the generation batches since the previous evaluation.
 """
 
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from .synthetic import INVALID_MASS, WORDS, SyntheticExpert, expert_divergences
+from .synthetic import (
+    INVALID_MASS,
+    WORDS,
+    SyntheticExpert,
+    expert_divergences,
+    response_probabilities,
+    within_prompt_spearman,
+)
 from .tiny_models import save_tiny_checkpoint
 from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
 
 
 METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
 METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length")
+# Of the adversarial methods only: how good the learned reward is (see `_RewardMonitor`)
+REWARD_METRICS = ("reward_fidelity", "disc_heldout_acc", "disc_heldout_loss")
 
 
 @dataclass
@@ -49,9 +62,16 @@ class ComparisonSettings:
     num_hidden_layers: int = 2
     sft_learning_rate: float = 3e-3
     adversarial_learning_rate: float = 1e-4
+    # Completions per step (`num_generations` of them per prompt) of the adversarial methods and the oracle
+    adversarial_batch_size: int = 16
     adversarial_kl_coef: float = 0.05
     disc_warmup_generations: int = 5
     disc_learning_rate: float = 1e-3
+    discriminator_type: str = "classifier"
+    disc_updates_per_generation: int = 1
+    disc_demonstration_source: str = "dataset"
+    # GRPO's reward scaling, for the adversarial methods and the oracle alike
+    scale_rewards: str = "group"
 
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
@@ -80,22 +100,61 @@ class ComparisonSettings:
 
 
 class _DivergenceTracker(TrainerCallback):
-    def __init__(self, evaluate, step_offset: int, every: int):
+    def __init__(self, evaluate, step_offset: int, every: int, reward_monitor: "_RewardMonitor | None" = None):
         self.evaluate, self.step_offset, self.every = evaluate, step_offset, every
+        self.reward_monitor = reward_monitor
         self.curve: list[dict] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every == 0 or state.global_step == state.max_steps:
-            self.curve.append({"step": self.step_offset + state.global_step, **self.evaluate(model)})
+            point = {"step": self.step_offset + state.global_step, **self.evaluate(model)}
+            if self.reward_monitor is not None:
+                point |= self.reward_monitor.flush()
+            self.curve.append(point)
+
+
+class _RewardMonitor:
+    """
+    Follows an adversarial trainer's learned reward (as its `discriminator_reward.on_scored`): on each generation
+    batch, the within-prompt Spearman correlation between the rewards handed out and the exact reverse-KL rewards of
+    the same completions (`ExactReverseKLReward`, from the policy as it sampled them), and the discriminator's
+    held-out statistics. `flush` returns their means since the last call.
+    """
+
+    def __init__(self, exact_reward: "ExactReverseKLReward"):
+        self.exact_reward = exact_reward
+        self.values: dict[str, list[float]] = {name: [] for name in REWARD_METRICS}
+
+    def __call__(self, prompts, completions, completion_ids, rewards, stats):
+        exact = self.exact_reward(prompts, completions, completion_ids)
+        fidelity = within_prompt_spearman(prompts, rewards, exact)
+        if fidelity is not None:
+            self.values["reward_fidelity"].append(fidelity)
+        for name in ("heldout_acc", "heldout_loss"):
+            if name in stats:
+                self.values[f"disc_{name}"].append(stats[name])
+
+    def flush(self) -> dict[str, float]:
+        means = {name: sum(values) / len(values) for name, values in self.values.items() if values}
+        self.values = {name: [] for name in REWARD_METRICS}
+        return means
 
 
 class ExactReverseKLReward:
     """
-    GRPO reward `log p_exp(y | x) - log pi(y | x)`: maximising its expectation minimises `KL(pi || p_exp)`.
+    The exact GRPO reward for the reverse KL that the metrics report, `KL(pi || p_exp)` over the expert's responses
+    plus one "invalid" outcome: `r(y) = log p_exp(o(y) | x) - log pi(o(y) | x)`, where `o(y)` is `y` itself for one
+    of the expert's responses and "invalid" for anything else. Then `E_pi[grad log pi(y) r(y)]` is exactly minus the
+    gradient of that divergence.
 
-    `p_exp` is the expert smoothed as in `synthetic.divergences`: `(1 - INVALID_MASS) p(y)` for the expert's
-    responses (ended by the end-of-sequence token) and `INVALID_MASS` for anything else. `log pi` comes from a
-    no-grad forward of `policy` (set once the trainer exists) on the generated tokens.
+    `p_exp` is smoothed as in `synthetic.divergences`: `(1 - INVALID_MASS) p(y)` for the expert's responses (ended by
+    the end-of-sequence token, in their canonical tokens) and `INVALID_MASS` for "invalid", whose policy probability
+    is `1 - sum` of the policy's probabilities of the expert's responses. Scoring an invalid response with its own
+    `-log pi(y)` instead, as if each invalid response had expert mass `INVALID_MASS`, would reward the policy for
+    spreading mass over ever more unlikely invalid responses (an entropy bonus with no cap): with a policy learning
+    rate of 3e-4 and no KL term, GRPO on that reward put all its mass on invalid responses within 120 steps.
+
+    `log pi` comes from no-grad forwards of `policy` (set once the trainer exists), at temperature 1.
     """
 
     __name__ = "exact_reverse_kl"
@@ -104,21 +163,52 @@ class ExactReverseKLReward:
         self.expert, self.tokenizer, self.policy = expert, tokenizer, None
 
     def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float]:
+        policy_probabilities = {}  # prompt -> the policy's probability of each of the expert's responses
+        for prompt in set(prompts):
+            responses = list(self.expert.distribution(prompt))
+            probabilities = response_probabilities(self.policy, self.tokenizer, prompt, responses)
+            policy_probabilities[prompt] = dict(zip(responses, probabilities, strict=True))
         rewards = []
         for prompt, completion, ids in zip(prompts, completions, completion_ids, strict=True):
-            probability = self.expert.distribution(prompt).get(completion)
-            terminated = len(ids) > 0 and ids[-1] == self.tokenizer.eos_token_id
-            log_expert = (
-                math.log((1 - INVALID_MASS) * probability) if probability and terminated else math.log(INVALID_MASS)
-            )
-            prompt_ids = self.tokenizer(prompt)["input_ids"]
-            sequence = torch.tensor([prompt_ids + list(ids)], device=self.policy.device)
-            with torch.no_grad():
-                log_probs = self.policy(input_ids=sequence).logits[0, :-1].float().log_softmax(-1)
-            targets = sequence[0, 1:]
-            log_policy = log_probs.gather(-1, targets[:, None])[len(prompt_ids) - 1 :].sum().item()
+            expert_probability = self.expert.distribution(prompt).get(completion)
+            canonical_ids = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
+            if expert_probability and list(ids) == canonical_ids + [self.tokenizer.eos_token_id]:
+                log_expert = math.log((1 - INVALID_MASS) * expert_probability)
+                log_policy = math.log(max(policy_probabilities[prompt][completion], 1e-300))
+            else:
+                log_expert = math.log(INVALID_MASS)
+                log_policy = math.log(max(1.0 - sum(policy_probabilities[prompt].values()), 1e-12))
             rewards.append(log_expert - log_policy)
         return rewards
+
+
+# Beside the SFT checkpoint: the settings it was trained with and its curve, so that a later run can reuse it
+SFT_RECORD_FILE = "comparison_sft.json"
+# The settings that determine the SFT checkpoint and its evaluation
+_SFT_FIELDS = (
+    "regime",
+    "num_demonstrations",
+    "sft_steps",
+    "eval_every",
+    "num_eval_prompts",
+    "seed",
+    "hidden_size",
+    "num_hidden_layers",
+    "sft_learning_rate",
+)
+
+
+def _sft_settings(settings: ComparisonSettings) -> dict:
+    return {name: getattr(settings, name) for name in _SFT_FIELDS}
+
+
+def _reusable_sft_record(directory: Path, settings: ComparisonSettings) -> dict | None:
+    """The SFT result saved in `directory` by a run with the same SFT settings, or `None`."""
+    record_path = directory / SFT_RECORD_FILE
+    if not record_path.is_file() or not (directory / "model.safetensors").is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    return record["result"] if record["settings"] == _sft_settings(settings) else None
 
 
 def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=print) -> dict:
@@ -171,7 +261,11 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         "disc_learning_rate": settings.disc_learning_rate,
         "beta": settings.adversarial_kl_coef,
         "disc_warmup_generations": settings.disc_warmup_generations,
-        "per_device_train_batch_size": 16,
+        "discriminator_type": settings.discriminator_type,
+        "disc_updates_per_generation": settings.disc_updates_per_generation,
+        "disc_demonstration_source": settings.disc_demonstration_source,
+        "scale_rewards": settings.scale_rewards,
+        "per_device_train_batch_size": settings.adversarial_batch_size,
         "num_generations": 8,
         "max_completion_length": 12,
         "max_steps": settings.adversarial_steps,
@@ -182,6 +276,13 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     order = [m for m in METHODS if m in settings.methods or (m == "sft" and set(settings.methods) - {"weighted_sft"})]
     for method in order:
         started = time.perf_counter()
+        if method == "sft" and (reused := _reusable_sft_record(output_dir / "sft", settings)) is not None:
+            # Same SFT settings as a run whose checkpoint is still there: CPU training is deterministic, so training
+            # again would give the same checkpoint (and curve); variants of the adversarial methods share it
+            log("[sft] reusing the checkpoint of an earlier run with the same SFT settings")
+            if method in settings.methods:
+                results["methods"]["sft"] = reused
+            continue
         log(f"[{method}] training")
         if method in ("sft", "weighted_sft"):
             tracker = _DivergenceTracker(evaluate, 0, settings.eval_every)
@@ -198,7 +299,8 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         elif method == "oracle":
             tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every)
             reward = ExactReverseKLReward(expert, tokenizer)
-            grpo_settings = {k: v for k, v in adversarial_common.items() if not k.startswith("disc_")}
+            grpo_fields = {field.name for field in dataclasses.fields(GRPOConfig)}
+            grpo_settings = {k: v for k, v in adversarial_common.items() if k in grpo_fields}
             trainer = GRPOTrainer(
                 model=str(output_dir / "sft"),
                 reward_funcs=reward,
@@ -208,7 +310,8 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             )
             reward.policy = trainer.model
         else:
-            tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every)
+            reward_monitor = _RewardMonitor(ExactReverseKLReward(expert, tokenizer))
+            tracker = _DivergenceTracker(evaluate, settings.sft_steps, settings.eval_every, reward_monitor)
             config_class, trainer_class = (
                 (GAILConfig, GAILTrainer) if method.startswith("gail") else (AIRLConfig, AIRLTrainer)
             )
@@ -219,16 +322,17 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
                 train_dataset=demonstrations,
                 callbacks=[tracker],
             )
+            reward_monitor.exact_reward.policy = trainer.model
+            trainer.discriminator_reward.on_scored = reward_monitor
         trainer.train()
+        curve = [base_metrics, *tracker.curve] if method in ("sft", "weighted_sft") else tracker.curve
+        result = {"curve": curve, "final": curve[-1], "seconds": round(time.perf_counter() - started, 1)}
         if method == "sft":
             trainer.save_model()
-        curve = [base_metrics, *tracker.curve] if method in ("sft", "weighted_sft") else tracker.curve
+            record = {"settings": _sft_settings(settings), "result": result}
+            (output_dir / "sft" / SFT_RECORD_FILE).write_text(json.dumps(record))
         if method in settings.methods:
-            results["methods"][method] = {
-                "curve": curve,
-                "final": curve[-1],
-                "seconds": round(time.perf_counter() - started, 1),
-            }
+            results["methods"][method] = result
         log(f"[{method}] done in {time.perf_counter() - started:.0f} s: reverse KL {curve[-1]['reverse_kl']:.3f}")
     results["sft_start"] = results["methods"].get("sft", {}).get("final")
     results["expert_mean_length"] = base_metrics["expert_mean_length"]

@@ -238,3 +238,46 @@ def expert_divergences(
     metrics["mean_length"], metrics["mean_length_ci95"] = sampled_mean_length(model, tokenizer, prompts)
     metrics["expert_mean_length"] = expert.mean_length(prompts)
     return metrics
+
+
+def _average_ranks(values: list[float]) -> list[float]:
+    """Ranks from 0, ties sharing the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2
+        start = end + 1
+    return ranks
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (ties get average ranks); `None` where either side is constant."""
+    rx, ry = _average_ranks(xs), _average_ranks(ys)
+    mean_x, mean_y = sum(rx) / len(rx), sum(ry) / len(ry)
+    covariance = sum((a - mean_x) * (b - mean_y) for a, b in zip(rx, ry, strict=True))
+    spread_x = math.sqrt(sum((a - mean_x) ** 2 for a in rx))
+    spread_y = math.sqrt(sum((b - mean_y) ** 2 for b in ry))
+    if spread_x == 0 or spread_y == 0:
+        return None
+    return covariance / (spread_x * spread_y)
+
+
+def within_prompt_spearman(prompts: list, learned: list[float], exact: list[float]) -> float | None:
+    """
+    Reward fidelity: the Spearman correlation between a learned and the exact reward among the completions of each
+    prompt, averaged over prompts. Only the order within a prompt matters to GRPO (it centres and scales rewards per
+    group), hence within prompts. Prompts where either reward is constant are left out; `None` if all are.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(repr(prompt), []).append(index)
+    correlations = [
+        spearman([learned[i] for i in rows], [exact[i] for i in rows]) for rows in groups.values() if len(rows) > 1
+    ]
+    correlations = [value for value in correlations if value is not None]
+    return sum(correlations) / len(correlations) if correlations else None
