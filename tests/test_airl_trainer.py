@@ -58,7 +58,7 @@ class TestAIRLTrainer:
             train_dataset=dataset,
         )
         tokenizer = trainer.processing_class
-        offset = trainer._minus_beta_log_pi(["Count from 1 by 1, 3 numbers:"], [" 1 2 3"], None)
+        offset = trainer.discriminator_reward.logit_offsets(["Count from 1 by 1, 3 numbers:"], [" 1 2 3"], None)
 
         prompt_ids = tokenizer("Count from 1 by 1, 3 numbers:")["input_ids"]
         response_ids = tokenizer(" 1 2 3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -36,6 +36,25 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def classification_statistics(logits_expert: torch.Tensor, logits_policy: torch.Tensor) -> dict[str, torch.Tensor]:
+    """
+    How well expert-is-high logits separate demonstrations from policy samples: the class-balanced cross-entropy
+    `loss` (ln 2 at chance), the balanced accuracy `acc` and the accuracy on each class, `acc_expert` and
+    `acc_policy`. A logit of exactly 0 counts as half right (a likelihood-ratio discriminator starts at 0 everywhere,
+    which is chance, 0.5, not 0). Scalars without gradient.
+    """
+    with torch.no_grad():
+        logits_expert, logits_policy = logits_expert.float(), logits_policy.float()
+        acc_expert = ((logits_expert > 0).float() + 0.5 * (logits_expert == 0).float()).mean()
+        acc_policy = ((logits_policy < 0).float() + 0.5 * (logits_policy == 0).float()).mean()
+        return {
+            "loss": 0.5 * (F.softplus(-logits_expert).mean() + F.softplus(logits_policy).mean()),
+            "acc": (acc_expert + acc_policy) / 2,
+            "acc_expert": acc_expert,
+            "acc_policy": acc_policy,
+        }
+
+
 class Discriminator:
     """
     Sequence classifier trained to output a high logit on demonstrations and a low one on policy samples.
@@ -65,12 +84,7 @@ class Discriminator:
         replay_buffer_size: int = 0,
         seed: int = 0,
     ):
-        if model.config.num_labels != 1:
-            raise ValueError(
-                f"The discriminator must output one logit (`num_labels=1`), but its config has "
-                f"`num_labels={model.config.num_labels}`. Load it with "
-                "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
-            )
+        self._check_model(model)
         if tokenizer.pad_token_id is None:
             raise ValueError(
                 f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
@@ -101,6 +115,17 @@ class Discriminator:
         self.replay_buffer: list[str] = []
         self._rng = random.Random(seed)
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+
+    # One logit per sample (False) or one per response token (True)
+    token_level = False
+
+    def _check_model(self, model: PreTrainedModel) -> None:
+        if model.config.num_labels != 1:
+            raise ValueError(
+                f"The discriminator must output one logit (`num_labels=1`), but its config has "
+                f"`num_labels={model.config.num_labels}`. Load it with "
+                "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
+            )
 
     @property
     def device(self) -> torch.device:
@@ -137,12 +162,16 @@ class Discriminator:
         """How many logits `samples` get: one each."""
         return len(samples)
 
+    def _select(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], positions: torch.Tensor | None):
+        """The logits among the model's outputs: `(N, 1)` pooled, or `(N, T, 1)` per token and `positions` scored."""
+        return outputs[:, 0] if positions is None else outputs[..., 0][positions]
+
     def _forward(self, samples: list, capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (one per sample, or one per scored token) and, if asked, the input embeddings they come from."""
         batch, positions = self._model_inputs(samples)
 
-        def select(logits):  # (N, 1) pooled or (N, T, 1) per token
-            return logits[:, 0] if positions is None else logits[..., 0][positions]
+        def select(outputs):
+            return self._select(outputs, batch, positions)
 
         if not capture_embeddings:
             return select(self.model(**batch).logits), None
@@ -246,13 +275,12 @@ class Discriminator:
 
         with torch.no_grad():
             probs = torch.cat([logits_expert, logits_policy]).sigmoid()
-            acc_expert = (logits_expert > 0).float().mean()
-            acc_policy = (logits_policy < 0).float().mean()
+            separation = classification_statistics(logits_expert, logits_policy)
             stats.update(
                 loss=loss.detach(),
-                acc=(acc_expert + acc_policy) / 2,
-                acc_expert=acc_expert,
-                acc_policy=acc_policy,
+                acc=separation["acc"],
+                acc_expert=separation["acc_expert"],
+                acc_policy=separation["acc_policy"],
                 entropy=F.binary_cross_entropy(probs, probs).mean(),  # mean binary entropy of D
                 logit_expert=logits_expert.mean(),
                 logit_policy=logits_policy.mean(),
@@ -315,6 +343,10 @@ class TokenDiscriminator(Discriminator):
         `max_length` is an error.
     """
 
+    token_level = True
+    # Prompt tokens a window must keep besides the response (a next-token model needs one to score the first)
+    _min_prompt_tokens = 0
+
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kwargs):
         super().__init__(model, tokenizer, **kwargs)
         if not self._is_causal():
@@ -343,9 +375,9 @@ class TokenDiscriminator(Discriminator):
         for prompt_ids, response_ids in samples:
             prompt_ids, response_ids = list(prompt_ids), list(response_ids)
             if self.max_length is not None:
-                if len(response_ids) > self.max_length:
+                if len(response_ids) + self._min_prompt_tokens > self.max_length:
                     raise ValueError(
-                        f"A response of {len(response_ids)} tokens is longer than the discriminator's window "
+                        f"A response of {len(response_ids)} tokens does not fit the discriminator's window "
                         f"(`disc_max_length` {self.max_length}): lower `max_completion_length` or raise the window."
                     )
                 prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(response_ids) - self.max_length) :]
@@ -357,3 +389,69 @@ class TokenDiscriminator(Discriminator):
         attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences])
         positions = torch.tensor([mask + [False] * (width - len(mask)) for mask in scored], device=self.device)
         return {"input_ids": input_ids, "attention_mask": attention_mask.to(self.device)}, positions  # (N, T) each
+
+
+class LikelihoodRatioDiscriminator(TokenDiscriminator):
+    r"""
+    A discriminator whose logit is a likelihood ratio: `l(x, y) = log q_phi(y | x) - log pi(y | x)`, with `q_phi` a
+    causal language model.
+
+    This is AIRL's structure `f_theta - beta log pi` with `f_theta = log q_phi` and `beta = 1`. Initialised from the
+    policy's own (SFT) checkpoint, `l = 0` as long as the policy has not moved, and the discriminator starts with the
+    SFT model's knowledge of the task instead of a fresh classification head. Trained with the same class-balanced
+    cross-entropy, its optimum is `q_phi = p_exp` (where `l = log p_exp - log pi`, Eq. 16), so `q_phi` is the
+    recovered expert and `log q_phi` its reward.
+
+    The model outputs only `log q_phi`; the trainer adds `-log pi` as the logit offset (`Discriminator.update`'s
+    `*_logit_offsets`). Sequence level: `log q_phi(y | x)`, the sum over the response's tokens; token level
+    (`token_level=True`): one `log q_phi(y_t | x, y_<t)` per response token, so that `l_t` is the per-token log-ratio
+    and the sequence logit is the sum of the token logits.
+
+    Samples are `(prompt_ids, response_ids)` pairs in the policy's tokens (`q_phi` must share its tokenizer).
+
+    Args:
+        model: a causal language model (for example `AutoModelForCausalLM.from_pretrained(sft_checkpoint)`); a PEFT
+            model is accepted.
+        tokenizer: the policy's tokenizer.
+        token_level (`bool`, *optional*, defaults to `False`): one logit per response token rather than per response.
+        temperature (`float`, *optional*, defaults to `1.0`): `q_phi`'s logits are divided by it, as the policy's are
+            when its `log pi` is taken at the sampling temperature, so that `l = 0` where `q_phi` is the policy.
+        Others as [`Discriminator`].
+    """
+
+    _min_prompt_tokens = 1
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        token_level: bool = False,
+        temperature: float = 1.0,
+        **kwargs,
+    ):
+        self.token_level = token_level
+        self.temperature = temperature
+        super().__init__(model, tokenizer, **kwargs)
+
+    def _check_model(self, model: PreTrainedModel) -> None:
+        if model.get_output_embeddings() is None:
+            raise ValueError(
+                f"A likelihood-ratio discriminator is a causal language model, but {type(model).__name__} has no "
+                "language-modelling head. Load it with `AutoModelForCausalLM` (by default the policy's checkpoint), "
+                "or use `discriminator_type='classifier'` for a sequence or token classifier."
+            )
+
+    def _num_logits(self, samples: list) -> int:
+        """How many logits `samples` get: one per response token (token level) or one per response."""
+        return super()._num_logits(samples) if self.token_level else len(samples)
+
+    def _select(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], positions: torch.Tensor) -> torch.Tensor:
+        from trl.trainer.utils import selective_log_softmax
+
+        # The token at position p is predicted by the logits at p - 1
+        input_ids = batch["input_ids"]
+        token_log_probs = selective_log_softmax(outputs[:, :-1], input_ids[:, 1:], self.temperature)  # (N, T - 1)
+        scored = positions[:, 1:]  # (N, T - 1): True where the predicted token is a response token
+        if self.token_level:
+            return token_log_probs[scored]  # (total response tokens,)
+        return (token_log_probs * scored).sum(dim=1)  # (N,)

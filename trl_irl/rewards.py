@@ -1,22 +1,63 @@
 """The reward function that plugs a discriminator into GRPO's `reward_funcs`.
 
 GRPO calls a reward function once per generation batch, on every process, with that process's prompts and
-completions and every other dataset column as a keyword argument. `DiscriminatorReward` uses the `demonstration`
-column (the expert's response to the same prompt) to update the discriminator against the fresh completions, then
-turns the discriminator's logits on the completions into rewards. It is a callable object, not an `nn.Module`,
-because GRPO runs module rewards under `torch.inference_mode()`, where the discriminator could not train.
+completions and every other dataset column as a keyword argument. `DiscriminatorReward` updates the discriminator on
+demonstrations against the fresh completions, then turns the discriminator's logits on the completions into rewards.
+The demonstrations come from a [`DemonstrationPool`] (drawn from the whole training set for each update, as many as
+there are fresh completions) or, without one, from the batch's own `demonstration` column (the expert's responses to
+the batch's prompts). It is a callable object, not an `nn.Module`, because GRPO runs module rewards under
+`torch.inference_mode()`, where the discriminator could not train.
 """
 
+import random
 from collections.abc import Callable
 
 import torch
+import torch.distributed as dist
+from datasets import Dataset
 
-from .discriminator import Discriminator, TokenDiscriminator
+from .discriminator import Discriminator, classification_statistics
 from .divergences import policy_reward
 
 
 DEMONSTRATION_COLUMN = "demonstration"
 SCORINGS = ("before_update", "after_update")
+
+
+def _process_index() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class DemonstrationPool:
+    """
+    The demonstrations a discriminator draws its expert batches from: the `(prompt, demonstration)` rows of a dataset,
+    split once, at random, into rows it trains on and held-out rows on which it is only evaluated.
+
+    Draws are a function of a key (seed, process, generation, update), not of a running random state, so that a
+    resumed run draws what the uninterrupted one would have, and each process draws its own demonstrations.
+
+    Args:
+        dataset ([`~datasets.Dataset`]): with `prompt` and `demonstration` columns.
+        heldout_fraction (`float`, *optional*, defaults to `0.0`): share of the rows held out (at least one row stays
+            for training).
+        seed (`int`, *optional*, defaults to `0`): fixes the split and the draws.
+    """
+
+    def __init__(self, dataset: Dataset, heldout_fraction: float = 0.0, seed: int = 0):
+        self.dataset = dataset.select_columns(["prompt", DEMONSTRATION_COLUMN])
+        rows = list(range(len(dataset)))
+        random.Random(seed).shuffle(rows)
+        num_heldout = min(int(len(rows) * heldout_fraction), len(rows) - 1)
+        self.heldout_rows, self.training_rows = rows[:num_heldout], rows[num_heldout:]
+        self.seed = seed
+
+    def sample(self, count: int, key: tuple, heldout: bool = False) -> tuple[list, list]:
+        """`count` prompts and their demonstrations, drawn without replacement while the rows last."""
+        rows = self.heldout_rows if heldout else self.training_rows
+        rng = random.Random(repr((self.seed, heldout, *key)))
+        chosen = rng.sample(rows, count) if count <= len(rows) else rng.choices(rows, k=count)
+        batch = self.dataset[chosen]
+        return batch["prompt"], batch[DEMONSTRATION_COLUMN]
 
 
 class DiscriminatorReward:
@@ -41,6 +82,16 @@ class DiscriminatorReward:
         logit_offsets (`Callable`, *optional*): `(prompts, responses, completion_ids) -> (N,) tensor` added to the
             discriminator's outputs to make its logits (AIRL's `-beta log pi(y | x)`); `completion_ids` is `None` for
             demonstrations.
+        demonstration_pool ([`DemonstrationPool`], *optional*): where each update's demonstrations are drawn from;
+            without it, the batch's `demonstration` column is used (one copy of each). With held-out rows, each
+            training batch also logs `disc/heldout_*`: held-out demonstrations against the fresh completions, scored by
+            the discriminator before this batch's updates, so neither side was trained on.
+        demonstrations_per_update (`int`, *optional*): demonstrations drawn from the pool for each update; defaults to
+            the number of fresh completions, so that both classes weigh the same in numbers too.
+        on_scored (`Callable`, *optional*): called after each training batch is scored, as
+            `on_scored(prompts, completions, completion_ids, rewards, stats)`, with `rewards` one per completion and
+            `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix); for
+            monitoring, for example the reward fidelity of `trl_irl.comparison`.
     """
 
     # GRPO names a reward function by its `__name__`: metrics read `rewards/discriminator/mean`
@@ -58,6 +109,9 @@ class DiscriminatorReward:
         warmup_generations: int = 0,
         is_training: Callable[[], bool] = lambda: True,
         logit_offsets: Callable | None = None,
+        demonstration_pool: DemonstrationPool | None = None,
+        demonstrations_per_update: int | None = None,
+        on_scored: Callable | None = None,
     ):
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
@@ -71,6 +125,9 @@ class DiscriminatorReward:
         self.warmup_generations = warmup_generations
         self.is_training = is_training
         self.logit_offsets = logit_offsets
+        self.demonstration_pool = demonstration_pool
+        self.demonstrations_per_update = demonstrations_per_update
+        self.on_scored = on_scored
         self.num_generations_seen = 0
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
         self.token_rewards: list[torch.Tensor] | None = None
@@ -78,54 +135,89 @@ class DiscriminatorReward:
     def __call__(
         self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
     ) -> list[float]:
-        if DEMONSTRATION_COLUMN not in kwargs:
+        training = self.is_training()
+        updates_discriminator = training and self.updates_per_generation > 0
+        if updates_discriminator and self.demonstration_pool is None and DEMONSTRATION_COLUMN not in kwargs:
             raise KeyError(
                 f"The discriminator reward needs the expert's responses in a dataset column named "
                 f"{DEMONSTRATION_COLUMN!r}; the columns passed were {sorted(kwargs)}."
             )
-        demonstrations = kwargs[DEMONSTRATION_COLUMN]
         policy_samples = self.render(prompts, completions, completion_ids)
-        # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
-        first_row_of = {}  # demonstration sample -> the first row holding it
-        for row, sample in enumerate(self.render(prompts, demonstrations)):
-            first_row_of.setdefault(sample, row)
-        expert_samples, expert_rows = list(first_row_of), list(first_row_of.values())
+        policy_offsets = self._offsets(prompts, completions, completion_ids)
 
-        policy_offsets = expert_offsets = None
-        if self.logit_offsets is not None:
-            policy_offsets = self.logit_offsets(prompts, completions, completion_ids)
-            expert_offsets = self.logit_offsets(
-                [prompts[row] for row in expert_rows], [demonstrations[row] for row in expert_rows], None
+        stats = {}
+        pool = self.demonstration_pool
+        if training and pool is not None and pool.heldout_rows:
+            # Scored before this batch's updates: held-out demonstrations and fresh completions are both unseen
+            count = min(len(pool.heldout_rows), len(policy_samples))
+            heldout_prompts, heldout_demonstrations = pool.sample(count, self._draw_key(), heldout=True)
+            heldout_logits = self.discriminator.logits(
+                self.render(heldout_prompts, heldout_demonstrations),
+                self._offsets(heldout_prompts, heldout_demonstrations, None),
             )
 
-        updates_discriminator = self.is_training() and self.updates_per_generation > 0
         if not updates_discriminator:
+            logits_before_update = self.discriminator.logits(policy_samples, policy_offsets)
+        else:
+            for update in range(self.updates_per_generation):
+                expert_prompts, demonstrations = self._expert_batch(prompts, kwargs, update, len(policy_samples))
+                expert_samples = self.render(expert_prompts, demonstrations)
+                offsets = {
+                    "expert_logit_offsets": self._offsets(expert_prompts, demonstrations, None),
+                    "policy_logit_offsets": policy_offsets,
+                }
+                if update == 0:
+                    # The first update's forward gives the scores before any update (see `Discriminator.update`)
+                    update_stats, logits_before_update = self.discriminator.update(
+                        expert_samples, policy_samples, **offsets, return_policy_logits=True
+                    )
+                else:
+                    update_stats = self.discriminator.update(expert_samples, policy_samples, **offsets)
+            stats.update(update_stats)
+        if updates_discriminator and self.scoring == "after_update":
             logits = self.discriminator.logits(policy_samples, policy_offsets)
         else:
-            # The first update's forward gives the scores before any update (see `Discriminator.update`)
-            offsets = {"expert_logit_offsets": expert_offsets, "policy_logit_offsets": policy_offsets}
-            stats, logits = self.discriminator.update(
-                expert_samples, policy_samples, **offsets, return_policy_logits=True
-            )
-            for _ in range(self.updates_per_generation - 1):
-                stats = self.discriminator.update(expert_samples, policy_samples, **offsets)
-            if self.scoring == "after_update":
-                logits = self.discriminator.logits(policy_samples, policy_offsets)
+            logits = logits_before_update
+        if training and pool is not None and pool.heldout_rows:
+            heldout = classification_statistics(heldout_logits, logits_before_update)
+            stats.update({f"heldout_{name}": value.item() for name, value in heldout.items()})
 
         rewards = policy_reward(logits, self.divergence, self.alpha)
         if self.reward_clip is not None:
             rewards = rewards.clamp(-self.reward_clip, self.reward_clip)
-        if self.is_training():
+        if training:
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)
             self.num_generations_seen += 1
         if log_metric is not None:
-            if updates_discriminator:
-                for name, value in stats.items():
-                    log_metric(f"disc/{name}", value)
+            for name, value in stats.items():
+                log_metric(f"disc/{name}", value)
             log_metric("disc/logit_scored", logits.mean().item())
-        if isinstance(self.discriminator, TokenDiscriminator):
+        if self.discriminator.token_level:
             # One reward per response token: kept for the trainer's per-token advantages; GRPO gets their sums
             self.token_rewards = list(rewards.split([len(response) for _, response in policy_samples]))
-            return [token_rewards.sum().item() for token_rewards in self.token_rewards]
-        return rewards.tolist()
+            sequence_rewards = [token_rewards.sum().item() for token_rewards in self.token_rewards]
+        else:
+            sequence_rewards = rewards.tolist()
+        if training and self.on_scored is not None:
+            self.on_scored(prompts, completions, completion_ids, sequence_rewards, stats)
+        return sequence_rewards
+
+    def _offsets(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor | None:
+        return None if self.logit_offsets is None else self.logit_offsets(prompts, responses, completion_ids)
+
+    def _draw_key(self, update: int = -1) -> tuple:
+        return (_process_index(), self.num_generations_seen, update)
+
+    def _expert_batch(self, prompts: list, columns: dict, update: int, num_policy_samples: int) -> tuple[list, list]:
+        """The prompts and demonstrations of one update: drawn from the pool, or the batch's own."""
+        if self.demonstration_pool is not None:
+            count = self.demonstrations_per_update or num_policy_samples
+            return self.demonstration_pool.sample(count, self._draw_key(update))
+        demonstrations = columns[DEMONSTRATION_COLUMN]
+        # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
+        first_row_of = {}  # demonstration sample -> the first row holding it
+        for row, sample in enumerate(self.render(prompts, demonstrations)):
+            first_row_of.setdefault(sample, row)
+        rows = list(first_row_of.values())
+        return [prompts[row] for row in rows], [demonstrations[row] for row in rows]

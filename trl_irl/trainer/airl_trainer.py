@@ -1,19 +1,35 @@
 import textwrap
-
-import torch
-import torch.nn.functional as F
+from functools import partial
 
 from .airl_config import AIRLConfig
 from .gail_trainer import GAILTrainer
 from .utils import SFT_AS_IRL_CITATION, resolve_config
 
 
-def reward_model_card(base_model: str | None, divergence: str, token_level: bool = False) -> str:
-    auto_class = "AutoModelForTokenClassification" if token_level else "AutoModelForSequenceClassification"
-    usage = (
-        "It scores every token of a response (a dense reward); sum the scores of a response's tokens for one reward."
-        if token_level
-        else "As a reward model in TRL's GRPO:"
+def reward_model_card(
+    base_model: str | None, divergence: str, token_level: bool = False, likelihood_ratio: bool = False
+) -> str:
+    if likelihood_ratio:
+        auto_class = "AutoModelForCausalLM"
+        usage = (
+            "It is a causal language model `q_phi`, and `f_theta(x, y) = log q_phi(y | x)`: the sum over the "
+            "response's tokens of their log-probabilities"
+            + (" (each token's log-probability is its dense reward)." if token_level else ".")
+            + " At the optimum `q_phi` is the expert's response distribution, so it can also be sampled from."
+        )
+    elif token_level:
+        auto_class = "AutoModelForTokenClassification"
+        usage = (
+            "It scores every token of a response (a dense reward); sum the scores of a response's tokens for one "
+            "reward."
+        )
+    else:
+        auto_class = "AutoModelForSequenceClassification"
+        usage = "As a reward model in TRL's GRPO:"
+    example = (
+        "# f_theta(x, y) = log q_phi(y | x): sum the log-probabilities of the response's tokens"
+        if likelihood_ratio
+        else "# with TRL's GRPO (sequence level): GRPOTrainer(model=..., reward_funcs=reward_model, ...)"
     )
     return textwrap.dedent(f"""\
         ---
@@ -36,7 +52,7 @@ def reward_model_card(base_model: str | None, divergence: str, token_level: bool
         from transformers import {auto_class}
 
         reward_model = {auto_class}.from_pretrained("path/to/reward_model")
-        # with TRL's GRPO (sequence level): GRPOTrainer(model=..., reward_funcs=reward_model, ...)
+        {example}
         ```
 
         Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following AIRL (Fu, Luo and Levine, 2017,
@@ -83,7 +99,6 @@ class AIRLTrainer(GAILTrainer):
     def __init__(self, model, discriminator=None, args: AIRLConfig | None = None, *gail_args, **gail_kwargs):
         args = resolve_config(args, model, AIRLConfig, self._name, generation_batch_size=None)
         super().__init__(model, discriminator, args, *gail_args, **gail_kwargs)
-        self.discriminator_reward.logit_offsets = self._minus_beta_log_pi
 
     def save_reward_model(self, output_dir) -> None:
         """Save `f_theta` on its own: a reward model (safetensors, config, tokenizer, model card)."""
@@ -95,33 +110,8 @@ class AIRLTrainer(GAILTrainer):
 
     def _discriminator_card(self) -> str:
         token_level = self.args.discriminator_level == "token"
-        return reward_model_card(self._discriminator_base_model(), self.args.divergence, token_level)
+        likelihood_ratio = self.args.discriminator_type == "likelihood_ratio"
+        return reward_model_card(self._discriminator_base_model(), self.args.divergence, token_level, likelihood_ratio)
 
-    @torch.no_grad()
-    def _minus_beta_log_pi(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
-        """
-        AIRL's logit offset at the sampling temperature: `-beta * log pi(y | x)` for each (prompt, response), or, with
-        a token-level discriminator, `-beta * log pi(y_t | x, y_<t)` for each response token, flattened.
-        """
-        prompt_ids = self._prompt_ids(prompts)
-        response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
-        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
-        width = max(len(sequence) for sequence in sequences)
-        device = self.accelerator.device
-        pad = self.processing_class.pad_token_id
-        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=device)  # (N, T)
-        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
-        response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
-        for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-            response_mask[row, len(p) : len(p) + len(r)] = True
-
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()  # (N, T-1, V)
-        log_probs = F.log_softmax(logits / self.args.temperature, dim=-1)
-        token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T-1)
-        mask = response_mask[:, 1:]
-        if self.args.discriminator_level == "token":
-            return -self.args.log_prob_coef * token_log_probs[mask]  # (total response tokens,)
-        log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
-        if self.args.log_prob_reduction == "mean":
-            log_pi = log_pi / mask.sum(dim=1).clamp(min=1)
-        return -self.args.log_prob_coef * log_pi
+    def _logit_offsets(self):
+        return partial(self._minus_beta_log_pi, beta=self.args.log_prob_coef, reduction=self.args.log_prob_reduction)

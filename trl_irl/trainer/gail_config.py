@@ -8,6 +8,8 @@ from ..rewards import SCORINGS
 
 
 DISCRIMINATOR_LEVELS = ("sequence", "token")
+DISCRIMINATOR_TYPES = ("classifier", "likelihood_ratio")
+DEMONSTRATION_SOURCES = ("dataset", "batch")
 
 
 @dataclass
@@ -23,8 +25,9 @@ class GAILConfig(GRPOConfig):
 
         divergence (`str`, *optional*, defaults to `"js"`):
             Which f-divergence between the expert's and the policy's response distributions the policy minimises, and
-            so how a discriminator logit `l` (expert is high) becomes a reward: `"js"` (GAIL, `softplus(l)`),
-            `"reverse_kl"` (`l`), `"forward_kl"` (`exp(l)`) or `"alpha"`. See `docs/divergences.md`.
+            so how a discriminator logit `l` (expert is high) becomes a reward: `"js"` (GAIL, `softplus(l) - log 2`),
+            `"reverse_kl"` (`l`), `"forward_kl"` (`exp(l) - 1`) or `"alpha"`: each 0 at `l = 0`, which matters at the
+            token level. See `docs/divergences.md`.
         divergence_alpha (`float`, *optional*, defaults to `0.5`):
             Parameter of the `"alpha"` divergence (not 1).
         reward_clip (`float`, *optional*):
@@ -37,13 +40,33 @@ class GAILConfig(GRPOConfig):
             (Eq. 19-20, 23). `"token"`: one logit per response token from a causal token classifier sharing the
             policy's tokenizer, so one reward per token (Eq. 17-18, 22), turned into per-token advantages by
             reward-to-go with leave-one-out per-position group baselines (`trl_irl/token_advantages.py`).
+        discriminator_type (`str`, *optional*, defaults to `"classifier"`):
+            `"classifier"`: a classification head (sequence or token classifier) whose output is the logit.
+            `"likelihood_ratio"`: a causal language model `q_phi`, by default a copy of the policy's checkpoint, whose
+            logit is `l = log q_phi(y | x) - log pi(y | x)` (per token at the token level): it starts at `l = 0` with
+            the policy's knowledge instead of a fresh head, and at its optimum `q_phi` is the expert (see
+            `docs/gail_trainer.md`).
         discriminator_init_kwargs (`dict[str, Any]`, *optional*):
-            Keyword arguments for `AutoModelForSequenceClassification.from_pretrained`, used when the discriminator is
-            given as a model id or path (or defaults to the policy's checkpoint).
+            Keyword arguments for `from_pretrained` (`AutoModelForSequenceClassification`,
+            `AutoModelForTokenClassification` or, for the likelihood ratio, `AutoModelForCausalLM`), used when the
+            discriminator is given as a model id or path (or defaults to the policy's checkpoint).
         disc_learning_rate (`float`, *optional*, defaults to `1e-5`):
             AdamW learning rate of the discriminator.
         disc_updates_per_generation (`int`, *optional*, defaults to `1`):
             Discriminator optimizer steps on each generation batch (demonstrations against the fresh completions).
+        disc_demonstration_source (`str`, *optional*, defaults to `"dataset"`):
+            Where each update's demonstrations come from: `"dataset"`, drawn at random from the whole training set
+            (less the held-out rows) for each update, `disc_demonstrations_per_update` of them; or `"batch"`, the
+            demonstrations of the generation batch's own prompts (one per prompt: far fewer than the completions).
+            An `IterableDataset` allows only `"batch"`.
+        disc_demonstrations_per_update (`int`, *optional*):
+            Demonstrations drawn for each update with `disc_demonstration_source="dataset"`. Defaults to the number of
+            completions of the update (on each process), so that both classes weigh the same in numbers too.
+        disc_heldout_fraction (`float`, *optional*, defaults to `0.1`):
+            Share of the training demonstrations the discriminator never trains on (with
+            `disc_demonstration_source="dataset"`). On each generation batch they are scored against the fresh
+            completions, before the discriminator's update, and logged as `disc/heldout_loss`, `disc/heldout_acc`,
+            `disc/heldout_acc_expert` and `disc/heldout_acc_policy`: how well the reward generalises. 0 turns this off.
         disc_scoring (`str`, *optional*, defaults to `"before_update"`):
             Whether completions are scored by the discriminator as it was before this batch's updates
             (`"before_update"`: an out-of-sample score) or after them (`"after_update"`).
@@ -67,7 +90,7 @@ class GAILConfig(GRPOConfig):
         default="js",
         metadata={
             "help": "f-divergence the policy minimises, i.e. how a discriminator logit l becomes a reward: 'js' "
-            "(GAIL, softplus(l)), 'reverse_kl' (l), 'forward_kl' (exp(l)) or 'alpha'.",
+            "(GAIL, softplus(l) - log 2), 'reverse_kl' (l), 'forward_kl' (exp(l) - 1) or 'alpha'.",
             "choices": list(DIVERGENCES),
         },
     )
@@ -90,7 +113,37 @@ class GAILConfig(GRPOConfig):
             "discriminator is given as a model id or path."
         },
     )
+    discriminator_type: str = field(
+        default="classifier",
+        metadata={
+            "help": "'classifier' (a classification head's output is the logit) or 'likelihood_ratio' (a causal LM "
+            "q_phi, by default the policy's checkpoint; logit log q_phi(y|x) - log pi(y|x)).",
+            "choices": list(DISCRIMINATOR_TYPES),
+        },
+    )
     disc_learning_rate: float = field(default=1e-5, metadata={"help": "AdamW learning rate of the discriminator."})
+    disc_demonstration_source: str = field(
+        default="dataset",
+        metadata={
+            "help": "Where each discriminator update's demonstrations come from: 'dataset' (drawn from the whole "
+            "training set) or 'batch' (those of the generation batch's prompts).",
+            "choices": list(DEMONSTRATION_SOURCES),
+        },
+    )
+    disc_demonstrations_per_update: int | None = field(
+        default=None,
+        metadata={
+            "help": "Demonstrations drawn for each discriminator update (source 'dataset'). Defaults to the number "
+            "of completions of the update."
+        },
+    )
+    disc_heldout_fraction: float = field(
+        default=0.1,
+        metadata={
+            "help": "Share of the demonstrations the discriminator never trains on; they are scored against fresh "
+            "completions and logged as disc/heldout_*. 0 turns this off."
+        },
+    )
     disc_updates_per_generation: int = field(
         default=1, metadata={"help": "Discriminator optimizer steps on each generation batch."}
     )
@@ -130,6 +183,27 @@ class GAILConfig(GRPOConfig):
             raise ValueError(
                 f"`discriminator_level` must be one of {list(DISCRIMINATOR_LEVELS)}, got {self.discriminator_level!r}."
             )
+        if self.discriminator_type not in DISCRIMINATOR_TYPES:
+            raise ValueError(
+                f"`discriminator_type` must be one of {list(DISCRIMINATOR_TYPES)}, got {self.discriminator_type!r}."
+            )
+        if self.disc_demonstration_source not in DEMONSTRATION_SOURCES:
+            raise ValueError(
+                f"`disc_demonstration_source` must be one of {list(DEMONSTRATION_SOURCES)}, got "
+                f"{self.disc_demonstration_source!r}."
+            )
+        if self.disc_demonstrations_per_update is not None and self.disc_demonstrations_per_update <= 0:
+            raise ValueError(
+                f"`disc_demonstrations_per_update` must be positive, got {self.disc_demonstrations_per_update}."
+            )
+        if self.discriminator_type == "likelihood_ratio" and self.disc_replay_buffer_size > 0:
+            raise ValueError(
+                "`disc_replay_buffer_size` is not supported by the likelihood-ratio discriminator: the logit of a "
+                "replayed response depends on the policy's current log-probability of it, which the buffer does not "
+                "hold. Set it to 0 or use `discriminator_type='classifier'`."
+            )
+        if not 0.0 <= self.disc_heldout_fraction < 1.0:
+            raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
         if self.divergence == "alpha" and self.divergence_alpha == 1.0:

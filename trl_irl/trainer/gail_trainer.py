@@ -2,11 +2,13 @@ import json
 import os
 import tempfile
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -17,10 +19,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
-from trl.trainer.utils import get_config_model_id
+from trl.trainer.utils import get_config_model_id, selective_log_softmax
 
-from ..discriminator import Discriminator, TokenDiscriminator
-from ..rewards import DEMONSTRATION_COLUMN, DiscriminatorReward
+from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
+from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
 from .utils import SFT_AS_IRL_CITATION, resolve_config
@@ -121,7 +123,7 @@ class GAILTrainer(GRPOTrainer):
     Generative adversarial imitation of demonstrations, on top of [`~trl.GRPOTrainer`].
 
     A discriminator (a sequence classifier) learns to tell the expert's responses from the policy's; its logit `l`
-    (expert is high) becomes the policy's reward through the chosen divergence (`softplus(l)` for GAIL's
+    (expert is high) becomes the policy's reward through the chosen divergence (`softplus(l) - log 2` for GAIL's
     Jensen-Shannon), and GRPO maximises it. Alternating the two makes the policy's responses indistinguishable from
     the demonstrations: a mode-seeking match of the expert's response distribution that needs no preference data.
 
@@ -195,6 +197,16 @@ class GAILTrainer(GRPOTrainer):
         elif eval_dataset is not None:
             eval_dataset = prepare_demonstrations(eval_dataset, "eval_dataset")
 
+        demonstration_pool = None
+        if args.disc_demonstration_source == "dataset":
+            if not isinstance(train_dataset, Dataset):
+                raise ValueError(
+                    "`disc_demonstration_source='dataset'` draws demonstrations at random from the training set, "
+                    f"which a {type(train_dataset).__name__} cannot do. Set `disc_demonstration_source='batch'` "
+                    "(each update then sees the demonstrations of its generation batch's prompts)."
+                )
+            demonstration_pool = DemonstrationPool(train_dataset, args.disc_heldout_fraction, seed=args.seed)
+
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
         set_seed(args.seed)
         self.discriminator = self._build_discriminator(
@@ -210,6 +222,8 @@ class GAILTrainer(GRPOTrainer):
             reward_clip=args.reward_clip,
             warmup_generations=args.disc_warmup_generations,
             is_training=lambda: self.model.training,
+            demonstration_pool=demonstration_pool,
+            demonstrations_per_update=args.disc_demonstrations_per_update,
         )
 
         super().__init__(
@@ -224,15 +238,16 @@ class GAILTrainer(GRPOTrainer):
             peft_config=peft_config,
         )
 
-        if args.discriminator_level == "token" and (
+        if isinstance(self.discriminator, TokenDiscriminator) and (
             self.discriminator.tokenizer.get_vocab() != self.processing_class.get_vocab()
         ):
             raise ValueError(
-                "A token-level discriminator must share the policy's tokenizer, so that its logits align with the "
-                "policy's tokens; `discriminator_processing_class` (or the discriminator checkpoint's tokenizer) has "
-                "another vocabulary. Use a discriminator built on the policy's tokenizer, or "
-                "`discriminator_level='sequence'`."
+                "A token-level or likelihood-ratio discriminator must share the policy's tokenizer, so that its "
+                "scores align with the policy's tokens; `discriminator_processing_class` (or the discriminator "
+                "checkpoint's tokenizer) has another vocabulary. Use a discriminator built on the policy's tokenizer, "
+                "or `discriminator_type='classifier'` with `discriminator_level='sequence'`."
             )
+        self.discriminator_reward.logit_offsets = self._logit_offsets()
         self.discriminator.to(self.accelerator.device)
         # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
         self.discriminator.synchronize()
@@ -246,11 +261,15 @@ class GAILTrainer(GRPOTrainer):
         args: GAILConfig,
     ) -> Discriminator:
         token_level = args.discriminator_level == "token"
+        likelihood_ratio = args.discriminator_type == "likelihood_ratio"
         if isinstance(discriminator, str):
             init_kwargs = dict(args.discriminator_init_kwargs or {})
             init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-            auto_class = AutoModelForTokenClassification if token_level else AutoModelForSequenceClassification
-            model = auto_class.from_pretrained(discriminator, num_labels=1, **init_kwargs)
+            if likelihood_ratio:
+                model = AutoModelForCausalLM.from_pretrained(discriminator, **init_kwargs)
+            else:
+                auto_class = AutoModelForTokenClassification if token_level else AutoModelForSequenceClassification
+                model = auto_class.from_pretrained(discriminator, num_labels=1, **init_kwargs)
         else:
             model = discriminator
         if tokenizer is None:
@@ -259,25 +278,28 @@ class GAILTrainer(GRPOTrainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+        settings = {
+            "learning_rate": args.disc_learning_rate,
+            "max_length": args.disc_max_length,
+            "label_smoothing": args.disc_label_smoothing,
+            "gradient_penalty": args.disc_gradient_penalty,
+            "replay_buffer_size": args.disc_replay_buffer_size,
+            "seed": args.seed,
+        }
+        if likelihood_ratio:
+            return LikelihoodRatioDiscriminator(
+                model, tokenizer, token_level=token_level, temperature=args.temperature, **settings
+            )
         discriminator_class = TokenDiscriminator if token_level else Discriminator
-        return discriminator_class(
-            model,
-            tokenizer,
-            learning_rate=args.disc_learning_rate,
-            max_length=args.disc_max_length,
-            label_smoothing=args.disc_label_smoothing,
-            gradient_penalty=args.disc_gradient_penalty,
-            replay_buffer_size=args.disc_replay_buffer_size,
-            seed=args.seed,
-        )
+        return discriminator_class(model, tokenizer, **settings)
 
     def _render_for_discriminator(self, prompts: list, responses: list, completion_ids: list | None = None) -> list:
         """
-        Prompts and responses as the discriminator reads them: one text each (sequence level), or `(prompt_ids,
-        response_ids)` in the policy's tokens (token level), with the generated `completion_ids` when given and
-        demonstrations tokenised otherwise.
+        Prompts and responses as the discriminator reads them: one text each (sequence classifier), or `(prompt_ids,
+        response_ids)` in the policy's tokens (token classifier, likelihood ratio), with the generated
+        `completion_ids` when given and demonstrations tokenised otherwise.
         """
-        if self.args.discriminator_level == "token":
+        if isinstance(self.discriminator, TokenDiscriminator):
             response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
             return [(tuple(p), tuple(r)) for p, r in zip(self._prompt_ids(prompts), response_ids, strict=True)]
         if isinstance(prompts[0], str):
@@ -304,6 +326,46 @@ class GAILTrainer(GRPOTrainer):
         return self.processing_class.apply_chat_template(
             prompts, add_generation_prompt=True, tokenize=True, return_dict=True, **self.chat_template_kwargs
         )["input_ids"]
+
+    def _logit_offsets(self):
+        """
+        What the trainer adds to the discriminator's outputs to make its logits: `-log pi` (summed over the response,
+        or per token) for the likelihood ratio, nothing for a classifier. AIRL adds its own `-beta log pi`.
+        """
+        if self.args.discriminator_type == "likelihood_ratio":
+            return partial(self._minus_beta_log_pi, beta=1.0, reduction="sum")
+        return None
+
+    @torch.no_grad()
+    def _minus_beta_log_pi(
+        self, prompts: list, responses: list, completion_ids: list | None, beta: float, reduction: str
+    ) -> torch.Tensor:
+        """
+        `-beta * log pi(y | x)` at the sampling temperature for each (prompt, response), `log pi` summed over the
+        response's tokens (`reduction="sum"`) or averaged (`"mean"`); or, with a discriminator that scores tokens,
+        `-beta * log pi(y_t | x, y_<t)` for each response token, flattened.
+        """
+        prompt_ids = self._prompt_ids(prompts)
+        response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
+        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+        width = max(len(sequence) for sequence in sequences)
+        device = self.accelerator.device
+        pad = self.processing_class.pad_token_id
+        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=device)  # (N, T)
+        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
+        response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
+        for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+            response_mask[row, len(p) : len(p) + len(r)] = True
+
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T-1, V)
+        token_log_probs = selective_log_softmax(logits.float(), input_ids[:, 1:], self.args.temperature)  # (N, T-1)
+        mask = response_mask[:, 1:]
+        if self.discriminator.token_level:
+            return -beta * token_log_probs[mask]  # (total response tokens,)
+        log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
+        if reduction == "mean":
+            log_pi = log_pi / mask.sum(dim=1).clamp(min=1)
+        return -beta * log_pi
 
     def _generate_and_score_completions(self, inputs):
         # The one private GRPO method overridden, and only at the token level: GRPO turns each completion's reward

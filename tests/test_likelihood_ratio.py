@@ -1,0 +1,243 @@
+"""The likelihood-ratio discriminator, the demonstration pool, held-out statistics and the reward-fidelity metric."""
+
+import pytest
+import torch
+import toy_colors
+from datasets import Dataset
+from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer
+from trl_irl.discriminator import LikelihoodRatioDiscriminator, classification_statistics
+from trl_irl.rewards import DemonstrationPool
+from trl_irl.synthetic import spearman, within_prompt_spearman
+
+
+PROMPT = "Count from 1 by 1, 3 numbers:"
+
+
+def _likelihood_ratio_config(tmp_path, config_class=GAILConfig, **overrides):
+    return adversarial_config(config_class, tmp_path, discriminator_type="likelihood_ratio", **overrides)
+
+
+def _log_q(model, tokenizer, prompt, response_ids, temperature=1.0) -> torch.Tensor:
+    """`log q(y_t | x, y_<t)` of each response token, computed directly."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt_ids + response_ids])).logits[0] / temperature
+    log_probs = logits.log_softmax(-1)[len(prompt_ids) - 1 : -1]
+    return log_probs.gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
+
+
+class TestLikelihoodRatioDiscriminator:
+    def test_logits_are_log_q_summed_or_per_token(self, tiny_model_path):
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        prompt_ids = tokenizer(PROMPT)["input_ids"]
+        responses = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 7")["input_ids"]]
+        samples = [(tuple(prompt_ids), tuple(response)) for response in responses]
+        expected = [_log_q(model, tokenizer, PROMPT, response, temperature=0.7) for response in responses]
+
+        sequence = LikelihoodRatioDiscriminator(model, tokenizer, temperature=0.7)
+        torch.testing.assert_close(sequence.logits(samples), torch.stack([e.sum() for e in expected]))
+        token = LikelihoodRatioDiscriminator(model, tokenizer, token_level=True, temperature=0.7)
+        torch.testing.assert_close(token.logits(samples), torch.cat(expected))
+
+    def test_refuses_a_model_without_language_modelling_head(self, tiny_model_path):
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+        with pytest.raises(ValueError, match="AutoModelForCausalLM"):
+            LikelihoodRatioDiscriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
+
+    def test_a_response_must_leave_room_for_a_prompt_token(self, tiny_model_path):
+        discriminator = LikelihoodRatioDiscriminator(
+            AutoModelForCausalLM.from_pretrained(tiny_model_path),
+            AutoTokenizer.from_pretrained(tiny_model_path),
+            max_length=4,
+        )
+        assert discriminator.logits([((1, 2, 3), (4, 5, 6))]).shape == (1,)
+        with pytest.raises(ValueError, match="disc_max_length"):
+            discriminator.logits([((1, 2, 3), (4, 5, 6, 7))])
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_logit_is_zero_while_the_policy_is_the_starting_checkpoint(tmp_path, tiny_model_path, level):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(tmp_path, discriminator_level=level, temperature=0.7),
+        train_dataset=Dataset.from_list([{"prompt": PROMPT, "completion": " 1 2 3"}] * 4),
+    )
+    reward = trainer.discriminator_reward
+    tokenizer = trainer.processing_class
+    for responses, completion_ids in [
+        ([" 1 2 3"], None),
+        ([" 4 5"], [tokenizer(" 4 5 9")["input_ids"]]),  # generated ids take precedence over the text
+    ]:
+        samples = trainer._render_for_discriminator([PROMPT], responses, completion_ids)
+        logits = trainer.discriminator.logits(samples, reward.logit_offsets([PROMPT], responses, completion_ids))
+        assert logits.shape == ((1,) if level == "sequence" else (len(samples[0][1]),))
+        torch.testing.assert_close(logits, torch.zeros_like(logits), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_likelihood_ratio_gail_trains_both_models(tmp_path, tiny_model_path, prompt_completion_dataset, level):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(tmp_path, discriminator_level=level),
+        train_dataset=prompt_completion_dataset,
+    )
+    train_and_check_both_models_learn(trainer)
+    assert {"disc/heldout_acc", "disc/heldout_loss", "disc/loss"} <= set(trainer.state.log_history[0])
+
+
+def test_likelihood_ratio_airl_saves_q_as_a_causal_lm(tmp_path, tiny_model_path, prompt_completion_dataset):
+    config = _likelihood_ratio_config(tmp_path, AIRLConfig)
+    assert (config.log_prob_coef, config.log_prob_reduction) == (1.0, "sum")
+    trainer = AIRLTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+    trainer.train()
+    trainer.save_reward_model(tmp_path / "reward_model")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "reward_model")
+    for (name, saved), (_, trained) in zip(
+        loaded.named_parameters(), trainer.discriminator.model.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(saved, trained, msg=name)
+    assert "AutoModelForCausalLM" in (tmp_path / "reward_model" / "README.md").read_text()
+
+
+def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
+    # The policy is held still (every reward is 0 during warm-up, and `beta=0`), so only the discriminator learns: it
+    # starts at l = 0 (accuracy 0.5 by the tie convention) and must tell held-out demonstrations from fresh samples
+    # of the SFT policy, which puts much of its mass on invalid responses. Measured (6 held-out demonstrations
+    # against 16 samples a generation, so each value is noisy): 0.50 at the first generation, 0.31 to 0.59 over the
+    # next eight, 0.66 on average over the last 20 of 30.
+    trainer = GAILTrainer(
+        model=colours_sft_path,
+        args=_likelihood_ratio_config(
+            tmp_path, **colours_training_overrides(max_steps=30, logging_steps=1, disc_warmup_generations=30)
+        ),
+        train_dataset=toy_colors.demonstrations(64, seed=1),
+    )
+    policy_before = [param.clone() for param in trainer.model.parameters()]
+    trainer.train()
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, trainer.model.parameters(), strict=True))
+    accuracies = [log["disc/heldout_acc"] for log in trainer.state.log_history if "disc/heldout_acc" in log]
+    assert len(accuracies) == 30
+    assert accuracies[0] == pytest.approx(0.5)
+    assert sum(accuracies[-20:]) / 20 > 0.6, accuracies
+
+
+class TestDemonstrationPool:
+    def test_split_is_disjoint_and_draws_are_keyed(self):
+        dataset = Dataset.from_list([{"prompt": f"p{i}", "demonstration": f" d{i}"} for i in range(20)])
+        pool = DemonstrationPool(dataset, heldout_fraction=0.25, seed=3)
+        assert len(pool.heldout_rows) == 5 and len(pool.training_rows) == 15
+        assert not set(pool.heldout_rows) & set(pool.training_rows)
+
+        prompts, demonstrations = pool.sample(6, key=(0, 1, 0))
+        assert len(set(prompts)) == 6  # without replacement
+        assert all(d == " d" + p[1:] for p, d in zip(prompts, demonstrations, strict=True))
+        assert {int(prompt[1:]) for prompt in prompts} <= set(pool.training_rows)
+        assert pool.sample(6, key=(0, 1, 0)) == (prompts, demonstrations)
+        assert pool.sample(6, key=(1, 1, 0)) != (prompts, demonstrations)  # another process draws others
+        heldout_prompts, _ = pool.sample(5, key=(0, 1, 0), heldout=True)
+        assert {int(prompt[1:]) for prompt in heldout_prompts} == set(pool.heldout_rows)
+        assert len(pool.sample(40, key=(0, 2, 0))[0]) == 40  # more than there are: drawn with replacement
+
+    def test_keeps_a_training_row(self):
+        pool = DemonstrationPool(Dataset.from_list([{"prompt": "p", "demonstration": " d"}] * 2), 0.9)
+        assert len(pool.training_rows) == 1
+
+
+def test_reward_draws_expert_batches_from_the_pool_and_logs_heldout_statistics(tiny_model_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
+    from trl_irl import Discriminator
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
+    dataset = Dataset.from_list([{"prompt": f"Say {i}:", "demonstration": f" {i}"} for i in range(40)])
+    pool = DemonstrationPool(dataset, heldout_fraction=0.25)
+    expert_batches = []
+    update = discriminator.update
+    monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: expert_batches.append(e) or update(e, p, **kw))
+    logged, observed = {}, []
+
+    def render(prompts, responses, completion_ids=None):
+        return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
+
+    reward = DiscriminatorReward(
+        discriminator,
+        render,
+        updates_per_generation=2,
+        demonstration_pool=pool,
+        on_scored=lambda *args: observed.append(args),
+    )
+    rewards = reward(["Say 1:"] * 3, [" 7", " 8", " 9"], log_metric=logged.__setitem__)
+
+    assert len(expert_batches) == 2 and all(len(batch) == 3 for batch in expert_batches)
+    assert expert_batches[0] != expert_batches[1]  # each update draws anew
+    training_texts = {f"Say {i}: {i}" for i in pool.training_rows}
+    assert all(set(batch) <= training_texts for batch in expert_batches)
+    assert {"disc/heldout_loss", "disc/heldout_acc", "disc/heldout_acc_expert", "disc/heldout_acc_policy"} <= set(
+        logged
+    )
+    (prompts, completions, _, observed_rewards, stats) = observed[0]
+    assert observed_rewards == rewards and stats["heldout_acc"] == logged["disc/heldout_acc"]
+
+
+def test_classification_statistics_count_ties_as_half():
+    stats = classification_statistics(torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, -3.0]))
+    assert stats["acc_expert"] == pytest.approx(1.5 / 3)
+    assert stats["acc_policy"] == pytest.approx(0.75)
+    expected_loss = 0.5 * (
+        torch.nn.functional.softplus(-torch.tensor([2.0, 0.0, -1.0])).mean()
+        + torch.nn.functional.softplus(torch.tensor([0.0, -3.0])).mean()
+    )
+    assert stats["loss"] == pytest.approx(expected_loss.item())
+
+
+class TestRewardFidelity:
+    def test_spearman_by_hand(self):
+        assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+        assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+        # Ranks (0, 1, 2, 3) against (0.5, 0.5, 3, 2), both of mean 1.5: covariance 1.5 + 0.5 + 0.75 + 0.75 = 3.5,
+        # spreads sqrt(5) and sqrt(4.5)
+        assert spearman([1, 2, 3, 4], [5, 5, 9, 7]) == pytest.approx(3.5 / (5**0.5 * 4.5**0.5))
+        assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+    def test_within_prompt_averages_over_prompts_and_skips_constant_groups(self):
+        prompts = ["a", "b", "a", "b", "c", "c", "a"]
+        learned = [1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 3.0]
+        exact = [1.0, 5.0, 3.0, 6.0, 1.0, 2.0, 2.0]
+        # a: ranks (0, 1, 2) against (0, 2, 1) -> 0.5; b: perfectly reversed -> -1; c: learned constant -> skipped
+        assert within_prompt_spearman(prompts, learned, exact) == pytest.approx((0.5 - 1.0) / 2)
+        assert within_prompt_spearman(["a", "b"], [1.0, 2.0], [3.0, 4.0]) is None
+
+
+class TestConfig:
+    @pytest.mark.parametrize(
+        ("overrides", "message"),
+        [
+            ({"discriminator_type": "energy"}, "discriminator_type"),
+            ({"disc_demonstration_source": "replay"}, "disc_demonstration_source"),
+            ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
+            ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
+            ({"discriminator_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
+        ],
+    )
+    def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
+        with pytest.raises(ValueError, match=message):
+            GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+    def test_airl_likelihood_ratio_needs_beta_one_and_the_sum(self, tmp_path):
+        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False)
+        assert (classifier.log_prob_coef, classifier.log_prob_reduction) == (0.03, "mean")
+        for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
+            with pytest.raises(ValueError, match="log_prob_coef=1"):
+                AIRLConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="likelihood_ratio", **overrides)
+
+    def test_an_iterable_dataset_needs_the_batch_source(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        streamed = prompt_completion_dataset.to_iterable_dataset()
+        with pytest.raises(ValueError, match="disc_demonstration_source='batch'"):
+            GAILTrainer(model=tiny_model_path, args=adversarial_config(GAILConfig, tmp_path), train_dataset=streamed)
