@@ -2,6 +2,8 @@
 
     python benchmarks/imitation_sweep.py --regime memorise --demonstrations 8 32 128 512 --seeds 3
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 512 2048 8192 --seeds 3
+    python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
+        --methods sft gail airl --set discriminator_type=likelihood_ratio --name likelihood_ratio
 
 Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
 (`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
@@ -9,24 +11,33 @@ oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint; exact di
 Seeds are the outer loop and the JSON is rewritten after every run, so an interrupted sweep keeps whole seeds. Prints
 a Markdown table (mean +- standard deviation over seeds) and writes an SVG plot of the reverse KL against the number
 of demonstrations, one line per method.
+
+`--set KEY=VALUE` overrides a field of `ComparisonSettings` (for example `discriminator_type=likelihood_ratio`,
+`adversarial_steps=240`), and `--work-dir` keeps each (number of demonstrations, seed)'s runs in a folder of its own,
+so that a later sweep with other adversarial settings reuses their SFT checkpoints instead of training SFT again.
 """
 
 import argparse
+import ast
+import dataclasses
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from trl_irl.comparison import METHODS, ComparisonSettings, line_chart_svg, run_comparison
+from trl_irl.comparison import METHODS, REWARD_METRICS, ComparisonSettings, line_chart_svg, run_comparison
 
 
-REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length")
+REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length", *REWARD_METRICS)
 PAIRED = ("reverse_kl", "forward_kl", "invalid")
 
 
 def summarise(finals: dict[str, dict[str, list[dict]]]) -> dict:
-    """Mean and standard deviation over seeds of each reported metric, per method and number of demonstrations."""
+    """
+    Mean and standard deviation over seeds of each reported metric, per method and number of demonstrations (the
+    reward metrics for the adversarial methods only).
+    """
     return {
         method: {
             count: {
@@ -35,11 +46,27 @@ def summarise(finals: dict[str, dict[str, list[dict]]]) -> dict:
                     statistics.stdev(run[metric] for run in runs) if len(runs) > 1 else 0.0,
                 )
                 for metric in REPORTED
+                if all(metric in run for run in runs)
             }
             for count, runs in by_count.items()
         }
         for method, by_count in finals.items()
     }
+
+
+def parse_overrides(assignments: list[str]) -> dict:
+    """`KEY=VALUE` strings as `ComparisonSettings` overrides, values read as Python literals where they parse."""
+    fields = {field.name for field in dataclasses.fields(ComparisonSettings)}
+    overrides = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator or key not in fields:
+            raise SystemExit(f"--set {assignment!r}: expected KEY=VALUE with KEY one of {sorted(fields)}.")
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides
 
 
 def main() -> None:
@@ -49,6 +76,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--name", help="Suffix of the output files' names, for a sweep with --set overrides.")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        help="Keep the runs here (one folder per size and seed), reusing SFT checkpoints trained with the same "
+        "settings; a temporary folder by default.",
+    )
     parser.add_argument(
         "--report",
         type=Path,
@@ -60,17 +95,21 @@ def main() -> None:
         report(json.loads(args.report.read_text()), args.output_dir / f"{args.report.stem}_reverse_kl.svg")
         return
 
+    overrides = parse_overrides(args.overrides)
     started = time.perf_counter()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"imitation_sweep_{args.regime}"
+    stem = f"imitation_sweep_{args.regime}" + (f"_{args.name}" if args.name else "")
     finals: dict[str, dict[str, list[dict]]] = {method: {} for method in args.methods}
     for seed in range(args.seeds):
         for count in args.demonstrations:
             settings = ComparisonSettings.for_regime(
-                args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods)
+                args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods), **overrides
             )
-            with tempfile.TemporaryDirectory() as tmp:
-                results = run_comparison(settings, tmp, log=lambda *_: None)
+            if args.work_dir is not None:
+                results = run_comparison(settings, args.work_dir / f"{args.regime}-{count}-seed{seed}", log=print)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    results = run_comparison(settings, tmp, log=lambda *_: None)
             for method, result in results["methods"].items():
                 finals[method].setdefault(str(count), []).append(result["final"])
             summary = summarise(finals)
@@ -111,14 +150,21 @@ def report(record: dict, plot_path: Path) -> None:
         + (f"; expert's mean length {statistics.mean(expert_lengths):.2f} words" if expert_lengths else "")
         + "\n"
     )
-    # Sweeps saved before a metric existed lack it
-    reported = [metric for metric in REPORTED if metric in next(iter(next(iter(summary.values())).values()))]
+    # Sweeps saved before a metric existed lack it; SFT and the oracle have no learned reward to report on
+    reported = [
+        metric
+        for metric in REPORTED
+        if any(metric in values for by_count in summary.values() for values in by_count.values())
+    ]
     print("| demonstrations | method | " + " | ".join(reported) + " |")
     print("|---|---|" + "---|" * len(reported))
     for count in record["args"]["demonstrations"]:
         for method, by_count in summary.items():
             if str(count) in by_count:
-                cells = " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in (by_count[str(count)][k] for k in reported))
+                values = by_count[str(count)]
+                cells = " | ".join(
+                    f"{values[k][0]:.3f} +- {values[k][1]:.3f}" if k in values else "-" for k in reported
+                )
                 print(f"| {count} | {method} | {cells} |")
 
     # Seeds move every method together (same demonstrations, prompts and SFT start), so differences from SFT within a
