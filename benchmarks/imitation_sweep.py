@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--regime", choices=["memorise", "rules"], default="memorise")
     parser.add_argument("--demonstrations", type=int, nargs="+", default=[8, 32, 128, 512])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="Seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
@@ -100,7 +101,7 @@ def main() -> None:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"imitation_sweep_{args.regime}" + (f"_{args.name}" if args.name else "")
     finals: dict[str, dict[str, list[dict]]] = {method: {} for method in args.methods}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for count in args.demonstrations:
             settings = ComparisonSettings.for_regime(
                 args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods), **overrides
@@ -114,7 +115,7 @@ def main() -> None:
                 finals[method].setdefault(str(count), []).append(result["final"])
             summary = summarise(finals)
             record = {
-                "args": vars(args) | {"output_dir": str(args.output_dir)},
+                "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
                 "settings": results["settings"] | {"num_demonstrations": None, "seed": None},
                 "summary": summary,
                 "runs": finals,

@@ -21,8 +21,9 @@ class TestAIRLConfig:
     def test_defaults(self, tmp_path):
         config = AIRLConfig(output_dir=str(tmp_path), bf16=False)
         assert config.divergence == "reverse_kl"
-        assert config.log_prob_coef == 0.03
-        assert config.log_prob_reduction == "mean"
+        assert config.discriminator_type == "likelihood_ratio"
+        assert config.log_prob_coef == 1.0  # the likelihood ratio's
+        assert config.log_prob_reduction == "sum"
         assert isinstance(config, GAILConfig)
 
     @pytest.mark.parametrize(
@@ -54,7 +55,13 @@ class TestAIRLTrainer:
         dataset = Dataset.from_list([{"prompt": "Count from 1 by 1, 3 numbers:", "completion": " 1 2 3"}] * 4)
         trainer = AIRLTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path, log_prob_coef=0.5, log_prob_reduction=reduction, temperature=0.7),
+            args=_config(
+                tmp_path,
+                discriminator_type="classifier",
+                log_prob_coef=0.5,
+                log_prob_reduction=reduction,
+                temperature=0.7,
+            ),
             train_dataset=dataset,
         )
         tokenizer = trainer.processing_class
@@ -70,7 +77,9 @@ class TestAIRLTrainer:
 
     def test_reward_model_round_trips_and_serves_grpo(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         trainer = AIRLTrainer(
-            model=tiny_model_path, args=_config(tmp_path / "airl"), train_dataset=prompt_completion_dataset
+            model=tiny_model_path,
+            args=_config(tmp_path / "airl", discriminator_type="classifier"),
+            train_dataset=prompt_completion_dataset,
         )
         trainer.train()
         trainer.save_model()
@@ -120,17 +129,22 @@ class TestAIRLTrainer:
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("discriminator_type", ["classifier", "likelihood_ratio"])
 @pytest.mark.parametrize("level", ["sequence", "token"])
-def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(tmp_path, colours_sft_path, level):
-    # Measured (2 CPU cores, 2026-11-27), reverse KL every 10 of 120 steps from the SFT checkpoint's 2.19, defaults
-    # (beta 0.03, mean log-probability): sequence level 3.9, 2.62, 1.84, ..., 1.23, 1.21, 1.20; token level 4.41,
-    # 3.96, 2.8, ..., 0.90, 0.96. With a summed log-probability the policy collapsed onto invalid responses (6.91)
-    # from the first steps, the discriminator's accuracies pinned at 1 and 0.
+def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
+    tmp_path, colours_sft_path, level, discriminator_type
+):
+    # Measured with the classifier (2 CPU cores, 2026-11-27), reverse KL every 10 of 120 steps from the SFT
+    # checkpoint's 2.19, its defaults (beta 0.03, mean log-probability): sequence level 3.9, 2.62, 1.84, ..., 1.23,
+    # 1.21, 1.20; token level 4.41, 3.96, 2.8, ..., 0.90, 0.96. With a summed log-probability the policy collapsed
+    # onto invalid responses (6.91) from the first steps, the discriminator's accuracies pinned at 1 and 0. The
+    # likelihood ratio (beta 1, summed, as it must be) does not saturate: it starts at l = 0.
     tokenizer = AutoTokenizer.from_pretrained(colours_sft_path)
     kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(colours_sft_path), tokenizer)
+    overrides = colours_training_overrides(max_steps=120, discriminator_type=discriminator_type)
     airl = AIRLTrainer(
         model=colours_sft_path,
-        args=_config(tmp_path, discriminator_level=level, **colours_training_overrides(max_steps=120)),
+        args=_config(tmp_path, discriminator_level=level, **overrides),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     airl.train()
@@ -152,7 +166,7 @@ def test_reward_model_card_names_the_class_to_load_it_with(
 ):
     trainer = AIRLTrainer(
         model=tiny_model_path,
-        args=_config(tmp_path, discriminator_level=level),
+        args=_config(tmp_path, discriminator_level=level, discriminator_type="classifier"),
         train_dataset=prompt_completion_dataset,
     )
     card = trainer._discriminator_card()

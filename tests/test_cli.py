@@ -23,9 +23,26 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
             "mean_length",
             "mean_length_ci95",
         }, method
+        # Only the adversarial methods have a learned reward to follow (16 demonstrations: one held out)
+        has_learned_reward = method not in ("sft", "weighted_sft", "oracle")
+        assert ({"disc_heldout_acc", "disc_heldout_loss"} <= set(result["final"])) == has_learned_reward, method
     # The adversarial curves continue SFT's
     assert results["methods"]["gail"]["curve"][0]["step"] == 4 + 2
     assert json.loads((tmp_path / "results.json").read_text())["methods"].keys() == results["methods"].keys()
+
+
+def test_comparison_reuses_an_sft_checkpoint_trained_with_the_same_settings(tmp_path):
+    settings = ComparisonSettings(
+        num_demonstrations=16, sft_steps=4, eval_every=2, num_eval_prompts=4, hidden_size=32, methods=("sft",)
+    )
+    first = run_comparison(settings, tmp_path, log=lambda *args: None)
+    messages = []
+    second = run_comparison(settings, tmp_path, log=messages.append)
+    assert second["methods"]["sft"] == first["methods"]["sft"]
+    assert any("reusing" in message for message in messages)
+    messages.clear()
+    run_comparison(ComparisonSettings(**{**vars(settings), "sft_steps": 2}), tmp_path, log=messages.append)
+    assert not any("reusing" in message for message in messages)
 
 
 def test_regime_settings_then_quick_then_overrides():

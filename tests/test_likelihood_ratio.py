@@ -7,7 +7,7 @@ from datasets import Dataset
 from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer
+from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer, LikelihoodReward
 from trl_irl.discriminator import LikelihoodRatioDiscriminator, classification_statistics
 from trl_irl.rewards import DemonstrationPool
 from trl_irl.synthetic import spearman, within_prompt_spearman
@@ -91,7 +91,12 @@ def test_likelihood_ratio_gail_trains_both_models(tmp_path, tiny_model_path, pro
     assert {"disc/heldout_acc", "disc/heldout_loss", "disc/loss"} <= set(trainer.state.log_history[0])
 
 
-def test_likelihood_ratio_airl_saves_q_as_a_causal_lm(tmp_path, tiny_model_path, prompt_completion_dataset):
+def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from helpers import one_step_grpo_config
+    from trl import GRPOTrainer
+
     config = _likelihood_ratio_config(tmp_path, AIRLConfig)
     assert (config.log_prob_coef, config.log_prob_reduction) == (1.0, "sum")
     trainer = AIRLTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
@@ -103,6 +108,22 @@ def test_likelihood_ratio_airl_saves_q_as_a_causal_lm(tmp_path, tiny_model_path,
     ):
         torch.testing.assert_close(saved, trained, msg=name)
     assert "AutoModelForCausalLM" in (tmp_path / "reward_model" / "README.md").read_text()
+
+    # The reward is log q_phi(y | x), the discriminator's own output
+    reward = LikelihoodReward.from_pretrained(tmp_path / "reward_model")
+    tokenizer = reward.tokenizer
+    completion_ids = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 9")["input_ids"]]
+    rewards = reward([PROMPT, PROMPT], [" 1 2 3", " 9"], completion_ids)
+    samples = [(tuple(tokenizer(PROMPT)["input_ids"]), tuple(ids)) for ids in completion_ids]
+    torch.testing.assert_close(torch.tensor(rewards), trainer.discriminator.logits(samples))
+    grpo = GRPOTrainer(
+        model=tiny_model_path,
+        reward_funcs=reward,
+        args=one_step_grpo_config(tmp_path / "grpo"),
+        train_dataset=prompt_completion_dataset,
+    )
+    grpo.train()
+    assert "rewards/likelihood/mean" in grpo.state.log_history[0]
 
 
 def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
@@ -230,8 +251,15 @@ class TestConfig:
         with pytest.raises(ValueError, match=message):
             GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
 
+    def test_updates_per_generation_default_by_type(self, tmp_path):
+        assert GAILConfig(output_dir=str(tmp_path), bf16=False).disc_updates_per_generation == 2
+        classifier = GAILConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="classifier")
+        assert classifier.disc_updates_per_generation == 1
+        chosen = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_updates_per_generation=3)
+        assert chosen.disc_updates_per_generation == 3
+
     def test_airl_likelihood_ratio_needs_beta_one_and_the_sum(self, tmp_path):
-        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False)
+        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="classifier")
         assert (classifier.log_prob_coef, classifier.log_prob_reduction) == (0.03, "mean")
         for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
             with pytest.raises(ValueError, match="log_prob_coef=1"):

@@ -2,9 +2,9 @@
 
 __version__ = "0.1.0.dev0"
 
-from .discriminator import Discriminator
+from .discriminator import Discriminator, LikelihoodRatioDiscriminator
 from .divergences import policy_reward
-from .rewards import DiscriminatorReward
+from .rewards import DiscriminatorReward, LikelihoodReward
 from .token_weighting import occupancy_weights, span_positions, token_weights
 from .trainer import (
     AIRLConfig,
@@ -26,6 +26,8 @@ __all__ = [
     "DiscriminatorReward",
     "GAILConfig",
     "GAILTrainer",
+    "LikelihoodRatioDiscriminator",
+    "LikelihoodReward",
     "VarianceRewardConfig",
     "VarianceRewardTrainer",
     "WeightedSFTConfig",

@@ -21,7 +21,7 @@ TRAINING_METHODS = ("sft", "weighted-sft", "gail", "airl")
 
 
 def _demo(argv: list[str]) -> None:
-    from .comparison import METHODS, ComparisonSettings, results_table, run_comparison, svg_plot
+    from .comparison import METHODS, REWARD_METRICS, ComparisonSettings, results_table, run_comparison, svg_plot
     from .synthetic import REGIMES
 
     parser = argparse.ArgumentParser(
@@ -36,7 +36,7 @@ def _demo(argv: list[str]) -> None:
         choices=REGIMES,
         default="memorise",
         help="memorise: 8 prompts, seen in training (about a minute). rules: a rule-following expert evaluated on "
-        "unseen prompts, with a larger model and 1500 SFT steps (about 8 minutes on 2 CPU cores).",
+        "unseen prompts, with a larger model and 1500 SFT steps (about 25 minutes on 2 CPU cores).",
     )
     parser.add_argument(
         "--num-demonstrations", type=int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."
@@ -54,7 +54,14 @@ def _demo(argv: list[str]) -> None:
     settings = ComparisonSettings.for_regime(args.regime, quick=args.quick, **options)
     results = run_comparison(settings, args.output_dir)
     output_dir = Path(args.output_dir)
-    for metric in ("reverse_kl", "forward_kl"):
+    # The reward metrics exist only where an adversarial method ran
+    curves = [result["curve"] for result in results["methods"].values()]
+    plotted = [
+        metric
+        for metric in ("reverse_kl", "forward_kl", *REWARD_METRICS)
+        if any(metric in point for curve in curves for point in curve)
+    ]
+    for metric in plotted:
         (output_dir / f"{metric}.svg").write_text(svg_plot(results, metric))
     print()
     print(
@@ -63,8 +70,8 @@ def _demo(argv: list[str]) -> None:
     )
     print(results_table(results))
     print(
-        f"\nresults: {output_dir / 'results.json'}; plots: {output_dir / 'reverse_kl.svg'}, "
-        f"{output_dir / 'forward_kl.svg'}"
+        f"\nresults: {output_dir / 'results.json'}; plots: "
+        + ", ".join(str(output_dir / f"{metric}.svg") for metric in plotted)
     )
 
 

@@ -11,10 +11,12 @@ the batch's prompts). It is a callable object, not an `nn.Module`, because GRPO 
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .discriminator import Discriminator, classification_statistics
 from .divergences import policy_reward
@@ -26,6 +28,72 @@ SCORINGS = ("before_update", "after_update")
 
 def _process_index() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+@torch.no_grad()
+def response_log_probs(
+    model: PreTrainedModel, prompt_ids: list, response_ids: list, pad_token_id: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    `log p(y_t | x, y_<t)` of every response token under a causal LM, without gradient, at `temperature`.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: the log-probabilities and a mask of the response tokens, both of shape
+        `(N, T - 1)`: position `p` holds the log-probability of token `p + 1` of `prompt + response`.
+    """
+    from trl.trainer.utils import selective_log_softmax
+
+    sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+    width = max(len(sequence) for sequence in sequences)
+    device = model.device
+    input_ids = torch.tensor([seq + [pad_token_id] * (width - len(seq)) for seq in sequences], device=device)
+    attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
+    response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
+    for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        response_mask[row, len(p) : len(p) + len(r)] = True
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T - 1, V)
+    token_log_probs = selective_log_softmax(logits.float(), input_ids[:, 1:], temperature)  # (N, T - 1)
+    return token_log_probs, response_mask[:, 1:]
+
+
+class LikelihoodReward:
+    """
+    GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
+
+    This is how the reward model that AIRL leaves behind with `discriminator_type="likelihood_ratio"`
+    (`<output_dir>/reward_model/`, the recovered expert `q_phi`) serves `GRPOTrainer(reward_funcs=...)`. `q` must share
+    the policy's tokenizer, since GRPO hands over the generated token ids. Prompts are tokenised as GRPO tokenises them
+    for generation (the chat template with a generation prompt for conversations).
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): a causal LM.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the policy's (and `model`'s) tokenizer.
+        temperature (`float`, *optional*, defaults to `1.0`): divides `model`'s logits, as during training.
+    """
+
+    __name__ = "likelihood"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, temperature: float = 1.0):
+        self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **model_kwargs) -> "LikelihoodReward":
+        """Load the causal LM and its tokenizer from `path` (a directory or a Hub id)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        return cls(AutoModelForCausalLM.from_pretrained(path, **model_kwargs), AutoTokenizer.from_pretrained(path))
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
+        if isinstance(prompts[0], str):
+            prompt_ids = self.tokenizer(prompts)["input_ids"]
+        else:
+            prompt_ids = self.tokenizer.apply_chat_template(
+                prompts, add_generation_prompt=True, tokenize=True, return_dict=True
+            )["input_ids"]
+        token_log_probs, mask = response_log_probs(
+            self.model, prompt_ids, completion_ids, self.tokenizer.pad_token_id, self.temperature
+        )
+        return (token_log_probs * mask).sum(dim=1).tolist()
 
 
 class DemonstrationPool:
@@ -147,7 +215,8 @@ class DiscriminatorReward:
 
         stats = {}
         pool = self.demonstration_pool
-        if training and pool is not None and pool.heldout_rows:
+        measures_heldout = training and pool is not None and bool(pool.heldout_rows)
+        if measures_heldout:
             # Scored before this batch's updates: held-out demonstrations and fresh completions are both unseen
             count = min(len(pool.heldout_rows), len(policy_samples))
             heldout_prompts, heldout_demonstrations = pool.sample(count, self._draw_key(), heldout=True)
@@ -178,7 +247,7 @@ class DiscriminatorReward:
             logits = self.discriminator.logits(policy_samples, policy_offsets)
         else:
             logits = logits_before_update
-        if training and pool is not None and pool.heldout_rows:
+        if measures_heldout:
             heldout = classification_statistics(heldout_logits, logits_before_update)
             stats.update({f"heldout_{name}": value.item() for name, value in heldout.items()})
 

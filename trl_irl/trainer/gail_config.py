@@ -40,20 +40,25 @@ class GAILConfig(GRPOConfig):
             (Eq. 19-20, 23). `"token"`: one logit per response token from a causal token classifier sharing the
             policy's tokenizer, so one reward per token (Eq. 17-18, 22), turned into per-token advantages by
             reward-to-go with leave-one-out per-position group baselines (`trl_irl/token_advantages.py`).
-        discriminator_type (`str`, *optional*, defaults to `"classifier"`):
-            `"classifier"`: a classification head (sequence or token classifier) whose output is the logit.
+        discriminator_type (`str`, *optional*, defaults to `"likelihood_ratio"`):
             `"likelihood_ratio"`: a causal language model `q_phi`, by default a copy of the policy's checkpoint, whose
             logit is `l = log q_phi(y | x) - log pi(y | x)` (per token at the token level): it starts at `l = 0` with
-            the policy's knowledge instead of a fresh head, and at its optimum `q_phi` is the expert (see
-            `docs/gail_trainer.md`).
+            the policy's knowledge instead of a fresh head, and at its optimum `q_phi` is the expert. It needs the
+            policy's tokenizer. `"classifier"`: a classification head (sequence or token classifier, any tokenizer at
+            the sequence level) whose output is the logit. The default was chosen by the rules-regime comparison in
+            `docs/benchmarks.md` (see `docs/gail_trainer.md`).
         discriminator_init_kwargs (`dict[str, Any]`, *optional*):
             Keyword arguments for `from_pretrained` (`AutoModelForSequenceClassification`,
             `AutoModelForTokenClassification` or, for the likelihood ratio, `AutoModelForCausalLM`), used when the
             discriminator is given as a model id or path (or defaults to the policy's checkpoint).
         disc_learning_rate (`float`, *optional*, defaults to `1e-5`):
             AdamW learning rate of the discriminator.
-        disc_updates_per_generation (`int`, *optional*, defaults to `1`):
-            Discriminator optimizer steps on each generation batch (demonstrations against the fresh completions).
+        disc_updates_per_generation (`int`, *optional*):
+            Discriminator optimizer steps on each generation batch (each on freshly drawn demonstrations against the
+            batch's completions). Defaults to 2 for the likelihood ratio (as in the measurements behind its defaults;
+            4 undid the gain on one run of its prototype, `method.md`) and 1 for a classifier (with 2, and
+            demonstrations drawn from the whole set, a classifier overpowered AIRL's policy on the colours toy task
+            of the tests: policy accuracy 0.96, and a collapse at the token level).
         disc_demonstration_source (`str`, *optional*, defaults to `"dataset"`):
             Where each update's demonstrations come from: `"dataset"`, drawn at random from the whole training set
             (less the held-out rows) for each update, `disc_demonstrations_per_update` of them; or `"batch"`, the
@@ -114,7 +119,7 @@ class GAILConfig(GRPOConfig):
         },
     )
     discriminator_type: str = field(
-        default="classifier",
+        default="likelihood_ratio",
         metadata={
             "help": "'classifier' (a classification head's output is the logit) or 'likelihood_ratio' (a causal LM "
             "q_phi, by default the policy's checkpoint; logit log q_phi(y|x) - log pi(y|x)).",
@@ -144,8 +149,12 @@ class GAILConfig(GRPOConfig):
             "completions and logged as disc/heldout_*. 0 turns this off."
         },
     )
-    disc_updates_per_generation: int = field(
-        default=1, metadata={"help": "Discriminator optimizer steps on each generation batch."}
+    disc_updates_per_generation: int | None = field(
+        default=None,
+        metadata={
+            "help": "Discriminator optimizer steps on each generation batch. Defaults to 2 for the likelihood ratio "
+            "and 1 for a classifier."
+        },
     )
     disc_scoring: str = field(
         default="before_update",
@@ -212,6 +221,8 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`reward_clip` must be positive, got {self.reward_clip}.")
         if self.disc_scoring not in SCORINGS:
             raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
+        if self.disc_updates_per_generation is None:
+            self.disc_updates_per_generation = 2 if self.discriminator_type == "likelihood_ratio" else 1
         if self.disc_updates_per_generation < 0:
             raise ValueError(f"`disc_updates_per_generation` must be >= 0, got {self.disc_updates_per_generation}.")
         if not 0.0 <= self.disc_label_smoothing < 1.0:

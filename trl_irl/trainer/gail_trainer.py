@@ -19,10 +19,10 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
-from trl.trainer.utils import get_config_model_id, selective_log_softmax
+from trl.trainer.utils import get_config_model_id
 
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
-from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward
+from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward, response_log_probs
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
 from .utils import SFT_AS_IRL_CITATION, resolve_config
@@ -78,7 +78,26 @@ def prepare_demonstrations(
     return converted
 
 
-def discriminator_model_card(base_model: str | None, trainer_name: str, divergence: str) -> str:
+def discriminator_model_card(
+    base_model: str | None, trainer_name: str, divergence: str, likelihood_ratio: bool = False
+) -> str:
+    if likelihood_ratio:
+        description = (
+            "A causal language model `q_phi` trained to tell expert demonstrations from a policy's own responses "
+            "through a likelihood ratio: the discriminator's logit was `log q_phi(y | x) - log pi(y | x)`, with `pi` "
+            "the policy, **expert-is-high**. At the optimum `q_phi` is the expert's response distribution. The policy "
+            f"was rewarded with the `{divergence}` reward of this logit."
+        )
+        auto_class = "AutoModelForCausalLM"
+        example = "log_q = model(**inputs).logits.log_softmax(-1)  # sum the response tokens' for log q_phi(y | x)"
+    else:
+        description = (
+            "A classifier (`num_labels=1`) trained to tell expert demonstrations from a policy's own responses. Its "
+            "logit is **expert-is-high**: `logit = log D - log(1 - D)`, with `D` the probability that a text is a "
+            f"demonstration. The policy was rewarded with the `{divergence}` reward of this logit."
+        )
+        auto_class = "AutoModelForSequenceClassification"
+        example = "logit = model(**inputs).logits[0, 0]"
     return textwrap.dedent(f"""\
         ---
         library_name: transformers
@@ -87,18 +106,17 @@ def discriminator_model_card(base_model: str | None, trainer_name: str, divergen
 
         # Discriminator trained with trl-irl's {trainer_name}Trainer
 
-        A sequence classifier (`num_labels=1`) trained to tell expert demonstrations from a policy's own responses.
-        Its logit is **expert-is-high**: `logit = log D - log(1 - D)`, with `D` the probability that a text is a
-        demonstration. The policy was rewarded with the `{divergence}` reward of this logit.
+        {description}
 
         Base model: {base_model or "unknown"}.
 
         ```python
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import {auto_class}, AutoTokenizer
 
-        model = AutoModelForSequenceClassification.from_pretrained("path/to/discriminator")
+        model = {auto_class}.from_pretrained("path/to/discriminator")
         tokenizer = AutoTokenizer.from_pretrained("path/to/discriminator")
-        logit = model(**tokenizer("prompt and response", return_tensors="pt")).logits[0, 0]
+        inputs = tokenizer("prompt and response", return_tensors="pt")
+        {example}
         ```
 
         Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following GAIL (Ho and Ermon, 2016,
@@ -122,7 +140,7 @@ class GAILTrainer(GRPOTrainer):
     r"""
     Generative adversarial imitation of demonstrations, on top of [`~trl.GRPOTrainer`].
 
-    A discriminator (a sequence classifier) learns to tell the expert's responses from the policy's; its logit `l`
+    A discriminator learns to tell the expert's responses from the policy's; its logit `l`
     (expert is high) becomes the policy's reward through the chosen divergence (`softplus(l) - log 2` for GAIL's
     Jensen-Shannon), and GRPO maximises it. Alternating the two makes the policy's responses indistinguishable from
     the demonstrations: a mode-seeking match of the expert's response distribution that needs no preference data.
@@ -134,9 +152,12 @@ class GAILTrainer(GRPOTrainer):
     Args:
         model (`str` or [`~transformers.PreTrainedModel`]): the policy, as for `GRPOTrainer`. Start it from an SFT
             checkpoint: adversarial training refines a policy, it does not teach the task from scratch.
-        discriminator (`str` or [`~transformers.PreTrainedModel`], *optional*): a model id or path (loaded with
-            `AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`) or a sequence classifier with one
-            label. Defaults to a classification head on the policy's own checkpoint.
+        discriminator (`str` or [`~transformers.PreTrainedModel`], *optional*): a model id or path, or a model. With
+            `discriminator_type="likelihood_ratio"` (the default) a causal LM (`AutoModelForCausalLM`), which must
+            share the policy's tokenizer; defaults to the policy's checkpoint, loaded from where the policy was, so
+            that `l = 0` at the start only if the policy is that checkpoint. With `"classifier"` a one-label sequence
+            (or, at the token level, token) classifier, loaded with `num_labels=1`; defaults to a classification head
+            on the policy's checkpoint.
         args ([`GAILConfig`], *optional*): a `GRPOConfig` is accepted and gets the default discriminator settings.
         train_dataset, eval_dataset: SFT datasets: prompt-completion (standard or conversational) or `messages`, whose
             last assistant turn is the demonstration.
@@ -144,8 +165,9 @@ class GAILTrainer(GRPOTrainer):
         discriminator_processing_class ([`~transformers.PreTrainedTokenizerBase`], *optional*): the discriminator's
             tokenizer (it may differ from the policy's); loaded from the discriminator's checkpoint if not given.
         callbacks, optimizers, peft_config: as for `GRPOTrainer` (they concern the policy).
-        discriminator_peft_config ([`~peft.PeftConfig`], *optional*): wraps the discriminator with PEFT (use
-            `task_type="SEQ_CLS"`, so that its classification head is trained too).
+        discriminator_peft_config ([`~peft.PeftConfig`], *optional*): wraps the discriminator with PEFT (for a
+            classifier use `task_type="SEQ_CLS"`, so that its classification head is trained too; for the likelihood
+            ratio `"CAUSAL_LM"`).
     """
 
     _tag_names = ["trl", "grpo", "trl-irl", "gail"]
@@ -336,7 +358,6 @@ class GAILTrainer(GRPOTrainer):
             return partial(self._minus_beta_log_pi, beta=1.0, reduction="sum")
         return None
 
-    @torch.no_grad()
     def _minus_beta_log_pi(
         self, prompts: list, responses: list, completion_ids: list | None, beta: float, reduction: str
     ) -> torch.Tensor:
@@ -347,19 +368,9 @@ class GAILTrainer(GRPOTrainer):
         """
         prompt_ids = self._prompt_ids(prompts)
         response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
-        sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
-        width = max(len(sequence) for sequence in sequences)
-        device = self.accelerator.device
-        pad = self.processing_class.pad_token_id
-        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=device)  # (N, T)
-        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
-        response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
-        for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-            response_mask[row, len(p) : len(p) + len(r)] = True
-
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T-1, V)
-        token_log_probs = selective_log_softmax(logits.float(), input_ids[:, 1:], self.args.temperature)  # (N, T-1)
-        mask = response_mask[:, 1:]
+        token_log_probs, mask = response_log_probs(  # (N, T - 1) each
+            self.model, prompt_ids, response_ids, self.processing_class.pad_token_id, self.args.temperature
+        )
         if self.discriminator.token_level:
             return -beta * token_log_probs[mask]  # (total response tokens,)
         log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
@@ -420,7 +431,10 @@ class GAILTrainer(GRPOTrainer):
         return None if os.path.isdir(base_model or "") else base_model
 
     def _discriminator_card(self) -> str:
-        return discriminator_model_card(self._discriminator_base_model(), self._name, self.args.divergence)
+        likelihood_ratio = self.args.discriminator_type == "likelihood_ratio"
+        return discriminator_model_card(
+            self._discriminator_base_model(), self._name, self.args.divergence, likelihood_ratio
+        )
 
     def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
         """Push the discriminator, with its model card, to its own Hub repository. Returns the commit URL."""
