@@ -35,7 +35,7 @@ def _demo(argv: list[str]) -> None:
         "--regime",
         choices=REGIMES,
         default="memorise",
-        help="memorise: 8 prompts, seen in training (about a minute). rules: a rule-following expert evaluated on "
+        help="memorise: 8 prompts, seen in training (about 2 minutes). rules: a rule-following expert evaluated on "
         "unseen prompts, with a larger model and 1500 SFT steps (about 25 minutes on 2 CPU cores).",
     )
     parser.add_argument(

@@ -48,7 +48,7 @@ REWARD_METRICS = ("reward_fidelity", "disc_heldout_acc", "disc_heldout_loss")
 
 @dataclass
 class ComparisonSettings:
-    """What one comparison trains. The defaults took 38 s on 2 CPU cores (all methods, memorise regime)."""
+    """What one comparison trains. The defaults took about 2 minutes on 2 CPU cores (every method, memorise regime)."""
 
     regime: str = "memorise"
     num_demonstrations: int = 64
