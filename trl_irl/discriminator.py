@@ -36,6 +36,36 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def prompt_response_batch(
+    prompt_ids: list, response_ids: list, pad_token_id: int, device: torch.device | str
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """
+    Token ids of `prompt + response` pairs, right-padded into one batch: the model's inputs (`input_ids`,
+    `attention_mask`) and a mask of the response tokens, each of shape `(N, T)`.
+    """
+    sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+    width = max(len(sequence) for sequence in sequences)
+    input_ids = torch.tensor([seq + [pad_token_id] * (width - len(seq)) for seq in sequences], device=device)
+    attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
+    response_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        response_mask[row, len(p) : len(p) + len(r)] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask}, response_mask
+
+
+def response_token_log_probs(
+    logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    From a causal LM's `(N, T, V)` logits on `input_ids`: the log-probability of each next token at `temperature` and
+    which of them are response tokens, both `(N, T - 1)` (position `p` holds token `p + 1`, predicted at `p`).
+    """
+    from trl.trainer.utils import selective_log_softmax
+
+    token_log_probs = selective_log_softmax(logits[:, :-1], input_ids[:, 1:], temperature)
+    return token_log_probs, response_mask[:, 1:]
+
+
 def classification_statistics(logits_expert: torch.Tensor, logits_policy: torch.Tensor) -> dict[str, torch.Tensor]:
     """
     How well expert-is-high logits separate demonstrations from policy samples: the class-balanced cross-entropy
@@ -371,9 +401,8 @@ class TokenDiscriminator(Discriminator):
         return sum(len(response_ids) for _, response_ids in samples)
 
     def _model_inputs(self, samples: list) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        sequences, scored = [], []
+        prompts, responses = [], []
         for prompt_ids, response_ids in samples:
-            prompt_ids, response_ids = list(prompt_ids), list(response_ids)
             if self.max_length is not None:
                 if len(response_ids) + self._min_prompt_tokens > self.max_length:
                     raise ValueError(
@@ -381,14 +410,9 @@ class TokenDiscriminator(Discriminator):
                         f"(`disc_max_length` {self.max_length}): lower `max_completion_length` or raise the window."
                     )
                 prompt_ids = prompt_ids[max(0, len(prompt_ids) + len(response_ids) - self.max_length) :]
-            sequences.append(prompt_ids + response_ids)
-            scored.append([False] * len(prompt_ids) + [True] * len(response_ids))
-        width = max(len(sequence) for sequence in sequences)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([seq + [pad] * (width - len(seq)) for seq in sequences], device=self.device)
-        attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences])
-        positions = torch.tensor([mask + [False] * (width - len(mask)) for mask in scored], device=self.device)
-        return {"input_ids": input_ids, "attention_mask": attention_mask.to(self.device)}, positions  # (N, T) each
+            prompts.append(prompt_ids)
+            responses.append(response_ids)
+        return prompt_response_batch(prompts, responses, self.tokenizer.pad_token_id, self.device)  # (N, T) each
 
 
 class LikelihoodRatioDiscriminator(TokenDiscriminator):
@@ -446,12 +470,9 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         return super()._num_logits(samples) if self.token_level else len(samples)
 
     def _select(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor], positions: torch.Tensor) -> torch.Tensor:
-        from trl.trainer.utils import selective_log_softmax
-
-        # The token at position p is predicted by the logits at p - 1
-        input_ids = batch["input_ids"]
-        token_log_probs = selective_log_softmax(outputs[:, :-1], input_ids[:, 1:], self.temperature)  # (N, T - 1)
-        scored = positions[:, 1:]  # (N, T - 1): True where the predicted token is a response token
+        token_log_probs, scored = response_token_log_probs(  # (N, T - 1) each
+            outputs, batch["input_ids"], positions, self.temperature
+        )
         if self.token_level:
             return token_log_probs[scored]  # (total response tokens,)
         return (token_log_probs * scored).sum(dim=1)  # (N,)

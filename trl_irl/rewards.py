@@ -18,7 +18,12 @@ import torch.distributed as dist
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .discriminator import Discriminator, classification_statistics
+from .discriminator import (
+    Discriminator,
+    classification_statistics,
+    prompt_response_batch,
+    response_token_log_probs,
+)
 from .divergences import policy_reward
 
 
@@ -41,19 +46,8 @@ def response_log_probs(
         `tuple[torch.Tensor, torch.Tensor]`: the log-probabilities and a mask of the response tokens, both of shape
         `(N, T - 1)`: position `p` holds the log-probability of token `p + 1` of `prompt + response`.
     """
-    from trl.trainer.utils import selective_log_softmax
-
-    sequences = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
-    width = max(len(sequence) for sequence in sequences)
-    device = model.device
-    input_ids = torch.tensor([seq + [pad_token_id] * (width - len(seq)) for seq in sequences], device=device)
-    attention_mask = torch.tensor([[1] * len(seq) + [0] * (width - len(seq)) for seq in sequences], device=device)
-    response_mask = torch.zeros_like(input_ids, dtype=torch.bool)  # (N, T): True on response tokens
-    for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
-        response_mask[row, len(p) : len(p) + len(r)] = True
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]  # (N, T - 1, V)
-    token_log_probs = selective_log_softmax(logits.float(), input_ids[:, 1:], temperature)  # (N, T - 1)
-    return token_log_probs, response_mask[:, 1:]
+    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id, model.device)
+    return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
 
 
 class LikelihoodReward:
