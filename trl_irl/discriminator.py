@@ -293,11 +293,21 @@ class Discriminator:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         world_size = _world_size()
+        finite = torch.isfinite(loss.detach()).float().to(self.device)
         if world_size > 1:
             for param in self.model.parameters():
                 if param.grad is not None:
                     dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
                     param.grad /= world_size
+            # Every process refuses the step together, or the others would wait for it forever
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"The discriminator's loss is not finite ({loss.item()}) on this batch; its step was skipped, so its "
+                "weights are those of the last finite step. The logits diverged: lower `disc_learning_rate`, train in "
+                "float32 or bf16 rather than fp16, or add `disc_gradient_penalty`, then resume from the last checkpoint."
+            )
         self.optimizer.step()
 
         if self.replay_buffer_size > 0:
@@ -339,16 +349,44 @@ class Discriminator:
         torch.save(state, Path(directory) / STATE_FILE)
 
     def load(self, directory: str | Path) -> None:
-        """Restore weights and training state written by `save_pretrained` and `save_state` to `directory`."""
+        """
+        Restore weights and training state written by `save_pretrained` and `save_state` to `directory`.
+
+        The state file is read with `torch.load(weights_only=True)`: a checkpoint downloaded from someone else cannot
+        run code when it is resumed. A missing, corrupt or crafted file is refused with an error naming it.
+        """
         from peft import PeftModel, set_peft_model_state_dict
         from safetensors.torch import load_file
 
         directory = Path(directory)
-        if isinstance(self.model, PeftModel):
-            set_peft_model_state_dict(self.model, load_file(directory / "adapter_model.safetensors"))
+        is_peft = isinstance(self.model, PeftModel)
+        weights_file = directory / ("adapter_model.safetensors" if is_peft else "model.safetensors")
+        state_file = directory / STATE_FILE
+        for path in (weights_file, state_file):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"The discriminator checkpoint {directory} has no {path.name}: it is incomplete (an interrupted "
+                    "save) or was not written by trl-irl. Resume from another checkpoint."
+                )
+        try:
+            weights = load_file(weights_file, device=str(self.device))
+        except Exception as error:
+            raise ValueError(f"Cannot restore the discriminator: {weights_file} is corrupt ({error}).") from error
+        try:
+            state = torch.load(state_file, weights_only=True, map_location="cpu")
+            if not isinstance(state, dict) or not {"optimizer", "replay_buffer", "rng_state"} <= set(state):
+                raise ValueError("it lacks the optimizer, replay buffer or random state")
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ValueError(
+                f"Cannot restore the discriminator: {state_file} is corrupt, crafted or not a trl-irl discriminator "
+                f"state ({type(error).__name__}: {reason}). It is loaded with `weights_only=True`, so a file that "
+                "would run code when loaded is refused; resume from a checkpoint you wrote."
+            ) from error
+        if is_peft:
+            set_peft_model_state_dict(self.model, weights)
         else:
-            self.model.load_state_dict(load_file(directory / "model.safetensors", device=str(self.device)))
-        state = torch.load(directory / STATE_FILE, weights_only=False)
+            self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.replay_buffer = state["replay_buffer"]
         self._rng.setstate(state["rng_state"])
