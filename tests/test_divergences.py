@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from trl_irl.divergences import DIVERGENCES, policy_reward
+from trl_irl.divergences import DIVERGENCES, policy_reward, reward_slope
 
 
 LOGITS = torch.linspace(-50.0, 50.0, 2001, dtype=torch.float32)
@@ -68,6 +68,20 @@ class TestPolicyReward:
         rewards = policy_reward(LOGITS, divergence, alpha=0.5)
         assert torch.isfinite(rewards).all()
         assert (rewards[1:] >= rewards[:-1]).all()
+
+    @pytest.mark.parametrize("divergence", DIVERGENCES)
+    def test_group_standard_deviation_stays_finite_at_large_logits(self, divergence):
+        # GRPO normalises each group's rewards by their float32 standard deviation; an infinite one zeroes the
+        # advantages (logits 50 and 45 gave `inf` with `forward_kl` before the clamp was lowered)
+        rewards = policy_reward(torch.tensor([50.0, 45.0, 60.0, -3.0]), divergence, alpha=0.5)
+        assert torch.isfinite(rewards.std())
+
+    @pytest.mark.parametrize("divergence", DIVERGENCES)
+    @pytest.mark.parametrize("alpha", [0.5, -1.0, 2.0])
+    def test_slope_is_the_derivative_of_the_reward(self, divergence, alpha):
+        logits = LOGITS.double().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(policy_reward(logits, divergence, alpha=alpha).sum(), logits)
+        torch.testing.assert_close(reward_slope(logits.detach(), divergence, alpha=alpha), gradient)
 
     def test_rejects_unknown_divergence_and_alpha_one(self):
         with pytest.raises(ValueError, match="divergence"):

@@ -34,6 +34,10 @@ class TestGAILConfig:
             ({"divergence": "wasserstein"}, "divergence"),
             ({"divergence": "alpha", "divergence_alpha": 1.0}, "divergence_alpha"),
             ({"reward_clip": 0.0}, "reward_clip"),
+            ({"reward_clip": float("nan")}, "reward_clip"),
+            ({"divergence_alpha": float("nan")}, "divergence_alpha"),
+            ({"disc_learning_rate": float("nan")}, "disc_learning_rate"),
+            ({"disc_heldout_fraction": float("nan")}, "disc_heldout_fraction"),
             ({"disc_scoring": "during_update"}, "disc_scoring"),
             ({"disc_updates_per_generation": -1}, "disc_updates_per_generation"),
             ({"disc_label_smoothing": 1.0}, "disc_label_smoothing"),
@@ -290,6 +294,26 @@ class TestTokenLevel:
         batch = trainer._buffered_inputs[0]
         assert batch["advantages"].shape == batch["completion_mask"].shape
         assert (batch["advantages"][batch["completion_mask"] == 0] == 0).all()
+
+    def test_masked_truncated_completions_get_no_advantage(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        # With `mask_truncated_completions`, GRPO zeroes the mask of completions cut at `max_completion_length` but
+        # hands the reward function all their tokens; that used to fail as if TRL had changed
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            args=_config(
+                tmp_path,
+                discriminator_level="token",
+                mask_truncated_completions=True,
+                max_completion_length=3,
+                max_steps=1,
+            ),
+            train_dataset=prompt_completion_dataset,
+        )
+        trainer.train()
+        batch = trainer._buffered_inputs[0]
+        masked_rows = batch["completion_mask"].sum(dim=1) == 0
+        assert masked_rows.any()
+        assert (batch["advantages"][masked_rows] == 0).all()
 
     def test_refuses_a_bidirectional_encoder(
         self, tmp_path, tiny_model_path, tiny_encoder_path, prompt_completion_dataset

@@ -80,3 +80,48 @@ class TestDiscriminatorReward:
     def test_needs_the_demonstration_column(self, discriminator):
         with pytest.raises(KeyError, match="demonstration"):
             DiscriminatorReward(discriminator, _render)(PROMPTS, COMPLETIONS, solution=DEMONSTRATIONS)
+
+
+class TestSaturationAndNonFiniteLogits:
+    def _saturated(self, discriminator, monkeypatch, logit: float):
+        monkeypatch.setattr(discriminator, "logits", lambda samples, offsets=None: torch.full((len(samples),), logit))
+
+    @pytest.mark.parametrize(("divergence", "saturated"), [("js", 1.0), ("forward_kl", 1.0), ("reverse_kl", 0.0)])
+    def test_a_saturated_discriminator_is_logged_and_warned_about_once(
+        self, discriminator, monkeypatch, divergence, saturated
+    ):
+        import trl_irl.rewards
+
+        warnings = []
+        monkeypatch.setattr(trl_irl.rewards.logger, "warning", warnings.append)
+        self._saturated(discriminator, monkeypatch, -30.0)
+        reward = DiscriminatorReward(discriminator, _render, divergence=divergence, updates_per_generation=0)
+        for _ in range(2):
+            logged = {}
+            reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__)
+            assert logged["disc/saturated_fraction"] == saturated
+        assert len(warnings) == (1 if saturated else 0)
+        if saturated:
+            assert "saturated" in warnings[0] and "disc_learning_rate" in warnings[0]
+
+    def test_clipped_rewards_count_as_saturated(self, discriminator, monkeypatch):
+        self._saturated(discriminator, monkeypatch, 5.0)
+        reward = DiscriminatorReward(
+            discriminator, _render, divergence="reverse_kl", reward_clip=1.0, updates_per_generation=0
+        )
+        logged = {}
+        reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__)
+        assert logged["disc/saturated_fraction"] == 1.0
+
+    def test_non_finite_logits_stop_training_with_the_likely_causes(self, discriminator, monkeypatch):
+        self._saturated(discriminator, monkeypatch, float("nan"))
+        reward = DiscriminatorReward(discriminator, _render, updates_per_generation=0)
+        with pytest.raises(FloatingPointError, match="not finite.*disc_learning_rate"):
+            reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
+
+    def test_a_non_finite_loss_skips_the_step(self, discriminator):
+        before = _parameters(discriminator)
+        expert, policy = _render(PROMPTS, DEMONSTRATIONS), _render(PROMPTS, COMPLETIONS)
+        with pytest.raises(FloatingPointError, match="step was skipped"):
+            discriminator.update(expert, policy, expert_logit_offsets=torch.tensor([float("nan"), 0.0]))
+        assert all(torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))

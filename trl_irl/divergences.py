@@ -44,9 +44,9 @@ import torch.nn.functional as F
 
 DIVERGENCES = ("js", "reverse_kl", "forward_kl", "alpha")
 
-# `exp` of more than this overflows float32; rewards are clamped to stay finite (and GRPO's group normalisation
-# needs finite values)
-_MAX_EXPONENT = 80.0
+# Exponents are clamped here: GRPO's group normalisation squares the rewards in float32, where `exp(80)` was finite but
+# its square was not (logits 50 and 45 gave an infinite standard deviation and zero advantages). `exp(30)^2` is 1e26.
+_MAX_EXPONENT = 30.0
 
 
 def policy_reward(logits_expert_is_high: torch.Tensor, divergence: str = "js", alpha: float = 0.5) -> torch.Tensor:
@@ -75,5 +75,25 @@ def policy_reward(logits_expert_is_high: torch.Tensor, divergence: str = "js", a
             raise ValueError("`alpha=1` is the limit `divergence='reverse_kl'`; use that instead.")
         exponent = ((1.0 - alpha) * logits).clamp(max=_MAX_EXPONENT)
         return torch.expm1(exponent) / (1.0 - alpha)
+    else:
+        raise ValueError(f"Unknown `divergence` {divergence!r}; expected one of {DIVERGENCES}.")
+
+
+def reward_slope(logits_expert_is_high: torch.Tensor, divergence: str = "js", alpha: float = 0.5) -> torch.Tensor:
+    """
+    `d reward / d logit` of [`policy_reward`] at each logit (0 where the reward is clamped): how much a change in the
+    discriminator's verdict still moves the reward. Where it vanishes for a whole group of completions, GRPO's
+    advantages vanish with it: the discriminator is saturated.
+    """
+    logits = logits_expert_is_high
+    if divergence == "js":
+        return torch.sigmoid(logits)
+    elif divergence == "reverse_kl":
+        return torch.ones_like(logits)
+    elif divergence == "forward_kl":
+        return torch.where(logits <= _MAX_EXPONENT, torch.exp(logits.clamp(max=_MAX_EXPONENT)), 0.0)
+    elif divergence == "alpha":
+        exponent = (1.0 - alpha) * logits
+        return torch.where(exponent <= _MAX_EXPONENT, torch.exp(exponent.clamp(max=_MAX_EXPONENT)), 0.0)
     else:
         raise ValueError(f"Unknown `divergence` {divergence!r}; expected one of {DIVERGENCES}.")

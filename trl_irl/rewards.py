@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging
 
 from .discriminator import (
     Discriminator,
@@ -24,11 +25,18 @@ from .discriminator import (
     prompt_response_batch,
     response_token_log_probs,
 )
-from .divergences import policy_reward
+from .divergences import policy_reward, reward_slope
 
+
+logger = logging.get_logger(__name__)
 
 DEMONSTRATION_COLUMN = "demonstration"
 SCORINGS = ("before_update", "after_update")
+# A logit is saturated where the reward moves by less than this per unit of logit: a group of completions whose logits
+# all sit there gets rewards closer together than GRPO's 1e-4 in its standard deviation, and advantages near 0
+SATURATED_SLOPE = 1e-4
+# Share of a training batch's logits beyond which the trainer warns that the discriminator is saturated
+SATURATION_WARNING_FRACTION = 0.9
 
 
 def _process_index() -> int:
@@ -191,6 +199,7 @@ class DiscriminatorReward:
         self.demonstrations_per_update = demonstrations_per_update
         self.on_scored = on_scored
         self.num_generations_seen = 0
+        self._warned_saturation = False
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
         self.token_rewards: list[torch.Tensor] | None = None
 
@@ -245,9 +254,20 @@ class DiscriminatorReward:
             heldout = classification_statistics(heldout_logits, logits_before_update)
             stats.update({f"heldout_{name}": value.item() for name, value in heldout.items()})
 
+        if not torch.isfinite(logits).all():
+            raise FloatingPointError(
+                "The discriminator's logits on this batch are not finite (NaN or inf): its weights or the policy's "
+                "log-probabilities diverged. Lower `disc_learning_rate` (and `learning_rate`), train in float32 or "
+                "bf16 rather than fp16, or add `disc_gradient_penalty`; resume from the last checkpoint."
+            )
         rewards = policy_reward(logits, self.divergence, self.alpha)
+        slope = reward_slope(logits, self.divergence, self.alpha)
         if self.reward_clip is not None:
+            slope = torch.where(rewards.abs() >= self.reward_clip, 0.0, slope)
             rewards = rewards.clamp(-self.reward_clip, self.reward_clip)
+        stats["saturated_fraction"] = (slope < SATURATED_SLOPE).float().mean().item()
+        if training:
+            self._warn_if_saturated(logits, stats["saturated_fraction"])
         if training:
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)
@@ -265,6 +285,20 @@ class DiscriminatorReward:
         if training and self.on_scored is not None:
             self.on_scored(prompts, completions, completion_ids, sequence_rewards, stats)
         return sequence_rewards
+
+    def _warn_if_saturated(self, logits: torch.Tensor, saturated_fraction: float) -> None:
+        if saturated_fraction < SATURATION_WARNING_FRACTION or self._warned_saturation:
+            return
+        self._warned_saturation = True
+        logger.warning(
+            f"The discriminator is saturated: {saturated_fraction:.0%} of this batch's logits (mean "
+            f"{logits.mean().item():.1f}) lie where the `{self.divergence}` reward is flat"
+            + (" or clipped by `reward_clip`" if self.reward_clip is not None else "")
+            + ", so GRPO's advantages vanish and the policy stops learning (logged as `disc/saturated_fraction`). "
+            "Likely fixes: a lower `disc_learning_rate` or fewer `disc_updates_per_generation` (the discriminator "
+            "outruns the policy), `disc_label_smoothing` or `disc_gradient_penalty` (it grows overconfident), "
+            "`divergence='reverse_kl'` (whose reward never flattens), or a higher `reward_clip`. Warned once."
+        )
 
     def _offsets(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor | None:
         return None if self.logit_offsets is None else self.logit_offsets(prompts, responses, completion_ids)

@@ -77,7 +77,7 @@ class AIRLConfig(GAILConfig):
             raise ValueError(
                 f"`log_prob_reduction` must be one of {list(LOG_PROB_REDUCTIONS)}, got {self.log_prob_reduction!r}."
             )
-        if self.log_prob_coef < 0:
+        if not self.log_prob_coef >= 0:
             raise ValueError(f"`log_prob_coef` must be >= 0, got {self.log_prob_coef}.")
         if self.disc_replay_buffer_size > 0:
             raise ValueError(

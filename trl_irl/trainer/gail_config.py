@@ -1,3 +1,4 @@
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -215,9 +216,12 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
+        if not math.isfinite(self.divergence_alpha):
+            raise ValueError(f"`divergence_alpha` must be a finite number, got {self.divergence_alpha}.")
         if self.divergence == "alpha" and self.divergence_alpha == 1.0:
             raise ValueError("`divergence_alpha=1` is the limit `divergence='reverse_kl'`; use that instead.")
-        if self.reward_clip is not None and self.reward_clip <= 0:
+        # Written so that NaN, which compares false with everything, is refused too
+        if self.reward_clip is not None and not self.reward_clip > 0:
             raise ValueError(f"`reward_clip` must be positive, got {self.reward_clip}.")
         if self.disc_scoring not in SCORINGS:
             raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
@@ -233,7 +237,7 @@ class GAILConfig(GRPOConfig):
             "disc_replay_buffer_size",
             "disc_warmup_generations",
         ):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")

@@ -399,7 +399,10 @@ class GAILTrainer(GRPOTrainer):
             or completion_mask.dim() != 2
             or len(token_rewards) != advantages.shape[0]
             or len(token_rewards) != completion_mask.shape[0]
-            or any(len(r) != int(n) for r, n in zip(token_rewards, completion_mask.sum(dim=1), strict=True))
+            or any(
+                len(r) != int(n) and not (n == 0 and self.mask_truncated_completions)
+                for r, n in zip(token_rewards, completion_mask.sum(dim=1), strict=True)
+            )
         ):
             raise RuntimeError(
                 "`GRPOTrainer._generate_and_score_completions` no longer returns what the token-level discriminator "
@@ -411,7 +414,9 @@ class GAILTrainer(GRPOTrainer):
         local_size, length = completion_mask.shape
         rewards = torch.zeros(local_size, length, device=device)
         for row, row_rewards in enumerate(token_rewards):
-            rewards[row, : len(row_rewards)] = row_rewards.to(device)
+            # A truncated completion masked by `mask_truncated_completions` keeps its rewards here; its all-zero mask
+            # row leaves it out of the advantages and of the other completions' baselines
+            rewards[row, : len(row_rewards)] = row_rewards[:length].to(device)
         # Groups of completions may straddle processes: compute on the whole batch, then keep this process's rows
         rewards = self.accelerator.gather(self.accelerator.pad_across_processes(rewards, dim=1))  # (B, T_max)
         mask = self.accelerator.gather(self.accelerator.pad_across_processes(completion_mask, dim=1))
