@@ -306,7 +306,8 @@ class Discriminator:
             raise FloatingPointError(
                 f"The discriminator's loss is not finite ({loss.item()}) on this batch; its step was skipped, so its "
                 "weights are those of the last finite step. The logits diverged: lower `disc_learning_rate`, train in "
-                "float32 or bf16 rather than fp16, or add `disc_gradient_penalty`, then resume from the last checkpoint."
+                "float32 or bf16 rather than fp16, or add `disc_gradient_penalty`; then resume from the last "
+                "checkpoint."
             )
         self.optimizer.step()
 
