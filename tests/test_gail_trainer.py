@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 import toy_colors
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -63,6 +63,25 @@ class TestPrepareDemonstrations:
         assert prepared[0]["prompt"] == messages[:3]
         assert prepared[0]["demonstration"] == [messages[3]]
 
+    def test_a_text_prompt_with_a_chat_completion_is_refused(self):
+        # Arrow cannot hold both in one column; a text prompt column beside a chat completion column it can
+        dataset = Dataset.from_list([{"prompt": "Say hi:", "completion": [{"role": "assistant", "content": "hi"}]}])
+        with pytest.raises(ValueError, match="Row 0 .* prompt of text and a demonstration of chat messages"):
+            prepare_demonstrations(dataset)
+
+    def test_an_iterable_dataset_without_features_is_read_from_its_first_row(self, prompt_completion_dataset):
+        rows = prompt_completion_dataset.to_list()[:3]
+        dataset = IterableDataset.from_generator(lambda: iter(rows))
+        assert dataset.column_names is None
+        prepared = list(prepare_demonstrations(dataset))
+        assert [row["demonstration"] for row in prepared] == [row["completion"] for row in rows]
+
+    def test_an_iterable_dataset_is_checked_as_it_is_read(self):
+        rows = [{"prompt": "Say hi:", "completion": "hi"}, {"prompt": "Say bye:", "completion": " "}]
+        prepared = prepare_demonstrations(IterableDataset.from_generator(lambda: iter(rows)))
+        with pytest.raises(ValueError, match="Row 1 .* empty demonstration"):
+            list(prepared)
+
     @pytest.mark.parametrize(
         ("rows", "message"),
         [
@@ -70,6 +89,33 @@ class TestPrepareDemonstrations:
             ([{"text": "hello"}], "text"),
             ([{"prompt": "Say hi:", "completion": "  "}], "Row 0 .* empty demonstration"),
             ([{"messages": [{"role": "user", "content": "hi"}]}], "Row 0 .* no assistant turn"),
+            (
+                [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 2
+                + [
+                    {
+                        "messages": [
+                            {"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": "hello"},
+                            {"role": "user", "content": "bye"},
+                        ]
+                    }
+                ],
+                r"Row 2 .* 1 turn\(s\) after its last assistant turn \(roles \['user'\]\)",
+            ),
+            (
+                [{"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "hello"}]}],
+                "Row 0 .* string `role` and `content`",
+            ),
+            (
+                [
+                    {
+                        "prompt": [{"role": "user", "content": "hi"}],
+                        "completion": [{"role": "assistant", "content": None}],
+                    }
+                ],
+                "Row 0 .* string `role` and `content`",
+            ),
+            ([{"prompt": None, "completion": "hello"}], "Row 0 .* prompt must be text or a list"),
         ],
     )
     def test_bad_datasets_fail_naming_the_problem(self, rows, message):

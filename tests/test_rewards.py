@@ -44,12 +44,26 @@ class TestDiscriminatorReward:
         calls = []
         update = discriminator.update
         monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append((e, p)) or update(e, p, **kw))
-        DiscriminatorReward(discriminator, _render, updates_per_generation=3)(
-            PROMPTS * 2, COMPLETIONS * 2, demonstration=DEMONSTRATIONS * 2
+        DiscriminatorReward(discriminator, _render, updates_per_generation=3, generations_per_prompt=2)(
+            [p for p in PROMPTS for _ in range(2)],
+            COMPLETIONS * 2,
+            demonstration=[d for d in DEMONSTRATIONS for _ in range(2)],
         )
         assert len(calls) == 3
         # Repeated prompts (one per generation) give each demonstration once
         assert calls[0][0] == _render(PROMPTS, DEMONSTRATIONS)
+
+    @pytest.mark.parametrize(("copies", "expected"), [(4, 2), (3, 2), (2, 1), (1, 1)])
+    def test_identical_dataset_rows_each_keep_their_demonstration(self, discriminator, monkeypatch, copies, expected):
+        # Two identical rows of the dataset, each generated for twice, give 4 copies: 2 demonstrations, not 1. A group
+        # cut between two processes leaves fewer copies on each: still one row each
+        calls = []
+        update = discriminator.update
+        monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append(e) or update(e, p, **kw))
+        DiscriminatorReward(discriminator, _render, generations_per_prompt=2)(
+            PROMPTS[:1] * copies, COMPLETIONS[:1] * copies, demonstration=DEMONSTRATIONS[:1] * copies
+        )
+        assert calls[0] == _render(PROMPTS[:1], DEMONSTRATIONS[:1]) * expected
 
     def test_reward_clip(self, discriminator):
         reward = DiscriminatorReward(discriminator, _render, divergence="reverse_kl", reward_clip=1e-4)

@@ -162,6 +162,9 @@ class DiscriminatorReward:
             `on_scored(prompts, completions, completion_ids, rewards, stats)`, with `rewards` one per completion and
             `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix); for
             monitoring, for example the reward fidelity of `trl_irl.comparison`.
+        generations_per_prompt (`int`, *optional*, defaults to `1`): completions GRPO generates per prompt (its
+            `num_generations`): without a pool, each demonstration of the batch appears this many times and is used
+            once per dataset row it comes from.
     """
 
     # GRPO names a reward function by its `__name__`: metrics read `rewards/discriminator/mean`
@@ -182,6 +185,7 @@ class DiscriminatorReward:
         demonstration_pool: DemonstrationPool | None = None,
         demonstrations_per_update: int | None = None,
         on_scored: Callable | None = None,
+        generations_per_prompt: int = 1,
     ):
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
@@ -198,6 +202,7 @@ class DiscriminatorReward:
         self.demonstration_pool = demonstration_pool
         self.demonstrations_per_update = demonstrations_per_update
         self.on_scored = on_scored
+        self.generations_per_prompt = generations_per_prompt
         self.num_generations_seen = 0
         self._warned_saturation = False
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
@@ -312,9 +317,11 @@ class DiscriminatorReward:
             count = self.demonstrations_per_update or num_policy_samples
             return self.demonstration_pool.sample(count, self._draw_key(update))
         demonstrations = columns[DEMONSTRATION_COLUMN]
-        # GRPO repeats each prompt once per generation: one copy of each demonstration is enough
-        first_row_of = {}  # demonstration sample -> the first row holding it
+        # GRPO repeats each row once per generation: one copy per dataset row. Identical rows of the dataset stay as
+        # many as they are: `c` copies of a sample come from `ceil(c / generations_per_prompt)` rows (a group cut
+        # between processes leaves fewer than `generations_per_prompt` copies here, still one row)
+        rows_of = {}  # demonstration sample -> the rows holding it
         for row, sample in enumerate(self.render(prompts, demonstrations)):
-            first_row_of.setdefault(sample, row)
-        rows = list(first_row_of.values())
+            rows_of.setdefault(sample, []).append(row)
+        rows = [row for copies in rows_of.values() for row in copies[: -(-len(copies) // self.generations_per_prompt)]]
         return [prompts[row] for row in rows], [demonstrations[row] for row in rows]

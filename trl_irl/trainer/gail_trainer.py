@@ -41,11 +41,18 @@ def prepare_demonstrations(
     since GRPO withholds a column named `completion` from reward functions. Conversational `messages` rows are split
     at their last assistant turn: what precedes it is the prompt, the turn itself the demonstration.
 
+    Every row of a `Dataset` is checked here; the rows of an `IterableDataset` as they are read.
+
     Raises:
         `ValueError`: naming `name` and the offending column or row, for datasets without demonstrations, rows with
-        an empty demonstration, or `messages` without an assistant turn.
+        an empty demonstration, `messages` without an assistant turn or with turns after the last one, a prompt and
+        a demonstration of different formats (text and chat messages), or a message without string `content`.
     """
-    columns = dataset.column_names or []
+    columns = dataset.column_names
+    if columns is None and isinstance(dataset, IterableDataset):
+        # An `IterableDataset` built from a generator declares no features; its first row tells its columns
+        columns = list(next(iter(dataset)).keys())
+    columns = columns or []
     if isinstance(dataset, Dataset) and len(dataset) == 0:
         raise ValueError(f"`{name}` is empty: adversarial imitation needs demonstrations.")
     if DEMONSTRATION_COLUMN in columns and "prompt" in columns:
@@ -56,10 +63,18 @@ def prepare_demonstrations(
 
         def split_last_assistant_turn(example, index):
             messages = example["messages"]
+            _check_messages(messages, index, name, "messages")
             assistant_turns = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
             if not assistant_turns:
                 raise ValueError(f"Row {index} of `{name}` has no assistant turn in its `messages`.")
             last = assistant_turns[-1]
+            if last != len(messages) - 1:
+                raise ValueError(
+                    f"Row {index} of `{name}` has {len(messages) - 1 - last} turn(s) after its last assistant turn "
+                    f"(roles {[m['role'] for m in messages[last + 1 :]]}): the last assistant turn is the "
+                    "demonstration, and what follows it would be dropped. End each conversation with the assistant's "
+                    "turn."
+                )
             return {"prompt": messages[:last], DEMONSTRATION_COLUMN: [messages[last]]}
 
         converted = dataset.map(split_last_assistant_turn, with_indices=True, remove_columns=["messages"])
@@ -70,12 +85,51 @@ def prepare_demonstrations(
             "dataset (`text` only) has no prompts to generate from."
         )
 
+    def check(example, index):
+        _check_prompt_and_demonstration(example["prompt"], example[DEMONSTRATION_COLUMN], index, name)
+        return example
+
     if isinstance(converted, Dataset):
-        for index, demonstration in enumerate(converted[DEMONSTRATION_COLUMN]):
-            text = demonstration if isinstance(demonstration, str) else "".join(m["content"] for m in demonstration)
-            if not text.strip():
-                raise ValueError(f"Row {index} of `{name}` has an empty demonstration.")
-    return converted
+        for index, (prompt, demonstration) in enumerate(
+            zip(converted["prompt"], converted[DEMONSTRATION_COLUMN], strict=True)
+        ):
+            _check_prompt_and_demonstration(prompt, demonstration, index, name)
+        return converted
+    return converted.map(check, with_indices=True)
+
+
+def _check_messages(messages, index: int, name: str, column: str) -> None:
+    if not isinstance(messages, list) or not all(isinstance(message, dict) for message in messages):
+        raise ValueError(f"Row {index} of `{name}`: `{column}` must be a list of messages, got {messages!r:.80}.")
+    for message in messages:
+        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+            raise ValueError(
+                f"Row {index} of `{name}`: every message of `{column}` needs a string `role` and `content`, got "
+                f"{message!r:.80}."
+            )
+
+
+def _check_prompt_and_demonstration(prompt, demonstration, index: int, name: str) -> None:
+    for column, value in (("prompt", prompt), ("demonstration", demonstration)):
+        if not isinstance(value, str | list):
+            raise ValueError(
+                f"Row {index} of `{name}`: the {column} must be text or a list of chat messages, got {value!r:.80}."
+            )
+    prompt_is_text, demonstration_is_text = isinstance(prompt, str), isinstance(demonstration, str)
+    if prompt_is_text != demonstration_is_text:
+        kinds = {True: "text", False: "chat messages"}
+        raise ValueError(
+            f"Row {index} of `{name}` has a prompt of {kinds[prompt_is_text]} and a demonstration of "
+            f"{kinds[demonstration_is_text]}: both must be text (standard) or both chat messages (conversational)."
+        )
+    if demonstration_is_text:
+        text = demonstration
+    else:
+        _check_messages(prompt, index, name, "prompt")
+        _check_messages(demonstration, index, name, "completion")
+        text = "".join(message["content"] for message in demonstration)
+    if not text.strip():
+        raise ValueError(f"Row {index} of `{name}` has an empty demonstration.")
 
 
 def discriminator_model_card(
@@ -246,6 +300,7 @@ class GAILTrainer(GRPOTrainer):
             is_training=lambda: self.model.training,
             demonstration_pool=demonstration_pool,
             demonstrations_per_update=args.disc_demonstrations_per_update,
+            generations_per_prompt=args.num_generations,
         )
 
         super().__init__(
