@@ -420,3 +420,54 @@ def test_token_level_gail_lowers_the_reverse_kl_from_an_sft_start(tmp_path, colo
     gail.train()
     kl_after_gail = toy_colors.reverse_kl_to_expert(gail.model, tokenizer)
     assert kl_after_gail < 0.8 * kl_after_sft, (kl_after_sft, kl_after_gail)
+
+
+class TestDemonstrationsLongerThanCompletions:
+    """Policy samples are cut at `max_completion_length`; demonstrations must be too, or length alone tells them."""
+
+    def _long_dataset(self, prompt_completion_dataset):
+        long_completion = " " + " ".join(str(n) for n in range(1, 40))
+        return prompt_completion_dataset.map(
+            lambda row, index: {"completion": long_completion if index < 3 else row["completion"]}, with_indices=True
+        )
+
+    @pytest.mark.parametrize("discriminator_type", ["likelihood_ratio", "classifier"])
+    def test_they_are_cut_as_completions_are_with_one_warning(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, discriminator_type
+    ):
+        import trl_irl.trainer.gail_trainer as gail_trainer
+
+        warnings = []
+        monkeypatch.setattr(gail_trainer.logger, "warning", warnings.append)
+        dataset = self._long_dataset(prompt_completion_dataset)
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path, max_completion_length=8, discriminator_type=discriminator_type),
+            train_dataset=dataset,
+        )
+        assert len(warnings) == 1 and warnings[0].startswith("3 of 64 demonstrations")
+        prompt, demonstration = dataset[0]["prompt"], dataset[0]["completion"]
+        tokenizer = trainer.processing_class
+        demonstration_ids = tokenizer(demonstration, add_special_tokens=False)["input_ids"]
+        [sample] = trainer._render_for_discriminator([prompt], [demonstration])
+        if discriminator_type == "likelihood_ratio":
+            assert list(sample[1]) == demonstration_ids[:8]  # no end-of-sequence token: it was cut
+        else:
+            assert sample == prompt + tokenizer.decode(demonstration_ids[:8], skip_special_tokens=True)
+        # A demonstration that fits is left as it is
+        short = dataset[5]["completion"]
+        [sample] = trainer._render_for_discriminator([prompt], [short])
+        if discriminator_type == "likelihood_ratio":
+            assert sample[1][-1] == tokenizer.eos_token_id
+        else:
+            assert sample == prompt + short
+
+    def test_a_token_discriminator_window_shorter_than_the_completions_is_refused(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        with pytest.raises(ValueError, match="lower `max_completion_length` or raise `disc_max_length` to at least 9"):
+            GAILTrainer(
+                model=tiny_model_path,
+                args=_config(tmp_path, max_completion_length=8, disc_max_length=6),
+                train_dataset=prompt_completion_dataset,
+            )

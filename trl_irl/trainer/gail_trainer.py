@@ -18,6 +18,7 @@ from transformers import (
     set_seed,
 )
 from transformers.trainer_utils import get_last_checkpoint
+from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
@@ -27,6 +28,8 @@ from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
 from .utils import SFT_AS_IRL_CITATION, resolve_config
 
+
+logger = logging.get_logger(__name__)
 
 _REWARD_STATE_FILE = "discriminator_reward_state.json"
 
@@ -96,6 +99,11 @@ def prepare_demonstrations(
             _check_prompt_and_demonstration(prompt, demonstration, index, name)
         return converted
     return converted.map(check, with_indices=True)
+
+
+def _response_text(response) -> str:
+    """A demonstration's text: itself (standard) or its assistant turn's content (conversational)."""
+    return response if isinstance(response, str) else response[-1]["content"]
 
 
 def _check_messages(messages, index: int, name: str, column: str) -> None:
@@ -324,11 +332,42 @@ class GAILTrainer(GRPOTrainer):
                 "checkpoint's tokenizer) has another vocabulary. Use a discriminator built on the policy's tokenizer, "
                 "or `discriminator_type='classifier'` with `discriminator_level='sequence'`."
             )
+        self._check_discriminator_window()
+        self._warn_about_long_demonstrations(train_dataset)
         self.discriminator_reward.logit_offsets = self._logit_offsets()
         self.discriminator.to(self.accelerator.device)
         # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
         self.discriminator.synchronize()
         self.add_callback(_DiscriminatorCheckpointCallback(self))
+
+    def _check_discriminator_window(self) -> None:
+        """A discriminator that scores response tokens must fit the longest completion: refuse before training."""
+        discriminator = self.discriminator
+        if not isinstance(discriminator, TokenDiscriminator) or discriminator.max_length is None:
+            return
+        needed = self.max_completion_length + discriminator._min_prompt_tokens
+        if needed > discriminator.max_length:
+            raise ValueError(
+                f"`max_completion_length` ({self.max_completion_length}) does not fit the discriminator's window "
+                f"(`disc_max_length` {discriminator.max_length}, which must hold every response token"
+                + (" plus one prompt token" if discriminator._min_prompt_tokens else "")
+                + f"): lower `max_completion_length` or raise `disc_max_length` to at least {needed}."
+            )
+
+    def _warn_about_long_demonstrations(self, dataset) -> None:
+        """Say once how many demonstrations the discriminator will see cut, as the policy's completions are."""
+        if not isinstance(dataset, Dataset):
+            return
+        lengths = [len(ids) for ids in self._response_ids(dataset[DEMONSTRATION_COLUMN], truncate=False)]
+        cut = sum(length > self.max_completion_length for length in lengths)
+        if cut:
+            logger.warning(
+                f"{cut} of {len(lengths)} demonstrations in `train_dataset` are longer than `max_completion_length` "
+                f"({self.max_completion_length} tokens with the end-of-sequence token; the longest has "
+                f"{max(lengths)}). The discriminator sees them cut to that length, as the policy's completions "
+                "are cut, so that it cannot tell the two apart by length alone. Raise `max_completion_length` to "
+                "keep them whole."
+            )
 
     @staticmethod
     def _build_discriminator(
@@ -374,11 +413,14 @@ class GAILTrainer(GRPOTrainer):
         """
         Prompts and responses as the discriminator reads them: one text each (sequence classifier), or `(prompt_ids,
         response_ids)` in the policy's tokens (token classifier, likelihood ratio), with the generated
-        `completion_ids` when given and demonstrations tokenised otherwise.
+        `completion_ids` when given and demonstrations tokenised otherwise. Demonstrations (`completion_ids=None`)
+        longer than `max_completion_length` are cut as generation cuts the policy's completions.
         """
         if isinstance(self.discriminator, TokenDiscriminator):
             response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
             return [(tuple(p), tuple(r)) for p, r in zip(self._prompt_ids(prompts), response_ids, strict=True)]
+        if completion_ids is None:
+            responses = self._cut_demonstration_texts(responses)
         if isinstance(prompts[0], str):
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
         # Conversations are rendered with the discriminator's chat template if it has one, else with the policy's
@@ -390,11 +432,28 @@ class GAILTrainer(GRPOTrainer):
             for prompt, response in zip(prompts, responses, strict=True)
         ]
 
-    def _response_ids(self, responses: list) -> list[list[int]]:
-        """Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token."""
-        texts = [response if isinstance(response, str) else response[-1]["content"] for response in responses]
+    def _response_ids(self, responses: list, truncate: bool = True) -> list[list[int]]:
+        """
+        Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token, cut to
+        `max_completion_length` tokens unless `truncate=False` (a cut one ends without it, as a cut completion does).
+        """
         tokenizer = self.processing_class
-        return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        token_ids = tokenizer([_response_text(r) for r in responses], add_special_tokens=False)["input_ids"]
+        limit = self.max_completion_length if truncate else None
+        return [(ids + [tokenizer.eos_token_id])[:limit] for ids in token_ids]
+
+    def _cut_demonstration_texts(self, responses: list) -> list:
+        """Text demonstrations of more than `max_completion_length` tokens, cut as the policy's completions are."""
+        tokenizer, limit = self.processing_class, self.max_completion_length
+        token_ids = tokenizer([_response_text(r) for r in responses], add_special_tokens=False)["input_ids"]
+        cut = []
+        for response, ids in zip(responses, token_ids, strict=True):
+            if len(ids) > limit:
+                # As GRPO decodes a completion that reached `max_completion_length` without its end-of-sequence token
+                text = tokenizer.decode(ids[:limit], skip_special_tokens=True)
+                response = text if isinstance(response, str) else [{**response[-1], "content": text}]
+            cut.append(response)
+        return cut
 
     def _prompt_ids(self, prompts: list) -> list[list[int]]:
         """The prompts as GRPO tokenises them for generation."""
