@@ -306,6 +306,7 @@ def test_push_discriminator_to_hub_uploads_model_and_card(
 
         def create_repo(self, repo_id, private=None, exist_ok=False):
             uploaded["repo_id"] = repo_id
+            uploaded["private"] = private
 
         def upload_folder(self, repo_id, folder_path, commit_message):
             uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
@@ -313,9 +314,12 @@ def test_push_discriminator_to_hub_uploads_model_and_card(
             return f"https://huggingface.co/{repo_id}/commit/0"
 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
-    trainer = GAILTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+    trainer = GAILTrainer(
+        model=tiny_model_path, args=_config(tmp_path, hub_private_repo=True), train_dataset=prompt_completion_dataset
+    )
     trainer.push_discriminator_to_hub("someone/gail-discriminator")
     assert uploaded["repo_id"] == "someone/gail-discriminator"
+    assert uploaded["private"] is True  # as `push_to_hub` does with `hub_private_repo`
     assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
     assert "expert-is-high" in uploaded["card"]
 
@@ -471,3 +475,37 @@ class TestDemonstrationsLongerThanCompletions:
                 args=_config(tmp_path, max_completion_length=8, disc_max_length=6),
                 train_dataset=prompt_completion_dataset,
             )
+
+
+def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
+    from trl import SFTConfig
+
+    with pytest.raises(TypeError, match="takes a `GAILConfig`.*got a `SFTConfig`"):
+        GAILTrainer(
+            model=tiny_model_path,
+            args=SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none"),
+            train_dataset=prompt_completion_dataset,
+        )
+
+
+def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    import trl_irl.trainer.gail_trainer as gail_trainer
+
+    loaded = []
+    for auto_class in (gail_trainer.AutoModelForCausalLM, gail_trainer.AutoTokenizer):
+        original = auto_class.from_pretrained
+
+        def recording(path, *args, _original=original, _name=auto_class.__name__, **kwargs):
+            loaded.append((_name, kwargs.get("revision"), kwargs.get("trust_remote_code")))
+            return _original(path, *args, **kwargs)
+
+        monkeypatch.setattr(auto_class, "from_pretrained", recording)
+    GAILTrainer(
+        model=tiny_model_path,
+        args=_config(tmp_path, model_init_kwargs={"revision": "main"}),
+        train_dataset=prompt_completion_dataset,
+    )
+    assert ("AutoModelForCausalLM", "main", False) in loaded
+    assert ("AutoTokenizer", "main", False) in loaded

@@ -281,3 +281,14 @@ def _one_example_dataset():
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": "Count from 1 by 1, 3 numbers:", "completion": " 1 2 3"}])
+
+
+def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
+    from trl import GRPOConfig
+
+    with pytest.raises(TypeError, match="takes a `WeightedSFTConfig`.*got a `GRPOConfig`"):
+        WeightedSFTTrainer(
+            model=tiny_model_path,
+            args=GRPOConfig(output_dir=str(tmp_path), bf16=False, report_to="none"),
+            train_dataset=prompt_completion_dataset,
+        )

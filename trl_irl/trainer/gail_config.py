@@ -1,3 +1,4 @@
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +190,9 @@ class GAILConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.discriminator_init_kwargs, str):
+            # From the command line or a YAML string, as `model_init_kwargs`
+            self.discriminator_init_kwargs = json.loads(self.discriminator_init_kwargs)
         if self.discriminator_level not in DISCRIMINATOR_LEVELS:
             raise ValueError(
                 f"`discriminator_level` must be one of {list(DISCRIMINATOR_LEVELS)}, got {self.discriminator_level!r}."

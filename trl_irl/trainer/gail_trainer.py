@@ -294,7 +294,11 @@ class GAILTrainer(GRPOTrainer):
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
         set_seed(args.seed)
         self.discriminator = self._build_discriminator(
-            discriminator or policy_id, discriminator_processing_class, discriminator_peft_config, args
+            discriminator or policy_id,
+            discriminator_processing_class,
+            discriminator_peft_config,
+            args,
+            is_policy_checkpoint=discriminator is None,
         )
         self.discriminator_reward = DiscriminatorReward(
             self.discriminator,
@@ -375,12 +379,17 @@ class GAILTrainer(GRPOTrainer):
         tokenizer: PreTrainedTokenizerBase | None,
         peft_config,
         args: GAILConfig,
+        is_policy_checkpoint: bool = False,
     ) -> Discriminator:
         token_level = args.discriminator_level == "token"
         likelihood_ratio = args.discriminator_type == "likelihood_ratio"
+        init_kwargs = dict(args.discriminator_init_kwargs or {})
+        init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+        policy_init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
+        if is_policy_checkpoint and "revision" in policy_init_kwargs:
+            # The policy's checkpoint is loaded at the policy's revision, tokenizer included
+            init_kwargs.setdefault("revision", policy_init_kwargs["revision"])
         if isinstance(discriminator, str):
-            init_kwargs = dict(args.discriminator_init_kwargs or {})
-            init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
             if likelihood_ratio:
                 model = AutoModelForCausalLM.from_pretrained(discriminator, **init_kwargs)
             else:
@@ -389,7 +398,10 @@ class GAILTrainer(GRPOTrainer):
         else:
             model = discriminator
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(get_config_model_id(model.config))
+            tokenizer_kwargs = {
+                key: init_kwargs[key] for key in ("revision", "trust_remote_code") if key in init_kwargs
+            }
+            tokenizer = AutoTokenizer.from_pretrained(get_config_model_id(model.config), **tokenizer_kwargs)
         if peft_config is not None:
             from peft import get_peft_model
 
@@ -556,10 +568,14 @@ class GAILTrainer(GRPOTrainer):
         )
 
     def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
-        """Push the discriminator, with its model card, to its own Hub repository. Returns the commit URL."""
+        """
+        Push the discriminator, with its model card, to its own Hub repository, private if `private` (defaults to
+        `args.hub_private_repo`, as `push_to_hub` does). Returns the commit URL.
+        """
         from huggingface_hub import HfApi
 
         api = HfApi(token=token or self.args.hub_token)
+        private = self.args.hub_private_repo if private is None else private
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_discriminator(tmp)

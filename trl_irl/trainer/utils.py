@@ -28,6 +28,13 @@ def resolve_config(args: TrainingArguments | None, model, config_class: type, me
         return config_class(f"{model_id.split('/')[-1]}-{method_name}")
     if isinstance(args, config_class):
         return args
+    parent = next(base for base in config_class.__mro__[1:] if base.__module__.startswith("trl."))
+    if not isinstance(args, parent) and type(args) is not TrainingArguments:
+        raise TypeError(
+            f"The {method_name} trainer takes a `{config_class.__name__}` (or TRL's `{parent.__name__}`, or "
+            f"`TrainingArguments`) as `args`, but got a `{type(args).__name__}`, whose fields are another trainer's. "
+            f"Build a `{config_class.__name__}` with the settings you need."
+        )
     return upgrade_config(args, config_class, **overrides)
 
 
