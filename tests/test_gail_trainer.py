@@ -493,15 +493,18 @@ def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
 ):
     import trl_irl.trainer.gail_trainer as gail_trainer
 
+    # Replaced in the trainer's module only: GRPO's own loading of the policy is not recorded
     loaded = []
-    for auto_class in (gail_trainer.AutoModelForCausalLM, gail_trainer.AutoTokenizer):
-        original = auto_class.from_pretrained
+    for name in ("AutoModelForCausalLM", "AutoTokenizer"):
+        auto_class = getattr(gail_trainer, name)
 
-        def recording(path, *args, _original=original, _name=auto_class.__name__, **kwargs):
-            loaded.append((_name, kwargs.get("revision"), kwargs.get("trust_remote_code")))
-            return _original(path, *args, **kwargs)
+        class Recording:
+            @staticmethod
+            def from_pretrained(path, *args, _auto_class=auto_class, _name=name, **kwargs):
+                loaded.append((_name, kwargs.get("revision"), kwargs.get("trust_remote_code")))
+                return _auto_class.from_pretrained(path, *args, **kwargs)
 
-        monkeypatch.setattr(auto_class, "from_pretrained", recording)
+        monkeypatch.setattr(gail_trainer, name, Recording)
     GAILTrainer(
         model=tiny_model_path,
         args=_config(tmp_path, model_init_kwargs={"revision": "main"}),
