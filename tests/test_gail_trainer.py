@@ -512,3 +512,25 @@ def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
     )
     assert ("AutoModelForCausalLM", "main", False) in loaded
     assert ("AutoTokenizer", "main", False) in loaded
+
+
+@pytest.mark.parametrize(
+    ("level", "wrong_class", "named"),
+    [
+        ("sequence", "AutoModelForTokenClassification", "AutoModelForSequenceClassification"),
+        ("token", "AutoModelForSequenceClassification", "AutoModelForTokenClassification"),
+    ],
+)
+def test_a_discriminator_with_the_wrong_head_for_its_level_is_refused(
+    tmp_path, tiny_model_path, prompt_completion_dataset, level, wrong_class, named
+):
+    import transformers
+
+    model = getattr(transformers, wrong_class).from_pretrained(tiny_model_path, num_labels=1)
+    with pytest.raises(ValueError, match=f"discriminator_level='{level}' needs .*{named}"):
+        GAILTrainer(
+            model=tiny_model_path,
+            discriminator=model,
+            args=_config(tmp_path, discriminator_level=level, discriminator_type="classifier"),
+            train_dataset=prompt_completion_dataset,
+        )

@@ -136,6 +136,7 @@ class Discriminator:
         self.tokenizer = tokenizer
         # A decoder classifier scores the last non-padding token, which it finds through the config's pad token
         model.config.pad_token_id = tokenizer.pad_token_id
+        self._check_output_shape(model)
         if max_length is None:
             max_length = getattr(model.config, "max_position_embeddings", None)
         self.max_length = max_length
@@ -155,6 +156,28 @@ class Discriminator:
                 f"The discriminator must output one logit (`num_labels=1`), but its config has "
                 f"`num_labels={model.config.num_labels}`. Load it with "
                 "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
+            )
+
+    # The shape of the model's logits on one sequence of `T` tokens, and the class that gives it
+    _expected_logits = ("(1, 1)", "AutoModelForSequenceClassification", "discriminator_level='sequence'")
+
+    def _output_shape_ok(self, logits: torch.Tensor, length: int) -> bool:
+        return tuple(logits.shape) == (1, 1)
+
+    @torch.no_grad()
+    def _check_output_shape(self, model: PreTrainedModel) -> None:
+        """A model with another head than the level needs fails here, by name, rather than as a shape error later."""
+        length = 4
+        device = next(model.parameters()).device
+        input_ids = torch.arange(1, length + 1, device=device)[None] % model.config.vocab_size
+        logits = model(input_ids=input_ids).logits
+        if not self._output_shape_ok(logits, length):
+            shape, auto_class, level = self._expected_logits
+            raise ValueError(
+                f"The discriminator ({type(model).__name__}) gives logits of shape {tuple(logits.shape)} on one "
+                f"sequence of {length} tokens, but {level} needs {shape}: load it with "
+                f"`{auto_class}.from_pretrained(..., num_labels=1)`, or set the discriminator level and type that "
+                "match it."
             )
 
     @property
@@ -415,6 +438,10 @@ class TokenDiscriminator(Discriminator):
     token_level = True
     # Prompt tokens a window must keep besides the response (a next-token model needs one to score the first)
     _min_prompt_tokens = 0
+    _expected_logits = ("(1, T, 1)", "AutoModelForTokenClassification", "discriminator_level='token'")
+
+    def _output_shape_ok(self, logits: torch.Tensor, length: int) -> bool:
+        return tuple(logits.shape) == (1, length, 1)
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kwargs):
         super().__init__(model, tokenizer, **kwargs)
@@ -483,6 +510,9 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
     """
 
     _min_prompt_tokens = 1
+
+    def _output_shape_ok(self, logits: torch.Tensor, length: int) -> bool:
+        return logits.dim() == 3 and logits.shape[:2] == (1, length)  # a distribution over the vocabulary per token
 
     def __init__(
         self,
