@@ -3,6 +3,7 @@ import torch
 import toy_colors
 from helpers import (
     adversarial_config,
+    assert_resume_is_exact,
     colours_training_overrides,
     one_step_grpo_config,
     train_and_check_both_models_learn,
@@ -107,26 +108,12 @@ class TestAIRLTrainer:
         assert "rewards/reward_model/mean" in grpo.state.log_history[0]
 
     def test_resume_continues_like_an_uninterrupted_run(self, tmp_path, tiny_model_path, prompt_completion_dataset):
-        common = {"max_steps": 4, "save_strategy": "steps", "save_steps": 2}
-        uninterrupted = AIRLTrainer(
-            model=tiny_model_path, args=_config(tmp_path / "full", **common), train_dataset=prompt_completion_dataset
-        )
-        uninterrupted.train()
-        first = AIRLTrainer(
-            model=tiny_model_path, args=_config(tmp_path / "cut", **common), train_dataset=prompt_completion_dataset
-        )
-        first.train()
-        assert (tmp_path / "cut" / "checkpoint-2" / "reward_model" / "discriminator_state.pt").is_file()
-        resumed = AIRLTrainer(
-            model=tiny_model_path, args=_config(tmp_path / "cut", **common), train_dataset=prompt_completion_dataset
-        )
-        resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
-        for a, b in zip(
-            uninterrupted.discriminator.model.parameters(), resumed.discriminator.model.parameters(), strict=True
-        ):
-            torch.testing.assert_close(a, b)
-        for a, b in zip(uninterrupted.model.parameters(), resumed.model.parameters(), strict=True):
-            torch.testing.assert_close(a, b)
+        def make_trainer(output_dir):
+            args = _config(output_dir, max_steps=4, save_strategy="steps", save_steps=2)
+            return AIRLTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
+
+        assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
+        assert (tmp_path / "checkpoint-2" / "reward_model" / "discriminator_state.pt").is_file()
 
 
 @pytest.mark.parametrize("discriminator_type", ["classifier", "likelihood_ratio"])

@@ -5,7 +5,12 @@ import pytest
 import torch
 import toy_colors
 from datasets import Dataset, IterableDataset
-from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
+from helpers import (
+    adversarial_config,
+    assert_resume_is_exact,
+    colours_training_overrides,
+    train_and_check_both_models_learn,
+)
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
@@ -238,33 +243,52 @@ class TestGAILTrainer:
             "discriminator_level": level,
             "discriminator_type": discriminator_type,
         }
-        uninterrupted = GAILTrainer(
-            model=tiny_model_path, args=_config(tmp_path / "full", **common), train_dataset=prompt_completion_dataset
-        )
-        uninterrupted.train()
 
-        interrupted_dir = tmp_path / "interrupted"
-        first_half = GAILTrainer(
-            model=tiny_model_path, args=_config(interrupted_dir, **common), train_dataset=prompt_completion_dataset
-        )
-        first_half.train()  # also writes checkpoint-2, which we resume from
-        checkpoint = interrupted_dir / "checkpoint-2"
+        def make_trainer(output_dir):
+            return GAILTrainer(
+                model=tiny_model_path, args=_config(output_dir, **common), train_dataset=prompt_completion_dataset
+            )
+
+        assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
+        checkpoint = tmp_path / "checkpoint-2"
         assert (checkpoint / "discriminator" / "model.safetensors").is_file()
-        assert (checkpoint / "discriminator" / "discriminator_state.pt").is_file()
-        resumed = GAILTrainer(
-            model=tiny_model_path, args=_config(interrupted_dir, **common), train_dataset=prompt_completion_dataset
-        )
-        resumed.train(resume_from_checkpoint=str(checkpoint))
-
-        for (name, a), b in zip(
-            uninterrupted.discriminator.model.named_parameters(), resumed.discriminator.model.parameters(), strict=True
-        ):
-            torch.testing.assert_close(a, b, msg=f"discriminator {name}")
-        for (name, a), b in zip(uninterrupted.model.named_parameters(), resumed.model.parameters(), strict=True):
-            torch.testing.assert_close(a, b, msg=f"policy {name}")
-        assert resumed.discriminator.replay_buffer == uninterrupted.discriminator.replay_buffer
         reward_state = json.loads((checkpoint / "discriminator" / "discriminator_reward_state.json").read_text())
         assert reward_state == {"num_generations_seen": 2}
+
+    def test_resume_skips_an_interrupted_checkpoint(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    ):
+        import trl_irl.trainer.utils as trainer_utils
+
+        config = _config(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
+        GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
+        # As if the machine was lost while checkpoint-4 was written: its trainer state never came
+        (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
+        warnings = []
+        monkeypatch.setattr(trainer_utils.logger, "warning", warnings.append)
+        resumed = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+        resumed.train(resume_from_checkpoint=True)
+        assert len(warnings) == 1 and "checkpoint-4" in warnings[0] and "trainer_state.json" in warnings[0]
+        assert resumed.discriminator_reward.num_generations_seen == 4  # 2 restored from checkpoint-2, then 2 more
+
+    def test_checkpoint_state_is_complete_before_it_is_marked_complete(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    ):
+        # `trainer_state.json` is what marks a checkpoint complete, and `save_total_limit` deletes old checkpoints
+        # right after it: the discriminator's state must already be there
+        from transformers import TrainerState
+
+        original = TrainerState.save_to_json
+        seen = []
+
+        def check_then_save(state, path):
+            seen.append((Path(path).parent / "discriminator" / "discriminator_state.pt").is_file())
+            return original(state, path)
+
+        monkeypatch.setattr(TrainerState, "save_to_json", check_then_save)
+        config = _config(tmp_path, max_steps=2, save_strategy="steps", save_steps=1, save_total_limit=1)
+        GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
+        assert seen == [True, True]
 
     def test_resume_from_a_checkpoint_without_discriminator_fails(
         self, tmp_path, tiny_model_path, prompt_completion_dataset

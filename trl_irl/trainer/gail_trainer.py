@@ -17,7 +17,7 @@ from transformers import (
     TrainerCallback,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
@@ -26,7 +26,7 @@ from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDi
 from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward, response_log_probs
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
-from .utils import SFT_AS_IRL_CITATION, resolve_config
+from .utils import SFT_AS_IRL_CITATION, resolve_config, resolve_resume_checkpoint
 
 
 logger = logging.get_logger(__name__)
@@ -186,18 +186,6 @@ def discriminator_model_card(
         """)
 
 
-class _DiscriminatorCheckpointCallback(TrainerCallback):
-    """Writes the discriminator's optimizer, replay buffer and reward schedule next to each checkpoint's weights."""
-
-    def __init__(self, trainer: "GAILTrainer"):
-        self.trainer = trainer
-
-    def on_save(self, args, state, control, **kwargs):
-        if args.should_save:
-            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            self.trainer._save_discriminator_state(checkpoint / self.trainer.discriminator_dir)
-
-
 class GAILTrainer(GRPOTrainer):
     r"""
     Generative adversarial imitation of demonstrations, on top of [`~trl.GRPOTrainer`].
@@ -342,7 +330,6 @@ class GAILTrainer(GRPOTrainer):
         self.discriminator.to(self.accelerator.device)
         # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
         self.discriminator.synchronize()
-        self.add_callback(_DiscriminatorCheckpointCallback(self))
 
     def _check_discriminator_window(self) -> None:
         """A discriminator that scores response tokens must fit the longest completion: refuse before training."""
@@ -584,7 +571,12 @@ class GAILTrainer(GRPOTrainer):
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
-            self.save_discriminator(Path(output_dir or self.args.output_dir) / self.discriminator_dir)
+            directory = Path(output_dir or self.args.output_dir)
+            self.save_discriminator(directory / self.discriminator_dir)
+            if _internal_call and directory.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+                # A checkpoint: its training state is written here, before `trainer_state.json` marks the checkpoint
+                # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both)
+                self._save_discriminator_state(directory / self.discriminator_dir)
 
     def _save_discriminator_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -593,19 +585,16 @@ class GAILTrainer(GRPOTrainer):
         (directory / _REWARD_STATE_FILE).write_text(json.dumps(reward_state))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        if resume_from_checkpoint is not None and resume_from_checkpoint is not False:
-            checkpoint = (
-                get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
-            )
-            if checkpoint is None:
-                raise ValueError(f"No checkpoint found in `output_dir` ({self.args.output_dir}) to resume from.")
+        required = (f"{self.discriminator_dir}/{_REWARD_STATE_FILE}",)
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir, required)
+        if checkpoint is not None:
             directory = Path(checkpoint) / self.discriminator_dir
             if not (directory / _REWARD_STATE_FILE).is_file():
                 raise FileNotFoundError(
                     f"The checkpoint {checkpoint} has no discriminator state ({directory / _REWARD_STATE_FILE}); "
-                    f"it was not written by {type(self).__name__}."
+                    f"it was not written by {type(self).__name__}, or its save was interrupted."
                 )
             self.discriminator.load(directory)
             state = json.loads((directory / _REWARD_STATE_FILE).read_text())
             self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)

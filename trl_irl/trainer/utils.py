@@ -1,10 +1,22 @@
 """Pieces the trainers share."""
 
 import dataclasses
+import os
+import re
 import textwrap
+from pathlib import Path
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
+
+
+logger = logging.get_logger(__name__)
+
+# Written last by `Trainer._save_checkpoint`, after the weights, optimizer and everything `save_model` writes, and
+# before old checkpoints are rotated away: a checkpoint without it was interrupted
+TRAINER_STATE_FILE = "trainer_state.json"
 
 
 # The paper every trainer of this package implements a part of
@@ -47,3 +59,37 @@ def upgrade_config(args: TrainingArguments, config_class: type, **overrides) -> 
     """
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(args) if field.init}
     return config_class(**{**values, **overrides})
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike, required: tuple[str, ...] = ()) -> str | None:
+    """
+    The newest `checkpoint-<step>` folder of `output_dir` whose save finished: it holds `trainer_state.json` and every
+    path in `required` (relative to the checkpoint). Newer, incomplete ones (a save interrupted by a crash or a lost
+    machine) are skipped with a warning instead of being half-loaded. `None` if there is none.
+    """
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    folders = [path for path in Path(output_dir).iterdir() if path.is_dir() and pattern.match(path.name)]
+    for folder in sorted(folders, key=lambda path: int(pattern.match(path.name).group(1)), reverse=True):
+        missing = [name for name in (TRAINER_STATE_FILE, *required) if not (folder / name).exists()]
+        if not missing:
+            return str(folder)
+        logger.warning(
+            f"Skipping {folder}: it lacks {', '.join(missing)}, so its save was interrupted. Resuming from an "
+            "earlier checkpoint."
+        )
+    return None
+
+
+def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str, required=()) -> str | None:
+    """
+    What `train(resume_from_checkpoint=...)` resumes from: `True` becomes the last complete checkpoint of
+    `output_dir` (an error if there is none, as in `Trainer`), a path stays as it is, `None`/`False` mean no resume.
+    """
+    if resume_from_checkpoint is None or resume_from_checkpoint is False:
+        return None
+    if resume_from_checkpoint is not True:
+        return str(resume_from_checkpoint)
+    checkpoint = last_complete_checkpoint(output_dir, required) if os.path.isdir(output_dir) else None
+    if checkpoint is None:
+        raise ValueError(f"No complete checkpoint found in `output_dir` ({output_dir}) to resume from.")
+    return checkpoint
