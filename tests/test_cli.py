@@ -170,3 +170,69 @@ def test_missing_dataset_fails_clearly(tmp_path, tiny_model_path):
     )
     with pytest.raises(SystemExit, match="dataset_name"):
         main(["weighted-sft", "--config", str(tmp_path / "config.yaml")])
+
+
+def _training_script_arguments(method: str, argv: list[str]):
+    from trl_irl.scripts.train import make_parser
+
+    return make_parser(method).parse_args_and_config(argv, fail_with_unknown_args=False)
+
+
+def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prompt_completion_dataset, monkeypatch):
+    # `trl <method>` options that used to be parsed and then ignored; a recording trainer stands in for the real one
+    from trl_irl.scripts import train
+
+    for split, rows in (("train", range(0, 8)), ("test", range(8, 12))):
+        prompt_completion_dataset.select(rows).to_json(tmp_path / "data" / f"{split}.jsonl")
+    received = {}
+
+    class RecordingTrainer:
+        def __init__(self, **kwargs):
+            received.update(kwargs)
+
+        def train(self, resume_from_checkpoint=None):
+            received["resume_from_checkpoint"] = resume_from_checkpoint
+
+        def save_model(self, output_dir):
+            pass
+
+    monkeypatch.setitem(train.TRAINERS, "weighted-sft", (train.TRAINERS["weighted-sft"][0], RecordingTrainer))
+    arguments = _training_script_arguments(
+        "weighted-sft",
+        [
+            *("--model_name_or_path", "some/model", "--dataset_name", str(tmp_path / "data")),
+            *("--output_dir", str(tmp_path / "out"), "--bf16", "False", "--report_to", "none"),
+            *("--dtype", "float32", "--model_revision", "v1", "--attn_implementation", "eager"),
+            *("--load_in_4bit", "True", "--eval_strategy", "steps", "--resume_from_checkpoint", "some-checkpoint"),
+            *("--model_init_kwargs", '{"attn_implementation": "sdpa"}'),
+        ],
+    )
+    train.main("weighted-sft", *arguments)
+    assert received["args"].model_init_kwargs == {
+        "revision": "v1",
+        "trust_remote_code": False,
+        "attn_implementation": "sdpa",  # `model_init_kwargs` wins over `ModelConfig`, as in TRL's scripts
+        "dtype": "float32",
+    }
+    assert received["quantization_config"].load_in_4bit
+    assert len(received["train_dataset"]) == 8 and len(received["eval_dataset"]) == 4
+    assert received["resume_from_checkpoint"] == "some-checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--dataset_train_split", "training"], r"`dataset_train_split` is 'training'.*\['train'\]"),
+        (["--eval_strategy", "steps"], r"`dataset_test_split` is 'test'.*\['train'\].*eval_strategy: no"),
+    ],
+)
+def test_a_missing_split_is_named(tmp_path, prompt_completion_dataset, options, message):
+    from trl_irl.scripts import train
+
+    prompt_completion_dataset.to_json(tmp_path / "data.jsonl")
+    arguments = _training_script_arguments(
+        "gail",
+        ["--model_name_or_path", "m", "--dataset_name", str(tmp_path / "data.jsonl"), "--bf16", "False", *options],
+    )
+    with pytest.raises(SystemExit, match=message):
+        train.load_datasets(arguments[0], arguments[1])

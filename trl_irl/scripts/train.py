@@ -10,7 +10,15 @@
 import sys
 from pathlib import Path
 
-from trl import ModelConfig, ScriptArguments, SFTConfig, SFTTrainer, TrlParser, get_peft_config
+from trl import (
+    ModelConfig,
+    ScriptArguments,
+    SFTConfig,
+    SFTTrainer,
+    TrlParser,
+    get_peft_config,
+    get_quantization_config,
+)
 
 from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
 
@@ -47,30 +55,58 @@ def check_arguments(method: str, script_args: ScriptArguments, model_args: Model
         )
 
 
-def load_train_dataset(script_args: ScriptArguments):
-    """A Hub dataset, a local dataset directory, or a single JSON, JSON Lines, CSV or Parquet file."""
+def load_datasets(script_args: ScriptArguments, training_args) -> tuple:
+    """
+    The training split and, when `eval_strategy` is not `"no"`, the evaluation split (`dataset_test_split`) of a Hub
+    dataset, a local dataset directory, or a single JSON, JSON Lines, CSV or Parquet file (whose one split is
+    `train`), streamed if `dataset_streaming`. A missing split is an error naming the argument and the splits found.
+    """
     from datasets import load_dataset
 
     path = Path(script_args.dataset_name)
+    streaming = script_args.dataset_streaming
     if path.is_file():
-        return load_dataset(
-            DATA_FILE_BUILDERS[path.suffix], data_files=str(path), split=script_args.dataset_train_split
-        )
-    return load_dataset(
-        script_args.dataset_name, name=script_args.dataset_config, split=script_args.dataset_train_split
-    )
+        dataset = load_dataset(DATA_FILE_BUILDERS[path.suffix], data_files=str(path), streaming=streaming)
+    else:
+        dataset = load_dataset(script_args.dataset_name, name=script_args.dataset_config, streaming=streaming)
+    wanted = {"dataset_train_split": script_args.dataset_train_split}
+    if training_args.eval_strategy != "no":
+        wanted["dataset_test_split"] = script_args.dataset_test_split
+    for argument, split in wanted.items():
+        if split not in dataset:
+            raise SystemExit(
+                f"`{argument}` is {split!r}, but {script_args.dataset_name!r} has the splits {sorted(dataset)}."
+                + (" Set `eval_strategy: no` to train without evaluation." if argument == "dataset_test_split" else "")
+            )
+    eval_dataset = dataset[wanted["dataset_test_split"]] if "dataset_test_split" in wanted else None
+    return dataset[script_args.dataset_train_split], eval_dataset
+
+
+def model_init_kwargs(training_args, model_args: ModelConfig) -> dict:
+    """How the policy is loaded, as in TRL's scripts: `ModelConfig`'s options, then `model_init_kwargs` over them."""
+    kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    return {**kwargs, **(training_args.model_init_kwargs or {})}
 
 
 def main(method: str, script_args: ScriptArguments, training_args, model_args: ModelConfig) -> None:
     check_arguments(method, script_args, model_args)
     trainer_class = TRAINERS[method][1]
+    training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
+    train_dataset, eval_dataset = load_datasets(script_args, training_args)
     trainer = trainer_class(
         model=model_args.model_name_or_path,
         args=training_args,
-        train_dataset=load_train_dataset(script_args),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

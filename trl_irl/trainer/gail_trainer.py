@@ -218,6 +218,8 @@ class GAILTrainer(GRPOTrainer):
         discriminator_peft_config ([`~peft.PeftConfig`], *optional*): wraps the discriminator with PEFT (for a
             classifier use `task_type="SEQ_CLS"`, so that its classification head is trained too; for the likelihood
             ratio `"CAUSAL_LM"`).
+        quantization_config ([`~transformers.BitsAndBytesConfig`], *optional*): quantizes the policy when it is given
+            as a model id or path (QLoRA, with `peft_config`), as for `GRPOTrainer`.
     """
 
     _tag_names = ["trl", "grpo", "trl-irl", "gail"]
@@ -253,6 +255,7 @@ class GAILTrainer(GRPOTrainer):
         optimizers=(None, None),
         peft_config=None,
         discriminator_peft_config=None,
+        quantization_config=None,
     ):
         policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
@@ -313,6 +316,7 @@ class GAILTrainer(GRPOTrainer):
             callbacks=callbacks,
             optimizers=optimizers,
             peft_config=peft_config,
+            quantization_config=quantization_config,
         )
 
         if isinstance(self.discriminator, TokenDiscriminator) and (
