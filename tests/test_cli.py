@@ -236,3 +236,23 @@ def test_a_missing_split_is_named(tmp_path, prompt_completion_dataset, options, 
     )
     with pytest.raises(SystemExit, match=message):
         train.load_datasets(arguments[0], arguments[1])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["gail", "--config", "missing.yaml"], "`--config` file 'missing.yaml' does not exist"),
+        (["sft", "--model_name_or_path", "./no-model", "--dataset_name", "d", "--bf16", "False"], "'./no-model'"),
+        (["sft", "--model_name_or_path", "org/model", "--dataset_name", "d.jsonl", "--bf16", "False"], "'d.jsonl'"),
+    ],
+)
+def test_missing_files_are_named_before_anything_is_launched(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=message):
+        main(argv)
+
+
+def test_demo_refuses_a_non_positive_number_of_demonstrations(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--num-demonstrations", "0"])
+    assert "must be a positive number, got 0" in capsys.readouterr().err

@@ -558,3 +558,14 @@ def test_a_discriminator_with_the_wrong_head_for_its_level_is_refused(
             args=_config(tmp_path, discriminator_level=level, discriminator_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
+
+
+def test_a_discriminator_path_that_does_not_exist_is_named(tmp_path, tiny_model_path, prompt_completion_dataset):
+    # `from_pretrained` would take it for a Hub id and complain about repository names
+    with pytest.raises(FileNotFoundError, match="`discriminator` .*nowhere' is a path that does not exist"):
+        GAILTrainer(
+            model=tiny_model_path,
+            discriminator=str(tmp_path / "nowhere"),
+            args=_config(tmp_path),
+            train_dataset=prompt_completion_dataset,
+        )

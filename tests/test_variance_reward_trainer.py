@@ -163,3 +163,8 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny_model_path, p
         return VarianceRewardTrainer(model=tiny_model_path, args=args, train_dataset=preference_dataset)
 
     assert_resume_is_exact(make_trainer, tmp_path, resume_step=4)
+
+
+def test_a_dataset_without_preference_pairs_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
+    with pytest.raises(ValueError, match=r"columns \['prompt', 'completion'\].*`chosen` and `rejected`"):
+        VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)

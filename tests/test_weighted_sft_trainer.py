@@ -321,3 +321,18 @@ def test_resume_true_skips_an_interrupted_checkpoint(
     assert len(warnings) == 1 and "checkpoint-8" in warnings[0]
     # Steps 1 to 4 come from checkpoint-4's state, 5 to 8 were trained again
     assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"question": "2 + 2?"}], r"`train_dataset` has columns \['question'\].*`text` or `prompt` and `completion`"),
+        ([], "`train_dataset` is empty"),
+    ],
+)
+def test_a_dataset_sft_cannot_read_is_refused_by_name(tmp_path, tiny_model_path, rows, message):
+    from datasets import Dataset
+
+    dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "completion": []})
+    with pytest.raises(ValueError, match=message):
+        WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=dataset)

@@ -20,6 +20,13 @@ from pathlib import Path
 TRAINING_METHODS = ("sft", "weighted-sft", "gail", "airl")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return value
+
+
 def _demo(argv: list[str]) -> None:
     from .comparison import METHODS, REWARD_METRICS, ComparisonSettings, results_table, run_comparison, svg_plot
     from .synthetic import REGIMES
@@ -39,7 +46,7 @@ def _demo(argv: list[str]) -> None:
         "unseen prompts, with a larger model and 1500 SFT steps (about 25 minutes on 2 CPU cores).",
     )
     parser.add_argument(
-        "--num-demonstrations", type=int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."
+        "--num-demonstrations", type=_positive_int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."
     )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--output-dir", default="trl-irl-demo")
@@ -117,6 +124,11 @@ def _train(method: str, argv: list[str]) -> None:
 
     from .scripts.train import check_arguments, make_parser
 
+    if "--config" in argv:
+        position = argv.index("--config")
+        config_file = argv[position + 1] if position + 1 < len(argv) else None
+        if config_file is None or not Path(config_file).is_file():
+            raise SystemExit(f"trl-irl {method}: the `--config` file {config_file!r} does not exist.")
     # As `trl <method>`: arguments that are not the method's (from the YAML config or the command line) are
     # `accelerate launch` arguments, and training runs in the processes it launches
     parser = make_parser(method)

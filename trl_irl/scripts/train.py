@@ -21,6 +21,7 @@ from trl import (
 )
 
 from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+from ..trainer.utils import is_missing_local_path
 
 
 TRAINERS = {
@@ -45,9 +46,13 @@ def check_arguments(method: str, script_args: ScriptArguments, model_args: Model
         raise SystemExit(
             f"trl-irl {method}: `model_name_or_path` is required (in the YAML config or on the command line)."
         )
+    if is_missing_local_path(model_args.model_name_or_path):
+        raise SystemExit(f"trl-irl {method}: `model_name_or_path` {model_args.model_name_or_path!r} does not exist.")
     if script_args.dataset_name is None:
         raise SystemExit(f"trl-irl {method}: `dataset_name` is required: a Hub dataset, a local directory or a file.")
     path = Path(script_args.dataset_name)
+    if is_missing_local_path(script_args.dataset_name) or (path.suffix in DATA_FILE_BUILDERS and not path.exists()):
+        raise SystemExit(f"trl-irl {method}: `dataset_name` {script_args.dataset_name!r} does not exist.")
     if path.is_file() and path.suffix not in DATA_FILE_BUILDERS:
         raise SystemExit(
             f"trl-irl {method}: `dataset_name` {script_args.dataset_name!r}: unsupported file type {path.suffix!r} "

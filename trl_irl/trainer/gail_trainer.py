@@ -26,7 +26,7 @@ from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDi
 from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward, response_log_probs
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
-from .utils import SFT_AS_IRL_CITATION, resolve_config, resolve_resume_checkpoint
+from .utils import SFT_AS_IRL_CITATION, is_missing_local_path, resolve_config, resolve_resume_checkpoint
 
 
 logger = logging.get_logger(__name__)
@@ -381,6 +381,8 @@ class GAILTrainer(GRPOTrainer):
             # The policy's checkpoint is loaded at the policy's revision, tokenizer included
             init_kwargs.setdefault("revision", policy_init_kwargs["revision"])
         if isinstance(discriminator, str):
+            if is_missing_local_path(discriminator):
+                raise FileNotFoundError(f"`discriminator` {discriminator!r} is a path that does not exist.")
             if likelihood_ratio:
                 model = AutoModelForCausalLM.from_pretrained(discriminator, **init_kwargs)
             else:

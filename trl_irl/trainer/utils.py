@@ -93,3 +93,35 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
     if checkpoint is None:
         raise ValueError(f"No complete checkpoint found in `output_dir` ({output_dir}) to resume from.")
     return checkpoint
+
+
+def check_dataset_columns(dataset, name: str, accepted: list[tuple[str, ...]], kind: str) -> None:
+    """
+    Refuse, naming `name` and its columns, a dataset that is empty or has none of the `accepted` column sets, before
+    the parent trainer fails on it with a `KeyError` or `StopIteration`. `None`, and datasets whose columns are only
+    known once read, pass; a dict of datasets is checked entry by entry.
+    """
+    if dataset is None:
+        return
+    if isinstance(dataset, dict):
+        for key, value in dataset.items():
+            check_dataset_columns(value, f"{name}[{key!r}]", accepted, kind)
+        return
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return
+    if hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError(f"`{name}` is empty.")
+    if not any(set(columns) >= set(required) for required in accepted):
+        formats = " or ".join(" and ".join(f"`{column}`" for column in required) for required in accepted)
+        raise ValueError(f"`{name}` has columns {columns}, but a {kind} dataset needs {formats}.")
+
+
+def is_missing_local_path(reference: str) -> bool:
+    """
+    Whether a model or dataset reference is written as a local path (absolute, `./` or `../`, or more than the one
+    `/` of a Hub id `namespace/name`) that does not exist: `from_pretrained` would take it for a Hub id and fail with
+    a message about repository names.
+    """
+    path_like = os.path.isabs(reference) or reference.startswith(".") or reference.count("/") > 1 or "\\" in reference
+    return path_like and not os.path.exists(reference)

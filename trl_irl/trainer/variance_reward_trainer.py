@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments, set_seed
 from trl import RewardTrainer
 
-from .utils import SFT_AS_IRL_CITATION, resolve_config, resolve_resume_checkpoint
+from .utils import SFT_AS_IRL_CITATION, check_dataset_columns, resolve_config, resolve_resume_checkpoint
 from .variance_reward_config import VarianceRewardConfig
 
 
@@ -102,6 +102,9 @@ class VarianceRewardTrainer(RewardTrainer):
         peft_config=None,
     ):
         args = resolve_config(args, model, VarianceRewardConfig, "VarianceReward")
+        formats = [("chosen", "rejected"), ("chosen_input_ids", "rejected_input_ids")]
+        check_dataset_columns(train_dataset, "train_dataset", formats, "preference")
+        check_dataset_columns(eval_dataset, "eval_dataset", formats, "preference")
 
         num_outputs = 2 if args.learn_variance else 1
         if isinstance(model, str) and args.learn_variance:

@@ -6,7 +6,7 @@ from transformers import TrainingArguments
 from trl import SFTTrainer
 
 from ..token_weighting import token_weights
-from .utils import SFT_AS_IRL_CITATION, resolve_config, resolve_resume_checkpoint
+from .utils import SFT_AS_IRL_CITATION, check_dataset_columns, resolve_config, resolve_resume_checkpoint
 from .weighted_sft_config import WeightedSFTConfig
 
 
@@ -76,6 +76,12 @@ class WeightedSFTTrainer(SFTTrainer):
                 "`compute_loss_func` is not supported by `WeightedSFTTrainer`: a custom loss bypasses the token "
                 "weights. Use `SFTTrainer` for a custom loss."
             )
+
+        if formatting_func is None:
+            # The formats `SFTTrainer` reads (it fails on others with a `KeyError` on `text`)
+            formats = [(args.dataset_text_field,), ("prompt", "completion"), ("messages",), ("input_ids",)]
+            check_dataset_columns(train_dataset, "train_dataset", formats, "supervised fine-tuning")
+            check_dataset_columns(eval_dataset, "eval_dataset", formats, "supervised fine-tuning")
 
         super().__init__(
             model=model,
