@@ -32,6 +32,7 @@ class TestAIRLConfig:
         [
             ({"log_prob_reduction": "max"}, "log_prob_reduction"),
             ({"log_prob_coef": -1.0}, "log_prob_coef"),
+            ({"log_prob_coef": float("nan"), "discriminator_type": "classifier"}, "log_prob_coef"),
             ({"disc_replay_buffer_size": 8}, "disc_replay_buffer_size"),
         ],
     )

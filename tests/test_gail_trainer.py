@@ -40,6 +40,8 @@ class TestGAILConfig:
             ({"divergence": "alpha", "divergence_alpha": 1.0}, "divergence_alpha"),
             ({"reward_clip": 0.0}, "reward_clip"),
             ({"reward_clip": float("nan")}, "reward_clip"),
+            ({"discriminator_level": "word"}, "discriminator_level"),
+            ({"disc_warmup_generations": -1}, "disc_warmup_generations"),
             ({"divergence_alpha": float("nan")}, "divergence_alpha"),
             ({"disc_learning_rate": float("nan")}, "disc_learning_rate"),
             ({"disc_heldout_fraction": float("nan")}, "disc_heldout_fraction"),
