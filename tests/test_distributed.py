@@ -73,3 +73,23 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
         assert not torch.equal(param, rank0["initial_discriminator"][name]), f"discriminator {name} did not train"
     for name, param in rank0["policy"].items():
         assert torch.equal(param, rank1["policy"][name]), f"policy {name} differs across processes"
+
+
+def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_does(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    # Each process draws its own demonstrations and restores its own random state: both must resume exactly
+    data_path = tmp_path / "demonstrations.json"
+    prompt_completion_dataset.select(range(16)).to_json(data_path)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534"]
+    script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
+    _run([*torchrun, *script, str(tmp_path), "sequence", "gail", "4"], cwd=tmp_path)
+    uninterrupted = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    checkpoint = str(tmp_path / "checkpoint-2")
+    _run([*torchrun, *script, str(tmp_path), "sequence", "gail", "4", checkpoint], cwd=tmp_path)
+    resumed = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+
+    for rank in (0, 1):
+        for model in ("policy", "discriminator"):
+            for name, param in uninterrupted[rank][model].items():
+                torch.testing.assert_close(resumed[rank][model][name], param, msg=f"rank {rank} {model} {name}")

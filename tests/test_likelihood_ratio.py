@@ -269,3 +269,20 @@ class TestConfig:
         streamed = prompt_completion_dataset.to_iterable_dataset()
         with pytest.raises(ValueError, match="disc_demonstration_source='batch'"):
             GAILTrainer(model=tiny_model_path, args=adversarial_config(GAILConfig, tmp_path), train_dataset=streamed)
+
+
+def test_likelihood_reward_loads_its_tokenizer_at_the_model_s_revision(tiny_model_path, monkeypatch):
+    import transformers
+
+    from trl_irl import LikelihoodReward
+
+    original = transformers.AutoTokenizer.from_pretrained
+    received = {}
+
+    def recording(path, **kwargs):
+        received.update(kwargs)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording)
+    LikelihoodReward.from_pretrained(tiny_model_path, revision="main", trust_remote_code=False)
+    assert received == {"revision": "main", "trust_remote_code": False}

@@ -83,7 +83,10 @@ class LikelihoodReward:
         """Load the causal LM and its tokenizer from `path` (a directory or a Hub id)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        return cls(AutoModelForCausalLM.from_pretrained(path, **model_kwargs), AutoTokenizer.from_pretrained(path))
+        # The tokenizer is loaded from the same revision, with the same trust in remote code, as the model
+        tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
+        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
+        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
         if isinstance(prompts[0], str):

@@ -1,5 +1,6 @@
-"""Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps, then each process saves its policy
-and discriminator parameters so the test can check that the replicas stayed identical."""
+"""Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps (checkpointing every 2 when there are
+more than 2, or resuming from a checkpoint), then each process saves its policy and discriminator parameters so the
+test can check that the replicas stayed identical and that a resumed run ends where an uninterrupted one does."""
 
 import os
 import sys
@@ -10,19 +11,28 @@ from datasets import Dataset
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
 
 
-def main(model_path: str, data_path: str, output_dir: str, discriminator_level: str, trainer_name: str) -> None:
+def main(
+    model_path: str,
+    data_path: str,
+    output_dir: str,
+    discriminator_level: str,
+    trainer_name: str,
+    max_steps: str = "2",
+    resume_from_checkpoint: str = "",
+) -> None:
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
     args = config_class(
         output_dir=output_dir,
         per_device_train_batch_size=4,
         num_generations=4,
         max_completion_length=6,
-        max_steps=2,
+        max_steps=int(max_steps),
         learning_rate=1e-3,
         disc_learning_rate=1e-3,
         bf16=False,
         report_to="none",
-        save_strategy="no",
+        save_strategy="steps" if int(max_steps) > 2 else "no",
+        save_steps=2,
         disable_tqdm=True,
         seed=0,
         discriminator_level=discriminator_level,
@@ -31,7 +41,7 @@ def main(model_path: str, data_path: str, output_dir: str, discriminator_level: 
     )
     trainer = trainer_class(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
     initial_discriminator = {n: p.detach().cpu().clone() for n, p in trainer.discriminator.model.named_parameters()}
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
         {
@@ -45,4 +55,4 @@ def main(model_path: str, data_path: str, output_dir: str, discriminator_level: 
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:])
