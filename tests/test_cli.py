@@ -91,16 +91,33 @@ def _write_config(tmp_path, model_path, dataset, num_rows: int, **options) -> st
     return str(tmp_path / "config.yaml")
 
 
-@pytest.mark.parametrize("method", ["weighted-sft", "gail"])
+@pytest.mark.parametrize("method", ["sft", "weighted-sft", "gail", "airl"])
 def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
-    options = {"num_generations": 4, "max_completion_length": 8} if method == "gail" else {}
+    import torch
+
+    adversarial = method in ("gail", "airl")
+    options = {"num_generations": 4, "max_completion_length": 8} if adversarial else {}
     config = _write_config(
         tmp_path, tiny_model_path, prompt_completion_dataset, 16, per_device_train_batch_size=8, **options
     )
     main([method, "--config", config, "--learning_rate", "1e-3"])
     assert (tmp_path / "out" / "model.safetensors").is_file()
-    if method == "gail":
-        assert (tmp_path / "out" / "discriminator" / "model.safetensors").is_file()
+    # The YAML's values and the command line's override reached the training arguments (a file this test wrote)
+    training_args = torch.load(tmp_path / "out" / "training_args.bin", weights_only=False)
+    assert (training_args.learning_rate, training_args.max_steps) == (1e-3, 2)
+    assert (
+        type(training_args).__name__
+        == {
+            "sft": "SFTConfig",
+            "weighted-sft": "WeightedSFTConfig",
+            "gail": "GAILConfig",
+            "airl": "AIRLConfig",
+        }[method]
+    )
+    if adversarial:
+        discriminator_dir = "discriminator" if method == "gail" else "reward_model"
+        assert (tmp_path / "out" / discriminator_dir / "model.safetensors").is_file()
+        assert training_args.num_generations == 4
 
 
 def test_unknown_command_fails_clearly():

@@ -189,3 +189,36 @@ class TestLoadRefusesUnsafeOrIncompleteState:
         (directory / file_name).write_bytes(b"truncated")
         with pytest.raises(ValueError, match="corrupt"):
             _discriminator(tiny_model_path).load(directory)
+
+
+class TestTokenDiscriminatorWindow:
+    def _discriminator(self, path, max_length):
+        from transformers import AutoModelForTokenClassification
+
+        from trl_irl.discriminator import TokenDiscriminator
+
+        model = AutoModelForTokenClassification.from_pretrained(path, num_labels=1)
+        return TokenDiscriminator(model, AutoTokenizer.from_pretrained(path), max_length=max_length)
+
+    def test_a_long_prompt_loses_its_first_tokens_and_every_response_token_is_scored(self, tiny_model_path):
+        discriminator = self._discriminator(tiny_model_path, max_length=6)
+        samples = [((11, 12, 13, 14, 15), (21, 22, 23)), ((31,), (41, 42))]
+        batch, positions = discriminator._model_inputs(samples)
+        # 5 + 3 tokens in a window of 6: the prompt's first 2 go, the response stays whole
+        assert batch["input_ids"][0].tolist() == [13, 14, 15, 21, 22, 23]
+        assert batch["input_ids"][1, :3].tolist() == [31, 41, 42]
+        assert batch["attention_mask"].tolist() == [[1] * 6, [1, 1, 1, 0, 0, 0]]
+        assert positions.tolist() == [
+            [False, False, False, True, True, True],
+            [False, True, True, False, False, False],
+        ]
+        # One logit per response token, in order: the classifier's outputs at the response positions
+        with torch.no_grad():
+            outputs = discriminator.model(**batch).logits[..., 0]
+        torch.testing.assert_close(discriminator.logits(samples), outputs[positions])
+        assert discriminator.logits(samples).shape == (5,)
+
+    def test_a_response_longer_than_the_window_is_refused(self, tiny_model_path):
+        discriminator = self._discriminator(tiny_model_path, max_length=4)
+        with pytest.raises(ValueError, match="does not fit the discriminator's window"):
+            discriminator.logits([((1, 2), (3, 4, 5, 6, 7))])

@@ -168,3 +168,23 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny_model_path, p
 def test_a_dataset_without_preference_pairs_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
     with pytest.raises(ValueError, match=r"columns \['prompt', 'completion'\].*`chosen` and `rejected`"):
         VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+
+
+def test_the_loss_with_learned_variance_is_the_scaled_bradley_terry_loss(
+    tmp_path, tiny_model_path, preference_dataset
+):
+    # Computed here from the model's two outputs with the formula written out, not with the package's function
+    trainer = VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=preference_dataset)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    loss = trainer.compute_loss(trainer.model, batch)
+    # A copy without the trainer's hook, which keeps only the reward column of the outputs
+    model = type(trainer.model)(trainer.model.config)
+    model.load_state_dict(trainer.model.state_dict())
+    with torch.no_grad():
+        outputs = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    rewards_chosen, rewards_rejected = outputs[:, 0].chunk(2)
+    scales_chosen, scales_rejected = outputs[:, 1].exp().chunk(2)
+    scale = ((scales_chosen**2 + scales_rejected**2) / 2).sqrt()
+    expected = -F.logsigmoid((rewards_chosen - rewards_rejected) / scale).mean()
+    torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(scale, torch.ones_like(scale))  # the scales took part

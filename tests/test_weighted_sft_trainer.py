@@ -83,18 +83,26 @@ class TestWeightedSFTTrainer:
         ):
             assert torch.equal(sft_param, weighted_param), name
 
-    def test_occupancy_loss_matches_hand_computation(self, tmp_path, tiny_model_path):
+    @pytest.mark.parametrize(
+        ("gamma", "hand_weights"),
+        [
+            # Two completions of 3 and 2 trained tokens: weights 1, 2/3, 1/3 and 1, 1/2, over 5 trained tokens
+            (1.0, [[0.0, 1.0, 2 / 3, 1 / 3], [0.0, 1.0, 1 / 2, 0.0]]),
+            # Discounted: (g^t - g^n) / (1 - g^n) with g = 1/2: 1, 3/7, 1/7 and 1, 1/3
+            (0.5, [[0.0, 1.0, 3 / 7, 1 / 7], [0.0, 1.0, 1 / 3, 0.0]]),
+        ],
+    )
+    def test_occupancy_loss_matches_hand_computation(self, tmp_path, tiny_model_path, gamma, hand_weights):
         tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
         trainer = WeightedSFTTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path),
+            args=_config(tmp_path, occupancy_gamma=gamma),
             train_dataset=_one_example_dataset(),
             processing_class=tokenizer,
         )
-        # Two completions of 3 and 2 trained tokens: weights 1, 2/3, 1/3 and 1, 1/2, over 5 trained tokens
         input_ids = torch.tensor([[5, 6, 7, 8, 9], [10, 11, 12, 13, 0]])
         labels = torch.tensor([[-100, -100, 7, 8, 9], [-100, -100, 12, 13, -100]])
-        hand_weights = torch.tensor([[0.0, 1.0, 2 / 3, 1 / 3], [0.0, 1.0, 1 / 2, 0.0]])  # aligned with labels[:, 1:]
+        hand_weights = torch.tensor(hand_weights)  # aligned with labels[:, 1:]
         attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
 
         loss = trainer.compute_loss(
