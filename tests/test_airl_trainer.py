@@ -3,12 +3,13 @@ import torch
 import toy_colors
 from helpers import (
     adversarial_config,
+    assert_imitates_like_the_oracle,
     assert_resume_is_exact,
     colours_training_overrides,
     one_step_grpo_config,
     train_and_check_both_models_learn,
 )
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOTrainer
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig
@@ -126,10 +127,10 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
     # checkpoint's 2.19, its defaults (beta 0.03, mean log-probability): sequence level 3.9, 2.62, 1.84, ..., 1.23,
     # 1.21, 1.20; token level 4.41, 3.96, 2.8, ..., 0.90, 0.96. With a summed log-probability the policy collapsed
     # onto invalid responses (6.91) from the first steps, the discriminator's accuracies pinned at 1 and 0. The
-    # likelihood ratio (beta 1, summed, as it must be) does not saturate: it starts at l = 0.
-    tokenizer = AutoTokenizer.from_pretrained(colours_sft_path)
-    kl_after_sft = toy_colors.reverse_kl_to_expert(AutoModelForCausalLM.from_pretrained(colours_sft_path), tokenizer)
-    overrides = colours_training_overrides(max_steps=120, discriminator_type=discriminator_type)
+    # likelihood ratio (beta 1, summed, as it must be) does not saturate: it starts at l = 0. After 100 steps
+    # (2026-11-29, seeds 0 / 1; the oracle 1.03 / 0.94): likelihood ratio 1.40 / 1.47 (sequence), 1.04 / 0.77
+    # (token); classifier 1.09 / 0.72 (sequence), 0.56 / 1.18 (token).
+    overrides = colours_training_overrides(max_steps=100, discriminator_type=discriminator_type)
     airl = AIRLTrainer(
         model=colours_sft_path,
         args=_config(tmp_path, discriminator_level=level, **overrides),
@@ -141,8 +142,7 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
     mean_acc_policy = sum(log["disc/acc_policy"] for log in logs) / len(logs)
     assert 0.1 < mean_acc_policy < 0.9, mean_acc_policy
     assert 0.1 < mean_acc_expert < 0.95, mean_acc_expert
-    kl_after_airl = toy_colors.reverse_kl_to_expert(airl.model, tokenizer)
-    assert kl_after_airl < 0.8 * kl_after_sft, (kl_after_sft, kl_after_airl)
+    assert_imitates_like_the_oracle(airl, colours_sft_path, tmp_path / "oracle", seed=0)
 
 
 @pytest.mark.parametrize(
