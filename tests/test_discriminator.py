@@ -8,11 +8,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator
 from trl_irl.data import load_counting_demonstrations
+from trl_irl.discriminator import classification_statistics
 
 
-def _texts():
+def _texts(rows=range(16)):
     """Demonstrations of counting, and 'policy samples' that count wrongly: a fixed, learnable batch."""
-    rows = load_counting_demonstrations("train").select(range(16))
+    rows = load_counting_demonstrations("train").select(rows)
     expert = [row["prompt"] + row["completion"] for row in rows]
     rng = random.Random(0)
     policy = []
@@ -40,6 +41,19 @@ class TestDiscriminator:
         accuracy = ((expert_logits > 0).float().mean() + (policy_logits < 0).float().mean()) / 2
         assert accuracy > 0.75
         assert set(stats[0]) == {"loss", "acc", "acc_expert", "acc_policy", "entropy", "logit_expert", "logit_policy"}
+
+    @pytest.mark.parametrize("backbone", ["tiny_model_path", "tiny_encoder_path"])
+    def test_it_beats_chance_on_samples_it_never_trained_on(self, backbone, request):
+        # Fresh batches of 16 from 256 training pairs, 8 passes: held-out accuracy 0.67 (decoder) and 0.64 (encoder)
+        # on 128 + 128 samples, where chance has a standard deviation of 0.03. The 16 pairs of the test above, seen
+        # 40 times, are memorised instead: 0.46 and 0.55 held out
+        discriminator = _discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
+        for step in range(128):
+            start = 16 * (step % 16)
+            discriminator.update(*_texts(range(start, start + 16)))
+        heldout_expert, heldout_policy = _texts(range(256, 384))
+        stats = classification_statistics(discriminator.logits(heldout_expert), discriminator.logits(heldout_policy))
+        assert stats["acc"] > 0.58, stats
 
     def test_statistics_are_those_of_the_batch(self, tiny_model_path):
         discriminator = _discriminator(tiny_model_path)

@@ -118,6 +118,14 @@ class TestConvergence:
         torch.testing.assert_close(policy, expert, rtol=0, atol=1e-4)
         assert _reverse_kl(policy, expert) < 1e-6
 
+
+class TestWhyTheSignsAreOurs:
+    """
+    Documentation of the maths, not tests of package code: the two rewards the paper prints, on the same exact
+    one-step problem, drive the policy away from the expert. They explain the two sign corrections of
+    `docs/divergences.md`; the package's own rewards are tested in `TestConvergence` above.
+    """
+
     def test_the_paper_s_printed_sign_drives_it_away(self):
         # Eq. 17 / 19 as printed: minimise E_pi[log D - log(1 - D)], i.e. reward -l
         expert, policy = _train_one_step_policy(lambda logit: -logit, steps=300)
