@@ -54,7 +54,8 @@ class TestWeightedSFTConfig:
         ],
     )
     def test_accepts_supported_combinations(self, tmp_path, overrides):
-        WeightedSFTConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+        config = WeightedSFTConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+        assert {name: getattr(config, name) for name in overrides} == overrides
 
 
 class TestWeightedSFTTrainer:
