@@ -180,3 +180,28 @@ def assert_resume_is_exact(make_trainer, output_dir: Path, resume_step: int) -> 
         for (name, a), b in zip(a_model.named_parameters(), b_model.parameters(), strict=True):
             torch.testing.assert_close(a, b, msg=f"{label} {name}")
     return uninterrupted, resumed
+
+
+def record_hub_uploads(monkeypatch) -> dict:
+    """
+    Replace `huggingface_hub.HfApi` (there is no Hub in the tests) with one that records what would be uploaded: the
+    returned dict gets `repo_id`, `private`, the uploaded `files` and the model `card`.
+    """
+    import huggingface_hub
+
+    uploaded = {}
+
+    class RecordingApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            uploaded.update(repo_id=repo_id, private=private)
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    return uploaded

@@ -7,6 +7,7 @@ from helpers import (
     assert_resume_is_exact,
     colours_training_overrides,
     one_step_grpo_config,
+    record_hub_uploads,
     train_and_check_both_models_learn,
 )
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -164,28 +165,9 @@ def test_reward_model_card_names_the_class_to_load_it_with(
 def test_push_reward_model_to_hub_uploads_the_reward_model_and_its_card(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
-    # No Hub here: record what would be uploaded
-    from pathlib import Path
-
-    import huggingface_hub
-
-    uploaded = {}
-
-    class RecordingApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            uploaded.update(repo_id=repo_id, private=private)
-
-        def upload_folder(self, repo_id, folder_path, commit_message):
-            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
-            return "commit-url"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    uploaded = record_hub_uploads(monkeypatch)
     trainer = AIRLTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
-    assert trainer.push_reward_model_to_hub("someone/airl-reward", private=True) == "commit-url"
+    assert trainer.push_reward_model_to_hub("someone/airl-reward", private=True).endswith("/commit/0")
     assert (uploaded["repo_id"], uploaded["private"]) == ("someone/airl-reward", True)
     assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
     assert "Reward model learned by adversarial inverse reinforcement learning" in uploaded["card"]

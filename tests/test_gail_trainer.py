@@ -10,6 +10,7 @@ from helpers import (
     assert_imitates_like_the_oracle,
     assert_resume_is_exact,
     colours_training_overrides,
+    record_hub_uploads,
     train_and_check_both_models_learn,
 )
 from peft import LoraConfig
@@ -337,25 +338,7 @@ def test_gail_imitates_a_known_expert_like_the_oracle(tmp_path, colours_sft_path
 def test_push_discriminator_to_hub_uploads_model_and_card(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
-    # No Hub here: record what would be uploaded
-    import huggingface_hub
-
-    uploaded = {}
-
-    class RecordingApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            uploaded["repo_id"] = repo_id
-            uploaded["private"] = private
-
-        def upload_folder(self, repo_id, folder_path, commit_message):
-            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
-            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
-            return f"https://huggingface.co/{repo_id}/commit/0"
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
+    uploaded = record_hub_uploads(monkeypatch)
     trainer = GAILTrainer(
         model=tiny_model_path, args=_config(tmp_path, hub_private_repo=True), train_dataset=prompt_completion_dataset
     )
