@@ -40,7 +40,9 @@ class TestDiscriminator:
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
         accuracy = ((expert_logits > 0).float().mean() + (policy_logits < 0).float().mean()) / 2
         assert accuracy > 0.75
-        assert set(stats[0]) == {"loss", "acc", "acc_expert", "acc_policy", "entropy", "logit_expert", "logit_policy"}
+        assert set(stats[0]) == {
+            *("loss", "acc", "acc_expert", "acc_policy", "entropy", "logit_expert", "logit_policy", "grad_norm")
+        }
 
     @pytest.mark.parametrize("backbone", ["tiny_model_path", "tiny_encoder_path"])
     def test_it_beats_chance_on_samples_it_never_trained_on(self, backbone, request):

@@ -41,7 +41,8 @@ class TestConfigurationWiring:
             disc_label_smoothing=0.2,
             disc_gradient_penalty=0.5,
             disc_warmup_generations=2,
-            discriminator_init_kwargs={"dtype": "float64"},
+            discriminator_init_kwargs={"output_hidden_states": True},  # a config value, to see it arrive
+            disc_max_grad_norm=0.7,
             disc_learning_rate=3e-4,
             disc_replay_buffer_size=7,
             disc_demonstrations_per_update=5,
@@ -58,7 +59,9 @@ class TestConfigurationWiring:
         assert (discriminator.label_smoothing, discriminator.gradient_penalty) == (0.2, 0.5)
         assert discriminator.replay_buffer_size == 7
         assert [group["lr"] for group in discriminator.optimizer.param_groups] == [3e-4]
-        assert next(discriminator.model.parameters()).dtype == torch.float64
+        assert discriminator.model.config.output_hidden_states
+        assert discriminator.max_grad_norm == 0.7
+        assert discriminator.autocast_dtype is None  # bf16=False
 
     @pytest.mark.parametrize("level", ["sequence", "token"])
     def test_the_likelihood_ratio_scores_at_the_sampling_temperature(self, tmp_path, tiny_model_path, level):

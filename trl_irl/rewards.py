@@ -214,6 +214,13 @@ class DiscriminatorReward:
     def __call__(
         self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
     ) -> list[float]:
+        try:
+            return self._score(prompts, completions, completion_ids, log_metric, **kwargs)
+        except FloatingPointError as error:
+            phase = f"training generation batch {self.num_generations_seen}" if self.is_training() else "evaluation"
+            raise FloatingPointError(f"In {phase} (counted from 0): {error}") from error
+
+    def _score(self, prompts: list, completions: list, completion_ids: list | None, log_metric, **kwargs) -> list:
         training = self.is_training()
         updates_discriminator = training and self.updates_per_generation > 0
         if updates_discriminator and self.demonstration_pool is None and DEMONSTRATION_COLUMN not in kwargs:

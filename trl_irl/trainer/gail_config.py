@@ -86,6 +86,9 @@ class GAILConfig(GRPOConfig):
         disc_gradient_penalty (`float`, *optional*, defaults to `0.0`):
             Weight of the zero-centred gradient penalty (R1) on the discriminator's input embeddings of
             demonstrations.
+        disc_max_grad_norm (`float`, *optional*):
+            Clip the discriminator's gradient norm to this before each of its steps (off by default). Its norm before
+            clipping is logged as `disc/grad_norm` either way.
         disc_replay_buffer_size (`int`, *optional*, defaults to `0`):
             Number of past policy completions kept and mixed into each update (as many as the fresh ones).
         disc_warmup_generations (`int`, *optional*, defaults to `0`):
@@ -180,6 +183,9 @@ class GAILConfig(GRPOConfig):
         default=0.0,
         metadata={"help": "Weight of the R1 gradient penalty on the input embeddings of demonstrations."},
     )
+    disc_max_grad_norm: float | None = field(
+        default=None, metadata={"help": "Clip the discriminator's gradient norm to this before each step (off: None)."}
+    )
     disc_replay_buffer_size: int = field(
         default=0, metadata={"help": "Past policy completions kept and mixed into each discriminator update."}
     )
@@ -243,5 +249,7 @@ class GAILConfig(GRPOConfig):
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.disc_max_grad_norm is not None and not self.disc_max_grad_norm > 0:
+            raise ValueError(f"`disc_max_grad_norm` must be positive, got {self.disc_max_grad_norm}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")

@@ -406,6 +406,10 @@ class GAILTrainer(GRPOTrainer):
             "gradient_penalty": args.disc_gradient_penalty,
             "replay_buffer_size": args.disc_replay_buffer_size,
             "seed": args.seed,
+            "max_grad_norm": args.disc_max_grad_norm,
+            # The policy's bf16 mixed precision; under fp16 the discriminator runs in float32 (fp16 needs a loss
+            # scaler, which its hand-written step does not have)
+            "autocast_dtype": torch.bfloat16 if args.bf16 else None,
         }
         if likelihood_ratio:
             return LikelihoodRatioDiscriminator(
