@@ -238,3 +238,39 @@ class TestTokenDiscriminatorWindow:
         discriminator = self._discriminator(tiny_model_path, max_length=4)
         with pytest.raises(ValueError, match="does not fit the discriminator's window"):
             discriminator.logits([((1, 2), (3, 4, 5, 6, 7))])
+
+
+@pytest.mark.parametrize("kind", ["classifier", "likelihood_ratio"])
+def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_model_path, kind):
+    from transformers import AutoModelForCausalLM
+
+    from trl_irl import LikelihoodRatioDiscriminator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    if kind == "classifier":
+        expert, policy = _texts()
+        offsets = None
+    else:
+        expert_texts, policy_texts = _texts()
+        expert = [((1, 5, 7), tuple(tokenizer(t, add_special_tokens=False)["input_ids"][-6:])) for t in expert_texts]
+        policy = [((1, 5, 7), tuple(tokenizer(t, add_special_tokens=False)["input_ids"][-5:])) for t in policy_texts]
+        offsets = torch.linspace(-1, 1, len(expert)), torch.linspace(1, -1, len(policy))
+
+    def build(micro_batch_size):
+        torch.manual_seed(0)
+        settings = {"learning_rate": 1e-3, "gradient_penalty": 0.1, "micro_batch_size": micro_batch_size}
+        if kind == "classifier":
+            model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+            return Discriminator(model, tokenizer, label_smoothing=0.2, **settings)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        return LikelihoodRatioDiscriminator(model, tokenizer, **settings)
+
+    whole, micro = build(None), build(5)  # 16 samples per class: micro-batches of 5, 5, 5 and 1
+    kwargs = {} if offsets is None else {"expert_logit_offsets": offsets[0], "policy_logit_offsets": offsets[1]}
+    whole_stats, whole_logits = whole.update(expert, policy, return_policy_logits=True, **kwargs)
+    micro_stats, micro_logits = micro.update(expert, policy, return_policy_logits=True, **kwargs)
+    torch.testing.assert_close(micro_logits, whole_logits, rtol=1e-4, atol=1e-5)
+    assert micro_stats == pytest.approx(whole_stats, rel=1e-4, abs=1e-5)
+    for a, b in zip(whole.model.parameters(), micro.model.parameters(), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    assert not torch.equal(next(whole.model.parameters()), next(build(None).model.parameters()))  # it stepped

@@ -43,6 +43,7 @@ class TestConfigurationWiring:
             disc_warmup_generations=2,
             discriminator_init_kwargs={"output_hidden_states": True},  # a config value, to see it arrive
             disc_max_grad_norm=0.7,
+            disc_micro_batch_size=3,
             disc_learning_rate=3e-4,
             disc_replay_buffer_size=7,
             disc_demonstrations_per_update=5,
@@ -60,7 +61,7 @@ class TestConfigurationWiring:
         assert discriminator.replay_buffer_size == 7
         assert [group["lr"] for group in discriminator.optimizer.param_groups] == [3e-4]
         assert discriminator.model.config.output_hidden_states
-        assert discriminator.max_grad_norm == 0.7
+        assert (discriminator.max_grad_norm, discriminator.micro_batch_size) == (0.7, 3)
         assert discriminator.autocast_dtype is None  # bf16=False
 
     @pytest.mark.parametrize("level", ["sequence", "token"])

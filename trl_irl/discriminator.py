@@ -105,6 +105,8 @@ class Discriminator:
         autocast_dtype (`torch.dtype`, *optional*): run the forward under `torch.autocast` in this dtype (the
             policy's mixed precision, `torch.bfloat16`); the trainable parameters are float32 whatever the
             checkpoint's dtype, so that small updates are not rounded away.
+        micro_batch_size (`int`, *optional*): forward and backward this many samples of a class at a time and
+            accumulate the gradients (the step is the same up to float rounding); default: each class at once.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class Discriminator:
         seed: int = 0,
         max_grad_norm: float | None = None,
         autocast_dtype: torch.dtype | None = None,
+        micro_batch_size: int | None = None,
     ):
         self._check_model(model)
         if tokenizer.pad_token_id is None:
@@ -150,6 +153,7 @@ class Discriminator:
                 param.data = param.data.float()
         self.autocast_dtype = autocast_dtype
         self.max_grad_norm = max_grad_norm
+        self.micro_batch_size = micro_batch_size
         self._check_output_shape(model)
         if max_length is None:
             max_length = getattr(model.config, "max_position_embeddings", None)
@@ -309,31 +313,25 @@ class Discriminator:
         if policy_logit_offsets is not None and self.replay_buffer_size > 0:
             raise ValueError("Logit offsets are not supported with the replay buffer: replayed samples have none.")
         replayed = self._rng.sample(self.replay_buffer, min(len(policy_texts), len(self.replay_buffer)))
-        needs_input_gradient = self.gradient_penalty > 0
-        logits_expert, expert_embeddings = self._forward(expert_texts, capture_embeddings=needs_input_gradient)
-        logits_policy, _ = self._forward(policy_texts + replayed)
-        logits_expert, logits_policy = logits_expert.float(), logits_policy.float()
-        if expert_logit_offsets is not None:
-            logits_expert = logits_expert + expert_logit_offsets.to(logits_expert.device)
-        if policy_logit_offsets is not None:
-            logits_policy = logits_policy + policy_logit_offsets.to(logits_policy.device)
-
         # Labels: expert is one (smoothed towards 1/2 by `label_smoothing`)
         expert_target = 1.0 - self.label_smoothing / 2
         policy_target = self.label_smoothing / 2
+        self.optimizer.zero_grad(set_to_none=True)
+        # Each class's loss is a mean over its logits, accumulated over micro-batches as sums divided by the whole
+        # count, so that micro-batching changes the memory needed and not the step
+        logits_expert, penalty = self._accumulate(
+            expert_texts, expert_logit_offsets, expert_target, with_penalty=self.gradient_penalty > 0
+        )
+        logits_policy, _ = self._accumulate(policy_texts + replayed, policy_logit_offsets, policy_target)
         loss = 0.5 * (
             F.binary_cross_entropy_with_logits(logits_expert, torch.full_like(logits_expert, expert_target))
             + F.binary_cross_entropy_with_logits(logits_policy, torch.full_like(logits_policy, policy_target))
         )
         stats = {}
-        if needs_input_gradient:
-            (gradients,) = torch.autograd.grad(logits_expert.sum(), expert_embeddings, create_graph=True)
-            penalty = gradients.pow(2).sum(dim=(1, 2)).mean()
+        if penalty is not None:
             loss = loss + self.gradient_penalty * penalty
-            stats["gradient_penalty"] = penalty.detach()
+            stats["gradient_penalty"] = penalty
 
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         world_size = _world_size()
         if world_size > 1:
             for param in self.model.parameters():
@@ -381,6 +379,35 @@ class Discriminator:
         if return_policy_logits:
             return stats, logits_policy[: self._num_logits(policy_texts)].detach()
         return stats
+
+    def _accumulate(
+        self, samples: list, logit_offsets: torch.Tensor | None, target: float, with_penalty: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        Forward and backward `samples`, `micro_batch_size` at a time, for half the class-balanced cross-entropy
+        towards `target` (and, with `with_penalty`, the gradient penalty's share). Gradients accumulate in the
+        parameters. Returns the logits, detached, and the penalty (without its weight) or `None`.
+        """
+        num_logits = self._num_logits(samples)
+        size = self.micro_batch_size or len(samples)
+        logits, penalty, start = [], torch.zeros((), device=self.device), 0
+        for first in range(0, len(samples), size):
+            chunk = samples[first : first + size]
+            chunk_logits, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
+            count = self._num_logits(chunk)
+            if logit_offsets is not None:
+                chunk_logits = chunk_logits + logit_offsets[start : start + count].to(chunk_logits.device)
+            start += count
+            targets = torch.full_like(chunk_logits, target)
+            loss = 0.5 * F.binary_cross_entropy_with_logits(chunk_logits, targets, reduction="sum") / num_logits
+            if with_penalty:
+                (gradients,) = torch.autograd.grad(chunk_logits.sum(), embeddings, create_graph=True)
+                chunk_penalty = gradients.pow(2).sum(dim=(1, 2)).sum() / len(samples)  # a mean over samples
+                loss = loss + self.gradient_penalty * chunk_penalty
+                penalty = penalty + chunk_penalty.detach()
+            loss.backward()
+            logits.append(chunk_logits.detach())
+        return torch.cat(logits), (penalty if with_penalty else None)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """The model (safetensors and config) and tokenizer, loadable with `from_pretrained(directory)`."""

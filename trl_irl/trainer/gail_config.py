@@ -89,6 +89,10 @@ class GAILConfig(GRPOConfig):
         disc_max_grad_norm (`float`, *optional*):
             Clip the discriminator's gradient norm to this before each of its steps (off by default). Its norm before
             clipping is logged as `disc/grad_norm` either way.
+        disc_micro_batch_size (`int`, *optional*):
+            Samples of each class the discriminator forwards and backwards at a time, accumulating the gradients of
+            one update (the step is the same up to float rounding; the memory of its activations is that of this many
+            samples). Default: each class of the update at once.
         disc_replay_buffer_size (`int`, *optional*, defaults to `0`):
             Number of past policy completions kept and mixed into each update (as many as the fresh ones).
         disc_warmup_generations (`int`, *optional*, defaults to `0`):
@@ -186,6 +190,10 @@ class GAILConfig(GRPOConfig):
     disc_max_grad_norm: float | None = field(
         default=None, metadata={"help": "Clip the discriminator's gradient norm to this before each step (off: None)."}
     )
+    disc_micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Samples of each class per discriminator forward/backward, gradients accumulated."},
+    )
     disc_replay_buffer_size: int = field(
         default=0, metadata={"help": "Past policy completions kept and mixed into each discriminator update."}
     )
@@ -251,5 +259,7 @@ class GAILConfig(GRPOConfig):
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if self.disc_max_grad_norm is not None and not self.disc_max_grad_norm > 0:
             raise ValueError(f"`disc_max_grad_norm` must be positive, got {self.disc_max_grad_norm}.")
+        if self.disc_micro_batch_size is not None and self.disc_micro_batch_size <= 0:
+            raise ValueError(f"`disc_micro_batch_size` must be positive, got {self.disc_micro_batch_size}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")

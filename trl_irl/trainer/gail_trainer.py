@@ -407,6 +407,7 @@ class GAILTrainer(GRPOTrainer):
             "replay_buffer_size": args.disc_replay_buffer_size,
             "seed": args.seed,
             "max_grad_norm": args.disc_max_grad_norm,
+            "micro_batch_size": args.disc_micro_batch_size,
             # The policy's bf16 mixed precision; under fp16 the discriminator runs in float32 (fp16 needs a loss
             # scaler, which its hand-written step does not have)
             "autocast_dtype": torch.bfloat16 if args.bf16 else None,
