@@ -274,3 +274,15 @@ def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_model_path, ki
     for a, b in zip(whole.model.parameters(), micro.model.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
     assert not torch.equal(next(whole.model.parameters()), next(build(None).model.parameters()))  # it stepped
+
+
+def test_weights_on_the_meta_device_with_no_process_to_send_them_are_refused(tiny_model_path):
+    from transformers import AutoConfig
+
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(
+            AutoConfig.from_pretrained(tiny_model_path, num_labels=1)
+        )
+    discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
+    with pytest.raises(ValueError, match="meta device.*cpu_ram_efficient_loading"):
+        discriminator.to("cpu")

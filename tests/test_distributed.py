@@ -93,3 +93,16 @@ def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_do
         for model in ("policy", "discriminator"):
             for name, param in uninterrupted[rank][model].items():
                 torch.testing.assert_close(resumed[rank][model][name], param, msg=f"rank {rank} {model} {name}")
+
+
+def test_a_replica_loaded_on_the_meta_device_is_filled_from_process_0(tmp_path, tiny_model_path):
+    # FSDP's ram-efficient loading leaves every process but the first on the meta device, where `.to(device)` failed
+    # ("Cannot copy out of meta tensor")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535"]
+    script = Path(__file__).parent / "distributed" / "meta_discriminator.py"
+    _run([*torchrun, str(script), tiny_model_path, str(tmp_path)], cwd=tmp_path)
+    rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for moment in ("before", "after"):  # loaded alike, then stepped alike
+        assert torch.isfinite(rank1[moment]).all()
+        torch.testing.assert_close(rank1[moment], rank0[moment])
+    assert not torch.equal(rank0["after"], rank0["before"])

@@ -569,3 +569,15 @@ def test_a_discriminator_path_that_does_not_exist_is_named(tmp_path, tiny_model_
             args=_config(tmp_path),
             train_dataset=prompt_completion_dataset,
         )
+
+
+def test_deepspeed_zero3_is_refused_naming_the_alternatives(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    # Its `zero.Init` would partition the discriminator's weights with no engine to gather them: a failure at the
+    # first forward
+    import transformers.integrations
+
+    monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: True)
+    with pytest.raises(ValueError, match="ZeRO-3.*ZeRO-2.*FSDP"):
+        GAILTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)

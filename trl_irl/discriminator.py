@@ -163,7 +163,8 @@ class Discriminator:
         self.replay_buffer_size = replay_buffer_size
         self.replay_buffer: list[str] = []
         self._rng = random.Random(seed)
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+        self.learning_rate = learning_rate
+        self.optimizer = self._new_optimizer()
 
     # One logit per sample (False) or one per response token (True)
     token_level = False
@@ -185,6 +186,8 @@ class Discriminator:
     @torch.no_grad()
     def _check_output_shape(self, model: PreTrainedModel) -> None:
         """A model with another head than the level needs fails here, by name, rather than as a shape error later."""
+        if self._on_meta_device():
+            return  # no values to run: process 0, which has them, checks
         length = 4
         device = next(model.parameters()).device
         input_ids = torch.arange(1, length + 1, device=device)[None] % model.config.vocab_size
@@ -202,15 +205,39 @@ class Discriminator:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate)
+
+    def _on_meta_device(self) -> bool:
+        return any(tensor.is_meta for tensor in [*self.model.parameters(), *self.model.buffers()])
+
     def to(self, device: torch.device | str) -> "Discriminator":
-        self.model.to(device)
+        """
+        Move the model to `device`. A model whose weights are on the meta device (FSDP's ram-efficient loading leaves
+        them there on every process but the first) gets empty storage here, filled by [`synchronize`] from process 0.
+        """
+        if not self._on_meta_device():
+            self.model.to(device)
+        elif _world_size() > 1 and dist.get_rank() != 0:
+            self.model.to_empty(device=device)
+            # Leaving the meta device makes new parameter objects: the optimizer must hold those
+            self.optimizer = self._new_optimizer()
+        else:
+            raise ValueError(
+                "The discriminator's weights are on the meta device (a `from_pretrained` under FSDP's "
+                "`cpu_ram_efficient_loading`, or `device_map='meta'`), and no other process has them to send: load "
+                "the discriminator with its weights on process 0, or turn `fsdp_cpu_ram_efficient_loading` off."
+            )
         return self
 
     def synchronize(self) -> None:
-        """Make every process's replica equal to process 0's (heads initialised after a per-rank seed differ)."""
+        """
+        Make every process's replica equal to process 0's: heads initialised after a per-rank seed differ, and
+        replicas loaded on the meta device (see [`to`]) have no values yet. Buffers too (rotary frequencies).
+        """
         if _world_size() > 1:
-            for param in self.model.parameters():
-                dist.broadcast(param.data, src=0)
+            for tensor in [*self.model.parameters(), *self.model.buffers()]:
+                dist.broadcast(tensor.data, src=0)
 
     def _model_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The model's inputs for `texts`, and which positions' logits are used: `None` for the pooled one."""
@@ -496,7 +523,7 @@ class TokenDiscriminator(Discriminator):
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kwargs):
         super().__init__(model, tokenizer, **kwargs)
-        if not self._is_causal():
+        if not self._on_meta_device() and not self._is_causal():
             raise ValueError(
                 f"A token-level discriminator needs a causal backbone, but {type(model).__name__} lets a token's "
                 "logit see the tokens after it (changing the last token changed the earlier logits). Use a decoder "

@@ -372,6 +372,15 @@ class GAILTrainer(GRPOTrainer):
         args: GAILConfig,
         is_policy_checkpoint: bool = False,
     ) -> Discriminator:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        if is_deepspeed_zero3_enabled():
+            # `from_pretrained` would partition the discriminator's weights under `zero.Init`, and no DeepSpeed engine
+            # gathers them for its forward: it would fail at the first batch
+            raise ValueError(
+                "DeepSpeed ZeRO-3 is not supported for the discriminator yet: ZeRO-3 partitions its weights and only "
+                "the policy has a DeepSpeed engine to gather them. Use ZeRO-2 (`--accelerate_config zero2`) or FSDP."
+            )
         token_level = args.discriminator_level == "token"
         likelihood_ratio = args.discriminator_type == "likelihood_ratio"
         init_kwargs = dict(args.discriminator_init_kwargs or {})
