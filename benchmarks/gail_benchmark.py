@@ -1,17 +1,22 @@
-"""GAILTrainer against TRL's GRPOTrainer with a frozen reward model of the discriminator's size: median step time.
+"""GAILTrainer against TRL's GRPOTrainer with a frozen reward model of the discriminator's size: step time and memory.
 
     python benchmarks/gail_benchmark.py                 # ~10M-parameter Llama policy and discriminator on CPU (fp32)
     python benchmarks/gail_benchmark.py --preset 1b     # ~1B-parameter Llama, random weights, GPU (bf16)
+    python benchmarks/gail_benchmark.py --preset 1b --lora-discriminator   # the discriminator as a LoRA adapter
 
-The baseline scores completions with a frozen sequence classifier built from the policy's checkpoint, which is
-exactly GAIL's default discriminator; GAIL also trains it (one update per generation batch on demonstrations and
-completions). Same policy, data and GRPO settings. Each (trainer, repeat) pair runs in a fresh subprocess, in
-alternating order; the first `--warmup-steps` steps of each run are dropped.
+The baseline scores completions with a frozen copy of GAIL's discriminator as it starts: for the default likelihood
+ratio, the policy's checkpoint as a causal LM whose summed log-probability is the reward (`LikelihoodReward`); with
+`--discriminator-type classifier`, a sequence classifier on it. GAIL also trains its discriminator (its updates per
+generation batch on demonstrations and completions) and, for the likelihood ratio, computes `log pi`. Same policy,
+data and GRPO settings. Each (trainer, repeat) pair runs in a fresh subprocess, in alternating order; the first
+`--warmup-steps` steps of each run are dropped. Peak memory is the GPU's peak allocation, or on CPU the process's
+peak resident memory (each run is its own process).
 
-With `--discriminator-level token` GAIL's discriminator is a causal token classifier on the policy's checkpoint that
-scores every completion token, and the policy gets per-token advantages (the baseline is unchanged).
+With `--discriminator-level token` GAIL's discriminator scores every completion token, and the policy gets per-token
+advantages (the baseline is unchanged).
 
-Targets: median step-time ratio <= 1.3 (issue 3, sequence level), <= 1.4 (issue 4, token level).
+Targets: median step-time ratio <= 1.3 (sequence level), <= 1.4 (token level); peak-memory ratio <= 1.3 with the LoRA
+discriminator.
 """
 
 import argparse
@@ -30,7 +35,7 @@ def train_one(args: argparse.Namespace) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl import GRPOConfig, GRPOTrainer
 
-    from trl_irl import GAILConfig, GAILTrainer
+    from trl_irl import GAILConfig, GAILTrainer, LikelihoodReward
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,8 +56,14 @@ def train_one(args: argparse.Namespace) -> dict:
     }
     dataset = demonstrations(args.batch_size * (args.warmup_steps + args.steps), (8, 24), (16, 48))
     timer = StepTimer()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     if args.method == "grpo":
-        reward_model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, num_labels=1)
+        if args.discriminator_type == "likelihood_ratio":
+            reward_model = LikelihoodReward.from_pretrained(args.model_dir)  # at GRPO's default temperature, 1
+            reward_model.model.to("cuda" if on_gpu else "cpu")
+        else:
+            reward_model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, num_labels=1)
         trainer = GRPOTrainer(
             model=args.model_dir,
             reward_funcs=reward_model,
@@ -61,16 +72,36 @@ def train_one(args: argparse.Namespace) -> dict:
             callbacks=[timer],
         )
     else:
+        discriminator_peft_config = None
+        if args.lora_discriminator:
+            from peft import LoraConfig
+
+            task_type = "CAUSAL_LM" if args.discriminator_type == "likelihood_ratio" else "SEQ_CLS"
+            discriminator_peft_config = LoraConfig(r=16, target_modules="all-linear", task_type=task_type)
+        config = GAILConfig(
+            **settings,
+            disc_learning_rate=1e-5,
+            discriminator_level=args.discriminator_level,
+            discriminator_type=args.discriminator_type,
+        )
         trainer = GAILTrainer(
             model=args.model_dir,
-            args=GAILConfig(**settings, disc_learning_rate=1e-5, discriminator_level=args.discriminator_level),
+            args=config,
             train_dataset=dataset,
             callbacks=[timer],
+            discriminator_peft_config=discriminator_peft_config,
         )
     trainer.train()
+    if on_gpu:
+        peak_memory = torch.cuda.max_memory_allocated()
+    else:
+        import resource
+
+        peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     return {
         "method": args.method,
         "step_seconds": timer.step_seconds[args.warmup_steps :],
+        "peak_memory_bytes": peak_memory,
         "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "device": device_name(),
     }
@@ -86,6 +117,8 @@ def main() -> None:
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=32)
     parser.add_argument("--discriminator-level", choices=["sequence", "token"], default="sequence")
+    parser.add_argument("--discriminator-type", choices=["likelihood_ratio", "classifier"], default="likelihood_ratio")
+    parser.add_argument("--lora-discriminator", action="store_true", help="The discriminator as a LoRA adapter.")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default).")
     # Internal: run one trainer and print its results
     parser.add_argument("--method", choices=["grpo", "gail"], help=argparse.SUPPRESS)
@@ -109,8 +142,12 @@ def main() -> None:
                     "num_generations",
                     "max_completion_length",
                     "threads",
+                    "discriminator_level",
+                    "discriminator_type",
                 ):
                     command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+                if args.lora_discriminator:
+                    command.append("--lora-discriminator")
                 runs[method].append(run_worker(command))
                 median_step = statistics.median(runs[method][-1]["step_seconds"])
                 print(f"repeat {repeat} {method}: median step {median_step:.4f} s")
@@ -124,10 +161,15 @@ def main() -> None:
         f"{args.repeats} x {args.steps} timed steps per trainer, {time.strftime('%Y-%m-%d')}"
     )
     target = 1.3 if args.discriminator_level == "sequence" else 1.4
+    peaks = {method: max(run["peak_memory_bytes"] for run in runs[method]) for method in runs}
+    discriminator = f"{args.discriminator_type}, {args.discriminator_level} level" + (
+        ", LoRA" if args.lora_discriminator else ", full fine-tuning"
+    )
     print(f"median step: GRPO + frozen reward model {medians['grpo']:.4f} s, GAIL {medians['gail']:.4f} s")
+    print(f"time ratio (GAIL: {discriminator} / GRPO): {medians['gail'] / medians['grpo']:.3f}   target <= {target}")
     print(
-        f"time ratio (GAIL, {args.discriminator_level} level / GRPO): {medians['gail'] / medians['grpo']:.3f}   "
-        f"target <= {target}"
+        f"peak memory: GRPO {peaks['grpo'] / 2**30:.2f} GiB, GAIL {peaks['gail'] / 2**30:.2f} GiB; "
+        f"ratio {peaks['gail'] / peaks['grpo']:.3f}   target <= 1.3 with the LoRA discriminator"
     )
 
 
