@@ -1,23 +1,32 @@
 """trl-irl: align language models from demonstrations alone, with TRL trainers that treat SFT as inverse RL."""
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+
 __version__ = "0.1.0.dev0"
 
-from .discriminator import Discriminator, LikelihoodRatioDiscriminator
-from .divergences import policy_reward
-from .rewards import DiscriminatorReward, LikelihoodReward
-from .token_weighting import occupancy_weights, span_positions, token_weights
-from .trainer import (
-    AIRLConfig,
-    AIRLTrainer,
-    GAILConfig,
-    GAILTrainer,
-    VarianceRewardConfig,
-    VarianceRewardTrainer,
-    WeightedSFTConfig,
-    WeightedSFTTrainer,
-    variance_bradley_terry_loss,
-)
-
+# Each exported name and the module that defines it. They are imported on first use, as TRL and transformers do, so
+# that `trl-irl --help` answers without importing torch and TRL.
+_EXPORTS = {
+    "Discriminator": ".discriminator",
+    "LikelihoodRatioDiscriminator": ".discriminator",
+    "policy_reward": ".divergences",
+    "DiscriminatorReward": ".rewards",
+    "LikelihoodReward": ".rewards",
+    "occupancy_weights": ".token_weighting",
+    "span_positions": ".token_weighting",
+    "token_weights": ".token_weighting",
+    "AIRLConfig": ".trainer",
+    "AIRLTrainer": ".trainer",
+    "GAILConfig": ".trainer",
+    "GAILTrainer": ".trainer",
+    "VarianceRewardConfig": ".trainer",
+    "VarianceRewardTrainer": ".trainer",
+    "WeightedSFTConfig": ".trainer",
+    "WeightedSFTTrainer": ".trainer",
+    "variance_bradley_terry_loss": ".trainer",
+}
 
 __all__ = [
     "AIRLConfig",
@@ -38,3 +47,33 @@ __all__ = [
     "token_weights",
     "variance_bradley_terry_loss",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # imported once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .discriminator import Discriminator, LikelihoodRatioDiscriminator
+    from .divergences import policy_reward
+    from .rewards import DiscriminatorReward, LikelihoodReward
+    from .token_weighting import occupancy_weights, span_positions, token_weights
+    from .trainer import (
+        AIRLConfig,
+        AIRLTrainer,
+        GAILConfig,
+        GAILTrainer,
+        VarianceRewardConfig,
+        VarianceRewardTrainer,
+        WeightedSFTConfig,
+        WeightedSFTTrainer,
+        variance_bradley_terry_loss,
+    )

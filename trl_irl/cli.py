@@ -1,13 +1,16 @@
 """The `trl-irl` command.
 
     trl-irl demo [--quick] [--regime memorise|rules] [--num-demonstrations N] [--output-dir DIR]
-    trl-irl sft | weighted-sft | gail | airl --config config.yaml [--key value ...]
+    trl-irl sft | weighted-sft | gail | airl | variance-reward --config config.yaml [--key value ...]
 
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
-class, any of which can be overridden on the command line. Training runs through `accelerate launch`, so its
-options (`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named
-configs such as `zero2`) go on the same command line or in the YAML config.
+class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options), any of
+which can be overridden on the command line. Training runs through `accelerate launch`, so its options
+(`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named configs such as
+`zero2`) go on the same command line or in the YAML config. Method names take `-` or `_`.
+
+This module imports only the standard library at the top, so that `trl-irl --help` answers at once.
 """
 
 import argparse
@@ -17,7 +20,14 @@ import sys
 from pathlib import Path
 
 
-TRAINING_METHODS = ("sft", "weighted-sft", "gail", "airl")
+# Each training command and what it trains
+TRAINING_METHODS = {
+    "sft": "TRL's SFTTrainer, for comparison",
+    "weighted-sft": "SFT weighted to match the state-action occupancy (WeightedSFTTrainer)",
+    "gail": "adversarial imitation on top of GRPO (GAILTrainer)",
+    "airl": "GAIL with AIRL's discriminator, leaving a reward model (AIRLTrainer)",
+    "variance-reward": "a Bradley-Terry reward model with a learned per-response scale (VarianceRewardTrainer)",
+}
 
 
 def _positive_int(text: str) -> int:
@@ -28,8 +38,7 @@ def _positive_int(text: str) -> int:
 
 
 def _demo(argv: list[str]) -> None:
-    from .comparison import METHODS, REWARD_METRICS, ComparisonSettings, results_table, run_comparison, svg_plot
-    from .synthetic import REGIMES
+    from .demo_choices import METHODS, REGIMES
 
     parser = argparse.ArgumentParser(
         prog="trl-irl demo",
@@ -48,12 +57,15 @@ def _demo(argv: list[str]) -> None:
     parser.add_argument(
         "--num-demonstrations", type=_positive_int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=list(METHODS), type=lambda name: name.replace("-", "_")
+    )
     parser.add_argument("--output-dir", default="trl-irl-demo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from .comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison, svg_plot
 
     options = {"methods": tuple(args.methods), "seed": args.seed}
     if args.num_demonstrations is not None:
@@ -132,9 +144,10 @@ def _train(method: str, argv: list[str]) -> None:
     # As `trl <method>`: arguments that are not the method's (from the YAML config or the command line) are
     # `accelerate launch` arguments, and training runs in the processes it launches
     parser = make_parser(method)
-    script_args, _, model_args, config_remaining, cli_remaining = parser.parse_args_and_config(
+    *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
+    script_args, _, model_args = parsed[:3]
     check_arguments(method, script_args, model_args)
     launch_parser = launch_command_parser()
     launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)
@@ -147,15 +160,31 @@ def _train(method: str, argv: list[str]) -> None:
         raise SystemExit(f"trl-irl {method}: training failed (exit status {error.returncode}).") from None
 
 
+def _command_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="trl-irl",
+        description="Align language models from demonstrations alone, with TRL trainers that treat SFT as inverse RL.",
+        epilog="`trl-irl COMMAND --help` lists a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"trl-irl {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Each command parses its own options: its help and its errors are its own
+    commands.add_parser(
+        "demo", add_help=False, help="every method against a synthetic expert, exact divergences (no data needed)"
+    )
+    for method, description in TRAINING_METHODS.items():
+        aliases = [method.replace("-", "_")] if "-" in method else []
+        commands.add_parser(method, aliases=aliases, add_help=False, help=description)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    commands = ("demo", *TRAINING_METHODS)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return
-    command, rest = argv[0], argv[1:]
-    if command not in commands:
-        raise SystemExit(f"trl-irl: unknown command {command!r}; expected one of: {', '.join(commands)}.")
+    parsed, rest = _command_parser().parse_known_args(argv[:1])
+    rest += argv[1:]
+    command = parsed.command.replace("_", "-")
     if command == "demo":
         _demo(rest)
     else:

@@ -28,6 +28,7 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
+from .demo_choices import METHODS
 from .synthetic import (
     INVALID_MASS,
     WORDS,
@@ -40,7 +41,6 @@ from .tiny_models import save_tiny_checkpoint
 from .trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
 
 
-METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
 METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length")
 # Of the adversarial methods only: how good the learned reward is (see `_RewardMonitor`)
 REWARD_METRICS = ("reward_fidelity", "disc_heldout_acc", "disc_heldout_loss")

@@ -28,10 +28,11 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .demo_choices import REGIMES
+
 
 WORDS = ("red", "green", "blue", "gold", "pink", "gray", "teal", "navy", "lime", "plum")
 MODE_PROBABILITIES = (0.6, 0.3, 0.1)
-REGIMES = ("memorise", "rules")
 # Expert mass on "invalid" in the reverse KL, which is infinite for an expert that never errs
 INVALID_MASS = 1e-3
 

@@ -4,10 +4,12 @@
     accelerate launch [launch arguments] -m trl_irl.scripts.train gail --config config.yaml [--key value ...]
 
 `trl-irl gail ...` runs this module through `accelerate launch`. The keys are those of TRL's `ScriptArguments`
-(dataset), `ModelConfig` (model) and the method's config class.
+(dataset), `ModelConfig` (model) and the method's config class, and for `gail` and `airl` those of
+[`DiscriminatorArguments`] (the discriminator's model and LoRA).
 """
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import (
@@ -20,7 +22,16 @@ from trl import (
     get_quantization_config,
 )
 
-from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
+from ..trainer import (
+    AIRLConfig,
+    AIRLTrainer,
+    GAILConfig,
+    GAILTrainer,
+    VarianceRewardConfig,
+    VarianceRewardTrainer,
+    WeightedSFTConfig,
+    WeightedSFTTrainer,
+)
 from ..trainer.utils import is_missing_local_path
 
 
@@ -29,15 +40,67 @@ TRAINERS = {
     "weighted-sft": (WeightedSFTConfig, WeightedSFTTrainer),
     "gail": (GAILConfig, GAILTrainer),
     "airl": (AIRLConfig, AIRLTrainer),
+    "variance-reward": (VarianceRewardConfig, VarianceRewardTrainer),
 }
+ADVERSARIAL_METHODS = ("gail", "airl")
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
+@dataclass
+class DiscriminatorArguments:
+    """
+    The discriminator of `gail` and `airl`, as `ModelConfig` describes the policy (TRL's precedent for a second model:
+    `teacher_model_name_or_path`). Its `from_pretrained` keyword arguments are the config's
+    `discriminator_init_kwargs`.
+    """
+
+    discriminator_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The discriminator's model id or path. Defaults to the policy's checkpoint."},
+    )
+    discriminator_use_peft: bool = field(
+        default=False, metadata={"help": "Train the discriminator as a LoRA adapter."}
+    )
+    discriminator_lora_r: int = field(default=16, metadata={"help": "LoRA rank of the discriminator."})
+    discriminator_lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha of the discriminator."})
+    discriminator_lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout of the discriminator."})
+    discriminator_lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules the discriminator's LoRA adapts. Defaults to all linear layers."}
+    )
+
+
+def discriminator_peft_config(discriminator_args: DiscriminatorArguments, training_args):
+    """The discriminator's `LoraConfig`, with the task type its kind needs (so that a classifier's head trains)."""
+    if not discriminator_args.discriminator_use_peft:
+        return None
+    from peft import LoraConfig
+
+    if training_args.discriminator_type == "likelihood_ratio":
+        task_type = "CAUSAL_LM"
+    else:
+        task_type = "TOKEN_CLS" if training_args.discriminator_level == "token" else "SEQ_CLS"
+    return LoraConfig(
+        r=discriminator_args.discriminator_lora_r,
+        lora_alpha=discriminator_args.discriminator_lora_alpha,
+        lora_dropout=discriminator_args.discriminator_lora_dropout,
+        target_modules=discriminator_args.discriminator_lora_target_modules or "all-linear",
+        task_type=task_type,
+    )
+
+
+def canonical_method(name: str) -> str:
+    """A method's name as the command spells it: `weighted_sft` and `weighted-sft` are the same."""
+    return name.replace("_", "-")
+
+
 def make_parser(method: str, prog: str | None = None) -> TrlParser:
+    method = canonical_method(method)
     if method not in TRAINERS:
         raise SystemExit(f"trl-irl: unknown method {method!r}; expected one of: {', '.join(TRAINERS)}.")
-    config_class = TRAINERS[method][0]
-    return TrlParser((ScriptArguments, config_class, ModelConfig), prog=prog or f"trl-irl {method}")
+    dataclass_types = [ScriptArguments, TRAINERS[method][0], ModelConfig]
+    if method in ADVERSARIAL_METHODS:
+        dataclass_types.append(DiscriminatorArguments)
+    return TrlParser(dataclass_types, prog=prog or f"trl-irl {method}")
 
 
 def check_arguments(method: str, script_args: ScriptArguments, model_args: ModelConfig) -> None:
@@ -98,11 +161,25 @@ def model_init_kwargs(training_args, model_args: ModelConfig) -> dict:
     return {**kwargs, **(training_args.model_init_kwargs or {})}
 
 
-def main(method: str, script_args: ScriptArguments, training_args, model_args: ModelConfig) -> None:
+def main(
+    method: str,
+    script_args: ScriptArguments,
+    training_args,
+    model_args: ModelConfig,
+    discriminator_args: DiscriminatorArguments | None = None,
+) -> None:
+    method = canonical_method(method)
     check_arguments(method, script_args, model_args)
     trainer_class = TRAINERS[method][1]
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
     train_dataset, eval_dataset = load_datasets(script_args, training_args)
+    discriminator_kwargs = {}
+    if method in ADVERSARIAL_METHODS:
+        discriminator_args = discriminator_args or DiscriminatorArguments()
+        discriminator_kwargs = {
+            "discriminator": discriminator_args.discriminator_model_name_or_path,
+            "discriminator_peft_config": discriminator_peft_config(discriminator_args, training_args),
+        }
     trainer = trainer_class(
         model=model_args.model_name_or_path,
         args=training_args,
@@ -110,6 +187,7 @@ def main(method: str, script_args: ScriptArguments, training_args, model_args: M
         eval_dataset=eval_dataset,
         quantization_config=get_quantization_config(model_args),
         peft_config=get_peft_config(model_args),
+        **discriminator_kwargs,
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
@@ -120,6 +198,6 @@ def main(method: str, script_args: ScriptArguments, training_args, model_args: M
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(f"usage: python -m trl_irl.scripts.train {{{','.join(TRAINERS)}}} --config config.yaml")
-    method = sys.argv[1]
+    method = canonical_method(sys.argv[1])
     # YAML keys that are not the method's are `accelerate launch` options, already used by the launcher (as in TRL)
     main(method, *make_parser(method).parse_args_and_config(sys.argv[2:], fail_with_unknown_args=False))
