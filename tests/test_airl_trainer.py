@@ -146,22 +146,6 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
     assert_imitates_like_the_oracle(airl, colours_sft_path, tmp_path / "oracle", seed=0)
 
 
-@pytest.mark.parametrize(
-    ("level", "auto_class"),
-    [("sequence", "AutoModelForSequenceClassification"), ("token", "AutoModelForTokenClassification")],
-)
-def test_reward_model_card_names_the_class_to_load_it_with(
-    tmp_path, tiny_model_path, prompt_completion_dataset, level, auto_class
-):
-    trainer = AIRLTrainer(
-        model=tiny_model_path,
-        args=_config(tmp_path, discriminator_level=level, discriminator_type="classifier"),
-        train_dataset=prompt_completion_dataset,
-    )
-    card = trainer._discriminator_card()
-    assert f"{auto_class}.from_pretrained" in card
-
-
 def test_push_reward_model_to_hub_uploads_the_reward_model_and_its_card(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):

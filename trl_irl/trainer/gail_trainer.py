@@ -26,6 +26,7 @@ from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDi
 from ..rewards import DEMONSTRATION_COLUMN, DemonstrationPool, DiscriminatorReward, response_log_probs
 from ..token_advantages import token_level_advantages
 from .gail_config import GAILConfig
+from .model_cards import learned_model_card, policy_card_section
 from .utils import SFT_AS_IRL_CITATION, is_missing_local_path, resolve_config, resolve_resume_checkpoint
 
 
@@ -138,52 +139,6 @@ def _check_prompt_and_demonstration(prompt, demonstration, index: int, name: str
         text = "".join(message["content"] for message in demonstration)
     if not text.strip():
         raise ValueError(f"Row {index} of `{name}` has an empty demonstration.")
-
-
-def discriminator_model_card(
-    base_model: str | None, trainer_name: str, divergence: str, likelihood_ratio: bool = False
-) -> str:
-    if likelihood_ratio:
-        description = (
-            "A causal language model `q_phi` trained to tell expert demonstrations from a policy's own responses "
-            "through a likelihood ratio: the discriminator's logit was `log q_phi(y | x) - log pi(y | x)`, with `pi` "
-            "the policy, **expert-is-high**. At the optimum `q_phi` is the expert's response distribution. The policy "
-            f"was rewarded with the `{divergence}` reward of this logit."
-        )
-        auto_class = "AutoModelForCausalLM"
-        example = "log_q = model(**inputs).logits.log_softmax(-1)  # sum the response tokens' for log q_phi(y | x)"
-    else:
-        description = (
-            "A classifier (`num_labels=1`) trained to tell expert demonstrations from a policy's own responses. Its "
-            "logit is **expert-is-high**: `logit = log D - log(1 - D)`, with `D` the probability that a text is a "
-            f"demonstration. The policy was rewarded with the `{divergence}` reward of this logit."
-        )
-        auto_class = "AutoModelForSequenceClassification"
-        example = "logit = model(**inputs).logits[0, 0]"
-    return textwrap.dedent(f"""\
-        ---
-        library_name: transformers
-        tags: [trl-irl, {trainer_name.lower()}, discriminator, reward-model]
-        ---
-
-        # Discriminator trained with trl-irl's {trainer_name}Trainer
-
-        {description}
-
-        Base model: {base_model or "unknown"}.
-
-        ```python
-        from transformers import {auto_class}, AutoTokenizer
-
-        model = {auto_class}.from_pretrained("path/to/discriminator")
-        tokenizer = AutoTokenizer.from_pretrained("path/to/discriminator")
-        inputs = tokenizer("prompt and response", return_tensors="pt")
-        {example}
-        ```
-
-        Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following GAIL (Ho and Ermon, 2016,
-        arXiv 1606.03476) and Supervised Fine-Tuning as Inverse Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
-        """)
 
 
 class GAILTrainer(GRPOTrainer):
@@ -558,21 +513,66 @@ class GAILTrainer(GRPOTrainer):
         start = self.accelerator.process_index * local_size
         return all_advantages[start : start + local_size, :length]  # (B_local, T)
 
-    def save_discriminator(self, output_dir: str | os.PathLike) -> None:
-        """Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers."""
+    def save_discriminator(
+        self,
+        output_dir: str | os.PathLike,
+        load_from: str | None = None,
+        subfolder: str | None = None,
+        dataset_name: str | None = None,
+    ) -> None:
+        """
+        Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers. Its
+        card's example loads it from `load_from` (default: `output_dir`) and `subfolder`.
+        """
         self.discriminator.save_pretrained(output_dir)
-        Path(output_dir, "README.md").write_text(self._discriminator_card())
+        card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name)
+        card.save(Path(output_dir, "README.md"))
 
     def _discriminator_base_model(self) -> str | None:
         """The discriminator's Hub id, for its model card; `None` when it was loaded from a local directory."""
         base_model = get_config_model_id(self.discriminator.model.config)
         return None if os.path.isdir(base_model or "") else base_model
 
-    def _discriminator_card(self) -> str:
-        likelihood_ratio = self.args.discriminator_type == "likelihood_ratio"
-        return discriminator_model_card(
-            self._discriminator_base_model(), self._name, self.args.divergence, likelihood_ratio
+    # What the model saved beside the policy is, in its card
+    _card_role = "discriminator"
+
+    def _discriminator_card(self, load_from: str, subfolder: str | None = None, dataset_name: str | None = None):
+        return learned_model_card(
+            role=self._card_role,
+            trainer_name=self._name,
+            discriminator_type=self.args.discriminator_type,
+            level=self.args.discriminator_level,
+            divergence=self.args.divergence,
+            base_model=self._discriminator_base_model(),
+            dataset_name=dataset_name,
+            load_from=load_from,
+            subfolder=subfolder,
         )
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
+        """
+        TRL's card of the policy, plus a section on the discriminator saved beside it (where it is, how to load it);
+        the discriminator's own card is written again with the dataset's name and the repository it is pushed to.
+        """
+        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
+        if not self.is_world_process_zero():
+            return
+        output_dir = Path(self.args.output_dir)
+        # Pushing sets `hub_model_id`; a card made locally points at the directory
+        load_from = getattr(self, "hub_model_id", None) or self.args.hub_model_id or str(output_dir)
+        if (output_dir / self.discriminator_dir / "config.json").is_file():
+            card = self._discriminator_card(load_from, self.discriminator_dir, dataset_name)
+            card.save(output_dir / self.discriminator_dir / "README.md")
+        readme = output_dir / "README.md"
+        if readme.is_file():
+            section = policy_card_section(
+                self._card_role,
+                self.args.discriminator_type,
+                self.args.discriminator_level,
+                load_from,
+                self.discriminator_dir,
+            )
+            readme.write_text(readme.read_text().rstrip() + "\n" + section)
 
     def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
         """
@@ -585,14 +585,16 @@ class GAILTrainer(GRPOTrainer):
         private = self.args.hub_private_repo if private is None else private
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_discriminator(tmp)
+            self.save_discriminator(tmp, load_from=repo_id)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload discriminator")
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         super().save_model(output_dir, _internal_call)
         if self.args.should_save:
             directory = Path(output_dir or self.args.output_dir)
-            self.save_discriminator(directory / self.discriminator_dir)
+            self.save_discriminator(
+                directory / self.discriminator_dir, load_from=str(directory), subfolder=self.discriminator_dir
+            )
             if _internal_call and directory.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
                 # A checkpoint: its training state is written here, before `trainer_state.json` marks the checkpoint
                 # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both)

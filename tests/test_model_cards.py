@@ -1,0 +1,122 @@
+"""The cards of the discriminators and reward models: Hub metadata, load examples that run, and what a push uploads."""
+
+import re
+from pathlib import Path
+
+import pytest
+from helpers import adversarial_config, record_hub_uploads
+from huggingface_hub import ModelCard
+
+from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
+
+
+def _python_blocks(card_text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", card_text, flags=re.DOTALL)
+
+
+def _trainer(trainer_name, tmp_path, model_path, dataset, **overrides):
+    trainer_class, config_class = (GAILTrainer, GAILConfig) if trainer_name == "gail" else (AIRLTrainer, AIRLConfig)
+    return trainer_class(
+        model=model_path, args=adversarial_config(config_class, tmp_path, **overrides), train_dataset=dataset
+    )
+
+
+@pytest.mark.parametrize("trainer_name", ["gail", "airl"])
+@pytest.mark.parametrize(
+    ("discriminator_type", "level", "auto_class", "pipeline_tag", "scored"),
+    [
+        ("likelihood_ratio", "sequence", "AutoModelForCausalLM", "text-generation", "token_log_probs"),
+        ("likelihood_ratio", "token", "AutoModelForCausalLM", "text-generation", "token_log_probs"),
+        ("classifier", "sequence", "AutoModelForSequenceClassification", "text-classification", "logit"),
+        ("classifier", "token", "AutoModelForTokenClassification", "token-classification", "token_logits"),
+    ],
+)
+def test_the_saved_card_has_metadata_and_an_example_that_runs(
+    tmp_path,
+    tiny_model_path,
+    prompt_completion_dataset,
+    trainer_name,
+    discriminator_type,
+    level,
+    auto_class,
+    pipeline_tag,
+    scored,
+):
+    # The token-level GAIL card used to say "sequence classifier"; the examples pointed at "path/to/..."
+    trainer = _trainer(
+        trainer_name,
+        tmp_path,
+        tiny_model_path,
+        prompt_completion_dataset,
+        discriminator_type=discriminator_type,
+        discriminator_level=level,
+    )
+    trainer.save_model()
+    folder = tmp_path / trainer.discriminator_dir
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "transformers"
+    assert card.data.pipeline_tag == pipeline_tag
+    assert {"trl-irl", trainer_name} <= set(card.data.tags)
+    assert ("reward-model" if trainer_name == "airl" else "discriminator") in card.data.tags
+    [example] = _python_blocks(card.content)
+    assert f"{auto_class}.from_pretrained" in example and f"subfolder={trainer.discriminator_dir!r}" in example
+    namespace = {}
+    exec(example, namespace)  # loads from the saved directory, offline, and scores a text
+    assert namespace[scored].numel() >= 1
+
+
+def test_push_to_hub_uploads_the_policy_and_the_discriminator_with_linked_cards(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    import transformers.trainer
+
+    recorded = {}
+
+    class RecordingHfApi:
+        def create_repo(self, repo_id, token=None, private=None, exist_ok=False):
+            recorded.update(repo_id=repo_id, private=private)
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, revision=None, **kwargs):
+            folder = Path(folder_path)
+            recorded.update(upload_repo_id=repo_id, revision=revision)
+            recorded["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+            recorded["policy_card"] = (folder / "README.md").read_text()
+            recorded["discriminator_card"] = (folder / "discriminator" / "README.md").read_text()
+            return "https://huggingface.co/someone/gail-policy/commit/0"
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: RecordingHfApi())
+    trainer = _trainer(
+        "gail",
+        tmp_path,
+        tiny_model_path,
+        prompt_completion_dataset,
+        hub_model_id="someone/gail-policy",
+        hub_private_repo=True,
+        hub_revision="experiment",
+    )
+    trainer.push_to_hub(dataset_name="someone/demonstrations")
+    assert (recorded["repo_id"], recorded["private"], recorded["revision"]) == (
+        "someone/gail-policy",
+        True,
+        "experiment",
+    )
+    assert {"model.safetensors", "README.md", "discriminator/model.safetensors", "discriminator/README.md"} <= set(
+        recorded["files"]
+    )
+    # The policy's card says where the discriminator is and how to load it from the pushed repository
+    assert "subfolder='discriminator'" in recorded["policy_card"]
+    assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in recorded["policy_card"]
+    discriminator_card = ModelCard(recorded["discriminator_card"])
+    assert discriminator_card.data.datasets == ["someone/demonstrations"]
+    assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in discriminator_card.content
+
+
+def test_a_standalone_push_points_its_example_at_its_own_repository(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    uploaded = record_hub_uploads(monkeypatch)
+    trainer = _trainer("airl", tmp_path, tiny_model_path, prompt_completion_dataset)
+    trainer.push_reward_model_to_hub("someone/airl-reward")
+    [example] = _python_blocks(uploaded["card"])
+    assert "from_pretrained('someone/airl-reward')" in example and "subfolder" not in example

@@ -1,0 +1,162 @@
+"""
+Model cards of the models the adversarial trainers leave beside the policy: GAIL's discriminator and AIRL's reward
+model, built with `huggingface_hub`'s `ModelCard` (metadata the Hub indexes: base model, datasets, tags, pipeline),
+and the section the policy's own card (TRL's) gets about them.
+
+Each card's example loads the model from where it is (a Hub id or a directory, with `subfolder=` when it sits inside
+the policy's repository) and runs it; the tests execute the examples.
+"""
+
+from huggingface_hub import ModelCard, ModelCardData
+
+
+# How each kind of discriminator is loaded and what the Hub calls it
+_AUTO_CLASSES = {
+    ("likelihood_ratio", "sequence"): ("AutoModelForCausalLM", "text-generation"),
+    ("likelihood_ratio", "token"): ("AutoModelForCausalLM", "text-generation"),
+    ("classifier", "sequence"): ("AutoModelForSequenceClassification", "text-classification"),
+    ("classifier", "token"): ("AutoModelForTokenClassification", "token-classification"),
+}
+
+_SCORING = {
+    "AutoModelForCausalLM": (
+        'inputs = tokenizer("prompt and response", return_tensors="pt")\n'
+        "log_probs = model(**inputs).logits[0, :-1].log_softmax(-1)\n"
+        "# log q(token | the tokens before it); sum a response's for log q(response | prompt)\n"
+        'token_log_probs = log_probs.gather(-1, inputs["input_ids"][0, 1:, None])[:, 0]'
+    ),
+    "AutoModelForSequenceClassification": (
+        'inputs = tokenizer("prompt and response", return_tensors="pt")\n'
+        "logit = model(**inputs).logits[0, 0]  # expert-is-high"
+    ),
+    "AutoModelForTokenClassification": (
+        'inputs = tokenizer("prompt and response", return_tensors="pt")\n'
+        "token_logits = model(**inputs).logits[0, :, 0]  # one per token, expert-is-high"
+    ),
+}
+
+
+def auto_class_of(discriminator_type: str, level: str) -> str:
+    """The `transformers` auto class that loads a discriminator of this type and level."""
+    return _AUTO_CLASSES[discriminator_type, level][0]
+
+
+def load_example(auto_class: str, load_from: str, subfolder: str | None) -> str:
+    """Python that loads the model and its tokenizer from `load_from` (and `subfolder`) and scores a text."""
+    where = repr(load_from) + (f", subfolder={subfolder!r}" if subfolder else "")
+    return (
+        f"from transformers import {auto_class}, AutoTokenizer\n\n"
+        f"model = {auto_class}.from_pretrained({where})\n"
+        f"tokenizer = AutoTokenizer.from_pretrained({where})\n"
+        f"{_SCORING[auto_class]}"
+    )
+
+
+def _description(role: str, discriminator_type: str, level: str, divergence: str) -> str:
+    per = "per response token" if level == "token" else "per (prompt, response)"
+    if role == "reward model":
+        if discriminator_type == "likelihood_ratio":
+            what = (
+                "a causal language model `q_phi` with `f_theta(x, y) = log q_phi(y | x)`: the sum over the response's "
+                "tokens of their log-probabilities"
+                + (" (each token's log-probability is its dense reward)" if level == "token" else "")
+                + ". At the optimum `q_phi` is the expert's response distribution, so it can also be sampled from, "
+                "and it serves TRL's `GRPOTrainer` through `trl_irl.LikelihoodReward`."
+            )
+        else:
+            what = f"a classifier scoring `f_theta` {per}; at the sequence level it serves `GRPOTrainer` as it is."
+        return (
+            "`f_theta(x, y)`: the reward that AIRL's discriminator learned from demonstrations alone, with no "
+            "preference data. During training the discriminator's logit was `f_theta(x, y) - beta * log pi(y | x)`; "
+            "at the optimum `f_theta` recovers the expert's reward up to a constant (Fu et al., 2017), so it outlives "
+            f"the policy. It is {what} The policy was rewarded with the `{divergence}` reward of the logit."
+        )
+    if discriminator_type == "likelihood_ratio":
+        what = (
+            "a causal language model `q_phi` whose logit was the likelihood ratio `log q_phi(y | x) - log pi(y | x)` "
+            + ("per response token" if level == "token" else "of the whole response")
+            + ", with `pi` the policy. At the optimum `q_phi` is the expert's response distribution."
+        )
+    else:
+        what = (
+            f"a classifier with one logit {per}, `logit = log D - log(1 - D)` with `D` the probability that a text is "
+            "a demonstration."
+        )
+    return (
+        f"A discriminator trained to tell expert demonstrations from a policy's own responses: {what} Its logit is "
+        f"**expert-is-high**. The policy was rewarded with the `{divergence}` reward of this logit."
+    )
+
+
+def learned_model_card(
+    *,
+    role: str,
+    trainer_name: str,
+    discriminator_type: str,
+    level: str,
+    divergence: str,
+    base_model: str | None,
+    dataset_name: str | None,
+    load_from: str,
+    subfolder: str | None = None,
+) -> ModelCard:
+    """
+    The card of a discriminator (`role="discriminator"`) or of AIRL's reward model (`role="reward model"`), with Hub
+    metadata and an example that loads it from `load_from` (and `subfolder`).
+    """
+    auto_class, pipeline_tag = _AUTO_CLASSES[discriminator_type, level]
+    tags = ["trl-irl", trainer_name.lower(), "reward-model" if role == "reward model" else "discriminator"]
+    card_data = ModelCardData(
+        library_name="transformers",
+        base_model=base_model,
+        datasets=[dataset_name] if dataset_name else None,
+        tags=tags,
+        pipeline_tag=pipeline_tag,
+    )
+    title = (
+        "Reward model learned by adversarial inverse reinforcement learning (trl-irl's AIRLTrainer)"
+        if role == "reward model"
+        else f"Discriminator trained with trl-irl's {trainer_name}Trainer"
+    )
+    paper = (
+        "AIRL (Fu, Luo and Levine, 2017, arXiv 1710.11248)"
+        if role == "reward model"
+        else "GAIL (Ho and Ermon, 2016, arXiv 1606.03476)"
+    )
+    content = f"""---
+{card_data.to_yaml()}
+---
+
+# {title}
+
+{_description(role, discriminator_type, level, divergence)}
+
+Base model: {base_model or "a local checkpoint"}. Level: {level}. Load it with `{auto_class}`:
+
+```python
+{load_example(auto_class, load_from, subfolder)}
+```
+
+Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following {paper} and Supervised Fine-Tuning as Inverse
+Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
+"""
+    return ModelCard(content)
+
+
+def policy_card_section(role: str, discriminator_type: str, level: str, load_from: str, subfolder: str) -> str:
+    """What the policy's card says about the discriminator or reward model saved beside it, and how to load it."""
+    auto_class = auto_class_of(discriminator_type, level)
+    what = (
+        "the reward model that AIRL learned (`f_theta`), reusable as a reward for new prompts"
+        if role == "reward model"
+        else "the discriminator trained alongside the policy"
+    )
+    return f"""
+## The {role} (trl-irl)
+
+This repository also holds {what}, in the `{subfolder}/` folder, with a card of its own. Load it with:
+
+```python
+{load_example(auto_class, load_from, subfolder)}
+```
+"""
