@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: demo test lint benchmark
 
 demo:
-	bash scripts/setup.sh
+	bash scripts/setup.sh plots
 	.venv/bin/trl-irl demo
 
 test:

@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from trl_irl.comparison import METHODS, REWARD_METRICS, ComparisonSettings, line_chart_svg, run_comparison
+from trl_irl.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
+from trl_irl.plots import line_chart
 
 
 REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length", *REWARD_METRICS)
@@ -93,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        report(json.loads(args.report.read_text()), args.output_dir / f"{args.report.stem}_reverse_kl.svg")
+        report(json.loads(args.report.read_text()), args.output_dir / f"{args.report.stem}_reverse_kl")
         return
 
     overrides = parse_overrides(args.overrides)
@@ -125,18 +126,20 @@ def main() -> None:
 
     record["seconds"] = round(time.perf_counter() - started)
     (args.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
-    report(record, args.output_dir / f"{stem}_reverse_kl.svg")
+    report(record, args.output_dir / f"{stem}_reverse_kl")
 
 
 def report(record: dict, plot_path: Path) -> None:
-    """Print the Markdown table of a sweep's record and write its plot (also for a partial record, `--report`)."""
+    """
+    Print the Markdown table of a sweep's record and write its plot, `plot_path` as PNG and SVG (also for a partial
+    record, `--report`).
+    """
     summary = record["summary"]
     series = {
         method: [(int(count), values["reverse_kl"][0]) for count, values in by_count.items()]
         for method, by_count in summary.items()
     }
-    chart = line_chart_svg(series, "number of demonstrations", "reverse_kl (mean over seeds)", log_x=True)
-    plot_path.write_text(chart)
+    line_chart(series, "number of demonstrations", "reverse_kl (mean over seeds)", plot_path, log_x=True)
     seeds = {len(runs) for by_count in record.get("runs", {}).values() for runs in by_count.values()}
     # The memorise regime's expert, hence its mean length, changes with the seed
     expert_lengths = [

@@ -69,7 +69,8 @@ def test_demo_command_prints_the_table_and_writes_plots(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     assert "reverse_kl" in printed and "weighted_sft" in printed
-    assert (tmp_path / "reverse_kl.svg").read_text().startswith("<svg")
+    assert (tmp_path / "reverse_kl.png").read_bytes().startswith(b"\x89PNG")
+    assert "<svg" in (tmp_path / "reverse_kl.svg").read_text()
     assert (tmp_path / "results.json").is_file()
 
 
@@ -349,3 +350,13 @@ def test_discriminator_options_and_the_variance_reward_command_reach_the_trainer
         assert received["discriminator"] == "org/discriminator"
         peft_config = received["discriminator_peft_config"]
         assert (peft_config.r, peft_config.task_type) == (4, "SEQ_CLS")  # a classifier's head must train
+
+
+def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):
+    import sys
+
+    from trl_irl.plots import line_chart
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"trl-irl\[plots\]"):
+        line_chart({"a": [(1, 1.0)]}, "x", "y", "unused")

@@ -65,7 +65,7 @@ def _demo(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from .comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison, svg_plot
+    from .comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
 
     options = {"methods": tuple(args.methods), "seed": args.seed}
     if args.num_demonstrations is not None:
@@ -80,18 +80,19 @@ def _demo(argv: list[str]) -> None:
         for metric in ("reverse_kl", "forward_kl", *REWARD_METRICS)
         if any(metric in point for curve in curves for point in curve)
     ]
-    for metric in plotted:
-        (output_dir / f"{metric}.svg").write_text(svg_plot(results, metric))
+    try:
+        from .plots import metric_curves
+
+        plots = [str(path) for metric in plotted for path in metric_curves(results, metric, output_dir / metric)]
+    except ImportError as error:  # the `plots` extra is not installed: the results stand without the figures
+        plots = [f"none ({error})"]
     print()
     print(
         f"{args.regime} regime, {settings.num_demonstrations} demonstrations; divergences from the expert at the end "
         f"(expert's mean length: {results['expert_mean_length']:.2f} words):"
     )
     print(results_table(results))
-    print(
-        f"\nresults: {output_dir / 'results.json'}; plots: "
-        + ", ".join(str(output_dir / f"{metric}.svg") for metric in plotted)
-    )
+    print(f"\nresults: {output_dir / 'results.json'}; plots: " + ", ".join(plots))
 
 
 def _without(arguments: list[str], subsequence: list[str]) -> list[str]:
