@@ -58,7 +58,7 @@ class GAILConfig(GRPOConfig):
         disc_updates_per_generation (`int`, *optional*):
             Discriminator optimizer steps on each generation batch (each on freshly drawn demonstrations against the
             batch's completions). Defaults to 2 for the likelihood ratio (as in the measurements behind its defaults;
-            4 undid the gain on one run of its prototype, `method.md`) and 1 for a classifier (with 2, and
+            4 undid the gain on one run of its prototype) and 1 for a classifier (with 2, and
             demonstrations drawn from the whole set, a classifier overpowered AIRL's policy on the colours toy task
             of the tests: policy accuracy 0.96, and a collapse at the token level).
         disc_demonstration_source (`str`, *optional*, defaults to `"dataset"`):
