@@ -360,3 +360,38 @@ def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"trl-irl\[plots\]"):
         line_chart({"a": [(1, 1.0)]}, "x", "y", "unused")
+
+
+def test_a_dataset_mixture_replaces_dataset_name(tmp_path, prompt_completion_dataset, monkeypatch):
+    # TRL's `datasets:` section (DatasetMixtureConfig), with a test split carved out for evaluation
+    from trl_irl.scripts import train
+
+    prompt_completion_dataset.to_json(tmp_path / "first.jsonl")
+    prompt_completion_dataset.select(range(16)).to_json(tmp_path / "second.jsonl")
+    config = {
+        "model_name_or_path": "org/model",
+        "output_dir": str(tmp_path / "out"),
+        "bf16": False,
+        "eval_strategy": "steps",
+        "datasets": [
+            {"path": "json", "data_files": str(tmp_path / "first.jsonl")},
+            {"path": "json", "data_files": str(tmp_path / "second.jsonl")},
+        ],
+        "test_split_size": 0.25,
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    received = {}
+
+    class RecordingTrainer:
+        def __init__(self, **kwargs):
+            received.update(kwargs)
+
+        def train(self, resume_from_checkpoint=None):
+            pass
+
+        def save_model(self, output_dir):
+            pass
+
+    monkeypatch.setitem(train.TRAINERS, "gail", (train.TRAINERS["gail"][0], RecordingTrainer))
+    train.main("gail", *_training_script_arguments("gail", ["--config", str(tmp_path / "config.yaml")]))
+    assert (len(received["train_dataset"]), len(received["eval_dataset"])) == (60, 20)  # 64 + 16 rows, a quarter held

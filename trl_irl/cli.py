@@ -148,8 +148,8 @@ def _train(method: str, argv: list[str]) -> None:
     *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
-    script_args, _, model_args = parsed[:3]
-    check_arguments(method, script_args, model_args)
+    script_args, _, model_args, dataset_args = parsed[:4]
+    check_arguments(method, script_args, model_args, dataset_args)
     launch_parser = launch_command_parser()
     launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)
     script_argv = _without(argv, cli_remaining)

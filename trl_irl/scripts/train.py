@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trl import (
+    DatasetMixtureConfig,
     ModelConfig,
     ScriptArguments,
     SFTConfig,
@@ -97,13 +98,18 @@ def make_parser(method: str, prog: str | None = None) -> TrlParser:
     method = canonical_method(method)
     if method not in TRAINERS:
         raise SystemExit(f"trl-irl: unknown method {method!r}; expected one of: {', '.join(TRAINERS)}.")
-    dataclass_types = [ScriptArguments, TRAINERS[method][0], ModelConfig]
+    dataclass_types = [ScriptArguments, TRAINERS[method][0], ModelConfig, DatasetMixtureConfig]
     if method in ADVERSARIAL_METHODS:
         dataclass_types.append(DiscriminatorArguments)
     return TrlParser(dataclass_types, prog=prog or f"trl-irl {method}")
 
 
-def check_arguments(method: str, script_args: ScriptArguments, model_args: ModelConfig) -> None:
+def check_arguments(
+    method: str,
+    script_args: ScriptArguments,
+    model_args: ModelConfig,
+    dataset_args: DatasetMixtureConfig | None = None,
+) -> None:
     """Fail before any work with a message naming the missing or bad argument."""
     if model_args.model_name_or_path is None:
         raise SystemExit(
@@ -111,8 +117,13 @@ def check_arguments(method: str, script_args: ScriptArguments, model_args: Model
         )
     if is_missing_local_path(model_args.model_name_or_path):
         raise SystemExit(f"trl-irl {method}: `model_name_or_path` {model_args.model_name_or_path!r} does not exist.")
+    if dataset_args is not None and dataset_args.datasets:
+        return  # a mixture (`datasets:` in the YAML config) replaces `dataset_name`, as in TRL's scripts
     if script_args.dataset_name is None:
-        raise SystemExit(f"trl-irl {method}: `dataset_name` is required: a Hub dataset, a local directory or a file.")
+        raise SystemExit(
+            f"trl-irl {method}: `dataset_name` (a Hub dataset, a local directory or a file) or a `datasets:` mixture "
+            "is required."
+        )
     path = Path(script_args.dataset_name)
     if is_missing_local_path(script_args.dataset_name) or (path.suffix in DATA_FILE_BUILDERS and not path.exists()):
         raise SystemExit(f"trl-irl {method}: `dataset_name` {script_args.dataset_name!r} does not exist.")
@@ -123,14 +134,26 @@ def check_arguments(method: str, script_args: ScriptArguments, model_args: Model
         )
 
 
-def load_datasets(script_args: ScriptArguments, training_args) -> tuple:
+def load_datasets(
+    script_args: ScriptArguments, training_args, dataset_args: DatasetMixtureConfig | None = None
+) -> tuple:
     """
     The training split and, when `eval_strategy` is not `"no"`, the evaluation split (`dataset_test_split`) of a Hub
     dataset, a local dataset directory, or a single JSON, JSON Lines, CSV or Parquet file (whose one split is
-    `train`), streamed if `dataset_streaming`. A missing split is an error naming the argument and the splits found.
+    `train`), streamed if `dataset_streaming`; or of a mixture (`datasets:` in the YAML config, TRL's
+    `DatasetMixtureConfig`: its splits are `train`, and `test` with `test_split_size`). A missing split is an error
+    naming the argument and the splits found.
     """
     from datasets import load_dataset
 
+    if dataset_args is not None and dataset_args.datasets:
+        from trl import get_dataset
+
+        dataset = get_dataset(dataset_args)
+        wanted = {"dataset_train_split": "train"}
+        if training_args.eval_strategy != "no":
+            wanted["dataset_test_split"] = "test"
+        return _splits(dataset, wanted, "the `datasets:` mixture")
     path = Path(script_args.dataset_name)
     streaming = script_args.dataset_streaming
     if path.is_file():
@@ -140,14 +163,19 @@ def load_datasets(script_args: ScriptArguments, training_args) -> tuple:
     wanted = {"dataset_train_split": script_args.dataset_train_split}
     if training_args.eval_strategy != "no":
         wanted["dataset_test_split"] = script_args.dataset_test_split
+    return _splits(dataset, wanted, repr(script_args.dataset_name))
+
+
+def _splits(dataset, wanted: dict[str, str], source: str) -> tuple:
+    """The training and (if wanted) evaluation splits of `dataset`, or an error naming the argument and the splits."""
     for argument, split in wanted.items():
         if split not in dataset:
             raise SystemExit(
-                f"`{argument}` is {split!r}, but {script_args.dataset_name!r} has the splits {sorted(dataset)}."
+                f"`{argument}` is {split!r}, but {source} has the splits {sorted(dataset)}."
                 + (" Set `eval_strategy: no` to train without evaluation." if argument == "dataset_test_split" else "")
             )
     eval_dataset = dataset[wanted["dataset_test_split"]] if "dataset_test_split" in wanted else None
-    return dataset[script_args.dataset_train_split], eval_dataset
+    return dataset[wanted["dataset_train_split"]], eval_dataset
 
 
 def model_init_kwargs(training_args, model_args: ModelConfig) -> dict:
@@ -166,13 +194,14 @@ def main(
     script_args: ScriptArguments,
     training_args,
     model_args: ModelConfig,
+    dataset_args: DatasetMixtureConfig | None = None,
     discriminator_args: DiscriminatorArguments | None = None,
 ) -> None:
     method = canonical_method(method)
-    check_arguments(method, script_args, model_args)
+    check_arguments(method, script_args, model_args, dataset_args)
     trainer_class = TRAINERS[method][1]
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
-    train_dataset, eval_dataset = load_datasets(script_args, training_args)
+    train_dataset, eval_dataset = load_datasets(script_args, training_args, dataset_args)
     discriminator_kwargs = {}
     if method in ADVERSARIAL_METHODS:
         discriminator_args = discriminator_args or DiscriminatorArguments()
