@@ -395,3 +395,18 @@ def test_a_dataset_mixture_replaces_dataset_name(tmp_path, prompt_completion_dat
     monkeypatch.setitem(train.TRAINERS, "gail", (train.TRAINERS["gail"][0], RecordingTrainer))
     train.main("gail", *_training_script_arguments("gail", ["--config", str(tmp_path / "config.yaml")]))
     assert (len(received["train_dataset"]), len(received["eval_dataset"])) == (60, 20)  # 64 + 16 rows, a quarter held
+
+
+def test_a_trl_grpo_config_s_reward_options_are_named_as_not_applying(tmp_path, tiny_model_path):
+    # `trl grpo` configs carry the reward; GAIL learns it, so a config brought over must say so rather than fail as
+    # unknown accelerate options
+    config = {
+        "model_name_or_path": tiny_model_path,
+        "dataset_name": str(tmp_path / "data.jsonl"),
+        "bf16": False,
+        "reward_funcs": ["accuracy_reward"],
+    }
+    (tmp_path / "data.jsonl").write_text('{"prompt": "Say hi:", "completion": " hi"}\n')
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="`trl grpo` options for a given reward.*discriminator"):
+        main(["gail", "--config", str(tmp_path / "config.yaml")])

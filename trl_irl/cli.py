@@ -30,6 +30,10 @@ TRAINING_METHODS = {
 }
 
 
+# Options of TRL's `grpo` script (`GRPOScriptArguments`) that name a reward, which GAIL and AIRL learn instead
+_GRPO_REWARD_OPTIONS = ("reward_funcs", "reward_model_name_or_path")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -124,6 +128,14 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
             from_config.append(key)
     launch_args = resolve_accelerate_config_argument(from_config + cli_remaining)
     unknown = [arg for arg in launch_args if arg.startswith("-") and arg.split("=")[0] not in options]
+    grpo_only = [arg for arg in unknown if arg.split("=")[0].lstrip("-") in _GRPO_REWARD_OPTIONS]
+    if grpo_only and method in ("gail", "airl"):
+        # A `trl grpo` config brought over as it is: its reward options have no meaning here
+        raise SystemExit(
+            f"trl-irl {method}: {grpo_only} are `trl grpo` options for a given reward; {method.upper()}'s reward is "
+            "its discriminator, learned from the demonstrations. Remove them from the config (choose the "
+            "discriminator with `discriminator_model_name_or_path` and `discriminator_type`)."
+        )
     if unknown:
         raise SystemExit(
             f"trl-irl {method}: unknown arguments {unknown}: neither options of the method's config, "
