@@ -307,13 +307,14 @@ def test_method_names_take_hyphens_or_underscores(tmp_path, monkeypatch):
     chosen = {}
 
     def record(settings, output_dir):
-        chosen["methods"] = settings.methods
+        chosen["methods"], chosen["report_to"] = settings.methods, settings.report_to
         raise SystemExit("recorded")
 
     monkeypatch.setattr(trl_irl.comparison, "run_comparison", record)
     with pytest.raises(SystemExit, match="recorded"):
-        main(["demo", "--methods", "weighted-sft", "gail_token"])
+        main(["demo", "--methods", "weighted-sft", "gail_token", "--report-to", "tensorboard"])
     assert chosen["methods"] == ("weighted_sft", "gail_token")
+    assert chosen["report_to"] == "tensorboard"
 
 
 @pytest.mark.parametrize("method", ["gail", "airl", "variance-reward"])

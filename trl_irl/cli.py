@@ -65,13 +65,19 @@ def _demo(argv: list[str]) -> None:
         "--methods", nargs="+", choices=METHODS, default=list(METHODS), type=lambda name: name.replace("-", "_")
     )
     parser.add_argument("--output-dir", default="trl-irl-demo")
+    parser.add_argument(
+        "--report-to",
+        default="none",
+        help="Where the trainers log, as TrainingArguments' report_to: tensorboard, trackio, wandb, ... (each run "
+        "under OUTPUT_DIR/<method>).",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from .comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
 
-    options = {"methods": tuple(args.methods), "seed": args.seed}
+    options = {"methods": tuple(args.methods), "seed": args.seed, "report_to": args.report_to}
     if args.num_demonstrations is not None:
         options["num_demonstrations"] = args.num_demonstrations
     settings = ComparisonSettings.for_regime(args.regime, quick=args.quick, **options)

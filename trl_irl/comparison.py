@@ -75,6 +75,8 @@ class ComparisonSettings:
     disc_demonstration_source: str = "dataset"
     # GRPO's reward scaling, for the adversarial methods and the oracle alike
     scale_rewards: str = "group"
+    # Where every trainer's logs go, as `TrainingArguments.report_to` ("tensorboard", "trackio", "wandb", ...)
+    report_to: str = "none"
 
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
@@ -251,7 +253,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
 
     common = {
         "bf16": False,
-        "report_to": "none",
+        "report_to": settings.report_to,
         "save_strategy": "no",
         "logging_steps": settings.eval_every,
         "seed": settings.seed,
