@@ -72,6 +72,18 @@ class TestPrepareDemonstrations:
         assert prepared[0]["prompt"] == messages[:3]
         assert prepared[0]["demonstration"] == [messages[3]]
 
+    def test_prompts_may_hold_tool_calls(self):
+        # An assistant turn that only calls a tool has no content, which chat templates render; the demonstration
+        # itself must be text
+        messages = [
+            {"role": "user", "content": "What is 2 + 2?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "add"}}]},
+            {"role": "tool", "content": "4"},
+            {"role": "assistant", "content": "It is 4."},
+        ]
+        prepared = prepare_demonstrations(Dataset.from_list([{"messages": messages}]))
+        assert prepared[0]["demonstration"][0]["content"] == "It is 4."
+
     def test_a_text_prompt_with_a_chat_completion_is_refused(self):
         # Arrow cannot hold both in one column; a text prompt column beside a chat completion column it can
         dataset = Dataset.from_list([{"prompt": "Say hi:", "completion": [{"role": "assistant", "content": "hi"}]}])
@@ -113,7 +125,7 @@ class TestPrepareDemonstrations:
             ),
             (
                 [{"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "hello"}]}],
-                "Row 0 .* string `role` and `content`",
+                "Row 0 .* needs a string `role` and a `content`",
             ),
             (
                 [
@@ -122,7 +134,7 @@ class TestPrepareDemonstrations:
                         "completion": [{"role": "assistant", "content": None}],
                     }
                 ],
-                "Row 0 .* string `role` and `content`",
+                "Row 0 .* needs a string `role` and a string `content`",
             ),
             ([{"prompt": None, "completion": "hello"}], "Row 0 .* prompt must be text or a list"),
         ],

@@ -283,7 +283,6 @@ class DiscriminatorReward:
         stats["saturated_fraction"] = (slope < SATURATED_SLOPE).float().mean().item()
         if training:
             self._warn_if_saturated(logits, stats["saturated_fraction"])
-        if training:
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)
             self.num_generations_seen += 1

@@ -67,7 +67,7 @@ def prepare_demonstrations(
 
         def split_last_assistant_turn(example, index):
             messages = example["messages"]
-            _check_messages(messages, index, name, "messages")
+            _check_messages(messages, index, name, "messages", text_only=False)
             assistant_turns = [i for i, message in enumerate(messages) if message["role"] == "assistant"]
             if not assistant_turns:
                 raise ValueError(f"Row {index} of `{name}` has no assistant turn in its `messages`.")
@@ -107,14 +107,23 @@ def _response_text(response) -> str:
     return response if isinstance(response, str) else response[-1]["content"]
 
 
-def _check_messages(messages, index: int, name: str, column: str) -> None:
+def _check_messages(messages, index: int, name: str, column: str, text_only: bool = True) -> None:
+    """
+    Every message needs a string `role` and a string `content`; with `text_only=False` (prompts), also content
+    parts (a list) or no content beside `tool_calls`, which chat templates render.
+    """
     if not isinstance(messages, list) or not all(isinstance(message, dict) for message in messages):
         raise ValueError(f"Row {index} of `{name}`: `{column}` must be a list of messages, got {messages!r:.80}.")
     for message in messages:
-        if not isinstance(message.get("role"), str) or not isinstance(message.get("content"), str):
+        content = message.get("content")
+        valid_content = isinstance(content, str) or (
+            not text_only and (isinstance(content, list) or (content is None and message.get("tool_calls")))
+        )
+        if not isinstance(message.get("role"), str) or not valid_content:
             raise ValueError(
-                f"Row {index} of `{name}`: every message of `{column}` needs a string `role` and `content`, got "
-                f"{message!r:.80}."
+                f"Row {index} of `{name}`: every message of `{column}` needs a string `role` and "
+                + ("a string `content`" if text_only else "a `content`")
+                + f", got {message!r:.80}."
             )
 
 
@@ -134,7 +143,7 @@ def _check_prompt_and_demonstration(prompt, demonstration, index: int, name: str
     if demonstration_is_text:
         text = demonstration
     else:
-        _check_messages(prompt, index, name, "prompt")
+        _check_messages(prompt, index, name, "prompt", text_only=False)
         _check_messages(demonstration, index, name, "completion")
         text = "".join(message["content"] for message in demonstration)
     if not text.strip():
