@@ -197,12 +197,13 @@ def _training_script_arguments(method: str, argv: list[str]):
     return make_parser(method).parse_args_and_config(argv, fail_with_unknown_args=False)
 
 
-def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prompt_completion_dataset, monkeypatch):
-    # `trl <method>` options that used to be parsed and then ignored; a recording trainer stands in for the real one
+def _record_trainer(monkeypatch, method: str) -> dict:
+    """
+    Replace `method`'s trainer in the training script with one that records what it is given (its keyword arguments
+    and the checkpoint `train` resumes from) and trains nothing. Returns the record.
+    """
     from trl_irl.scripts import train
 
-    for split, rows in (("train", range(0, 8)), ("test", range(8, 12))):
-        prompt_completion_dataset.select(rows).to_json(tmp_path / "data" / f"{split}.jsonl")
     received = {}
 
     class RecordingTrainer:
@@ -215,7 +216,17 @@ def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prom
         def save_model(self, output_dir):
             pass
 
-    monkeypatch.setitem(train.TRAINERS, "weighted-sft", (train.TRAINERS["weighted-sft"][0], RecordingTrainer))
+    monkeypatch.setitem(train.TRAINERS, method, (train.TRAINERS[method][0], RecordingTrainer))
+    return received
+
+
+def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prompt_completion_dataset, monkeypatch):
+    # `trl <method>` options that used to be parsed and then ignored; a recording trainer stands in for the real one
+    from trl_irl.scripts import train
+
+    for split, rows in (("train", range(0, 8)), ("test", range(8, 12))):
+        prompt_completion_dataset.select(rows).to_json(tmp_path / "data" / f"{split}.jsonl")
+    received = _record_trainer(monkeypatch, "weighted-sft")
     arguments = _training_script_arguments(
         "weighted-sft",
         [
@@ -325,20 +336,8 @@ def test_discriminator_options_and_the_variance_reward_command_reach_the_trainer
 
     dataset = preference_dataset if method == "variance-reward" else prompt_completion_dataset
     dataset.to_json(tmp_path / "data.jsonl")
-    received = {}
-
-    class RecordingTrainer:
-        def __init__(self, **kwargs):
-            received.update(kwargs)
-
-        def train(self, resume_from_checkpoint=None):
-            pass
-
-        def save_model(self, output_dir):
-            pass
-
     config_class = train.TRAINERS[method][0]
-    monkeypatch.setitem(train.TRAINERS, method, (config_class, RecordingTrainer))
+    received = _record_trainer(monkeypatch, method)
     argv = ["--model_name_or_path", "org/model", "--dataset_name", str(tmp_path / "data.jsonl"), "--bf16", "False"]
     if method != "variance-reward":
         argv += ["--discriminator_model_name_or_path", "org/discriminator", "--discriminator_use_peft", "True"]
@@ -381,19 +380,7 @@ def test_a_dataset_mixture_replaces_dataset_name(tmp_path, prompt_completion_dat
         "test_split_size": 0.25,
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    received = {}
-
-    class RecordingTrainer:
-        def __init__(self, **kwargs):
-            received.update(kwargs)
-
-        def train(self, resume_from_checkpoint=None):
-            pass
-
-        def save_model(self, output_dir):
-            pass
-
-    monkeypatch.setitem(train.TRAINERS, "gail", (train.TRAINERS["gail"][0], RecordingTrainer))
+    received = _record_trainer(monkeypatch, "gail")
     train.main("gail", *_training_script_arguments("gail", ["--config", str(tmp_path / "config.yaml")]))
     assert (len(received["train_dataset"]), len(received["eval_dataset"])) == (60, 20)  # 64 + 16 rows, a quarter held
 
