@@ -329,8 +329,9 @@ class Discriminator:
 
         Returns:
             `dict[str, float]`: statistics of this update's batch, computed before the step: `loss`, `acc`,
-            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy` (and `gradient_penalty` when on).
-            With `return_policy_logits=True`, a tuple of these and the `(len(policy_texts),)` logits.
+            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy`, `grad_norm` (the gradient's norm
+            before clipping; and `gradient_penalty` when on). With `return_policy_logits=True`, a tuple of these and
+            the `(len(policy_texts),)` logits.
         """
         if not expert_texts or not policy_texts:
             raise ValueError(
