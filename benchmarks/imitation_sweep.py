@@ -8,13 +8,15 @@
 Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
 (`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
 oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint; exact divergences from the expert at the end.
-Seeds are the outer loop and the JSON is rewritten after every run, so an interrupted sweep keeps whole seeds. Prints
-a Markdown table (mean +- standard deviation over seeds) and writes an SVG plot of the reverse KL against the number
-of demonstrations, one line per method.
+Seeds are the outer loop and the JSON is rewritten after every run (each method's final metrics with its wall-clock
+`seconds`), so an interrupted sweep keeps whole seeds. Prints Markdown tables (mean +- standard deviation over seeds;
+differences from SFT within each seed; shares of the oracle's paired reverse-KL drop) and plots the reverse KL and
+the reward fidelity against the number of demonstrations, one line per method (PNG and SVG).
 
 `--set KEY=VALUE` overrides a field of `ComparisonSettings` (for example `discriminator_type=likelihood_ratio`,
-`adversarial_steps=240`), and `--work-dir` keeps each (number of demonstrations, seed)'s runs in a folder of its own,
-so that a later sweep with other adversarial settings reuses their SFT checkpoints instead of training SFT again.
+`adversarial_steps=240`) or sets one of `GAILConfig` / `AIRLConfig` for the adversarial methods (for example
+`disc_label_smoothing=0.2`), and `--work-dir` keeps each (number of demonstrations, seed)'s runs in a folder of its
+own, so that a later sweep with other adversarial settings reuses their SFT checkpoints instead of training SFT again.
 """
 
 import argparse
@@ -28,6 +30,7 @@ from pathlib import Path
 
 from trl_irl.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
 from trl_irl.plots import line_chart
+from trl_irl.trainer import AIRLConfig, GAILConfig
 
 
 REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length", *REWARD_METRICS)
@@ -56,17 +59,28 @@ def summarise(finals: dict[str, dict[str, list[dict]]]) -> dict:
 
 
 def parse_overrides(assignments: list[str]) -> dict:
-    """`KEY=VALUE` strings as `ComparisonSettings` overrides, values read as Python literals where they parse."""
+    """
+    `KEY=VALUE` strings as `ComparisonSettings` overrides, values read as Python literals where they parse. A KEY
+    that is no field of `ComparisonSettings` but one of `GAILConfig` or `AIRLConfig` goes to its `adversarial_config`.
+    """
     fields = {field.name for field in dataclasses.fields(ComparisonSettings)}
+    trainer_fields = {field.name for config in (GAILConfig, AIRLConfig) for field in dataclasses.fields(config)}
     overrides = {}
     for assignment in assignments:
         key, separator, value = assignment.partition("=")
-        if not separator or key not in fields:
-            raise SystemExit(f"--set {assignment!r}: expected KEY=VALUE with KEY one of {sorted(fields)}.")
+        if not separator or key not in fields | trainer_fields:
+            raise SystemExit(
+                f"--set {assignment!r}: expected KEY=VALUE with KEY a field of ComparisonSettings "
+                f"({sorted(fields)}) or of GAILConfig / AIRLConfig."
+            )
         try:
-            overrides[key] = ast.literal_eval(value)
+            parsed = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            overrides[key] = value
+            parsed = value
+        if key in fields:
+            overrides[key] = parsed
+        else:
+            overrides.setdefault("adversarial_config", {})[key] = parsed
     return overrides
 
 
@@ -94,7 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        report(json.loads(args.report.read_text()), args.output_dir / f"{args.report.stem}_reverse_kl")
+        report(json.loads(args.report.read_text()), args.output_dir / args.report.stem)
         return
 
     overrides = parse_overrides(args.overrides)
@@ -113,7 +127,8 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     results = run_comparison(settings, tmp, log=lambda *_: None)
             for method, result in results["methods"].items():
-                finals[method].setdefault(str(count), []).append(result["final"])
+                # With its wall-clock time, to compare methods at equal time (SFT trained on for longer, say)
+                finals[method].setdefault(str(count), []).append(result["final"] | {"seconds": result["seconds"]})
             summary = summarise(finals)
             record = {
                 "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
@@ -126,20 +141,28 @@ def main() -> None:
 
     record["seconds"] = round(time.perf_counter() - started)
     (args.output_dir / f"{stem}.json").write_text(json.dumps(record, indent=2))
-    report(record, args.output_dir / f"{stem}_reverse_kl")
+    report(record, args.output_dir / stem)
 
 
-def report(record: dict, plot_path: Path) -> None:
+PLOTTED = ("reverse_kl", "reward_fidelity")
+
+
+def report(record: dict, plot_stem: Path) -> None:
     """
-    Print the Markdown table of a sweep's record and write its plot, `plot_path` as PNG and SVG (also for a partial
-    record, `--report`).
+    Print the Markdown tables of a sweep's record and plot each of `PLOTTED` against the number of demonstrations, as
+    `{plot_stem}_{metric}` PNG and SVG files (also for a partial record, `--report`).
     """
     summary = record["summary"]
-    series = {
-        method: [(int(count), values["reverse_kl"][0]) for count, values in by_count.items()]
-        for method, by_count in summary.items()
-    }
-    line_chart(series, "number of demonstrations", "reverse_kl (mean over seeds)", plot_path, log_x=True)
+    for metric in PLOTTED:
+        # The reward fidelity exists for the adversarial methods only
+        series = {
+            method: [(int(count), values[metric][0]) for count, values in by_count.items() if metric in values]
+            for method, by_count in summary.items()
+        }
+        series = {method: points for method, points in series.items() if points}
+        if series:
+            path = Path(f"{plot_stem}_{metric}")
+            line_chart(series, "number of demonstrations", f"{metric} (mean over seeds)", path, log_x=True)
     seeds = {len(runs) for by_count in record.get("runs", {}).values() for runs in by_count.values()}
     # The memorise regime's expert, hence its mean length, changes with the seed
     expert_lengths = [
@@ -195,6 +218,20 @@ def report(record: dict, plot_path: Path) -> None:
                     lower = sum(difference < 0 for difference in differences)
                     cells.append(f"{statistics.mean(differences):+.3f} +- {spread:.3f} ({lower}/{len(differences)})")
                 print(f"| {count} | {method} | {' | '.join(cells)} |")
+    if "sft" in runs and "oracle" in runs:
+        print("\nShare of the oracle's paired reverse-KL drop, (SFT - method) / (SFT - oracle), per seed")
+        print("| demonstrations | method | shares |")
+        print("|---|---|---|")
+        for count in record["args"]["demonstrations"]:
+            starts, oracles = runs["sft"].get(str(count), []), runs["oracle"].get(str(count), [])
+            for method, by_count in runs.items():
+                if method in ("sft", "oracle") or str(count) not in by_count:
+                    continue
+                shares = [
+                    (sft["reverse_kl"] - run["reverse_kl"]) / (sft["reverse_kl"] - oracle["reverse_kl"])
+                    for run, sft, oracle in zip(by_count[str(count)], starts, oracles, strict=True)
+                ]
+                print(f"| {count} | {method} | {', '.join(f'{share:.2f}' for share in shares)} |")
 
 
 if __name__ == "__main__":

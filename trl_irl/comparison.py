@@ -77,6 +77,8 @@ class ComparisonSettings:
     scale_rewards: str = "group"
     # Where every trainer's logs go, as `TrainingArguments.report_to` ("tensorboard", "trackio", "wandb", ...)
     report_to: str = "none"
+    # Any other `GAILConfig` / `AIRLConfig` settings of the adversarial methods (`{"disc_label_smoothing": 0.2}`)
+    adversarial_config: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
@@ -325,9 +327,10 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
                 (GAILConfig, GAILTrainer) if method.startswith("gail") else (AIRLConfig, AIRLTrainer)
             )
             level = "token" if method.endswith("_token") else "sequence"
+            config = adversarial_common | settings.adversarial_config
             trainer = trainer_class(
                 model=str(output_dir / "sft"),
-                args=config_class(str(output_dir / method), discriminator_level=level, **adversarial_common),
+                args=config_class(str(output_dir / method), discriminator_level=level, **config),
                 train_dataset=demonstrations,
                 callbacks=[tracker],
             )
