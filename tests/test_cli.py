@@ -45,6 +45,33 @@ def test_comparison_reuses_an_sft_checkpoint_trained_with_the_same_settings(tmp_
     assert not any("reusing" in message for message in messages)
 
 
+def test_comparison_passes_adversarial_config_to_the_adversarial_trainers_only(tmp_path, monkeypatch):
+    import trl_irl.comparison as comparison
+
+    configs = {}
+
+    class RecordingGAILTrainer(comparison.GAILTrainer):
+        def __init__(self, *args, **kwargs):
+            configs["gail"] = kwargs["args"]
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
+    settings = ComparisonSettings(
+        num_demonstrations=16,
+        sft_steps=2,
+        adversarial_steps=1,
+        eval_every=1,
+        num_eval_prompts=4,
+        hidden_size=32,
+        methods=("gail", "oracle"),
+        adversarial_config={"disc_label_smoothing": 0.3},
+    )
+    results = run_comparison(settings, tmp_path, log=lambda *args: None)
+    assert configs["gail"].disc_label_smoothing == 0.3
+    assert set(results["methods"]) == {"gail", "oracle"}
+    assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
+
+
 def test_regime_settings_then_quick_then_overrides():
     rules = ComparisonSettings.for_regime("rules")
     assert (rules.num_hidden_layers, rules.sft_steps) == (4, 1500)
