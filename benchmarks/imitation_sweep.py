@@ -33,7 +33,16 @@ from trl_irl.plots import line_chart
 from trl_irl.trainer import AIRLConfig, GAILConfig
 
 
-REPORTED = ("reverse_kl", "forward_kl", "invalid", "mode_coverage", "mean_length", *REWARD_METRICS)
+# `discriminator_reverse_kl`: that of the likelihood-ratio discriminator's own language model q_phi at the end
+REPORTED = (
+    "reverse_kl",
+    "forward_kl",
+    "invalid",
+    "mode_coverage",
+    "mean_length",
+    *REWARD_METRICS,
+    "discriminator_reverse_kl",
+)
 PAIRED = ("reverse_kl", "forward_kl", "invalid")
 
 
@@ -128,7 +137,10 @@ def main() -> None:
                     results = run_comparison(settings, tmp, log=lambda *_: None)
             for method, result in results["methods"].items():
                 # With its wall-clock time, to compare methods at equal time (SFT trained on for longer, say)
-                finals[method].setdefault(str(count), []).append(result["final"] | {"seconds": result["seconds"]})
+                final = result["final"] | {"seconds": result["seconds"]}
+                if "discriminator_final" in result:
+                    final["discriminator_reverse_kl"] = result["discriminator_final"]["reverse_kl"]
+                finals[method].setdefault(str(count), []).append(final)
             summary = summarise(finals)
             record = {
                 "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},

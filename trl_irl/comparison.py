@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from .demo_choices import METHODS
+from .discriminator import LikelihoodRatioDiscriminator
 from .synthetic import (
     INVALID_MASS,
     WORDS,
@@ -343,6 +344,11 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             trainer.save_model()
             record = {"settings": _sft_settings(settings), "result": result}
             (output_dir / "sft" / SFT_RECORD_FILE).write_text(json.dumps(record))
+        if isinstance(getattr(trainer, "discriminator", None), LikelihoodRatioDiscriminator):
+            # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than
+            # the policy, the policy would have something left to learn from it (without the KL term, the optimum of
+            # the reward `log q_phi - log pi` is pi = q_phi)
+            result["discriminator_final"] = evaluate(trainer.discriminator.model)
         if method in settings.methods:
             results["methods"][method] = result
         log(f"[{method}] done in {time.perf_counter() - started:.0f} s: reverse KL {curve[-1]['reverse_kl']:.3f}")
