@@ -245,12 +245,6 @@ class TestConfig:
             ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
             ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
             ({"discriminator_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
-            ({"disc_policy_prompt_fraction": 1.0}, "disc_policy_prompt_fraction"),
-            ({"disc_policy_prompt_fraction": float("nan")}, "disc_policy_prompt_fraction"),
-            (
-                {"disc_policy_prompt_fraction": 0.5, "disc_demonstration_source": "batch"},
-                "disc_demonstration_source='dataset'",
-            ),
         ],
     )
     def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
@@ -275,31 +269,6 @@ class TestConfig:
         streamed = prompt_completion_dataset.to_iterable_dataset()
         with pytest.raises(ValueError, match="disc_demonstration_source='batch'"):
             GAILTrainer(model=tiny_model_path, args=adversarial_config(GAILConfig, tmp_path), train_dataset=streamed)
-
-
-def test_policy_prompts_are_kept_apart_from_the_discriminator_s_demonstrations(tmp_path, tiny_model_path):
-    dataset = Dataset.from_dict(
-        {"prompt": [f"Task {k}:" for k in range(10)], "completion": [f" answer {k}" for k in range(10)]}
-    )
-    trainer = GAILTrainer(
-        model=tiny_model_path,
-        args=adversarial_config(GAILConfig, tmp_path, disc_policy_prompt_fraction=0.3, disc_heldout_fraction=0.25),
-        train_dataset=dataset,
-    )
-    policy_prompts = set(trainer.train_dataset["prompt"])
-    pool = trainer.discriminator_reward.demonstration_pool
-    pool_prompts = set(pool.dataset["prompt"])
-    assert len(policy_prompts) == 3 and len(pool_prompts) == 7
-    assert policy_prompts.isdisjoint(pool_prompts)
-    # The held-out rows come out of the discriminator's share
-    assert (len(pool.heldout_rows), len(pool.training_rows)) == (1, 6)
-    # The same seed splits the same way
-    again = GAILTrainer(
-        model=tiny_model_path,
-        args=adversarial_config(GAILConfig, tmp_path, disc_policy_prompt_fraction=0.3, disc_heldout_fraction=0.25),
-        train_dataset=dataset,
-    )
-    assert set(again.train_dataset["prompt"]) == policy_prompts
 
 
 def test_likelihood_reward_loads_its_tokenizer_at_the_model_s_revision(tiny_model_path, monkeypatch):

@@ -74,12 +74,6 @@ class GAILConfig(GRPOConfig):
             `disc_demonstration_source="dataset"`). On each generation batch they are scored against the fresh
             completions, before the discriminator's update, and logged as `disc/heldout_loss`, `disc/heldout_acc`,
             `disc/heldout_acc_expert` and `disc/heldout_acc_policy`: how well the reward generalises. 0 turns this off.
-        disc_policy_prompt_fraction (`float`, *optional*, defaults to `0.0`):
-            Share of the training rows set apart, at random, as the policy's prompts: the policy generates on them
-            only, and the discriminator never trains on their demonstrations (with `disc_demonstration_source=
-            "dataset"`; it draws from the other rows). With 0, the policy generates on every row, including those
-            whose one demonstration the discriminator learns to prefer: on such a prompt the discriminator's optimum
-            rewards that response and no other, however valid.
         disc_scoring (`str`, *optional*, defaults to `"before_update"`):
             Whether completions are scored by the discriminator as it was before this batch's updates
             (`"before_update"`: an out-of-sample score) or after them (`"after_update"`).
@@ -164,13 +158,6 @@ class GAILConfig(GRPOConfig):
             "completions and logged as disc/heldout_*. 0 turns this off."
         },
     )
-    disc_policy_prompt_fraction: float = field(
-        default=0.0,
-        metadata={
-            "help": "Share of the training rows set apart as the policy's prompts; the discriminator never trains on "
-            "their demonstrations. 0: the policy generates on every row."
-        },
-    )
     disc_updates_per_generation: int | None = field(
         default=None,
         metadata={
@@ -245,15 +232,6 @@ class GAILConfig(GRPOConfig):
             )
         if not 0.0 <= self.disc_heldout_fraction < 1.0:
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
-        if not 0.0 <= self.disc_policy_prompt_fraction < 1.0:
-            raise ValueError(
-                f"`disc_policy_prompt_fraction` must be in [0, 1), got {self.disc_policy_prompt_fraction}."
-            )
-        if self.disc_policy_prompt_fraction > 0 and self.disc_demonstration_source != "dataset":
-            raise ValueError(
-                "`disc_policy_prompt_fraction` keeps the policy's prompts apart from the demonstrations the "
-                "discriminator draws from the dataset; it needs `disc_demonstration_source='dataset'`."
-            )
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
         if not math.isfinite(self.divergence_alpha):

@@ -1,6 +1,5 @@
 import json
 import os
-import random
 import tempfile
 import textwrap
 from functools import partial
@@ -101,23 +100,6 @@ def prepare_demonstrations(
             _check_prompt_and_demonstration(prompt, demonstration, index, name)
         return converted
     return converted.map(check, with_indices=True)
-
-
-def split_policy_prompts(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
-    """
-    `dataset`'s rows split at random into the policy's prompts (`fraction` of them) and the discriminator's
-    demonstrations (the rest), each at least one row.
-    """
-    if len(dataset) < 2:
-        raise ValueError(
-            f"`disc_policy_prompt_fraction` splits `train_dataset` into the policy's prompts and the discriminator's "
-            f"demonstrations, which needs at least 2 rows; it has {len(dataset)}."
-        )
-    rows = list(range(len(dataset)))
-    # Another stream than the held-out split's (`DemonstrationPool`), which shuffles with the seed itself
-    random.Random(repr(("policy prompts", seed))).shuffle(rows)
-    num_policy = min(max(round(len(rows) * fraction), 1), len(rows) - 1)
-    return dataset.select(sorted(rows[:num_policy])), dataset.select(sorted(rows[num_policy:]))
 
 
 def _response_text(response) -> str:
@@ -262,12 +244,7 @@ class GAILTrainer(GRPOTrainer):
                     f"which a {type(train_dataset).__name__} cannot do. Set `disc_demonstration_source='batch'` "
                     "(each update then sees the demonstrations of its generation batch's prompts)."
                 )
-            pool_dataset = train_dataset
-            if args.disc_policy_prompt_fraction > 0:
-                train_dataset, pool_dataset = split_policy_prompts(
-                    train_dataset, args.disc_policy_prompt_fraction, seed=args.seed
-                )
-            demonstration_pool = DemonstrationPool(pool_dataset, args.disc_heldout_fraction, seed=args.seed)
+            demonstration_pool = DemonstrationPool(train_dataset, args.disc_heldout_fraction, seed=args.seed)
 
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
         set_seed(args.seed)
