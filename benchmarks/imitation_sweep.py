@@ -124,7 +124,8 @@ def main() -> None:
     started = time.perf_counter()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"imitation_sweep_{args.regime}" + (f"_{args.name}" if args.name else "")
-    finals: dict[str, dict[str, list[dict]]] = {method: {} for method in args.methods}
+    # Keyed by the comparison's rows: the methods asked for, and SFT sampled at lower temperatures
+    finals: dict[str, dict[str, list[dict]]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for count in args.demonstrations:
             settings = ComparisonSettings.for_regime(
@@ -140,7 +141,7 @@ def main() -> None:
                 final = result["final"] | {"seconds": result["seconds"]}
                 if "discriminator_final" in result:
                     final["discriminator_reverse_kl"] = result["discriminator_final"]["reverse_kl"]
-                finals[method].setdefault(str(count), []).append(final)
+                finals.setdefault(method, {}).setdefault(str(count), []).append(final)
             summary = summarise(finals)
             record = {
                 "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},

@@ -12,7 +12,13 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
         num_demonstrations=16, sft_steps=4, adversarial_steps=2, eval_every=2, num_eval_prompts=4, hidden_size=32
     )
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
-    assert set(results["methods"]) == set(settings.methods)
+    tempered = {"sft_temperature_0.8", "sft_temperature_0.6"}
+    assert set(results["methods"]) == set(settings.methods) | tempered
+    # The same checkpoint evaluated at another temperature (the exact arithmetic: test_synthetic.py)
+    assert (
+        results["methods"]["sft_temperature_0.6"]["final"]["reverse_kl"]
+        != results["methods"]["sft"]["final"]["reverse_kl"]
+    )
     for method, result in results["methods"].items():
         assert set(result["final"]) >= {
             "reverse_kl",
@@ -24,7 +30,7 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
             "mean_length_ci95",
         }, method
         # Only the adversarial methods have a learned reward to follow (16 demonstrations: one held out)
-        has_learned_reward = method not in ("sft", "weighted_sft", "oracle")
+        has_learned_reward = method not in ("sft", "weighted_sft", "oracle", *tempered)
         assert ({"disc_heldout_acc", "disc_heldout_loss"} <= set(result["final"])) == has_learned_reward, method
         # The likelihood-ratio discriminator (the default) is a language model, evaluated like the policy
         assert ("reverse_kl" in result.get("discriminator_final", {})) == has_learned_reward, method

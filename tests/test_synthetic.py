@@ -82,15 +82,17 @@ class TestDivergences:
         assert metrics["reverse_kl"] == pytest.approx(-math.log(1 - INVALID_MASS))
 
 
-def test_response_probabilities_are_products_of_token_probabilities(tiny_model_path):
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_response_probabilities_are_products_of_token_probabilities(tiny_model_path, temperature):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
-    probabilities = response_probabilities(model, tokenizer, "Count from 1 by 1, 3 numbers:", [" 1 2 3", " 2"])
+    prompt = "Count from 1 by 1, 3 numbers:"
+    probabilities = response_probabilities(model, tokenizer, prompt, [" 1 2 3", " 2"], temperature=temperature)
     for response, probability in zip([" 1 2 3", " 2"], probabilities, strict=True):
-        prompt_ids = tokenizer("Count from 1 by 1, 3 numbers:")["input_ids"]
+        prompt_ids = tokenizer(prompt)["input_ids"]
         ids = prompt_ids + tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         with torch.no_grad():
-            log_probs = model(input_ids=torch.tensor([ids])).logits[0].log_softmax(-1)
+            log_probs = (model(input_ids=torch.tensor([ids])).logits[0] / temperature).log_softmax(-1)
         expected = math.exp(sum(log_probs[t - 1, ids[t]].item() for t in range(len(prompt_ids), len(ids))))
         assert probability == pytest.approx(expected, rel=1e-4)
 

@@ -123,9 +123,16 @@ class SyntheticExpert:
 
 @torch.no_grad()
 def response_probabilities(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, responses: list[str]
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt: str,
+    responses: list[str],
+    temperature: float = 1.0,
 ) -> list[float]:
-    """The policy's probability of each response to `prompt`, end-of-sequence token included."""
+    """
+    The policy's probability of each response to `prompt`, end-of-sequence token included, when it samples each token
+    at `temperature` (its logits divided by it).
+    """
     prompt_ids = tokenizer(prompt)["input_ids"]
     sequences = [
         prompt_ids + tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses
@@ -133,7 +140,8 @@ def response_probabilities(
     width = max(len(sequence) for sequence in sequences)
     input_ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in sequences], device=model.device)
     attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
-    log_probs = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float().log_softmax(-1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    log_probs = (logits / temperature).log_softmax(-1)
     token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T - 1)
     probabilities = []
     for row, sequence in enumerate(sequences):
@@ -150,11 +158,12 @@ def sampled_mean_length(
     samples_per_prompt: int = 16,
     max_new_tokens: int = 16,
     seed: int = 0,
+    temperature: float = 1.0,
 ) -> tuple[float, float]:
     """
     The policy's mean response length in words (as the expert's is counted), estimated by sampling.
 
-    Samples at temperature 1 with no top-k or top-p truncation, so they follow the policy's own distribution; a
+    Samples at `temperature` with no top-k or top-p truncation, so they follow the policy's own distribution; a
     response that does not end within `max_new_tokens` counts with its truncated length. The global random state is
     left as it was, so evaluating during training does not change the training run.
 
@@ -172,7 +181,7 @@ def sampled_mean_length(
         generated = model.generate(
             **batch,
             do_sample=True,
-            temperature=1.0,
+            temperature=temperature,
             top_k=0,
             top_p=1.0,
             max_new_tokens=max_new_tokens,
@@ -222,21 +231,27 @@ def divergences(expert: list[float], policy: list[float]) -> dict[str, float]:
 
 
 def expert_divergences(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, expert: SyntheticExpert, prompts: list[str]
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    expert: SyntheticExpert,
+    prompts: list[str],
+    temperature: float = 1.0,
 ) -> dict[str, float]:
     """
-    `divergences` of the policy from the expert, averaged over `prompts`, and the policy's `mean_length` (sampled,
-    with `mean_length_ci95`, the half-width of its 95% confidence interval) beside the expert's exact
-    `expert_mean_length`.
+    `divergences` of the policy (sampling at `temperature`) from the expert, averaged over `prompts`, and the policy's
+    `mean_length` (sampled, with `mean_length_ci95`, the half-width of its 95% confidence interval) beside the
+    expert's exact `expert_mean_length`.
     """
     totals: dict[str, float] = {}
     for prompt in prompts:
         responses, probabilities = zip(*expert.distribution(prompt).items(), strict=True)
-        metrics = divergences(list(probabilities), response_probabilities(model, tokenizer, prompt, list(responses)))
-        for name, value in metrics.items():
+        policy = response_probabilities(model, tokenizer, prompt, list(responses), temperature)
+        for name, value in divergences(list(probabilities), policy).items():
             totals[name] = totals.get(name, 0.0) + value
     metrics = {name: total / len(prompts) for name, total in totals.items()}
-    metrics["mean_length"], metrics["mean_length_ci95"] = sampled_mean_length(model, tokenizer, prompts)
+    metrics["mean_length"], metrics["mean_length_ci95"] = sampled_mean_length(
+        model, tokenizer, prompts, temperature=temperature
+    )
     metrics["expert_mean_length"] = expert.mean_length(prompts)
     return metrics
 
