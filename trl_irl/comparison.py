@@ -93,7 +93,9 @@ class ComparisonSettings:
 
         The rules regime needs a larger model and longer SFT: with the memorise regime's model, SFT left 67% of its
         mass on invalid responses to unseen prompts after 600 steps; with 4 layers, hidden size 256 and learning rate
-        1e-3 on 2048 demonstrations it reached a plateau of about 50% invalid by step 1000.
+        1e-3 on 2048 demonstrations it reached about 50% invalid by step 1000 and stayed there until the learning rate
+        had decayed at step 1500. Not a plateau of SFT itself: with 3000 steps (the same schedule, stretched) it went
+        on to 26-37% invalid (3 seeds, docs/benchmarks.md, 2026-11-30).
         """
         settings = {"regime": regime}
         if regime == "rules":
