@@ -164,6 +164,27 @@ class TestDiscriminator:
         for a, b in zip(resumed.model.parameters(), continued.model.parameters(), strict=True):
             torch.testing.assert_close(a, b)
 
+    def test_each_process_resumes_its_own_replay_buffer_and_random_state(self, tmp_path, tiny_model_path):
+        expert, policy = _texts()
+        process_0 = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        process_1 = copy.deepcopy(process_0)
+        process_0.update(expert, policy[:2])
+        process_1.update(expert, policy[2:4])
+        process_1._rng.random()
+        process_0.save_pretrained(tmp_path)
+        process_0.save_state(tmp_path, process_index=0)
+        process_1.save_state(tmp_path, process_index=1)
+
+        resumed = [_discriminator(tiny_model_path, replay_buffer_size=4) for _ in range(2)]
+        for index, discriminator in enumerate(resumed):
+            discriminator.load(tmp_path, process_index=index)
+        assert resumed[0].replay_buffer == policy[:2] and resumed[1].replay_buffer == policy[2:4]
+        assert resumed[1]._rng.getstate() == process_1._rng.getstate() != process_0._rng.getstate()
+        assert resumed[0]._rng.getstate() == process_0._rng.getstate()
+        # Resuming with more processes than wrote the checkpoint is refused, naming the missing file
+        with pytest.raises(FileNotFoundError, match="discriminator_state_process2.pt.*as many processes"):
+            _discriminator(tiny_model_path, replay_buffer_size=4).load(tmp_path, process_index=2)
+
 
 class _RunsCodeWhenUnpickled:
     """A payload that a pickle-based `torch.load` would execute: it records that it ran."""

@@ -75,18 +75,23 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
         assert torch.equal(param, rank1["policy"][name]), f"policy {name} differs across processes"
 
 
+@pytest.mark.parametrize("replay_buffer_size", [0, 8])
 def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_does(
-    tmp_path, tiny_model_path, prompt_completion_dataset
+    tmp_path, tiny_model_path, prompt_completion_dataset, replay_buffer_size
 ):
-    # Each process draws its own demonstrations and restores its own random state: both must resume exactly
+    # Each process draws its own demonstrations, keeps its own replay buffer (of its own completions) and restores
+    # its own random state: both must resume exactly. Before each process saved its own, process 1 resumed with
+    # process 0's buffer and random state.
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534"]
     script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
-    _run([*torchrun, *script, str(tmp_path), "sequence", "gail", "4"], cwd=tmp_path)
+    options = ["sequence", "gail", "4"]
+    _run([*torchrun, *script, str(tmp_path), *options, "", str(replay_buffer_size)], cwd=tmp_path)
     uninterrupted = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
-    checkpoint = str(tmp_path / "checkpoint-2")
-    _run([*torchrun, *script, str(tmp_path), "sequence", "gail", "4", checkpoint], cwd=tmp_path)
+    checkpoint = tmp_path / "checkpoint-2"
+    assert (checkpoint / "discriminator" / "discriminator_state_process1.pt").is_file()
+    _run([*torchrun, *script, str(tmp_path), *options, str(checkpoint), str(replay_buffer_size)], cwd=tmp_path)
     resumed = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
 
     for rank in (0, 1):

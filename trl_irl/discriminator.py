@@ -32,6 +32,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 STATE_FILE = "discriminator_state.pt"
 
 
+def process_state_file(process_index: int) -> str:
+    """The file of one process's discriminator state: `STATE_FILE` for process 0 (which also holds the optimizer)."""
+    return STATE_FILE if process_index == 0 else f"discriminator_state_process{process_index}.pt"
+
+
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
@@ -442,18 +447,23 @@ class Discriminator:
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
-    def save_state(self, directory: str | Path) -> None:
-        """What resuming needs beyond the weights: the optimizer, the replay buffer and its random state."""
-        state = {
-            "optimizer": self.optimizer.state_dict(),
-            "replay_buffer": self.replay_buffer,
-            "rng_state": self._rng.getstate(),
-        }
-        torch.save(state, Path(directory) / STATE_FILE)
-
-    def load(self, directory: str | Path) -> None:
+    def save_state(self, directory: str | Path, process_index: int = 0) -> None:
         """
-        Restore weights and training state written by `save_pretrained` and `save_state` to `directory`.
+        What resuming needs beyond the weights: the optimizer, the replay buffer and its random state.
+
+        Each process calls it with its own index: the optimizer is the same on every process (gradients are averaged)
+        and process 0 writes it; the replay buffer and the random state are each process's own, so every other
+        process writes its own file (`process_state_file(index)`), as `Trainer` writes one random state per process.
+        """
+        state = {"replay_buffer": self.replay_buffer, "rng_state": self._rng.getstate()}
+        if process_index == 0:
+            state["optimizer"] = self.optimizer.state_dict()
+        torch.save(state, Path(directory) / process_state_file(process_index))
+
+    def load(self, directory: str | Path, process_index: int = 0) -> None:
+        """
+        Restore weights and training state written by `save_pretrained` and `save_state` to `directory`; the replay
+        buffer and random state are those `process_index` saved.
 
         The state file is read with `torch.load(weights_only=True)`: a checkpoint downloaded from someone else cannot
         run code when it is resumed. A missing, corrupt or crafted file is refused with an error naming it.
@@ -465,34 +475,43 @@ class Discriminator:
         is_peft = isinstance(self.model, PeftModel)
         weights_file = directory / ("adapter_model.safetensors" if is_peft else "model.safetensors")
         state_file = directory / STATE_FILE
-        for path in (weights_file, state_file):
+        process_file = directory / process_state_file(process_index)
+        for path in dict.fromkeys((weights_file, state_file, process_file)):
             if not path.is_file():
+                more_processes = " with more processes than it was written with," if path == process_file else ""
                 raise FileNotFoundError(
                     f"The discriminator checkpoint {directory} has no {path.name}: it is incomplete (an interrupted "
-                    "save) or was not written by trl-irl. Resume from another checkpoint."
+                    f"save),{more_processes} or was not written by trl-irl. Resume from another checkpoint"
+                    + (", or with as many processes as wrote it." if more_processes else ".")
                 )
         try:
             weights = load_file(weights_file, device=str(self.device))
         except Exception as error:
             raise ValueError(f"Cannot restore the discriminator: {weights_file} is corrupt ({error}).") from error
-        try:
-            state = torch.load(state_file, weights_only=True, map_location="cpu")
-            if not isinstance(state, dict) or not {"optimizer", "replay_buffer", "rng_state"} <= set(state):
-                raise ValueError("it lacks the optimizer, replay buffer or random state")
-        except Exception as error:
-            reason = str(error).strip().splitlines()[0]
-            raise ValueError(
-                f"Cannot restore the discriminator: {state_file} is corrupt, crafted or not a trl-irl discriminator "
-                f"state ({type(error).__name__}: {reason}). It is loaded with `weights_only=True`, so a file that "
-                "would run code when loaded is refused; resume from a checkpoint you wrote."
-            ) from error
+        shared_state = self._read_state(state_file, {"optimizer", "replay_buffer", "rng_state"})
+        own_state = self._read_state(process_file, {"replay_buffer", "rng_state"})
         if is_peft:
             set_peft_model_state_dict(self.model, weights)
         else:
             self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.replay_buffer = state["replay_buffer"]
-        self._rng.setstate(state["rng_state"])
+        self.optimizer.load_state_dict(shared_state["optimizer"])
+        self.replay_buffer = own_state["replay_buffer"]
+        self._rng.setstate(own_state["rng_state"])
+
+    @staticmethod
+    def _read_state(path: Path, keys: set[str]) -> dict:
+        try:
+            state = torch.load(path, weights_only=True, map_location="cpu")
+            if not isinstance(state, dict) or not keys <= set(state):
+                raise ValueError(f"it lacks some of {sorted(keys)}")
+        except Exception as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ValueError(
+                f"Cannot restore the discriminator: {path} is corrupt, crafted or not a trl-irl discriminator "
+                f"state ({type(error).__name__}: {reason}). It is loaded with `weights_only=True`, so a file that "
+                "would run code when loaded is refused; resume from a checkpoint you wrote."
+            ) from error
+        return state
 
 
 class TokenDiscriminator(Discriminator):

@@ -1,6 +1,7 @@
 """Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps (checkpointing every 2 when there are
-more than 2, or resuming from a checkpoint), then each process saves its policy and discriminator parameters so the
-test can check that the replicas stayed identical and that a resumed run ends where an uninterrupted one does."""
+more than 2, or resuming from a checkpoint; with a replay buffer of the size given last, if any), then each process
+saves its policy and discriminator parameters so the test can check that the replicas stayed identical and that a
+resumed run ends where an uninterrupted one does."""
 
 import os
 import sys
@@ -19,7 +20,10 @@ def main(
     trainer_name: str,
     max_steps: str = "2",
     resume_from_checkpoint: str = "",
+    replay_buffer_size: str = "0",
 ) -> None:
+    # The likelihood ratio refuses a replay buffer: with one, the discriminator is a classifier
+    replay = {"discriminator_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
     args = config_class(
         output_dir=output_dir,
@@ -36,6 +40,7 @@ def main(
         disable_tqdm=True,
         seed=0,
         discriminator_level=discriminator_level,
+        **(replay if int(replay_buffer_size) > 0 else {}),
         # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
         use_cpu=not torch.cuda.is_available(),
     )

@@ -599,21 +599,23 @@ class GAILTrainer(GRPOTrainer):
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         super().save_model(output_dir, _internal_call)
+        directory = Path(output_dir or self.args.output_dir)
         if self.args.should_save:
-            directory = Path(output_dir or self.args.output_dir)
             self.save_discriminator(
                 directory / self.discriminator_dir, load_from=str(directory), subfolder=self.discriminator_dir
             )
-            if _internal_call and directory.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
-                # A checkpoint: its training state is written here, before `trainer_state.json` marks the checkpoint
-                # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both)
-                self._save_discriminator_state(directory / self.discriminator_dir)
+        if _internal_call and directory.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
+            # A checkpoint: its training state is written here, before `trainer_state.json` marks the checkpoint
+            # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both). Every
+            # process writes its own replay buffer and random state, as `Trainer` writes its random states
+            self._save_discriminator_state(directory / self.discriminator_dir)
 
     def _save_discriminator_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.discriminator.save_state(directory)
-        reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
-        (directory / _REWARD_STATE_FILE).write_text(json.dumps(reward_state))
+        self.discriminator.save_state(directory, self.accelerator.process_index)
+        if self.args.should_save:
+            reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
+            (directory / _REWARD_STATE_FILE).write_text(json.dumps(reward_state))
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
         required = (f"{self.discriminator_dir}/{_REWARD_STATE_FILE}",)
@@ -625,7 +627,7 @@ class GAILTrainer(GRPOTrainer):
                     f"The checkpoint {checkpoint} has no discriminator state ({directory / _REWARD_STATE_FILE}); "
                     f"it was not written by {type(self).__name__}, or its save was interrupted."
                 )
-            self.discriminator.load(directory)
+            self.discriminator.load(directory, self.accelerator.process_index)
             state = json.loads((directory / _REWARD_STATE_FILE).read_text())
             self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
