@@ -80,6 +80,28 @@ def test_comparison_passes_adversarial_config_to_the_adversarial_trainers_only(t
     assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
 
 
+def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned_reward():
+    from trl_irl.comparison import results_table
+
+    final = {"reverse_kl": 3.0, "forward_kl": 2.0, "js": 0.3, "invalid": 0.5, "mode_coverage": 0.3, "mean_length": 4.0}
+    learned = {"reward_fidelity": 0.35, "disc_heldout_acc": 0.53, "disc_heldout_loss": 0.72}
+    results = {
+        "methods": {
+            "sft": {"final": final, "seconds": 107.3},
+            "gail": {"final": final | {"reverse_kl": 2.9} | learned, "seconds": 113.0},
+        }
+    }
+    header, _index_name, sft, gail = results_table(results).splitlines()
+    assert header.split() == ["reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length"] + [
+        "reward_fidelity",
+        "disc_heldout_acc",
+        "disc_heldout_loss",
+        "seconds",
+    ]
+    assert sft.split() == ["sft", "3.000", "2.000", "0.300", "0.500", "0.300", "4.000", "-", "-", "-", "107.300"]
+    assert gail.split()[:2] == ["gail", "2.900"] and gail.split()[7:10] == ["0.350", "0.530", "0.720"]
+
+
 def test_regime_settings_then_quick_then_overrides():
     rules = ComparisonSettings.for_regime("rules")
     assert (rules.num_hidden_layers, rules.sft_steps) == (4, 1500)

@@ -377,13 +377,15 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
 
 def results_table(results: dict) -> str:
     """
-    The final metrics of each method as a text table; the reward metrics are averages over the last evaluation
-    interval, and `-` where a method has no learned reward.
+    The final metrics of each method as a text table (a pandas `DataFrame`, aligned by pandas); the reward metrics are
+    averages over the last evaluation interval, and `-` where a method has no learned reward.
     """
-    columns = METRICS + REWARD_METRICS
-    lines = [f"{'method':<14}" + "".join(f"{metric:>18}" for metric in columns) + f"{'seconds':>10}"]
-    for method, result in results["methods"].items():
-        final = result["final"]
-        cells = "".join(f"{final[metric]:>18.3f}" if metric in final else f"{'-':>18}" for metric in columns)
-        lines.append(f"{method:<14}{cells}{result['seconds']:>10.1f}")
-    return "\n".join(lines)
+    import pandas as pd
+
+    columns = [*METRICS, *REWARD_METRICS, "seconds"]
+    rows = {
+        method: {**{metric: result["final"].get(metric) for metric in columns}, "seconds": result["seconds"]}
+        for method, result in results["methods"].items()
+    }
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("method")
+    return frame.to_string(float_format=lambda value: f"{value:.3f}", na_rep="-")
