@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import adversarial_config, record_hub_uploads
 from huggingface_hub import ModelCard
 
@@ -110,6 +111,67 @@ def test_push_to_hub_uploads_the_policy_and_the_discriminator_with_linked_cards(
     discriminator_card = ModelCard(recorded["discriminator_card"])
     assert discriminator_card.data.datasets == ["someone/demonstrations"]
     assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in discriminator_card.content
+
+
+def test_pushes_during_training_carry_the_checkpoint_s_discriminator(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    # With `hub_strategy="every_save"`, `Trainer` pushes `output_dir` after each checkpoint, copying only the policy's
+    # files there from the checkpoint: the discriminator used to be missing from those pushes
+    import concurrent.futures
+
+    import transformers.trainer
+    from safetensors.torch import load_file
+
+    pushes = []
+
+    class RecordingHfApi:
+        def create_repo(self, repo_id, token=None, private=None, exist_ok=False, **kwargs):
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, path_in_repo=None, **kwargs):
+            folder = Path(folder_path)
+            files = [
+                p
+                for p in folder.rglob("*")
+                if p.is_file() and not p.relative_to(folder).parts[0].startswith("checkpoint-")
+            ]
+            discriminator_weights = folder / "discriminator" / "model.safetensors"
+            pushes.append(
+                {
+                    "files": {str(p.relative_to(folder)) for p in files},
+                    "card": (folder / "discriminator" / "README.md").read_text()
+                    if discriminator_weights.is_file()
+                    else "",
+                    "weights": load_file(discriminator_weights) if discriminator_weights.is_file() else None,
+                }
+            )
+            done = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: RecordingHfApi())
+    trainer = _trainer(
+        "gail",
+        tmp_path,
+        tiny_model_path,
+        prompt_completion_dataset,
+        push_to_hub=True,
+        hub_model_id="someone/gail-policy",
+        hub_strategy="every_save",
+        save_strategy="steps",
+        save_steps=1,
+        max_steps=1,
+    )
+    trainer.train()
+    [push] = pushes
+    assert {"model.safetensors", "discriminator/model.safetensors", "discriminator/README.md"} <= push["files"]
+    # The discriminator's training state stays in the checkpoint; the pushed weights are the trained ones
+    assert not any("discriminator_state" in name for name in push["files"])
+    trained = {name: param.detach().cpu() for name, param in trainer.discriminator.model.state_dict().items()}
+    for name, value in push["weights"].items():
+        torch.testing.assert_close(value, trained[name])
+    assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in push["card"]
 
 
 def test_a_standalone_push_points_its_example_at_its_own_repository(

@@ -609,6 +609,14 @@ class GAILTrainer(GRPOTrainer):
             # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both). Every
             # process writes its own replay buffer and random state, as `Trainer` writes its random states
             self._save_discriminator_state(directory / self.discriminator_dir)
+            if self.args.push_to_hub and self.args.hub_strategy != "end" and self.args.should_save:
+                # After each checkpoint, `Trainer` pushes `output_dir` with the policy's files copied from the
+                # checkpoint: the discriminator beside it must be this checkpoint's too, its card pointing at the repo
+                self.save_discriminator(
+                    Path(self.args.output_dir) / self.discriminator_dir,
+                    load_from=self.hub_model_id,
+                    subfolder=self.discriminator_dir,
+                )
 
     def _save_discriminator_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
