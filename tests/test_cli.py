@@ -53,7 +53,7 @@ def test_comparison_reuses_an_sft_checkpoint_trained_with_the_same_settings(tmp_
     assert not any("reusing" in message for message in messages)
 
 
-def test_comparison_passes_adversarial_config_to_the_adversarial_trainers_only(tmp_path, monkeypatch):
+def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only(tmp_path, monkeypatch):
     import trl_irl.comparison as comparison
 
     configs = {}
@@ -61,6 +61,7 @@ def test_comparison_passes_adversarial_config_to_the_adversarial_trainers_only(t
     class RecordingGAILTrainer(comparison.GAILTrainer):
         def __init__(self, *args, **kwargs):
             configs["gail"] = kwargs["args"]
+            configs["discriminator"] = kwargs["discriminator"]
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
@@ -73,9 +74,13 @@ def test_comparison_passes_adversarial_config_to_the_adversarial_trainers_only(t
         hidden_size=32,
         methods=("gail", "oracle"),
         adversarial_config={"disc_label_smoothing": 0.3},
+        # The base model the comparison builds, named through the placeholders a sweep fills in per seed
+        discriminator_checkpoint=str(tmp_path / "{num_demonstrations}-{seed}" / ".." / "base"),
     )
+    (tmp_path / "16-0").mkdir()
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
     assert configs["gail"].disc_label_smoothing == 0.3
+    assert configs["discriminator"] == str(tmp_path / "16-0" / ".." / "base")
     assert set(results["methods"]) == {"gail", "oracle"}
     assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
 

@@ -82,6 +82,10 @@ class ComparisonSettings:
     # The SFT checkpoint is also evaluated sampling at these temperatures (rows `sft_temperature_0.8`, ...): sharpening
     # lowers the reverse KL for free, a baseline that costs no training
     sft_temperatures: tuple[float, ...] = (0.8, 0.6)
+    # The adversarial methods' discriminator checkpoint (default: a copy of the SFT start); `{seed}` and
+    # `{num_demonstrations}` are filled in, so that a sweep can give each seed a discriminator trained longer than its
+    # policy: `"runs_sft3000/rules-{num_demonstrations}-seed{seed}/sft"`
+    discriminator_checkpoint: str | None = None
     # Any other `GAILConfig` / `AIRLConfig` settings of the adversarial methods (`{"disc_label_smoothing": 0.2}`)
     adversarial_config: dict = dataclasses.field(default_factory=dict)
 
@@ -344,8 +348,14 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             )
             level = "token" if method.endswith("_token") else "sequence"
             config = adversarial_common | settings.adversarial_config
+            discriminator = settings.discriminator_checkpoint
+            if discriminator is not None:
+                discriminator = discriminator.format(
+                    seed=settings.seed, num_demonstrations=settings.num_demonstrations
+                )
             trainer = trainer_class(
                 model=str(output_dir / "sft"),
+                discriminator=discriminator,
                 args=config_class(str(output_dir / method), discriminator_level=level, **config),
                 train_dataset=demonstrations,
                 callbacks=[tracker],
