@@ -103,7 +103,7 @@ def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned
         "disc_heldout_loss",
         "seconds",
     ]
-    assert sft.split() == ["sft", "3.000", "2.000", "0.300", "0.500", "0.300", "4.000", "-", "-", "-", "107.300"]
+    assert sft.split() == ["sft", "3.000", "2.000", "0.300", "0.500", "0.300", "4.000", "-", "-", "-", "107.3"]
     assert gail.split()[:2] == ["gail", "2.900"] and gail.split()[7:10] == ["0.350", "0.530", "0.720"]
 
 

@@ -398,4 +398,6 @@ def results_table(results: dict) -> str:
         for method, result in results["methods"].items()
     }
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("method")
-    return frame.to_string(float_format=lambda value: f"{value:.3f}", na_rep="-")
+    return frame.to_string(
+        float_format=lambda value: f"{value:.3f}", formatters={"seconds": lambda value: f"{value:.1f}"}, na_rep="-"
+    )
