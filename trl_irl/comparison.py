@@ -392,12 +392,12 @@ def results_table(results: dict) -> str:
     """
     import pandas as pd
 
-    columns = [*METRICS, *REWARD_METRICS, "seconds"]
     rows = {
-        method: {**{metric: result["final"].get(metric) for metric in columns}, "seconds": result["seconds"]}
+        method: {metric: result["final"].get(metric) for metric in METRICS + REWARD_METRICS}
+        | {"seconds": result["seconds"]}
         for method, result in results["methods"].items()
     }
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns).rename_axis("method")
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
     return frame.to_string(
         float_format=lambda value: f"{value:.3f}", formatters={"seconds": lambda value: f"{value:.1f}"}, na_rep="-"
     )

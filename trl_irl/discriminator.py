@@ -489,7 +489,11 @@ class Discriminator:
         except Exception as error:
             raise ValueError(f"Cannot restore the discriminator: {weights_file} is corrupt ({error}).") from error
         shared_state = self._read_state(state_file, {"optimizer", "replay_buffer", "rng_state"})
-        own_state = self._read_state(process_file, {"replay_buffer", "rng_state"})
+        own_state = (
+            shared_state
+            if process_file == state_file
+            else self._read_state(process_file, {"replay_buffer", "rng_state"})
+        )
         if is_peft:
             set_peft_model_state_dict(self.model, weights)
         else:
