@@ -93,7 +93,7 @@ def parse_overrides(assignments: list[str]) -> dict:
     return overrides
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regime", choices=["memorise", "rules"], default="memorise")
     parser.add_argument("--demonstrations", type=int, nargs="+", default=[8, 32, 128, 512])
@@ -101,7 +101,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="Seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    # "extend": `--set A=1 --set B=2` keeps both (with "store", the default, the second flag replaced the first)
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     parser.add_argument("--name", help="Suffix of the output files' names, for a sweep with --set overrides.")
     parser.add_argument(
         "--work-dir",
@@ -114,7 +115,11 @@ def main() -> None:
         type=Path,
         help="Only print the tables of a saved (maybe partial) sweep, and plot it in --output-dir.",
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     if args.report:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         report(json.loads(args.report.read_text()), args.output_dir / args.report.stem)

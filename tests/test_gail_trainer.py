@@ -244,13 +244,20 @@ class TestGAILTrainer:
         assert "1606.03476" in card and "2403.12017" in card and "GAIL" in card
 
     @pytest.mark.parametrize(
-        ("level", "discriminator_type"),
-        [("sequence", "classifier"), ("token", "classifier"), ("sequence", "likelihood_ratio")],
+        ("level", "discriminator_type", "pretraining_steps"),
+        [
+            ("sequence", "classifier", 0),
+            ("token", "classifier", 0),
+            ("sequence", "likelihood_ratio", 0),
+            # Pre-training happens once, before the first step: a resumed run that repeated it would differ
+            ("sequence", "likelihood_ratio", 3),
+        ],
     )
     def test_resume_continues_like_an_uninterrupted_run(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, level, discriminator_type
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, level, discriminator_type, pretraining_steps
     ):
         common = {
+            "disc_pretraining_steps": pretraining_steps,
             "max_steps": 4,
             "save_strategy": "steps",
             "save_steps": 2,

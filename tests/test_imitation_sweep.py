@@ -28,6 +28,11 @@ def test_set_routes_trainer_settings_to_the_adversarial_config(sweep):
     }
 
 
+def test_repeated_set_flags_all_count(sweep):
+    args = sweep.build_parser().parse_args(["--set", "a=1", "b=2", "--set", "c=3"])
+    assert args.overrides == ["a=1", "b=2", "c=3"]
+
+
 @pytest.mark.parametrize("assignment", ["no_such_setting=1", "adversarial_steps"])
 def test_set_refuses_unknown_keys_and_missing_values(sweep, assignment):
     with pytest.raises(SystemExit, match="KEY=VALUE"):

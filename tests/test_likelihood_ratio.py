@@ -148,6 +148,65 @@ def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
     assert sum(accuracies[-20:]) / 20 > 0.6, accuracies
 
 
+class TestPretraining:
+    def test_a_likelihood_step_takes_sft_s_loss_and_micro_batches_keep_the_step(self, tiny_model_path):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        prompt_ids = tokenizer(PROMPT)["input_ids"]
+        responses = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 7")["input_ids"]]
+        samples = [(tuple(prompt_ids), tuple(response)) for response in responses]
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        # SFT's loss: the mean negative log-likelihood over every response token of the batch
+        expected_loss = -torch.cat([_log_q(model, tokenizer, PROMPT, response) for response in responses]).mean()
+
+        stepped = []
+        for micro_batch_size in (None, 1):
+            discriminator = LikelihoodRatioDiscriminator(
+                AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, micro_batch_size=micro_batch_size
+            )
+            assert discriminator.negative_log_likelihood(samples) == pytest.approx(expected_loss.item(), rel=1e-5)
+            optimizer = torch.optim.SGD(discriminator.model.parameters(), lr=0.5)
+            assert discriminator.likelihood_update(samples, optimizer) == pytest.approx(expected_loss.item(), rel=1e-5)
+            assert discriminator.negative_log_likelihood(samples) < expected_loss.item()
+            stepped.append(list(discriminator.model.parameters()))
+        for whole, micro in zip(*stepped, strict=True):
+            torch.testing.assert_close(whole, micro)
+
+    def test_gail_pretrains_the_discriminator_before_the_policy_moves(self, tmp_path, colours_sft_path):
+        trainer = GAILTrainer(
+            model=colours_sft_path,
+            args=_likelihood_ratio_config(
+                tmp_path,
+                **colours_training_overrides(
+                    max_steps=1, logging_steps=1, disc_pretraining_steps=40, disc_pretraining_learning_rate=3e-3
+                ),
+            ),
+            train_dataset=toy_colors.demonstrations(64, seed=1),
+        )
+        trainer.train()
+        first = trainer.state.log_history[0]
+        # Fitted to the training rows, and better on the held-out ones too: it now knows more than the policy
+        assert first["disc/pretraining_heldout_nll_end"] < first["disc/pretraining_heldout_nll_start"]
+        assert first["disc/pretraining_loss"] < first["disc/pretraining_heldout_nll_start"]
+        # So `l = log q_phi - log pi` is no longer 0: held-out demonstrations score above the policy's own samples
+        assert first["disc/heldout_acc"] > 0.5
+        later = [log for log in trainer.state.log_history[1:] if "disc/pretraining_loss" in log]
+        assert not later  # logged once
+
+    @pytest.mark.parametrize(
+        ("overrides", "named"),
+        [
+            ({"discriminator_type": "classifier"}, "discriminator_type"),
+            ({"disc_demonstration_source": "batch"}, "disc_demonstration_source"),
+            ({"disc_pretraining_learning_rate": 0.0}, "disc_pretraining_learning_rate"),
+            ({"disc_pretraining_steps": -1}, "disc_pretraining_steps"),
+        ],
+    )
+    def test_settings_it_cannot_use_are_refused_by_name(self, tmp_path, overrides, named):
+        settings = {"discriminator_type": "likelihood_ratio", "disc_pretraining_steps": 5, **overrides}
+        with pytest.raises(ValueError, match=named):
+            adversarial_config(GAILConfig, tmp_path, **settings)
+
+
 class TestDemonstrationPool:
     def test_split_is_disjoint_and_draws_are_keyed(self):
         dataset = Dataset.from_list([{"prompt": f"p{i}", "demonstration": f" d{i}"} for i in range(20)])

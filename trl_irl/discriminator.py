@@ -365,28 +365,7 @@ class Discriminator:
             loss = loss + self.gradient_penalty * penalty
             stats["gradient_penalty"] = penalty
 
-        world_size = _world_size()
-        if world_size > 1:
-            for param in self.model.parameters():
-                if param.grad is not None:
-                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-                    param.grad /= world_size
-        trainable = [param for param in self.model.parameters() if param.grad is not None]
-        # The norm before clipping, as `Trainer` logs `grad_norm`; of the averaged gradient, so equal on every process
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
-        finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).float().to(self.device)
-        if world_size > 1:
-            # Every process refuses the step together, or the others would wait for it forever
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() < 1:
-            self.optimizer.zero_grad(set_to_none=True)
-            raise FloatingPointError(
-                f"The discriminator's loss ({loss.item()}) or gradient norm ({grad_norm.item()}) is not finite on "
-                "this batch; its step was skipped, so its weights are those of the last finite step. The logits "
-                "diverged: lower `disc_learning_rate`, train in float32 or bf16 rather than fp16, or add "
-                "`disc_gradient_penalty`; then resume from the last checkpoint."
-            )
-        self.optimizer.step()
+        grad_norm = self._step(loss, self.optimizer)
 
         if self.replay_buffer_size > 0:
             self.replay_buffer = (self.replay_buffer + policy_texts)[-self.replay_buffer_size :]
@@ -405,6 +384,7 @@ class Discriminator:
                 grad_norm=grad_norm.detach().to(logits_expert.device),
             )
             values = torch.stack(list(stats.values())).to(self.device)
+            world_size = _world_size()
             if world_size > 1:
                 dist.all_reduce(values, op=dist.ReduceOp.SUM)
                 values /= world_size
@@ -412,6 +392,36 @@ class Discriminator:
         if return_policy_logits:
             return stats, logits_policy[: self._num_logits(policy_texts)].detach()
         return stats
+
+    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """
+        Average the accumulated gradients across processes, clip them and step `optimizer`, unless `loss` or the
+        gradient is not finite on any process (then every process skips the step and raises). Returns the gradient's
+        norm before clipping.
+        """
+        world_size = _world_size()
+        if world_size > 1:
+            for param in self.model.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                    param.grad /= world_size
+        trainable = [param for param in self.model.parameters() if param.grad is not None]
+        # The norm before clipping, as `Trainer` logs `grad_norm`; of the averaged gradient, so equal on every process
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
+        finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).float().to(self.device)
+        if world_size > 1:
+            # Every process refuses the step together, or the others would wait for it forever
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"The discriminator's loss ({loss.item()}) or gradient norm ({grad_norm.item()}) is not finite on "
+                "this batch; its step was skipped, so its weights are those of the last finite step. The logits "
+                "diverged: lower `disc_learning_rate`, train in float32 or bf16 rather than fp16, or add "
+                "`disc_gradient_penalty`; then resume from the last checkpoint."
+            )
+        optimizer.step()
+        return grad_norm
 
     def _accumulate(
         self, samples: list, logit_offsets: torch.Tensor | None, target: float, with_penalty: bool = False
@@ -647,3 +657,49 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         if self.token_level:
             return token_log_probs[scored]  # (total response tokens,)
         return (token_log_probs * scored).sum(dim=1)  # (N,)
+
+    def _response_token_log_probs(self, samples: list) -> torch.Tensor:
+        """`log q_phi` of every response token of `samples`, flat and in order, `(total response tokens,)`."""
+        batch, positions = self._model_inputs(samples)
+        with self._autocast():
+            logits = self.model(**batch).logits
+        token_log_probs, scored = response_token_log_probs(
+            logits.float(), batch["input_ids"], positions, self.temperature
+        )
+        return token_log_probs[scored]
+
+    def likelihood_update(self, demonstrations: list, optimizer: torch.optim.Optimizer) -> float:
+        """
+        One maximum-likelihood step of `q_phi` on `demonstrations` (`(prompt_ids, response_ids)` pairs), as SFT takes
+        one on their responses: the loss is the mean negative log-likelihood per response token, its gradient averaged
+        across processes. Used to pre-train `q_phi` before the policy moves, with its own `optimizer`, so that the
+        discriminator starts knowing more about the demonstrations than the policy (`disc_pretraining_steps`).
+        Returns the loss of this process's batch, before the step.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        num_tokens = self._num_response_tokens(demonstrations)
+        size = self.micro_batch_size or len(demonstrations)
+        total = torch.zeros((), device=self.device)
+        for first in range(0, len(demonstrations), size):
+            loss = -self._response_token_log_probs(demonstrations[first : first + size]).sum() / num_tokens
+            loss.backward()
+            total = total + loss.detach()
+        self._step(total, optimizer)
+        return total.item()
+
+    @torch.no_grad()
+    def negative_log_likelihood(self, demonstrations: list) -> float:
+        """Mean negative log-likelihood per response token of `demonstrations` under `q_phi`, without gradient."""
+        size = self.micro_batch_size or len(demonstrations)
+        total = sum(
+            -self._response_token_log_probs(demonstrations[first : first + size]).sum().item()
+            for first in range(0, len(demonstrations), size)
+        )
+        return total / self._num_response_tokens(demonstrations)
+
+    @staticmethod
+    def _num_response_tokens(samples: list) -> int:
+        count = sum(len(response_ids) for _, response_ids in samples)
+        if count == 0:
+            raise ValueError("These demonstrations have no response tokens to fit `q_phi` to.")
+        return count

@@ -208,6 +208,8 @@ class DiscriminatorReward:
         self.generations_per_prompt = generations_per_prompt
         self.num_generations_seen = 0
         self._warned_saturation = False
+        # Statistics of work done before training (the discriminator's pre-training), logged with the first batch
+        self.pending_stats: dict[str, float] = {}
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
         self.token_rewards: list[torch.Tensor] | None = None
 
@@ -282,6 +284,8 @@ class DiscriminatorReward:
             rewards = rewards.clamp(-self.reward_clip, self.reward_clip)
         stats["saturated_fraction"] = (slope < SATURATED_SLOPE).float().mean().item()
         if training:
+            stats.update(self.pending_stats)
+            self.pending_stats = {}
             self._warn_if_saturated(logits, stats["saturated_fraction"])
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)

@@ -638,4 +638,48 @@ class GAILTrainer(GRPOTrainer):
             self.discriminator.load(directory, self.accelerator.process_index)
             state = json.loads((directory / _REWARD_STATE_FILE).read_text())
             self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
+        else:
+            self._pretrain_discriminator()
         return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _pretrain_discriminator(self) -> None:
+        """
+        `disc_pretraining_steps` maximum-likelihood steps of the likelihood-ratio discriminator's `q_phi` on the
+        demonstrations it trains on, before the policy moves (see `GAILConfig`). Each process draws its own batch and
+        the gradients are averaged, as in the discriminator's updates.
+        """
+        steps = self.args.disc_pretraining_steps
+        if steps == 0:
+            return
+        discriminator, pool = self.discriminator, self.discriminator_reward.demonstration_pool
+        batch_size = self.args.disc_demonstrations_per_update or (
+            self.args.generation_batch_size // self.accelerator.num_processes
+        )
+        # A fresh optimizer: the adversarial updates then start from their own AdamW state, as without pre-training
+        optimizer = torch.optim.AdamW(
+            [param for param in discriminator.model.parameters() if param.requires_grad],
+            lr=self.args.disc_pretraining_learning_rate,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
+
+        heldout = None
+        if pool.heldout_rows:
+            heldout = self._render_for_discriminator(
+                *pool.sample(min(len(pool.heldout_rows), 256), ("pretraining",), heldout=True)
+            )
+        stats = {}
+        if heldout is not None:
+            stats["pretraining_heldout_nll_start"] = discriminator.negative_log_likelihood(heldout)
+        losses = []
+        for step in range(steps):
+            prompts, demonstrations = pool.sample(batch_size, ("pretraining", self.accelerator.process_index, step))
+            losses.append(
+                discriminator.likelihood_update(self._render_for_discriminator(prompts, demonstrations), optimizer)
+            )
+            schedule.step()
+        last_tenth = losses[-max(1, steps // 10) :]
+        stats["pretraining_loss"] = sum(last_tenth) / len(last_tenth)
+        if heldout is not None:
+            stats["pretraining_heldout_nll_end"] = discriminator.negative_log_likelihood(heldout)
+        logger.info(f"Pre-trained the discriminator for {steps} steps: {stats}")
+        self.discriminator_reward.pending_stats = stats
