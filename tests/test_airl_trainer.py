@@ -79,6 +79,43 @@ class TestAIRLTrainer:
         log_pi = log_probs.sum() if reduction == "sum" else log_probs.mean()
         torch.testing.assert_close(offset, -0.5 * log_pi.reshape(1), rtol=1e-5, atol=1e-6)
 
+    @pytest.mark.parametrize(
+        ("level", "reduction", "discriminator_type"),
+        [
+            ("sequence", "mean", "classifier"),
+            ("sequence", "sum", "likelihood_ratio"),
+            ("token", "sum", "likelihood_ratio"),
+        ],
+    )
+    def test_micro_batched_log_pi_equals_the_whole_batch_s(
+        self, tmp_path, tiny_model_path, level, reduction, discriminator_type
+    ):
+        from datasets import Dataset
+
+        prompts = ["Count from 1 by 1, 3 numbers:", "Count from 4 by 2, 2 numbers:", "Count from 2 by 1, 4 numbers:"]
+        responses = [" 1 2 3", " 4 6", " 2 3"]  # different lengths, so the micro-batches pad differently
+        rows = [
+            {"prompt": prompt, "completion": response} for prompt, response in zip(prompts, responses, strict=True)
+        ]
+        trainer = AIRLTrainer(
+            model=tiny_model_path,
+            args=_config(
+                tmp_path,
+                discriminator_level=level,
+                log_prob_reduction=reduction,
+                discriminator_type=discriminator_type,
+            ),
+            train_dataset=Dataset.from_list(rows * 2),
+        )
+        whole = trainer.discriminator_reward.logit_offsets(prompts, responses, None)
+        if level == "sequence":
+            assert whole.shape == (3,)
+        else:
+            samples = trainer._render_for_discriminator(prompts, responses)
+            assert whole.shape == (sum(len(response_ids) for _, response_ids in samples),)
+        trainer.args.disc_micro_batch_size = 2
+        torch.testing.assert_close(trainer.discriminator_reward.logit_offsets(prompts, responses, None), whole)
+
     def test_reward_model_round_trips_and_serves_grpo(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         trainer = AIRLTrainer(
             model=tiny_model_path,

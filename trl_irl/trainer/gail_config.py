@@ -92,7 +92,8 @@ class GAILConfig(GRPOConfig):
         disc_micro_batch_size (`int`, *optional*):
             Samples of each class the discriminator forwards and backwards at a time, accumulating the gradients of
             one update (the step is the same up to float rounding; the memory of its activations is that of this many
-            samples). Default: each class of the update at once.
+            samples). Default: each class of the update at once. The policy's no-grad forward for `log pi` (the
+            likelihood ratio's and AIRL's logit offset) takes as many samples at a time.
         disc_replay_buffer_size (`int`, *optional*, defaults to `0`):
             Number of past policy completions kept and mixed into each update (as many as the fresh ones).
         disc_warmup_generations (`int`, *optional*, defaults to `0`):

@@ -462,18 +462,29 @@ class GAILTrainer(GRPOTrainer):
         `-beta * log pi(y | x)` at the sampling temperature for each (prompt, response), `log pi` summed over the
         response's tokens (`reduction="sum"`) or averaged (`"mean"`); or, with a discriminator that scores tokens,
         `-beta * log pi(y_t | x, y_<t)` for each response token, flattened.
+
+        The policy's forward takes `disc_micro_batch_size` samples at a time, as the discriminator's does: its float32
+        logits over the vocabulary for the whole generation batch would otherwise be the largest tensor of the update.
         """
         prompt_ids = self._prompt_ids(prompts)
         response_ids = completion_ids if completion_ids is not None else self._response_ids(responses)
-        token_log_probs, mask = response_log_probs(  # (N, T - 1) each
-            self.model, prompt_ids, response_ids, self.processing_class.pad_token_id, self.args.temperature
-        )
-        if self.discriminator.token_level:
-            return -beta * token_log_probs[mask]  # (total response tokens,)
-        log_pi = (token_log_probs * mask).sum(dim=1)  # (N,)
-        if reduction == "mean":
-            log_pi = log_pi / mask.sum(dim=1).clamp(min=1)
-        return -beta * log_pi
+        size = self.args.disc_micro_batch_size or len(prompt_ids)
+        log_pi = []
+        for first in range(0, len(prompt_ids), size):
+            token_log_probs, mask = response_log_probs(  # (n, T - 1) each
+                self.model,
+                prompt_ids[first : first + size],
+                response_ids[first : first + size],
+                self.processing_class.pad_token_id,
+                self.args.temperature,
+            )
+            if self.discriminator.token_level:
+                log_pi.append(token_log_probs[mask])  # (response tokens,)
+            elif reduction == "mean":
+                log_pi.append((token_log_probs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))  # (n,)
+            else:
+                log_pi.append((token_log_probs * mask).sum(dim=1))  # (n,)
+        return -beta * torch.cat(log_pi)
 
     def _generate_and_score_completions(self, inputs):
         # The one private GRPO method overridden, and only at the token level: GRPO turns each completion's reward
