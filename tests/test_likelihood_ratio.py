@@ -171,18 +171,32 @@ class TestPretraining:
         for whole, micro in zip(*stepped, strict=True):
             torch.testing.assert_close(whole, micro)
 
-    def test_gail_pretrains_the_discriminator_before_the_policy_moves(self, tmp_path, colours_sft_path):
+    def test_gail_pretrains_the_discriminator_before_the_policy_moves(self, tmp_path, colours_sft_path, monkeypatch):
         trainer = GAILTrainer(
             model=colours_sft_path,
             args=_likelihood_ratio_config(
                 tmp_path,
                 **colours_training_overrides(
-                    max_steps=1, logging_steps=1, disc_pretraining_steps=40, disc_pretraining_learning_rate=3e-3
+                    max_steps=1,
+                    logging_steps=1,
+                    disc_pretraining_steps=40,
+                    disc_pretraining_batch_size=12,
+                    disc_pretraining_learning_rate=3e-3,
                 ),
             ),
             train_dataset=toy_colors.demonstrations(64, seed=1),
         )
+        pool = trainer.discriminator_reward.demonstration_pool
+        draws, sample = [], pool.sample
+
+        def recording_sample(count, key, heldout=False):
+            draws.append((count, key[0], heldout))
+            return sample(count, key, heldout)
+
+        monkeypatch.setattr(pool, "sample", recording_sample)
         trainer.train()
+        pretraining_draws = [(count, heldout) for count, first, heldout in draws if first == "pretraining"]
+        assert pretraining_draws == [(6, True)] + [(12, False)] * 40  # the held-out rows, then one batch per step
         first = trainer.state.log_history[0]
         # Fitted to the training rows, and better on the held-out ones too: it now knows more than the policy
         assert first["disc/pretraining_heldout_nll_end"] < first["disc/pretraining_heldout_nll_start"]
@@ -199,6 +213,7 @@ class TestPretraining:
             ({"disc_demonstration_source": "batch"}, "disc_demonstration_source"),
             ({"disc_pretraining_learning_rate": 0.0}, "disc_pretraining_learning_rate"),
             ({"disc_pretraining_steps": -1}, "disc_pretraining_steps"),
+            ({"disc_pretraining_batch_size": 0}, "disc_pretraining_batch_size"),
         ],
     )
     def test_settings_it_cannot_use_are_refused_by_name(self, tmp_path, overrides, named):

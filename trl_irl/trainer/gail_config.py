@@ -101,13 +101,16 @@ class GAILConfig(GRPOConfig):
             move (apart from the KL term when `beta > 0`).
         disc_pretraining_steps (`int`, *optional*, defaults to `0`):
             Maximum-likelihood steps of the likelihood-ratio discriminator's `q_phi` on the demonstrations (the rows
-            the discriminator trains on, `disc_demonstrations_per_update` per step on each process) before the policy
+            the discriminator trains on, `disc_pretraining_batch_size` per step on each process) before the policy
             moves, with their own AdamW at `disc_pretraining_learning_rate` decaying linearly to 0: SFT of the
             discriminator alone, so that it starts knowing more than the policy. The log's first step holds
             `disc/pretraining_loss` (the mean loss of the last tenth of the steps) and, with held-out rows,
             `disc/pretraining_heldout_nll_start` and `disc/pretraining_heldout_nll_end`. Not repeated on resume. Off
             by default (see `docs/benchmarks.md` for when it pays: it costs about as much as SFT for the same
             number of demonstrations).
+        disc_pretraining_batch_size (`int`, *optional*):
+            Demonstrations per pre-training step on each process; defaults to `disc_demonstrations_per_update` (as
+            many as an update's completions when that is unset).
         disc_pretraining_learning_rate (`float`, *optional*):
             Learning rate of that pre-training; defaults to `disc_learning_rate`. The SFT learning rate of the
             checkpoint is the natural choice.
@@ -220,6 +223,10 @@ class GAILConfig(GRPOConfig):
             "help": "Maximum-likelihood (SFT) steps of the likelihood-ratio discriminator before the policy moves."
         },
     )
+    disc_pretraining_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Demonstrations per pre-training step on each process (default: as an update's)."},
+    )
     disc_pretraining_learning_rate: float | None = field(
         default=None,
         metadata={"help": "Learning rate of the discriminator's pre-training (default: `disc_learning_rate`)."},
@@ -292,6 +299,10 @@ class GAILConfig(GRPOConfig):
         if self.disc_pretraining_steps > 0 and not self.disc_pretraining_learning_rate > 0:
             raise ValueError(
                 f"`disc_pretraining_learning_rate` must be positive, got {self.disc_pretraining_learning_rate}."
+            )
+        if self.disc_pretraining_batch_size is not None and self.disc_pretraining_batch_size <= 0:
+            raise ValueError(
+                f"`disc_pretraining_batch_size` must be positive, got {self.disc_pretraining_batch_size}."
             )
         if self.disc_pretraining_steps > 0 and self.discriminator_type != "likelihood_ratio":
             raise ValueError(

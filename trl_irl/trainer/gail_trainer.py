@@ -663,8 +663,10 @@ class GAILTrainer(GRPOTrainer):
         if steps == 0:
             return
         discriminator, pool = self.discriminator, self.discriminator_reward.demonstration_pool
-        batch_size = self.args.disc_demonstrations_per_update or (
-            self.args.generation_batch_size // self.accelerator.num_processes
+        batch_size = (
+            self.args.disc_pretraining_batch_size
+            or self.args.disc_demonstrations_per_update
+            or self.args.generation_batch_size // self.accelerator.num_processes
         )
         # A fresh optimizer: the adversarial updates then start from their own AdamW state, as without pre-training
         optimizer = torch.optim.AdamW(
