@@ -33,7 +33,8 @@ from trl_irl.plots import line_chart
 from trl_irl.trainer import AIRLConfig, GAILConfig
 
 
-# `discriminator_reverse_kl`: that of the likelihood-ratio discriminator's own language model q_phi at the end
+# `discriminator_reverse_kl`: that of the likelihood-ratio discriminator's own language model q_phi at the end;
+# `discriminator_start_reverse_kl`: at the start of adversarial training (after any `disc_pretraining_steps`)
 REPORTED = (
     "reverse_kl",
     "forward_kl",
@@ -41,6 +42,7 @@ REPORTED = (
     "mode_coverage",
     "mean_length",
     *REWARD_METRICS,
+    "discriminator_start_reverse_kl",
     "discriminator_reverse_kl",
 )
 PAIRED = ("reverse_kl", "forward_kl", "invalid")
@@ -145,6 +147,7 @@ def main() -> None:
                 # With its wall-clock time, to compare methods at equal time (SFT trained on for longer, say)
                 final = result["final"] | {"seconds": result["seconds"]}
                 if "discriminator_final" in result:
+                    final["discriminator_start_reverse_kl"] = result["discriminator_start"]["reverse_kl"]
                     final["discriminator_reverse_kl"] = result["discriminator_final"]["reverse_kl"]
                 finals.setdefault(method, {}).setdefault(str(count), []).append(final)
             summary = summarise(finals)

@@ -34,6 +34,7 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
         assert ({"disc_heldout_acc", "disc_heldout_loss"} <= set(result["final"])) == has_learned_reward, method
         # The likelihood-ratio discriminator (the default) is a language model, evaluated like the policy
         assert ("reverse_kl" in result.get("discriminator_final", {})) == has_learned_reward, method
+        assert ("reverse_kl" in (result.get("discriminator_start") or {})) == has_learned_reward, method
     # The adversarial curves continue SFT's
     assert results["methods"]["gail"]["curve"][0]["step"] == 4 + 2
     assert json.loads((tmp_path / "results.json").read_text())["methods"].keys() == results["methods"].keys()

@@ -135,6 +135,20 @@ class _DivergenceTracker(TrainerCallback):
             self.curve.append(point)
 
 
+class _DiscriminatorAtStart(TrainerCallback):
+    """
+    Evaluates the likelihood-ratio discriminator's `q_phi` as a generator when the policy starts to move (after any
+    `disc_pretraining_steps`): how much more than the policy its reward can know.
+    """
+
+    def __init__(self, evaluate, discriminator: LikelihoodRatioDiscriminator):
+        self.evaluate, self.discriminator = evaluate, discriminator
+        self.metrics: dict | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.metrics = self.evaluate(self.discriminator.model)
+
+
 class _RewardMonitor:
     """
     Follows an adversarial trainer's learned reward (as its `discriminator_reward.on_scored`): on each generation
@@ -362,6 +376,9 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             )
             reward_monitor.exact_reward.policy = trainer.model
             trainer.discriminator_reward.on_scored = reward_monitor
+            if isinstance(trainer.discriminator, LikelihoodRatioDiscriminator):
+                discriminator_at_start = _DiscriminatorAtStart(evaluate, trainer.discriminator)
+                trainer.add_callback(discriminator_at_start)
         trainer.train()
         curve = [base_metrics, *tracker.curve] if method in ("sft", "weighted_sft") else tracker.curve
         result = {"curve": curve, "final": curve[-1], "seconds": round(time.perf_counter() - started, 1)}
@@ -373,6 +390,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than
             # the policy, the policy would have something left to learn from it (without the KL term, the optimum of
             # the reward `log q_phi - log pi` is pi = q_phi)
+            result["discriminator_start"] = discriminator_at_start.metrics
             result["discriminator_final"] = evaluate(trainer.discriminator.model)
         if method in settings.methods:
             results["methods"][method] = result
