@@ -393,12 +393,15 @@ class Discriminator:
             return stats, logits_policy[: self._num_logits(policy_texts)].detach()
         return stats
 
-    def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    def _step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float | None = None
+    ) -> torch.Tensor:
         """
-        Average the accumulated gradients across processes, clip them and step `optimizer`, unless `loss` or the
-        gradient is not finite on any process (then every process skips the step and raises). Returns the gradient's
-        norm before clipping.
+        Average the accumulated gradients across processes, clip them to `max_grad_norm` (default: the
+        discriminator's own) and step `optimizer`, unless `loss` or the gradient is not finite on any process (then
+        every process skips the step and raises). Returns the gradient's norm before clipping.
         """
+        max_grad_norm = max_grad_norm or self.max_grad_norm
         world_size = _world_size()
         if world_size > 1:
             for param in self.model.parameters():
@@ -407,7 +410,7 @@ class Discriminator:
                     param.grad /= world_size
         trainable = [param for param in self.model.parameters() if param.grad is not None]
         # The norm before clipping, as `Trainer` logs `grad_norm`; of the averaged gradient, so equal on every process
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, self.max_grad_norm or float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm or float("inf"))
         finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).float().to(self.device)
         if world_size > 1:
             # Every process refuses the step together, or the others would wait for it forever
@@ -668,13 +671,16 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         )
         return token_log_probs[scored]
 
-    def likelihood_update(self, demonstrations: list, optimizer: torch.optim.Optimizer) -> float:
+    def likelihood_update(
+        self, demonstrations: list, optimizer: torch.optim.Optimizer, max_grad_norm: float | None = None
+    ) -> float:
         """
         One maximum-likelihood step of `q_phi` on `demonstrations` (`(prompt_ids, response_ids)` pairs), as SFT takes
         one on their responses: the loss is the mean negative log-likelihood per response token, its gradient averaged
-        across processes. Used to pre-train `q_phi` before the policy moves, with its own `optimizer`, so that the
-        discriminator starts knowing more about the demonstrations than the policy (`disc_pretraining_steps`).
-        Returns the loss of this process's batch, before the step.
+        across processes and clipped to `max_grad_norm` (default: the discriminator's). Used to pre-train `q_phi`
+        before the policy moves, with its own `optimizer`, so that the discriminator starts knowing more about the
+        demonstrations than the policy (`disc_pretraining_steps`). Returns the loss of this process's batch, before
+        the step.
         """
         optimizer.zero_grad(set_to_none=True)
         num_tokens = self._num_response_tokens(demonstrations)
@@ -684,7 +690,7 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
             loss = -self._response_token_log_probs(demonstrations[first : first + size]).sum() / num_tokens
             loss.backward()
             total = total + loss.detach()
-        self._step(total, optimizer)
+        self._step(total, optimizer, max_grad_norm)
         return total.item()
 
     @torch.no_grad()

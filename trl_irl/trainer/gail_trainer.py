@@ -668,10 +668,13 @@ class GAILTrainer(GRPOTrainer):
             or self.args.disc_demonstrations_per_update
             or self.args.generation_batch_size // self.accelerator.num_processes
         )
-        # A fresh optimizer: the adversarial updates then start from their own AdamW state, as without pre-training
+        # A fresh optimizer: the adversarial updates then start from their own AdamW state, as without pre-training.
+        # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where
+        # torch's AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
         optimizer = torch.optim.AdamW(
             [param for param in discriminator.model.parameters() if param.requires_grad],
             lr=self.args.disc_pretraining_learning_rate,
+            weight_decay=self.args.weight_decay,
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
 
@@ -687,7 +690,9 @@ class GAILTrainer(GRPOTrainer):
         for step in range(steps):
             prompts, demonstrations = pool.sample(batch_size, ("pretraining", self.accelerator.process_index, step))
             losses.append(
-                discriminator.likelihood_update(self._render_for_discriminator(prompts, demonstrations), optimizer)
+                discriminator.likelihood_update(
+                    self._render_for_discriminator(prompts, demonstrations), optimizer, self.args.max_grad_norm
+                )
             )
             schedule.step()
         last_tenth = losses[-max(1, steps // 10) :]
