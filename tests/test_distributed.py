@@ -42,9 +42,12 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
         torch.testing.assert_close(rank0["parameters"][name], param, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize(("trainer_name", "level"), [("gail", "sequence"), ("gail", "token"), ("airl", "sequence")])
+@pytest.mark.parametrize(
+    ("trainer_name", "level", "pretraining_steps"),
+    [("gail", "sequence", 0), ("gail", "token", 0), ("airl", "sequence", 0), ("gail", "sequence", 3)],
+)
 def test_adversarial_replicas_stay_identical_across_two_processes(
-    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, level
+    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, level, pretraining_steps
 ):
     # Each process generates for its own prompts and updates its own discriminator replica: the heads start from
     # process 0's and the gradients are averaged, so the replicas must agree after training
@@ -60,6 +63,7 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
             str(tmp_path),
             level,
             trainer_name,
+            *("2", "", "0", str(pretraining_steps)),  # steps, resume from, replay buffer, pre-training steps
         ],
         cwd=tmp_path,
     )

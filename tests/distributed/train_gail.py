@@ -1,5 +1,6 @@
 """Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps (checkpointing every 2 when there are
-more than 2, or resuming from a checkpoint; with a replay buffer of the size given last, if any), then each process
+more than 2, or resuming from a checkpoint; with a replay buffer of the size given, if any, and as many steps of the
+discriminator's pre-training as given last), then each process
 saves its policy and discriminator parameters so the test can check that the replicas stayed identical and that a
 resumed run ends where an uninterrupted one does."""
 
@@ -21,6 +22,7 @@ def main(
     max_steps: str = "2",
     resume_from_checkpoint: str = "",
     replay_buffer_size: str = "0",
+    pretraining_steps: str = "0",
 ) -> None:
     # The likelihood ratio refuses a replay buffer: with one, the discriminator is a classifier
     replay = {"discriminator_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
@@ -40,6 +42,8 @@ def main(
         disable_tqdm=True,
         seed=0,
         discriminator_level=discriminator_level,
+        disc_pretraining_steps=int(pretraining_steps),
+        disc_pretraining_learning_rate=1e-3,
         **(replay if int(replay_buffer_size) > 0 else {}),
         # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
         use_cpu=not torch.cuda.is_available(),

@@ -102,12 +102,13 @@ class GAILConfig(GRPOConfig):
         disc_pretraining_steps (`int`, *optional*, defaults to `0`):
             Maximum-likelihood steps of the likelihood-ratio discriminator's `q_phi` on the demonstrations (the rows
             the discriminator trains on, `disc_pretraining_batch_size` per step on each process) before the policy
-            moves, with their own AdamW at `disc_pretraining_learning_rate` decaying linearly to 0: SFT of the
-            discriminator alone, so that it starts knowing more than the policy. The log's first step holds
+            moves, with their own AdamW at `disc_pretraining_learning_rate` decaying linearly to 0 (weight decay and
+            gradient clipping from `weight_decay` and `max_grad_norm`, as in SFT): SFT of the discriminator alone, so
+            that it starts knowing more than the policy. The log's first step holds
             `disc/pretraining_loss` (the mean loss of the last tenth of the steps) and, with held-out rows,
             `disc/pretraining_heldout_nll_start` and `disc/pretraining_heldout_nll_end`. Not repeated on resume. Off
-            by default (see `docs/benchmarks.md` for when it pays: it costs about as much as SFT for the same
-            number of demonstrations).
+            by default: it costs about as much as SFT on as many demonstrations, and on the rules benchmark of
+            `docs/benchmarks.md` GAIL with it (33% to 42% of the oracle's gain) did not beat SFT given the same time.
         disc_pretraining_batch_size (`int`, *optional*):
             Demonstrations per pre-training step on each process; defaults to `disc_demonstrations_per_update` (as
             many as an update's completions when that is unset).
