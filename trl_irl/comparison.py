@@ -115,9 +115,20 @@ class ComparisonSettings:
                 # the seed noise (seed 0: reverse KL 3.07 to 1.54; batch 16 at 1e-4: 2.71, at 3e-4: 3.31, worse)
                 "adversarial_batch_size": 64,
                 "adversarial_learning_rate": 3e-4,
+                # The discriminator pre-trained by SFT (as many demonstrations as SFT-1500 saw, at SFT's learning
+                # rate) before the policy moves: GAIL then recovered 33% to 42% of the oracle's drop, AIRL 23% to 41%,
+                # against -10% to 19% without, 3 seeds (docs/benchmarks.md, third reading). Not a trainer default:
+                # it costs about as much as SFT on as many demonstrations. `disc_pretraining_steps=0` turns it off
+                "adversarial_config": {"disc_pretraining_steps": 375, "disc_pretraining_learning_rate": 1e-3},
             }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20}
+            if "adversarial_config" in settings:
+                settings["adversarial_config"] = settings["adversarial_config"] | {"disc_pretraining_steps": 25}
+        # Trainer settings given here add to the regime's rather than replace them all
+        overrides = dict(overrides)
+        if "adversarial_config" in overrides:
+            overrides["adversarial_config"] = settings.get("adversarial_config", {}) | overrides["adversarial_config"]
         return cls(**(settings | overrides))
 
 
