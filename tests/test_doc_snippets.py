@@ -18,6 +18,7 @@ CAUSAL_LMS = (
     "Qwen/Qwen3-0.6B",
     "path/to/sft-model",
     "path/to/sft-checkpoint",
+    "path/to/longer-sft-checkpoint",
     "path/to/your-sft-checkpoint",
     "path/to/policy",
 )
