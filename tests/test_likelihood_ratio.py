@@ -149,7 +149,8 @@ def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
 
 
 class TestPretraining:
-    def test_a_likelihood_step_takes_sft_s_loss_and_micro_batches_keep_the_step(self, tiny_model_path):
+    @pytest.mark.parametrize("token_level", [False, True])
+    def test_a_likelihood_step_takes_sft_s_loss_and_micro_batches_keep_the_step(self, tiny_model_path, token_level):
         tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
         prompt_ids = tokenizer(PROMPT)["input_ids"]
         responses = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 7")["input_ids"]]
@@ -161,7 +162,10 @@ class TestPretraining:
         stepped = []
         for micro_batch_size in (None, 1):
             discriminator = LikelihoodRatioDiscriminator(
-                AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, micro_batch_size=micro_batch_size
+                AutoModelForCausalLM.from_pretrained(tiny_model_path),
+                tokenizer,
+                token_level=token_level,
+                micro_batch_size=micro_batch_size,
             )
             assert discriminator.negative_log_likelihood(samples) == pytest.approx(expected_loss.item(), rel=1e-5)
             optimizer = torch.optim.SGD(discriminator.model.parameters(), lr=0.5)

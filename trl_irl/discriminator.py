@@ -661,16 +661,6 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
             return token_log_probs[scored]  # (total response tokens,)
         return (token_log_probs * scored).sum(dim=1)  # (N,)
 
-    def _response_token_log_probs(self, samples: list) -> torch.Tensor:
-        """`log q_phi` of every response token of `samples`, flat and in order, `(total response tokens,)`."""
-        batch, positions = self._model_inputs(samples)
-        with self._autocast():
-            logits = self.model(**batch).logits
-        token_log_probs, scored = response_token_log_probs(
-            logits.float(), batch["input_ids"], positions, self.temperature
-        )
-        return token_log_probs[scored]
-
     def likelihood_update(
         self, demonstrations: list, optimizer: torch.optim.Optimizer, max_grad_norm: float | None = None
     ) -> float:
@@ -687,7 +677,8 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         size = self.micro_batch_size or len(demonstrations)
         total = torch.zeros((), device=self.device)
         for first in range(0, len(demonstrations), size):
-            loss = -self._response_token_log_probs(demonstrations[first : first + size]).sum() / num_tokens
+            # The logits are `log q_phi` per response token or summed per response: their sum is the same either way
+            loss = -self._forward(demonstrations[first : first + size])[0].sum() / num_tokens
             loss.backward()
             total = total + loss.detach()
         self._step(total, optimizer, max_grad_norm)
@@ -698,14 +689,13 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         """Mean negative log-likelihood per response token of `demonstrations` under `q_phi`, without gradient."""
         size = self.micro_batch_size or len(demonstrations)
         total = sum(
-            -self._response_token_log_probs(demonstrations[first : first + size]).sum().item()
+            -self._forward(demonstrations[first : first + size])[0].sum().item()
             for first in range(0, len(demonstrations), size)
         )
         return total / self._num_response_tokens(demonstrations)
 
-    @staticmethod
-    def _num_response_tokens(samples: list) -> int:
-        count = sum(len(response_ids) for _, response_ids in samples)
+    def _num_response_tokens(self, samples: list) -> int:
+        count = TokenDiscriminator._num_logits(self, samples)  # one per response token, whatever the level
         if count == 0:
             raise ValueError("These demonstrations have no response tokens to fit `q_phi` to.")
         return count

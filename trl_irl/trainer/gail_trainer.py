@@ -678,13 +678,11 @@ class GAILTrainer(GRPOTrainer):
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
 
-        heldout = None
+        stats, heldout = {}, None
         if pool.heldout_rows:
             heldout = self._render_for_discriminator(
                 *pool.sample(min(len(pool.heldout_rows), 256), ("pretraining",), heldout=True)
             )
-        stats = {}
-        if heldout is not None:
             stats["pretraining_heldout_nll_start"] = discriminator.negative_log_likelihood(heldout)
         losses = []
         for step in range(steps):
