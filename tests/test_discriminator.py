@@ -220,6 +220,17 @@ class TestLoadRefusesUnsafeOrIncompleteState:
         with pytest.raises(FileNotFoundError, match=f"no {file_name}.*incomplete"):
             _discriminator(tiny_model_path).load(directory)
 
+    def test_a_checkpoint_of_a_sharded_discriminator_is_refused_by_a_replicated_one(self, tmp_path, tiny_model_path):
+        # A sharded discriminator's optimizer state is keyed by parameter name; loaded into a replicated one's
+        # optimizer it would fail with a shape or key error far from the cause
+        from trl_irl.discriminator import STATE_FILE
+
+        directory = self._saved(tmp_path, tiny_model_path)
+        state = torch.load(directory / STATE_FILE, weights_only=True)
+        torch.save(state | {"sharded": True}, directory / STATE_FILE)
+        with pytest.raises(ValueError, match="written by a sharded discriminator, and this one is replicated"):
+            _discriminator(tiny_model_path).load(directory)
+
     @pytest.mark.parametrize("file_name", ["model.safetensors", "discriminator_state.pt"])
     def test_a_corrupt_file_is_named(self, tmp_path, tiny_model_path, file_name):
         directory = self._saved(tmp_path, tiny_model_path)
@@ -307,3 +318,18 @@ def test_weights_on_the_meta_device_with_no_process_to_send_them_are_refused(tin
     discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
     with pytest.raises(ValueError, match="meta device.*cpu_ram_efficient_loading"):
         discriminator.to("cpu")
+
+
+def test_sharding_refuses_what_it_cannot_do_before_touching_the_model(tiny_model_path):
+    from peft import LoraConfig, get_peft_model
+
+    with pytest.raises(ValueError, match="several processes"):
+        _discriminator(tiny_model_path).shard()
+    with pytest.raises(ValueError, match="gradient penalty.*disc_gradient_penalty=0"):
+        _discriminator(tiny_model_path, gradient_penalty=1.0).shard()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"))
+    discriminator = Discriminator(lora, AutoTokenizer.from_pretrained(tiny_model_path))
+    with pytest.raises(ValueError, match="PEFT.*replicated"):
+        discriminator.shard()
+    assert not discriminator.sharded

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 
@@ -115,3 +116,62 @@ def test_a_replica_loaded_on_the_meta_device_is_filled_from_process_0(tmp_path, 
         assert torch.isfinite(rank1[moment]).all()
         torch.testing.assert_close(rank1[moment], rank0[moment])
     assert not torch.equal(rank0["after"], rank0["before"])
+
+
+@pytest.mark.parametrize("discriminator_type", ["likelihood_ratio", "classifier"])
+def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
+    tmp_path, tiny_model_path, discriminator_type
+):
+    # FSDP2 on a CPU mesh: each process holds a slice of each weight, and three updates on each process's own batch
+    # must give what the replicated form (gradients all-reduced by hand) gives; saving gathers the full weights, and a
+    # discriminator restored from the save after two updates takes the third as the uninterrupted one did
+    script = Path(__file__).parent / "distributed" / "sharded_discriminator.py"
+    for port, mode in ((29536, "replicated"), (29537, "sharded")):
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+        _run([*torchrun, str(script), tiny_model_path, str(tmp_path), discriminator_type, mode], cwd=tmp_path)
+    results = {
+        mode: [torch.load(tmp_path / f"{mode}-rank{rank}.pt") for rank in (0, 1)] for mode in ("replicated", "sharded")
+    }
+    for rank in (0, 1):
+        sharded, replicated = results["sharded"][rank], results["replicated"][rank]
+        assert sharded["sliced"]
+        assert sharded["stats"][2]["loss"] < sharded["stats"][0]["loss"]  # it learns
+        for update in range(3):
+            for name in ("loss", "acc", "grad_norm"):
+                assert sharded["stats"][update][name] == pytest.approx(replicated["stats"][update][name], rel=1e-3)
+        torch.testing.assert_close(sharded["logits"], replicated["logits"], rtol=1e-3, atol=1e-3)
+        assert sharded["resumed_stats"] == pytest.approx(sharded["stats"][2], rel=1e-6)
+        torch.testing.assert_close(sharded["resumed_logits"], sharded["logits"])
+    saved = {mode: load_file(tmp_path / f"{mode}-final" / "model.safetensors") for mode in ("replicated", "sharded")}
+    assert saved["sharded"].keys() == saved["replicated"].keys()
+    initial = load_file(Path(tiny_model_path) / "model.safetensors")
+    for name, weight in saved["sharded"].items():
+        torch.testing.assert_close(weight, saved["replicated"][name], rtol=1e-3, atol=1e-3, msg=name)
+    assert any(not torch.equal(saved["sharded"][name], initial[name]) for name in initial if name in saved["sharded"])
+
+
+def test_gail_with_a_sharded_discriminator_trains_checkpoints_and_resumes_on_two_processes(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    # The trainer's side of FSDP2: the discriminator sharded (as under an FSDP2 launch) is pre-trained, updated,
+    # gathered into each checkpoint by every process and restored on resume, ending where an uninterrupted run ends
+    data_path = tmp_path / "demonstrations.json"
+    prompt_completion_dataset.select(range(16)).to_json(data_path)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29538"]
+    script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
+    options = ["sequence", "gail", "4"]
+    extra = ["0", "2", "1"]  # no replay buffer, 2 pre-training steps, sharded
+    _run([*torchrun, *script, str(tmp_path), *options, "", *extra], cwd=tmp_path)
+    uninterrupted = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    _run([*torchrun, *script, str(tmp_path), *options, str(tmp_path / "checkpoint-2"), *extra], cwd=tmp_path)
+    resumed = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+
+    assert uninterrupted[0]["discriminator_sharded"] and resumed[0]["discriminator_sharded"]
+    saved = load_file(tmp_path / "checkpoint-4" / "discriminator" / "model.safetensors")
+    for name, param in uninterrupted[0]["discriminator"].items():
+        assert torch.equal(param, uninterrupted[1]["discriminator"][name]), f"discriminator {name} differs"
+        assert not torch.equal(param, uninterrupted[0]["initial_discriminator"][name]), f"{name} did not train"
+        torch.testing.assert_close(resumed[0]["discriminator"][name], param, msg=f"resumed discriminator {name}")
+        torch.testing.assert_close(saved[name], param, msg=f"saved discriminator {name}")
+    for name, param in uninterrupted[0]["policy"].items():
+        torch.testing.assert_close(resumed[0]["policy"][name], param, msg=f"resumed policy {name}")

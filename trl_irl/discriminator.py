@@ -26,10 +26,20 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.tensor import DTensor
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 STATE_FILE = "discriminator_state.pt"
+# A sharded discriminator's weights and optimizer state gathered whole, on the CPU, to be written by one process
+_FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def process_state_file(process_index: int) -> str:
@@ -170,6 +180,8 @@ class Discriminator:
         self._rng = random.Random(seed)
         self.learning_rate = learning_rate
         self.optimizer = self._new_optimizer()
+        # Whether `shard` has split the weights across processes (FSDP2)
+        self.sharded = False
 
     # One logit per sample (False) or one per response token (True)
     token_level = False
@@ -240,9 +252,55 @@ class Discriminator:
         Make every process's replica equal to process 0's: heads initialised after a per-rank seed differ, and
         replicas loaded on the meta device (see [`to`]) have no values yet. Buffers too (rotary frequencies).
         """
-        if _world_size() > 1:
+        if _world_size() > 1 and not self.sharded:  # sharded weights were made from equal replicas (see `shard`)
             for tensor in [*self.model.parameters(), *self.model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+
+    def shard(self, mesh=None) -> "Discriminator":
+        """
+        Split the weights, gradients and AdamW state across processes with FSDP2 (`fully_shard`), as FSDP shards the
+        policy: each decoder layer, then the rest of the model, is a unit whose weights are gathered for its forward
+        and backward, so that between steps each of `N` processes holds `1/N` of the weights and of the optimizer's
+        state instead of a full replica (16 bytes per parameter in float32 with AdamW). The reduce-scatter of the
+        backward averages the gradients across processes, in place of the all-reduce of the replicated form.
+
+        From then on every process must call `logits`, `update`, `likelihood_update`, `save_pretrained`,
+        `save_state` and `load` together, with batches that take as many forwards (the same number of samples, or
+        of micro-batches): each forward gathers weights from every process. The replicas are made equal first
+        ([`synchronize`]), since each process keeps its slice of its own copy.
+
+        Args:
+            mesh (`torch.distributed.device_mesh.DeviceMesh`, *optional*): the processes to shard across; defaults
+                to all of them, on the model's device type.
+        """
+        from peft import PeftModel
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        if isinstance(self.model, PeftModel):
+            # Resuming restores adapter weights by their PEFT names, which the sharded form does not map; a LoRA
+            # discriminator's trainable state is small, and stays replicated
+            raise ValueError("A PEFT (LoRA) discriminator is not sharded: keep it replicated, without `shard`.")
+        if self.gradient_penalty > 0:
+            raise ValueError(
+                "The gradient penalty differentiates through the gradient, which FSDP2's sharded backward does not "
+                "support: set `disc_gradient_penalty=0` or keep the discriminator replicated."
+            )
+        if _world_size() < 2:
+            raise ValueError("Sharding the discriminator needs several processes (`torch.distributed` initialised).")
+        if self.sharded:
+            return self
+        self.synchronize()
+        mesh = mesh or init_device_mesh(self.device.type, (_world_size(),))
+        layer_classes = set(getattr(self.model, "_no_split_modules", None) or [])
+        for module in self.model.modules():
+            if type(module).__name__ in layer_classes:
+                fully_shard(module, mesh=mesh)
+        fully_shard(self.model, mesh=mesh)
+        self.sharded = True
+        # The parameters are now distributed tensors (new objects): the optimizer must hold those
+        self.optimizer = self._new_optimizer()
+        return self
 
     def _model_inputs(self, texts: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """The model's inputs for `texts`, and which positions' logits are used: `None` for the pooled one."""
@@ -403,7 +461,7 @@ class Discriminator:
         """
         max_grad_norm = max_grad_norm or self.max_grad_norm
         world_size = _world_size()
-        if world_size > 1:
+        if world_size > 1 and not self.sharded:  # sharded, the backward's reduce-scatter has averaged them
             for param in self.model.parameters():
                 if param.grad is not None:
                     dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
@@ -411,6 +469,8 @@ class Discriminator:
         trainable = [param for param in self.model.parameters() if param.grad is not None]
         # The norm before clipping, as `Trainer` logs `grad_norm`; of the averaged gradient, so equal on every process
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm or float("inf"))
+        if isinstance(grad_norm, DTensor):  # sharded: the norm over every process's slices
+            grad_norm = grad_norm.full_tensor()
         finite = (torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)).float().to(self.device)
         if world_size > 1:
             # Every process refuses the step together, or the others would wait for it forever
@@ -455,22 +515,37 @@ class Discriminator:
             logits.append(chunk_logits.detach())
         return torch.cat(logits), (penalty if with_penalty else None)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """The model (safetensors and config) and tokenizer, loadable with `from_pretrained(directory)`."""
-        self.model.save_pretrained(directory)
-        self.tokenizer.save_pretrained(directory)
+    def save_pretrained(self, directory: str | Path, is_main_process: bool = True) -> None:
+        """
+        The model (safetensors and config) and tokenizer, loadable with `from_pretrained(directory)`, written by the
+        process with `is_main_process`. Sharded (see [`shard`]), every process must call it: the full weights are
+        gathered from all of them.
+        """
+        state_dict = None
+        if self.sharded:
+            state_dict = get_model_state_dict(self.model, options=_FULL_ON_CPU)
+        if is_main_process:
+            self.model.save_pretrained(directory, state_dict=state_dict)
+            self.tokenizer.save_pretrained(directory)
 
     def save_state(self, directory: str | Path, process_index: int = 0) -> None:
         """
         What resuming needs beyond the weights: the optimizer, the replay buffer and its random state.
 
         Each process calls it with its own index: the optimizer is the same on every process (gradients are averaged)
-        and process 0 writes it; the replay buffer and the random state are each process's own, so every other
-        process writes its own file (`process_state_file(index)`), as `Trainer` writes one random state per process.
+        and process 0 writes it (sharded, gathered from every process and keyed by parameter name); the replay buffer
+        and the random state are each process's own, so every other process writes its own file
+        (`process_state_file(index)`), as `Trainer` writes one random state per process.
         """
         state = {"replay_buffer": self.replay_buffer, "rng_state": self._rng.getstate()}
+        optimizer_state = (
+            get_optimizer_state_dict(self.model, self.optimizer, options=_FULL_ON_CPU)
+            if self.sharded
+            else self.optimizer.state_dict()
+        )
         if process_index == 0:
-            state["optimizer"] = self.optimizer.state_dict()
+            state["optimizer"] = optimizer_state
+            state["sharded"] = self.sharded
         torch.save(state, Path(directory) / process_state_file(process_index))
 
     def load(self, directory: str | Path, process_index: int = 0) -> None:
@@ -507,11 +582,26 @@ class Discriminator:
             if process_file == state_file
             else self._read_state(process_file, {"replay_buffer", "rng_state"})
         )
+        written_sharded = shared_state.get("sharded", False)  # absent from checkpoints older than sharding
+        if written_sharded != self.sharded:
+            form = {True: "sharded", False: "replicated"}
+            raise ValueError(
+                f"The discriminator checkpoint {directory} was written by a {form[written_sharded]} "
+                f"discriminator, and this one is {form[self.sharded]}: its optimizer state does not fit. Resume "
+                "with the same FSDP setting (under FSDP2 the discriminator is sharded, otherwise replicated)."
+            )
         if is_peft:
             set_peft_model_state_dict(self.model, weights)
+        elif self.sharded:
+            set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
         else:
             self.model.load_state_dict(weights)
-        self.optimizer.load_state_dict(shared_state["optimizer"])
+        if self.sharded:
+            set_optimizer_state_dict(
+                self.model, self.optimizer, shared_state["optimizer"], options=StateDictOptions(full_state_dict=True)
+            )
+        else:
+            self.optimizer.load_state_dict(shared_state["optimizer"])
         self.replay_buffer = own_state["replay_buffer"]
         self._rng.setstate(own_state["rng_state"])
 

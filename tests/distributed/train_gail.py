@@ -1,6 +1,6 @@
 """Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps (checkpointing every 2 when there are
 more than 2, or resuming from a checkpoint; with a replay buffer of the size given, if any, and as many steps of the
-discriminator's pre-training as given last), then each process
+discriminator's pre-training as given; sharded with FSDP2 if the last argument is 1), then each process
 saves its policy and discriminator parameters so the test can check that the replicas stayed identical and that a
 resumed run ends where an uninterrupted one does."""
 
@@ -9,8 +9,17 @@ import sys
 
 import torch
 from datasets import Dataset
+from torch.distributed.tensor import DTensor
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
+
+
+def full_parameters(model) -> dict[str, torch.Tensor]:
+    """Each parameter whole, on the CPU (a sharded one gathered from every process, which must all call this)."""
+    return {
+        name: (param.full_tensor() if isinstance(param, DTensor) else param).detach().cpu().clone()
+        for name, param in model.named_parameters()
+    }
 
 
 def main(
@@ -23,7 +32,11 @@ def main(
     resume_from_checkpoint: str = "",
     replay_buffer_size: str = "0",
     pretraining_steps: str = "0",
+    shard_discriminator: str = "0",
 ) -> None:
+    if shard_discriminator == "1":
+        # What an FSDP2 launch does to the discriminator; accelerate runs FSDP on GPUs only, so the policy stays DDP
+        GAILTrainer._shards_discriminator = lambda self: True  # AIRLTrainer inherits it
     # The likelihood ratio refuses a replay buffer: with one, the discriminator is a classifier
     replay = {"discriminator_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
@@ -49,14 +62,15 @@ def main(
         use_cpu=not torch.cuda.is_available(),
     )
     trainer = trainer_class(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
-    initial_discriminator = {n: p.detach().cpu().clone() for n, p in trainer.discriminator.model.named_parameters()}
+    initial_discriminator = full_parameters(trainer.discriminator.model)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
         {
             "world_size": trainer.accelerator.num_processes,
             "policy": {n: p.detach().cpu() for n, p in trainer.model.named_parameters()},
-            "discriminator": {n: p.detach().cpu() for n, p in trainer.discriminator.model.named_parameters()},
+            "discriminator": full_parameters(trainer.discriminator.model),
+            "discriminator_sharded": trainer.discriminator.sharded,
             "initial_discriminator": initial_discriminator,
         },
         os.path.join(output_dir, f"rank{rank}.pt"),

@@ -50,8 +50,13 @@ class AIRLTrainer(GAILTrainer):
         """Save `f_theta` on its own: a reward model (safetensors, config, tokenizer, model card)."""
         self.save_discriminator(output_dir, load_from=load_from, subfolder=subfolder)
 
-    def push_reward_model_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
-        """Push `f_theta`, with its model card, to its own Hub repository. Returns the commit URL."""
+    def push_reward_model_to_hub(
+        self, repo_id: str, private: bool | None = None, token: str | None = None
+    ) -> str | None:
+        """
+        Push `f_theta`, with its model card, to its own Hub repository. Returns the commit URL (`None` on processes
+        other than the main one; call it on every process, as `push_discriminator_to_hub`).
+        """
         return self.push_discriminator_to_hub(repo_id, private=private, token=token)
 
     _card_role = "reward model"

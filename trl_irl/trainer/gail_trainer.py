@@ -298,6 +298,20 @@ class GAILTrainer(GRPOTrainer):
         self.discriminator.to(self.accelerator.device)
         # GRPO seeds each process differently; the replicas must start (and, by averaging gradients, stay) identical
         self.discriminator.synchronize()
+        if self._shards_discriminator():
+            self.discriminator.shard()
+
+    def _shards_discriminator(self) -> bool:
+        """
+        Under FSDP2 the discriminator is sharded across the processes as the policy is: a full copy of an 8B policy
+        with its AdamW state is about 60 GB per GPU replicated. A PEFT (LoRA) discriminator, whose trainable state
+        is small, stays replicated, as it does under DDP and FSDP1.
+        """
+        from peft import PeftModel
+
+        return bool(getattr(self.accelerator, "is_fsdp2", False)) and not isinstance(
+            self.discriminator.model, PeftModel
+        )
 
     def _check_discriminator_window(self) -> None:
         """A discriminator that scores response tokens must fit the longest completion: refuse before training."""
@@ -542,11 +556,14 @@ class GAILTrainer(GRPOTrainer):
     ) -> None:
         """
         Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers. Its
-        card's example loads it from `load_from` (default: `output_dir`) and `subfolder`.
+        card's example loads it from `load_from` (default: `output_dir`) and `subfolder`. The process that saves
+        (`args.should_save`) writes; when the discriminator is sharded (FSDP2), every process must call it, as
+        `save_model`, so that its full weights can be gathered.
         """
-        self.discriminator.save_pretrained(output_dir)
-        card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name)
-        card.save(Path(output_dir, "README.md"))
+        self.discriminator.save_pretrained(output_dir, is_main_process=self.args.should_save)
+        if self.args.should_save:
+            card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name)
+            card.save(Path(output_dir, "README.md"))
 
     def _discriminator_base_model(self) -> str | None:
         """The discriminator's Hub id, for its model card; `None` when it was loaded from a local directory."""
@@ -594,33 +611,38 @@ class GAILTrainer(GRPOTrainer):
             )
             readme.write_text(readme.read_text().rstrip() + "\n" + section)
 
-    def push_discriminator_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+    def push_discriminator_to_hub(
+        self, repo_id: str, private: bool | None = None, token: str | None = None
+    ) -> str | None:
         """
         Push the discriminator, with its model card, to its own Hub repository, private if `private` (defaults to
-        `args.hub_private_repo`, as `push_to_hub` does). Returns the commit URL.
+        `args.hub_private_repo`, as `push_to_hub` does). Returns the commit URL on the main process and `None` on the
+        others, as `push_to_hub` does; call it on every process (a sharded discriminator's weights are gathered).
         """
         from huggingface_hub import HfApi
 
-        api = HfApi(token=token or self.args.hub_token)
-        private = self.args.hub_private_repo if private is None else private
-        api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             self.save_discriminator(tmp, load_from=repo_id)
+            if not self.is_world_process_zero():
+                return None
+            api = HfApi(token=token or self.args.hub_token)
+            private = self.args.hub_private_repo if private is None else private
+            api.create_repo(repo_id, private=private, exist_ok=True)
             return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload discriminator")
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
         super().save_model(output_dir, _internal_call)
         directory = Path(output_dir or self.args.output_dir)
-        if self.args.should_save:
-            self.save_discriminator(
-                directory / self.discriminator_dir, load_from=str(directory), subfolder=self.discriminator_dir
-            )
+        # On every process, as `Trainer` calls `save_model`: one writes (see `save_discriminator`)
+        self.save_discriminator(
+            directory / self.discriminator_dir, load_from=str(directory), subfolder=self.discriminator_dir
+        )
         if _internal_call and directory.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-"):
             # A checkpoint: its training state is written here, before `trainer_state.json` marks the checkpoint
             # complete and before `save_total_limit` deletes older ones (a callback's `on_save` came after both). Every
             # process writes its own replay buffer and random state, as `Trainer` writes its random states
             self._save_discriminator_state(directory / self.discriminator_dir)
-            if self.args.push_to_hub and self.args.hub_strategy != "end" and self.args.should_save:
+            if self.args.push_to_hub and self.args.hub_strategy != "end":
                 # After each checkpoint, `Trainer` pushes `output_dir` with the policy's files copied from the
                 # checkpoint: the discriminator beside it must be this checkpoint's too, its card pointing at the repo
                 self.save_discriminator(
