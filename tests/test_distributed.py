@@ -118,13 +118,18 @@ def test_a_replica_loaded_on_the_meta_device_is_filled_from_process_0(tmp_path, 
     assert not torch.equal(rank0["after"], rank0["before"])
 
 
-@pytest.mark.parametrize("discriminator_type", ["likelihood_ratio", "classifier"])
+@pytest.mark.parametrize(
+    ("discriminator_type", "tied"), [("likelihood_ratio", False), ("likelihood_ratio", True), ("classifier", False)]
+)
 def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
-    tmp_path, tiny_model_path, discriminator_type
+    tmp_path, tiny_model_path, discriminator_type, tied
 ):
     # FSDP2 on a CPU mesh: each process holds a slice of each weight, and three updates on each process's own batch
     # must give what the replicated form (gradients all-reduced by hand) gives; saving gathers the full weights, and a
-    # discriminator restored from the save after two updates takes the third as the uninterrupted one did
+    # discriminator restored from the save after two updates takes the third as the uninterrupted one did. Tied:
+    # the head shares the input embeddings, as in most small checkpoints, and is written once
+    if tied:
+        tiny_model_path = _tied_checkpoint(tiny_model_path, tmp_path / "tied")
     script = Path(__file__).parent / "distributed" / "sharded_discriminator.py"
     for port, mode in ((29536, "replicated"), (29537, "sharded")):
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
@@ -175,3 +180,16 @@ def test_gail_with_a_sharded_discriminator_trains_checkpoints_and_resumes_on_two
         torch.testing.assert_close(saved[name], param, msg=f"saved discriminator {name}")
     for name, param in uninterrupted[0]["policy"].items():
         torch.testing.assert_close(resumed[0]["policy"][name], param, msg=f"resumed policy {name}")
+
+
+def _tied_checkpoint(path: str, directory: Path) -> str:
+    """The checkpoint at `path` with its language-modelling head tied to its input embeddings."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(path, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(path).save_pretrained(directory)
+    return str(directory)

@@ -50,6 +50,46 @@ class TestLikelihoodRatioDiscriminator:
         with pytest.raises(ValueError, match="AutoModelForCausalLM"):
             LikelihoodRatioDiscriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
 
+    def test_a_head_tied_to_the_embeddings_resumes(self, tmp_path, tiny_model_path):
+        # Most small checkpoints tie the head to the input embeddings, and `save_pretrained` writes the tied weight
+        # once: resuming loaded strictly and failed on the head it did not find
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(tiny_model_path, tie_word_embeddings=True)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        prompt_ids = tuple(tokenizer(PROMPT)["input_ids"])
+        expert, policy = [(prompt_ids, (5, 6, 7))], [(prompt_ids, (9, 9))]
+
+        def build():
+            torch.manual_seed(0)
+            return LikelihoodRatioDiscriminator(
+                AutoModelForCausalLM.from_config(config), tokenizer, learning_rate=1e-2
+            )
+
+        trained = build()
+        trained.update(expert, policy)
+        trained.save_pretrained(tmp_path)
+        trained.save_state(tmp_path)
+        resumed = build()
+        resumed.load(tmp_path)
+        assert resumed.model.lm_head.weight is resumed.model.model.embed_tokens.weight
+        assert resumed.update(expert, policy) == pytest.approx(trained.update(expert, policy))
+        torch.testing.assert_close(resumed.model.lm_head.weight, trained.model.lm_head.weight)
+
+    def test_weights_of_another_architecture_are_refused_by_name(self, tmp_path, tiny_model_path):
+        from transformers import AutoModelForSequenceClassification
+
+        from trl_irl import Discriminator
+
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+        saved = Discriminator(classifier, tokenizer)
+        saved.save_pretrained(tmp_path)
+        saved.save_state(tmp_path)
+        discriminator = LikelihoodRatioDiscriminator(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer)
+        with pytest.raises(ValueError, match="model.safetensors does not fit.*missing.*lm_head.*unexpected.*score"):
+            discriminator.load(tmp_path)
+
     def test_a_response_must_leave_room_for_a_prompt_token(self, tiny_model_path):
         discriminator = LikelihoodRatioDiscriminator(
             AutoModelForCausalLM.from_pretrained(tiny_model_path),

@@ -524,6 +524,17 @@ class Discriminator:
         state_dict = None
         if self.sharded:
             state_dict = get_model_state_dict(self.model, options=_FULL_ON_CPU)
+            # Gathered, a tied weight (a head tied to the input embeddings) comes once per name, as separate copies:
+            # keep its first name only, as `save_pretrained` writes an unsharded tied model
+            parameters = dict(self.model.named_parameters(remove_duplicate=False))
+            first_name = {}
+            for name, param in parameters.items():
+                first_name.setdefault(id(param), name)
+            state_dict = {
+                name: tensor
+                for name, tensor in state_dict.items()
+                if name not in parameters or first_name[id(parameters[name])] == name
+            }
         if is_main_process:
             self.model.save_pretrained(directory, state_dict=state_dict)
             self.tokenizer.save_pretrained(directory)
@@ -592,10 +603,21 @@ class Discriminator:
             )
         if is_peft:
             set_peft_model_state_dict(self.model, weights)
-        elif self.sharded:
-            set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
         else:
-            self.model.load_state_dict(weights)
+            # Not strict: `save_pretrained` writes a tied weight once (a language model's head tied to its input
+            # embeddings, as in most small checkpoints), and loading the one written fills both
+            if self.sharded:
+                options = StateDictOptions(full_state_dict=True, strict=False)
+                missing, unexpected = set_model_state_dict(self.model, weights, options=options)
+            else:
+                missing, unexpected = self.model.load_state_dict(weights, strict=False)
+            missing = self._untied(missing, weights)
+            if missing or unexpected:
+                raise ValueError(
+                    f"Cannot restore the discriminator: {weights_file} does not fit its model (missing "
+                    f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}); it was saved from another "
+                    "architecture or discriminator type. Resume with the settings that wrote the checkpoint."
+                )
         if self.sharded:
             set_optimizer_state_dict(
                 self.model, self.optimizer, shared_state["optimizer"], options=StateDictOptions(full_state_dict=True)
@@ -604,6 +626,12 @@ class Discriminator:
             self.optimizer.load_state_dict(shared_state["optimizer"])
         self.replay_buffer = own_state["replay_buffer"]
         self._rng.setstate(own_state["rng_state"])
+
+    def _untied(self, missing: list[str], weights: dict) -> list[str]:
+        """The `missing` weights that are not tied to (the same parameter as) a weight in `weights`."""
+        parameters = dict(self.model.named_parameters(remove_duplicate=False))
+        loaded = {id(parameters[name]) for name in weights if name in parameters}
+        return [name for name in missing if name not in parameters or id(parameters[name]) not in loaded]
 
     @staticmethod
     def _read_state(path: Path, keys: set[str]) -> dict:
