@@ -3,6 +3,7 @@
     python benchmarks/gail_benchmark.py                 # ~10M-parameter Llama policy and discriminator on CPU (fp32)
     python benchmarks/gail_benchmark.py --preset 1b     # ~1B-parameter Llama, random weights, GPU (bf16)
     python benchmarks/gail_benchmark.py --preset 1b --lora-discriminator   # the discriminator as a LoRA adapter
+    python benchmarks/gail_benchmark.py --preset 1b --shared-base   # LoRA policies; GAIL's q_phi a second adapter
 
 The baseline scores completions with a frozen copy of GAIL's discriminator as it starts: for the default likelihood
 ratio, the policy's checkpoint as a causal LM whose summed log-probability is the reward (`LikelihoodReward`); with
@@ -11,6 +12,9 @@ generation batch on demonstrations and completions) and, for the likelihood rati
 data and GRPO settings. Each (trainer, repeat) pair runs in a fresh subprocess, in alternating order; the first
 `--warmup-steps` steps of each run are dropped. Peak memory is the GPU's peak allocation, or on CPU the process's
 peak resident memory (each run is its own process).
+
+With `--shared-base` both trainers train a LoRA policy, and GAIL's likelihood-ratio discriminator is a second adapter
+on the policy's model (`disc_shares_policy_base`), with no second copy of the base model.
 
 With `--discriminator-level token` GAIL's discriminator scores every completion token, and the policy gets per-token
 advantages (the baseline is unchanged).
@@ -56,6 +60,11 @@ def train_one(args: argparse.Namespace) -> dict:
     }
     dataset = demonstrations(args.batch_size * (args.warmup_steps + args.steps), (8, 24), (16, 48))
     timer = StepTimer()
+    policy_peft_config = None
+    if args.shared_base:
+        from peft import LoraConfig
+
+        policy_peft_config = LoraConfig(r=16, target_modules="all-linear", task_type="CAUSAL_LM")
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     if args.method == "grpo":
@@ -70,6 +79,7 @@ def train_one(args: argparse.Namespace) -> dict:
             args=GRPOConfig(**settings),
             train_dataset=dataset,
             callbacks=[timer],
+            peft_config=policy_peft_config,
         )
     else:
         discriminator_peft_config = None
@@ -83,6 +93,7 @@ def train_one(args: argparse.Namespace) -> dict:
             disc_learning_rate=1e-5,
             discriminator_level=args.discriminator_level,
             discriminator_type=args.discriminator_type,
+            disc_shares_policy_base=args.shared_base,
         )
         trainer = GAILTrainer(
             model=args.model_dir,
@@ -90,6 +101,7 @@ def train_one(args: argparse.Namespace) -> dict:
             train_dataset=dataset,
             callbacks=[timer],
             discriminator_peft_config=discriminator_peft_config,
+            peft_config=policy_peft_config,
         )
     trainer.train()
     if on_gpu:
@@ -119,11 +131,18 @@ def main() -> None:
     parser.add_argument("--discriminator-level", choices=["sequence", "token"], default="sequence")
     parser.add_argument("--discriminator-type", choices=["likelihood_ratio", "classifier"], default="likelihood_ratio")
     parser.add_argument("--lora-discriminator", action="store_true", help="The discriminator as a LoRA adapter.")
+    parser.add_argument(
+        "--shared-base",
+        action="store_true",
+        help="LoRA policies; GAIL's likelihood-ratio discriminator a second adapter on the policy's model.",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default).")
     # Internal: run one trainer and print its results
     parser.add_argument("--method", choices=["grpo", "gail"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.shared_base and (args.lora_discriminator or args.discriminator_type != "likelihood_ratio"):
+        parser.error("--shared-base puts the likelihood-ratio discriminator on the policy's model as its own adapter")
 
     if args.method:
         print_result(train_one(args))
@@ -148,6 +167,8 @@ def main() -> None:
                     command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
                 if args.lora_discriminator:
                     command.append("--lora-discriminator")
+                if args.shared_base:
+                    command.append("--shared-base")
                 runs[method].append(run_worker(command))
                 median_step = statistics.median(runs[method][-1]["step_seconds"])
                 print(f"repeat {repeat} {method}: median step {median_step:.4f} s")
@@ -163,7 +184,11 @@ def main() -> None:
     target = 1.3 if args.discriminator_level == "sequence" else 1.4
     peaks = {method: max(run["peak_memory_bytes"] for run in runs[method]) for method in runs}
     discriminator = f"{args.discriminator_type}, {args.discriminator_level} level" + (
-        ", LoRA" if args.lora_discriminator else ", full fine-tuning"
+        ", an adapter on the LoRA policy's model"
+        if args.shared_base
+        else ", LoRA"
+        if args.lora_discriminator
+        else ", full fine-tuning"
     )
     print(f"median step: GRPO + frozen reward model {medians['grpo']:.4f} s, GAIL {medians['gail']:.4f} s")
     print(f"time ratio (GAIL: {discriminator} / GRPO): {medians['gail'] / medians['grpo']:.3f}   target <= {target}")

@@ -44,11 +44,18 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
 
 
 @pytest.mark.parametrize(
-    ("trainer_name", "level", "pretraining_steps"),
-    [("gail", "sequence", 0), ("gail", "token", 0), ("airl", "sequence", 0), ("gail", "sequence", 3)],
+    ("trainer_name", "level", "pretraining_steps", "shares_policy_base"),
+    [
+        ("gail", "sequence", 0, False),
+        ("gail", "token", 0, False),
+        ("airl", "sequence", 0, False),
+        ("gail", "sequence", 3, False),
+        # The discriminator as a second adapter on the DDP-wrapped LoRA policy
+        ("gail", "sequence", 3, True),
+    ],
 )
 def test_adversarial_replicas_stay_identical_across_two_processes(
-    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, level, pretraining_steps
+    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, level, pretraining_steps, shares_policy_base
 ):
     # Each process generates for its own prompts and updates its own discriminator replica: the heads start from
     # process 0's and the gradients are averaged, so the replicas must agree after training
@@ -64,7 +71,8 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
             str(tmp_path),
             level,
             trainer_name,
-            *("2", "", "0", str(pretraining_steps)),  # steps, resume from, replay buffer, pre-training steps
+            # steps, resume from, replay buffer, pre-training steps, sharded, shared base
+            *("2", "", "0", str(pretraining_steps), "0", str(int(shares_policy_base))),
         ],
         cwd=tmp_path,
     )

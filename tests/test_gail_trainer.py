@@ -368,6 +368,95 @@ def test_push_discriminator_to_hub_uploads_model_and_card(
     assert "expert-is-high" in uploaded["card"]
 
 
+class TestDiscriminatorOnThePolicyModel:
+    """`disc_shares_policy_base`: `q_phi` as a second adapter on the PEFT policy, one base model for both."""
+
+    LORA = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
+
+    def _trainer(self, output_dir, tiny_model_path, dataset, **overrides):
+        return GAILTrainer(
+            model=tiny_model_path,
+            args=_config(output_dir, disc_shares_policy_base=True, **overrides),
+            train_dataset=dataset,
+            peft_config=LoraConfig(**self.LORA),
+        )
+
+    def test_one_base_model_serves_both_and_each_adapter_learns(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        trainer = self._trainer(tmp_path, tiny_model_path, prompt_completion_dataset)
+        policy = trainer.model
+        assert trainer.discriminator.model is policy
+        parameters = dict(policy.named_parameters())
+        # A copy of the policy's adapter (its random `lora_A` included), so that `l = 0` at the start
+        for name, param in parameters.items():
+            if ".discriminator." in name:
+                assert torch.equal(param, parameters[name.replace(".discriminator.", ".default.")])
+        before = {name: param.detach().clone() for name, param in parameters.items()}
+        trainer.train()
+
+        changed = {name for name, param in policy.named_parameters() if not torch.equal(param, before[name])}
+        assert any(".lora_B.default." in name for name in changed)  # the policy learned
+        assert any(".lora_B.discriminator." in name for name in changed)  # the discriminator learned
+        assert all(".lora_" in name for name in changed)  # on one frozen base
+        assert policy.active_adapter == "default" and policy.training
+        discriminator_ids = {id(param) for param in trainer.discriminator._trainable_parameters()}
+        policy_ids = {id(param) for group in trainer.optimizer.param_groups for param in group["params"]}
+        assert discriminator_ids and not discriminator_ids & policy_ids
+
+        # Saved as an adapter of the base: loaded on the base model, it is `q_phi`
+        trainer.save_model()
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        q_phi = PeftModel.from_pretrained(base, tmp_path / "discriminator").eval()
+        tokenizer = trainer.processing_class
+        prompt_ids = tokenizer("Count from 1 by 1, 3 numbers:")["input_ids"]
+        response_ids = tokenizer(" 1 2 3", add_special_tokens=False)["input_ids"]
+        input_ids = torch.tensor([prompt_ids + response_ids])
+        with torch.no_grad():
+            log_probs = q_phi(input_ids=input_ids).logits[0, :-1].log_softmax(-1)
+        expected = log_probs.gather(-1, input_ids[0, 1:, None])[len(prompt_ids) - 1 :].sum()
+        torch.testing.assert_close(trainer.discriminator.logits([(prompt_ids, response_ids)])[0], expected)
+        assert policy.active_adapter == "default"
+
+    def test_resume_continues_like_an_uninterrupted_run(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        def make_trainer(output_dir):
+            return self._trainer(
+                output_dir,
+                tiny_model_path,
+                prompt_completion_dataset,
+                max_steps=4,
+                save_strategy="steps",
+                save_steps=2,
+                disc_pretraining_steps=2,
+            )
+
+        assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
+        assert (tmp_path / "checkpoint-2" / "discriminator" / "adapter_model.safetensors").is_file()
+
+    def test_what_it_cannot_share_is_refused_by_name(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        with pytest.raises(ValueError, match="policy is a .*pass `peft_config`"):
+            GAILTrainer(
+                model=tiny_model_path,
+                args=_config(tmp_path, disc_shares_policy_base=True),
+                train_dataset=prompt_completion_dataset,
+            )
+        with pytest.raises(ValueError, match="leave `discriminator` and `discriminator_peft_config` unset"):
+            GAILTrainer(
+                model=tiny_model_path,
+                discriminator=tiny_model_path,
+                args=_config(tmp_path, disc_shares_policy_base=True),
+                train_dataset=prompt_completion_dataset,
+                peft_config=LoraConfig(**self.LORA),
+            )
+        with pytest.raises(ValueError, match="discriminator_type.*'classifier'"):
+            _config(tmp_path, disc_shares_policy_base=True, discriminator_type="classifier")
+        with pytest.raises(ValueError, match="disc_gradient_penalty=0"):
+            _config(tmp_path, disc_shares_policy_base=True, disc_gradient_penalty=1.0)
+
+
 class TestTokenLevel:
     @pytest.mark.parametrize("trainer_name", ["gail", "airl"])
     def test_trains_with_per_token_advantages(

@@ -20,7 +20,9 @@ Stabilisers, all off by default:
   random, to the fresh ones, so the discriminator does not forget what the policy used to do.
 """
 
+import functools
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -45,6 +47,17 @@ _FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 def process_state_file(process_index: int) -> str:
     """The file of one process's discriminator state: `STATE_FILE` for process 0 (which also holds the optimizer)."""
     return STATE_FILE if process_index == 0 else f"discriminator_state_process{process_index}.pt"
+
+
+def _with_own_adapter(method):
+    """Run a discriminator method, forwards and backwards, with its own adapter active (see `_own_adapter`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._own_adapter():
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _world_size() -> int:
@@ -122,6 +135,9 @@ class Discriminator:
             checkpoint's dtype, so that small updates are not rounded away.
         micro_batch_size (`int`, *optional*): forward and backward this many samples of a class at a time and
             accumulate the gradients (the step is the same up to float rounding); default: each class at once.
+        adapter_name (`str`, *optional*): the discriminator's own adapter on a PEFT model it shares with the policy,
+            so that one base model serves both: only this adapter is trained, and it is made the active adapter
+            (in eval mode) for the discriminator's forwards and backwards only, then the policy's is restored.
     """
 
     def __init__(
@@ -137,8 +153,23 @@ class Discriminator:
         max_grad_norm: float | None = None,
         autocast_dtype: torch.dtype | None = None,
         micro_batch_size: int | None = None,
+        adapter_name: str | None = None,
     ):
         self._check_model(model)
+        if adapter_name is not None:
+            from peft import PeftModel
+
+            if not isinstance(model, PeftModel) or adapter_name not in model.peft_config:
+                raise ValueError(
+                    f"`adapter_name={adapter_name!r}` names the discriminator's adapter on a PEFT model shared with "
+                    f"the policy, but the model ({type(model).__name__}) has no adapter of that name."
+                )
+            if gradient_penalty > 0:
+                raise ValueError(
+                    "The gradient penalty needs eager attention, which would change the attention of the policy "
+                    "sharing this model: set the gradient penalty to 0 or give the discriminator its own model."
+                )
+        self.adapter_name = adapter_name
         if tokenizer.pad_token_id is None:
             raise ValueError(
                 f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
@@ -150,8 +181,9 @@ class Discriminator:
             raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
         # Dropout stays off, in training too: the logits of an update's forward are then exactly the discriminator's
         # scores before its step, which spares the reward a second forward on the same samples. Label smoothing and
-        # the gradient penalty are the regularisers instead.
-        model.eval()
+        # the gradient penalty are the regularisers instead. (On a model shared with the policy, only while in use.)
+        if adapter_name is None:
+            model.eval()
         if gradient_penalty > 0:
             # The penalty differentiates through the gradient (double backward), which the fused SDPA and flash
             # attention kernels do not implement
@@ -163,8 +195,8 @@ class Discriminator:
         # Trainable parameters in float32, as mixed precision keeps its master weights: in bf16 an AdamW step of
         # 1e-5 is below half a unit in the last place of most weights and rounds away (88% of a bf16 checkpoint's
         # weights were unchanged after one update), and an fp16 checkpoint overflowed to NaN in its first step
-        for param in model.parameters():
-            if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+        for param in self._trainable_parameters():
+            if param.is_floating_point() and param.dtype != torch.float32:
                 param.data = param.data.float()
         self.autocast_dtype = autocast_dtype
         self.max_grad_norm = max_grad_norm
@@ -200,6 +232,7 @@ class Discriminator:
     def _output_shape_ok(self, logits: torch.Tensor, length: int) -> bool:
         return tuple(logits.shape) == (1, 1)
 
+    @_with_own_adapter
     @torch.no_grad()
     def _check_output_shape(self, model: PreTrainedModel) -> None:
         """A model with another head than the level needs fails here, by name, rather than as a shape error later."""
@@ -223,7 +256,31 @@ class Discriminator:
         return next(self.model.parameters()).device
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=self.learning_rate)
+        return torch.optim.AdamW(self._trainable_parameters(), lr=self.learning_rate)
+
+    def _trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the discriminator trains: its model's trainable parameters, or its own adapter's on a shared model."""
+        if self.adapter_name is None:
+            return [param for param in self.model.parameters() if param.requires_grad]
+        return [param for name, param in self.model.named_parameters() if f".{self.adapter_name}." in name]
+
+    @contextmanager
+    def _own_adapter(self):
+        """
+        On a model shared with the policy: the discriminator's adapter active (and trainable), in eval mode, for
+        a forward and its backward; then the policy's adapter and mode as they were. Otherwise nothing.
+        """
+        if self.adapter_name is None or self.model.active_adapter == self.adapter_name:
+            yield
+            return
+        previous, was_training = self.model.active_adapter, self.model.training
+        self.model.set_adapter(self.adapter_name)
+        self.model.eval()
+        try:
+            yield
+        finally:
+            self.model.set_adapter(previous)
+            self.model.train(was_training)
 
     def _on_meta_device(self) -> bool:
         return any(tensor.is_meta for tensor in [*self.model.parameters(), *self.model.buffers()])
@@ -358,6 +415,7 @@ class Discriminator:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
 
+    @_with_own_adapter
     @torch.no_grad()
     def logits(self, texts: list[str], logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
         """
@@ -367,6 +425,7 @@ class Discriminator:
         logits = self._forward(texts)[0].float()
         return logits if logit_offsets is None else logits + logit_offsets.to(logits.device)
 
+    @_with_own_adapter
     def update(
         self,
         expert_texts: list[str],
@@ -461,12 +520,11 @@ class Discriminator:
         """
         max_grad_norm = max_grad_norm or self.max_grad_norm
         world_size = _world_size()
+        trainable = [param for param in self._trainable_parameters() if param.grad is not None]
         if world_size > 1 and not self.sharded:  # sharded, the backward's reduce-scatter has averaged them
-            for param in self.model.parameters():
-                if param.grad is not None:
-                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-                    param.grad /= world_size
-        trainable = [param for param in self.model.parameters() if param.grad is not None]
+            for param in trainable:
+                dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                param.grad /= world_size
         # The norm before clipping, as `Trainer` logs `grad_norm`; of the averaged gradient, so equal on every process
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm or float("inf"))
         if isinstance(grad_norm, DTensor):  # sharded: the norm over every process's slices
@@ -535,9 +593,25 @@ class Discriminator:
                 for name, tensor in state_dict.items()
                 if name not in parameters or first_name[id(parameters[name])] == name
             }
-        if is_main_process:
+        if not is_main_process:
+            return
+        if self.adapter_name is not None:
+            # Only its own adapter, as a PEFT adapter of the shared base (PEFT would put a second adapter in a
+            # subfolder named after it): `AutoPeftModelForCausalLM.from_pretrained(directory)` loads q_phi
+            from peft.utils import get_peft_model_state_dict
+            from safetensors.torch import save_file
+
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            weights = get_peft_model_state_dict(self.model, adapter_name=self.adapter_name)
+            save_file(
+                {name: tensor.contiguous() for name, tensor in weights.items()},
+                Path(directory) / "adapter_model.safetensors",
+                metadata={"format": "pt"},
+            )
+            self.model.peft_config[self.adapter_name].save_pretrained(directory)
+        else:
             self.model.save_pretrained(directory, state_dict=state_dict)
-            self.tokenizer.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
 
     def save_state(self, directory: str | Path, process_index: int = 0) -> None:
         """
@@ -602,7 +676,7 @@ class Discriminator:
                 "with the same FSDP setting (under FSDP2 the discriminator is sharded, otherwise replicated)."
             )
         if is_peft:
-            set_peft_model_state_dict(self.model, weights)
+            set_peft_model_state_dict(self.model, weights, adapter_name=self.adapter_name or "default")
         else:
             # Not strict: `save_pretrained` writes a tied weight once (a language model's head tied to its input
             # embeddings, as in most small checkpoints), and loading the one written fills both
@@ -685,6 +759,7 @@ class TokenDiscriminator(Discriminator):
                 "(for example the policy's own checkpoint) or `discriminator_level='sequence'`."
             )
 
+    @_with_own_adapter
     @torch.no_grad()
     def _is_causal(self) -> bool:
         generator = torch.Generator().manual_seed(0)
@@ -779,6 +854,7 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
             return token_log_probs[scored]  # (total response tokens,)
         return (token_log_probs * scored).sum(dim=1)  # (N,)
 
+    @_with_own_adapter
     def likelihood_update(
         self, demonstrations: list, optimizer: torch.optim.Optimizer, max_grad_norm: float | None = None
     ) -> float:
@@ -802,6 +878,7 @@ class LikelihoodRatioDiscriminator(TokenDiscriminator):
         self._step(total, optimizer, max_grad_norm)
         return total.item()
 
+    @_with_own_adapter
     @torch.no_grad()
     def negative_log_likelihood(self, demonstrations: list) -> float:
         """Mean negative log-likelihood per response token of `demonstrations` under `q_phi`, without gradient."""

@@ -1,6 +1,7 @@
 """Run by `tests/test_distributed.py` under `torchrun`: a few GAIL or AIRL steps (checkpointing every 2 when there are
 more than 2, or resuming from a checkpoint; with a replay buffer of the size given, if any, and as many steps of the
-discriminator's pre-training as given; sharded with FSDP2 if the last argument is 1), then each process
+discriminator's pre-training as given; sharded with FSDP2 if the next argument is 1; as a second adapter on a LoRA
+policy if the last is 1), then each process
 saves its policy and discriminator parameters so the test can check that the replicas stayed identical and that a
 resumed run ends where an uninterrupted one does."""
 
@@ -9,16 +10,22 @@ import sys
 
 import torch
 from datasets import Dataset
+from peft import LoraConfig
 from torch.distributed.tensor import DTensor
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
 
 
-def full_parameters(model) -> dict[str, torch.Tensor]:
-    """Each parameter whole, on the CPU (a sharded one gathered from every process, which must all call this)."""
+def discriminator_parameters(discriminator) -> dict[str, torch.Tensor]:
+    """
+    What the discriminator trains, each parameter whole, on the CPU (a sharded one gathered from every process, which
+    must all call this): on a model shared with the policy, its own adapter only.
+    """
+    trained = {id(param) for param in discriminator._trainable_parameters()}
     return {
         name: (param.full_tensor() if isinstance(param, DTensor) else param).detach().cpu().clone()
-        for name, param in model.named_parameters()
+        for name, param in discriminator.model.named_parameters()
+        if id(param) in trained
     }
 
 
@@ -33,6 +40,7 @@ def main(
     replay_buffer_size: str = "0",
     pretraining_steps: str = "0",
     shard_discriminator: str = "0",
+    share_policy_base: str = "0",
 ) -> None:
     if shard_discriminator == "1":
         # What an FSDP2 launch does to the discriminator; accelerate runs FSDP on GPUs only, so the policy stays DDP
@@ -58,18 +66,20 @@ def main(
         disc_pretraining_steps=int(pretraining_steps),
         disc_pretraining_learning_rate=1e-3,
         **(replay if int(replay_buffer_size) > 0 else {}),
+        disc_shares_policy_base=share_policy_base == "1",
         # Without it, `TrainingArguments` on a machine with no GPU sets up a single process even under `torchrun`
         use_cpu=not torch.cuda.is_available(),
     )
-    trainer = trainer_class(model=model_path, args=args, train_dataset=Dataset.from_json(data_path))
-    initial_discriminator = full_parameters(trainer.discriminator.model)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"]) if share_policy_base == "1" else None
+    trainer = trainer_class(model=model_path, args=args, train_dataset=Dataset.from_json(data_path), peft_config=lora)
+    initial_discriminator = discriminator_parameters(trainer.discriminator)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint or None)
     rank = int(os.environ.get("RANK", 0))
     torch.save(
         {
             "world_size": trainer.accelerator.num_processes,
             "policy": {n: p.detach().cpu() for n, p in trainer.model.named_parameters()},
-            "discriminator": full_parameters(trainer.discriminator.model),
+            "discriminator": discriminator_parameters(trainer.discriminator),
             "discriminator_sharded": trainer.discriminator.sharded,
             "initial_discriminator": initial_discriminator,
         },

@@ -115,6 +115,11 @@ class GAILConfig(GRPOConfig):
         disc_pretraining_learning_rate (`float`, *optional*):
             Learning rate of that pre-training; defaults to `disc_learning_rate`. The SFT learning rate of the
             checkpoint is the natural choice.
+        disc_shares_policy_base (`bool`, *optional*, defaults to `False`):
+            With a PEFT (LoRA) policy and the likelihood-ratio discriminator: put `q_phi` on the policy's own model,
+            as a second adapter that starts as a copy of the policy's (so `l = 0` at the start), instead of loading a
+            second copy of the base model. One base model then serves policy, reference and discriminator; only the
+            adapters differ. Not under FSDP or DeepSpeed yet.
     """
 
     divergence: str = field(
@@ -232,6 +237,13 @@ class GAILConfig(GRPOConfig):
         default=None,
         metadata={"help": "Learning rate of the discriminator's pre-training (default: `disc_learning_rate`)."},
     )
+    disc_shares_policy_base: bool = field(
+        default=False,
+        metadata={
+            "help": "With a PEFT policy: the likelihood-ratio discriminator as a second adapter on the policy's "
+            "model, instead of a second copy of the base model."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -310,6 +322,18 @@ class GAILConfig(GRPOConfig):
                 "`disc_pretraining_steps` trains the likelihood-ratio discriminator's language model by maximum "
                 f"likelihood, and `discriminator_type` is {self.discriminator_type!r}. Set "
                 "`discriminator_type='likelihood_ratio'` or `disc_pretraining_steps=0`."
+            )
+        if self.disc_shares_policy_base and self.discriminator_type != "likelihood_ratio":
+            raise ValueError(
+                "`disc_shares_policy_base` puts the likelihood-ratio discriminator's language model on the policy's "
+                f"model, and `discriminator_type` is {self.discriminator_type!r}: a classifier has its own head and "
+                "backbone. Set `discriminator_type='likelihood_ratio'` or `disc_shares_policy_base=False`."
+            )
+        if self.disc_shares_policy_base and self.disc_gradient_penalty > 0:
+            raise ValueError(
+                "`disc_gradient_penalty` needs eager attention, which would change the attention of the policy the "
+                "discriminator shares its model with: set `disc_gradient_penalty=0` or "
+                "`disc_shares_policy_base=False`."
             )
         if self.disc_pretraining_steps > 0 and self.disc_demonstration_source != "dataset":
             raise ValueError(

@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import tempfile
@@ -246,15 +247,24 @@ class GAILTrainer(GRPOTrainer):
                 )
             demonstration_pool = DemonstrationPool(train_dataset, args.disc_heldout_fraction, seed=args.seed)
 
+        if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
+            raise ValueError(
+                "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
+                "policy's own model: leave `discriminator` and `discriminator_peft_config` unset, or set "
+                "`disc_shares_policy_base=False`."
+            )
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
         set_seed(args.seed)
-        self.discriminator = self._build_discriminator(
-            discriminator or policy_id,
-            discriminator_processing_class,
-            discriminator_peft_config,
-            args,
-            is_policy_checkpoint=discriminator is None,
-        )
+        # Sharing the policy's model, the discriminator is built on it once GRPO has made it a PEFT model
+        self.discriminator = None
+        if not args.disc_shares_policy_base:
+            self.discriminator = self._build_discriminator(
+                discriminator or policy_id,
+                discriminator_processing_class,
+                discriminator_peft_config,
+                args,
+                is_policy_checkpoint=discriminator is None,
+            )
         self.discriminator_reward = DiscriminatorReward(
             self.discriminator,
             render=self._render_for_discriminator,
@@ -282,6 +292,9 @@ class GAILTrainer(GRPOTrainer):
             peft_config=peft_config,
             quantization_config=quantization_config,
         )
+        if args.disc_shares_policy_base:
+            self.discriminator = self._discriminator_on_the_policy_model(args)
+            self.discriminator_reward.discriminator = self.discriminator
 
         if isinstance(self.discriminator, TokenDiscriminator) and (
             self.discriminator.tokenizer.get_vocab() != self.processing_class.get_vocab()
@@ -312,6 +325,38 @@ class GAILTrainer(GRPOTrainer):
         return bool(getattr(self.accelerator, "is_fsdp2", False)) and not isinstance(
             self.discriminator.model, PeftModel
         )
+
+    def _discriminator_on_the_policy_model(self, args: GAILConfig) -> Discriminator:
+        """
+        `disc_shares_policy_base`: the likelihood-ratio discriminator as a second adapter on the policy's PEFT model,
+        named after the directory it is saved in, a copy of the policy's adapter so that `l = 0` at the start.
+        """
+        from peft import PeftModel
+        from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+        policy = self.model
+        if not isinstance(policy, PeftModel):
+            raise ValueError(
+                "`disc_shares_policy_base=True` puts the discriminator on the policy's PEFT model, but the policy is "
+                f"a {type(policy).__name__}: pass `peft_config` (or a `PeftModel` as `model`), or set "
+                "`disc_shares_policy_base=False`."
+            )
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            # Both wrap the policy's parameters as they find them at `train()`; the discriminator's adapter would be
+            # sharded or partitioned without an engine of its own to gather it
+            raise ValueError(
+                "`disc_shares_policy_base=True` is not supported under FSDP or DeepSpeed yet: set it to False (the "
+                "discriminator then has its own model), or launch with DDP."
+            )
+        policy_adapter = policy.active_adapter
+        adapter_name = self.discriminator_dir
+        policy.add_adapter(adapter_name, copy.deepcopy(policy.peft_config[policy_adapter]))
+        weights = get_peft_model_state_dict(policy, adapter_name=policy_adapter)
+        set_peft_model_state_dict(policy, weights, adapter_name=adapter_name)
+        # The policy's adapter stays the active, trainable one: the discriminator's is trainable only in its own use,
+        # so that the policy's optimizer, made at `train()`, does not hold it
+        policy.set_adapter(policy_adapter)
+        return self._build_discriminator(policy, self.processing_class, None, args, adapter_name=adapter_name)
 
     def _check_discriminator_window(self) -> None:
         """A discriminator that scores response tokens must fit the longest completion: refuse before training."""
@@ -349,6 +394,7 @@ class GAILTrainer(GRPOTrainer):
         peft_config,
         args: GAILConfig,
         is_policy_checkpoint: bool = False,
+        adapter_name: str | None = None,
     ) -> Discriminator:
         from transformers.integrations import is_deepspeed_zero3_enabled
 
@@ -398,6 +444,7 @@ class GAILTrainer(GRPOTrainer):
             # The policy's bf16 mixed precision; under fp16 the discriminator runs in float32 (fp16 needs a loss
             # scaler, which its hand-written step does not have)
             "autocast_dtype": torch.bfloat16 if args.bf16 else None,
+            "adapter_name": adapter_name,
         }
         if likelihood_ratio:
             return LikelihoodRatioDiscriminator(
@@ -694,7 +741,7 @@ class GAILTrainer(GRPOTrainer):
         # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where
         # torch's AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
         optimizer = torch.optim.AdamW(
-            [param for param in discriminator.model.parameters() if param.requires_grad],
+            discriminator._trainable_parameters(),
             lr=self.args.disc_pretraining_learning_rate,
             weight_decay=self.args.weight_decay,
         )
