@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import shutil
 
 import pytest
 import yaml
@@ -84,6 +86,52 @@ def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only
     assert configs["discriminator"] == str(tmp_path / "16-0" / ".." / "base")
     assert set(results["methods"]) == {"gail", "oracle"}
     assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
+
+
+def test_comparison_can_start_the_policy_from_the_middle_of_sft_and_the_discriminator_from_its_end(
+    tmp_path, monkeypatch
+):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trl_irl import comparison
+
+    started = []
+
+    class RecordingGAILTrainer(comparison.GAILTrainer):
+        def __init__(self, *args, **kwargs):
+            started.append((kwargs["model"], kwargs["discriminator"]))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
+    settings = ComparisonSettings(
+        num_demonstrations=16,
+        sft_steps=4,
+        policy_from_sft_step=2,
+        adversarial_steps=1,
+        eval_every=2,
+        num_eval_prompts=4,
+        hidden_size=32,
+        methods=("sft", "gail"),
+    )
+    logs = []
+    results = run_comparison(settings, tmp_path, log=logs.append)
+    assert started == [(str(tmp_path / "sft" / "checkpoint-2"), str(tmp_path / "sft"))]
+    assert results["policy_start"]["step"] == 2 and results["methods"]["sft"]["final"]["step"] == 4
+    middle = AutoModelForCausalLM.from_pretrained(tmp_path / "sft" / "checkpoint-2")
+    end = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
+    assert any(not torch.equal(a, b) for a, b in zip(middle.parameters(), end.parameters(), strict=True))
+
+    # A later run reuses the SFT run only while its middle checkpoint is there
+    run_comparison(settings, tmp_path, log=logs.append)
+    assert sum("reusing" in line for line in logs) == 1
+    shutil.rmtree(tmp_path / "sft" / "checkpoint-2")
+    run_comparison(settings, tmp_path, log=logs.append)
+    assert sum("reusing" in line for line in logs) == 1
+    assert (tmp_path / "sft" / "checkpoint-2" / "model.safetensors").is_file()
+
+    with pytest.raises(ValueError, match="policy_from_sft_step.*inside the SFT run"):
+        run_comparison(dataclasses.replace(settings, policy_from_sft_step=4), tmp_path)
 
 
 def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned_reward():

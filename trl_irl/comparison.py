@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from .demo_choices import METHODS
@@ -86,6 +87,10 @@ class ComparisonSettings:
     # `{num_demonstrations}` are filled in, so that a sweep can give each seed a discriminator trained longer than its
     # policy: `"runs_sft3000/rules-{num_demonstrations}-seed{seed}/sft"`
     discriminator_checkpoint: str | None = None
+    # The adversarial methods' policy starts from SFT's checkpoint at this step (saved during the SFT run) and their
+    # discriminator from SFT's end (unless `discriminator_checkpoint` is set): one SFT run gives a discriminator that
+    # knows more than the policy. The `sft` row and the oracle stay at SFT's end, the model this recipe must beat.
+    policy_from_sft_step: int | None = None
     # Any other `GAILConfig` / `AIRLConfig` settings of the adversarial methods (`{"disc_label_smoothing": 0.2}`)
     adversarial_config: dict = dataclasses.field(default_factory=dict)
 
@@ -282,6 +287,15 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     )
     tokenizer = AutoTokenizer.from_pretrained(base)
 
+    if settings.policy_from_sft_step is not None and not 0 < settings.policy_from_sft_step < settings.sft_steps:
+        raise ValueError(
+            f"`policy_from_sft_step` must be a step inside the SFT run (1 to {settings.sft_steps - 1}), got "
+            f"{settings.policy_from_sft_step}."
+        )
+    sft_middle = None
+    if settings.policy_from_sft_step is not None:
+        sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
+
     def evaluate(model, temperature: float = 1.0):
         was_training = model.training
         model.eval()
@@ -290,6 +304,13 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         return metrics
 
     def add_tempered_sft():
+        if sft_middle is not None:
+            # Where the adversarial methods' policy starts
+            point = {
+                "step": settings.policy_from_sft_step,
+                **evaluate(AutoModelForCausalLM.from_pretrained(sft_middle)),
+            }
+            results["policy_start"] = point
         if "sft" not in settings.methods:
             return
         model = AutoModelForCausalLM.from_pretrained(output_dir / "sft")
@@ -310,6 +331,10 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         "per_device_train_batch_size": 16,
         "max_steps": settings.sft_steps,
     }
+    # SFT's checkpoint where the adversarial methods' policy starts; saving changes nothing in the run
+    sft_saving = {}
+    if sft_middle is not None:
+        sft_saving = {"save_strategy": "steps", "save_steps": settings.policy_from_sft_step, "save_only_model": True}
     adversarial_common = {
         **common,
         "learning_rate": settings.adversarial_learning_rate,
@@ -331,7 +356,8 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     order = [m for m in METHODS if m in settings.methods or (m == "sft" and set(settings.methods) - {"weighted_sft"})]
     for method in order:
         started = time.perf_counter()
-        if method == "sft" and (reused := _reusable_sft_record(output_dir / "sft", settings)) is not None:
+        reused = _reusable_sft_record(output_dir / "sft", settings) if method == "sft" else None
+        if reused is not None and (sft_middle is None or (sft_middle / "model.safetensors").is_file()):
             # Same SFT settings as a run whose checkpoint is still there: CPU training is deterministic, so training
             # again would give the same checkpoint (and curve); variants of the adversarial methods share it
             log("[sft] reusing the checkpoint of an earlier run with the same SFT settings")
@@ -348,7 +374,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             }[method]
             trainer = trainer_class(
                 model=str(base),
-                args=config_class(str(output_dir / method), **sft_common),
+                args=config_class(str(output_dir / method), **sft_common | (sft_saving if method == "sft" else {})),
                 train_dataset=demonstrations,
                 callbacks=[tracker],
             )
@@ -378,8 +404,10 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
                 discriminator = discriminator.format(
                     seed=settings.seed, num_demonstrations=settings.num_demonstrations
                 )
+            elif sft_middle is not None:
+                discriminator = str(output_dir / "sft")
             trainer = trainer_class(
-                model=str(output_dir / "sft"),
+                model=str(sft_middle or output_dir / "sft"),
                 discriminator=discriminator,
                 args=config_class(str(output_dir / method), discriminator_level=level, **config),
                 train_dataset=demonstrations,
