@@ -4,6 +4,8 @@
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 512 2048 8192 --seeds 3
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
         --methods sft gail airl --set discriminator_type=likelihood_ratio --name likelihood_ratio
+    python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
+        --methods sft oracle gail airl --set sft_steps=3000 policy_from_sft_step=1500 disc_pretraining_steps=0
 
 Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
 (`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
@@ -150,6 +152,10 @@ def main() -> None:
                     final["discriminator_start_reverse_kl"] = result["discriminator_start"]["reverse_kl"]
                     final["discriminator_reverse_kl"] = result["discriminator_final"]["reverse_kl"]
                 finals.setdefault(method, {}).setdefault(str(count), []).append(final)
+            if "policy_start" in results:
+                # Where the adversarial methods' policy started (`policy_from_sft_step`), a row of its own
+                start = results["policy_start"] | {"seconds": 0.0}
+                finals.setdefault("policy_start", {}).setdefault(str(count), []).append(start)
             summary = summarise(finals)
             record = {
                 "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
