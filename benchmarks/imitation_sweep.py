@@ -9,7 +9,8 @@
 
 Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
 (`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
-oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint; exact divergences from the expert at the end.
+oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint (in the rules regime GAIL and AIRL start from
+SFT's middle checkpoint, with their discriminator from its end); exact divergences from the expert at the end.
 Seeds are the outer loop and the JSON is rewritten after every run (each method's final metrics with its wall-clock
 `seconds`), so an interrupted sweep keeps whole seeds. Prints Markdown tables (mean +- standard deviation over seeds;
 differences from SFT within each seed; shares of the oracle's paired reverse-KL drop) and plots the reverse KL and

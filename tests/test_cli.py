@@ -158,17 +158,19 @@ def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned
 
 def test_regime_settings_then_quick_then_overrides():
     rules = ComparisonSettings.for_regime("rules")
-    assert (rules.num_hidden_layers, rules.sft_steps) == (4, 1500)
-    assert rules.adversarial_config == {"disc_pretraining_steps": 375, "disc_pretraining_learning_rate": 1e-3}
+    assert (rules.num_hidden_layers, rules.sft_steps, rules.policy_from_sft_step) == (4, 3000, 1500)
+    # The policy starts from SFT's middle however long SFT is, unless told otherwise
     quick = ComparisonSettings.for_regime("rules", quick=True, sft_steps=7)
-    assert (quick.num_hidden_layers, quick.adversarial_steps, quick.sft_steps) == (4, 40, 7)
-    assert quick.adversarial_config["disc_pretraining_steps"] == 25
+    assert (quick.num_hidden_layers, quick.adversarial_steps, quick.sft_steps, quick.policy_from_sft_step) == (
+        4,
+        40,
+        7,
+        3,
+    )
+    assert ComparisonSettings.for_regime("rules", policy_from_sft_step=None).policy_from_sft_step is None
     assert ComparisonSettings.for_regime("memorise") == ComparisonSettings()
-    # Trainer settings add to the regime's
     smoothed = ComparisonSettings.for_regime("rules", adversarial_config={"disc_label_smoothing": 0.2})
-    assert smoothed.adversarial_config == {**rules.adversarial_config, "disc_label_smoothing": 0.2}
-    off = ComparisonSettings.for_regime("rules", adversarial_config={"disc_pretraining_steps": 0})
-    assert off.adversarial_config["disc_pretraining_steps"] == 0
+    assert smoothed.adversarial_config == {"disc_label_smoothing": 0.2}
 
 
 def test_demo_command_prints_the_table_and_writes_plots(tmp_path, capsys):

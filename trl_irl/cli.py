@@ -56,8 +56,8 @@ def _demo(argv: list[str]) -> None:
         choices=REGIMES,
         default="memorise",
         help="memorise: 8 prompts, seen in training (about 2 minutes). rules: a rule-following expert evaluated on "
-        "unseen prompts, with a larger model and 1500 SFT steps, GAIL and AIRL pre-training their discriminator "
-        "(about 30 minutes on 2 CPU cores).",
+        "unseen prompts, with a larger model and 3000 SFT steps; GAIL and AIRL start from SFT's middle checkpoint "
+        "with their discriminator from its end (about 16 minutes on 2 CPU cores).",
     )
     parser.add_argument(
         "--num-demonstrations", type=_positive_int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."

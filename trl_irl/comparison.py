@@ -6,7 +6,8 @@ Used by `trl-irl demo` and `benchmarks/imitation_sweep.py`. Methods:
   `sft_temperatures` (rows `sft_temperature_0.8`, ...): sharpening alone lowers the reverse KL, at no training cost.
 - `weighted_sft`: `WeightedSFTTrainer` (occupancy weights), from the base model, same steps.
 - `gail`, `gail_token`, `airl`, `airl_token`: the adversarial trainers (sequence or token level), started from the SFT
-  checkpoint, as adversarial imitation is meant to be used.
+  checkpoint, as adversarial imitation is meant to be used, or with `policy_from_sft_step` from an earlier checkpoint
+  of the same SFT run, with their discriminator from its end.
 - `oracle`: TRL's `GRPOTrainer` from the SFT checkpoint with the exact reverse-KL reward
   `log p_exp(y | x) - log pi(y | x)` (the expert smoothed as in the metrics): the best reward any discriminator could
   hand out, with the same GRPO settings as the adversarial methods.
@@ -105,12 +106,18 @@ class ComparisonSettings:
         1e-3 on 2048 demonstrations it reached about 50% invalid by step 1000 and stayed there until the learning rate
         had decayed at step 1500. Not a plateau of SFT itself: with 3000 steps (the same schedule, stretched) it went
         on to 26-37% invalid (3 seeds, docs/benchmarks.md, 2026-11-30).
+
+        In the rules regime SFT runs for 3000 steps and GAIL and AIRL start their policy from its middle checkpoint,
+        with the discriminator from its end (`policy_from_sft_step`, half of `sft_steps` unless given): both then
+        ended below SFT's end, the checkpoint their discriminator starts from, in every seed measured, where a
+        discriminator copied from the policy's own checkpoint left them within noise of it, and SFT continued inside
+        the trainer (`disc_pretraining_steps`) did less (docs/benchmarks.md, fourth reading).
         """
         settings = {"regime": regime}
         if regime == "rules":
             settings |= {
                 "num_demonstrations": 2048,
-                "sft_steps": 1500,
+                "sft_steps": 3000,
                 "hidden_size": 256,
                 "num_hidden_layers": 4,
                 "sft_learning_rate": 1e-3,
@@ -120,21 +127,17 @@ class ComparisonSettings:
                 # the seed noise (seed 0: reverse KL 3.07 to 1.54; batch 16 at 1e-4: 2.71, at 3e-4: 3.31, worse)
                 "adversarial_batch_size": 64,
                 "adversarial_learning_rate": 3e-4,
-                # The discriminator pre-trained by SFT (as many demonstrations as SFT-1500 saw, at SFT's learning
-                # rate) before the policy moves: GAIL then recovered 33% to 42% of the oracle's drop, AIRL 23% to 41%,
-                # against -10% to 19% without, 3 seeds (docs/benchmarks.md, third reading). Not a trainer default:
-                # it costs about as much as SFT on as many demonstrations. `disc_pretraining_steps=0` turns it off
-                "adversarial_config": {"disc_pretraining_steps": 375, "disc_pretraining_learning_rate": 1e-3},
             }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20}
-            if "adversarial_config" in settings:
-                settings["adversarial_config"] = settings["adversarial_config"] | {"disc_pretraining_steps": 25}
         # Trainer settings given here add to the regime's rather than replace them all
         overrides = dict(overrides)
         if "adversarial_config" in overrides:
             overrides["adversarial_config"] = settings.get("adversarial_config", {}) | overrides["adversarial_config"]
-        return cls(**(settings | overrides))
+        settings |= overrides
+        if regime == "rules" and "policy_from_sft_step" not in overrides:
+            settings["policy_from_sft_step"] = settings["sft_steps"] // 2
+        return cls(**settings)
 
 
 class _DivergenceTracker(TrainerCallback):
