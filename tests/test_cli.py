@@ -56,25 +56,33 @@ def test_comparison_reuses_an_sft_checkpoint_trained_with_the_same_settings(tmp_
     assert not any("reusing" in message for message in messages)
 
 
-def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only(tmp_path, monkeypatch):
+def _one_adversarial_step_settings(**overrides) -> ComparisonSettings:
+    """A comparison small enough for a test: 16 demonstrations, a tiny model, one adversarial step."""
+    return ComparisonSettings(
+        num_demonstrations=16, adversarial_steps=1, num_eval_prompts=4, hidden_size=32, **overrides
+    )
+
+
+def _record_gail_trainer_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments of every `GAILTrainer` the comparison builds, in order."""
     import trl_irl.comparison as comparison
 
-    configs = {}
+    calls = []
 
     class RecordingGAILTrainer(comparison.GAILTrainer):
         def __init__(self, *args, **kwargs):
-            configs["gail"] = kwargs["args"]
-            configs["discriminator"] = kwargs["discriminator"]
+            calls.append(kwargs)
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
-    settings = ComparisonSettings(
-        num_demonstrations=16,
+    return calls
+
+
+def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only(tmp_path, monkeypatch):
+    calls = _record_gail_trainer_calls(monkeypatch)
+    settings = _one_adversarial_step_settings(
         sft_steps=2,
-        adversarial_steps=1,
         eval_every=1,
-        num_eval_prompts=4,
-        hidden_size=32,
         methods=("gail", "oracle"),
         adversarial_config={"disc_label_smoothing": 0.3},
         # The base model the comparison builds, named through the placeholders a sweep fills in per seed
@@ -82,8 +90,8 @@ def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only
     )
     (tmp_path / "16-0").mkdir()
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
-    assert configs["gail"].disc_label_smoothing == 0.3
-    assert configs["discriminator"] == str(tmp_path / "16-0" / ".." / "base")
+    assert calls[0]["args"].disc_label_smoothing == 0.3
+    assert calls[0]["discriminator"] == str(tmp_path / "16-0" / ".." / "base")
     assert set(results["methods"]) == {"gail", "oracle"}
     assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
 
@@ -94,29 +102,15 @@ def test_comparison_can_start_the_policy_from_the_middle_of_sft_and_the_discrimi
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trl_irl import comparison
-
-    started = []
-
-    class RecordingGAILTrainer(comparison.GAILTrainer):
-        def __init__(self, *args, **kwargs):
-            started.append((kwargs["model"], kwargs["discriminator"]))
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
-    settings = ComparisonSettings(
-        num_demonstrations=16,
-        sft_steps=4,
-        policy_from_sft_step=2,
-        adversarial_steps=1,
-        eval_every=2,
-        num_eval_prompts=4,
-        hidden_size=32,
-        methods=("sft", "gail"),
+    calls = _record_gail_trainer_calls(monkeypatch)
+    settings = _one_adversarial_step_settings(
+        sft_steps=4, policy_from_sft_step=2, eval_every=2, methods=("sft", "gail")
     )
     logs = []
     results = run_comparison(settings, tmp_path, log=logs.append)
-    assert started == [(str(tmp_path / "sft" / "checkpoint-2"), str(tmp_path / "sft"))]
+    assert [(call["model"], call["discriminator"]) for call in calls] == [
+        (str(tmp_path / "sft" / "checkpoint-2"), str(tmp_path / "sft"))
+    ]
     assert results["policy_start"]["step"] == 2 and results["methods"]["sft"]["final"]["step"] == 4
     middle = AutoModelForCausalLM.from_pretrained(tmp_path / "sft" / "checkpoint-2")
     end = AutoModelForCausalLM.from_pretrained(tmp_path / "sft")
