@@ -403,7 +403,7 @@ class TestDiscriminatorOnThePolicyModel:
         assert any(".lora_B.discriminator." in name for name in changed)  # the discriminator learned
         assert all(".lora_" in name for name in changed)  # on one frozen base
         assert policy.active_adapter == "default" and policy.training
-        discriminator_ids = {id(param) for param in trainer.discriminator._trainable_parameters()}
+        discriminator_ids = {id(param) for param in trainer.discriminator.trainable_parameters()}
         policy_ids = {id(param) for group in trainer.optimizer.param_groups for param in group["params"]}
         assert discriminator_ids and not discriminator_ids & policy_ids
 

@@ -195,7 +195,7 @@ class Discriminator:
         # Trainable parameters in float32, as mixed precision keeps its master weights: in bf16 an AdamW step of
         # 1e-5 is below half a unit in the last place of most weights and rounds away (88% of a bf16 checkpoint's
         # weights were unchanged after one update), and an fp16 checkpoint overflowed to NaN in its first step
-        for param in self._trainable_parameters():
+        for param in self.trainable_parameters():
             if param.is_floating_point() and param.dtype != torch.float32:
                 param.data = param.data.float()
         self.autocast_dtype = autocast_dtype
@@ -256,9 +256,9 @@ class Discriminator:
         return next(self.model.parameters()).device
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self._trainable_parameters(), lr=self.learning_rate)
+        return torch.optim.AdamW(self.trainable_parameters(), lr=self.learning_rate)
 
-    def _trainable_parameters(self) -> list[torch.nn.Parameter]:
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """What the discriminator trains: its model's trainable parameters, or its own adapter's on a shared model."""
         if self.adapter_name is None:
             return [param for param in self.model.parameters() if param.requires_grad]
@@ -520,7 +520,7 @@ class Discriminator:
         """
         max_grad_norm = max_grad_norm or self.max_grad_norm
         world_size = _world_size()
-        trainable = [param for param in self._trainable_parameters() if param.grad is not None]
+        trainable = [param for param in self.trainable_parameters() if param.grad is not None]
         if world_size > 1 and not self.sharded:  # sharded, the backward's reduce-scatter has averaged them
             for param in trainable:
                 dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)

@@ -21,7 +21,7 @@ def discriminator_parameters(discriminator) -> dict[str, torch.Tensor]:
     What the discriminator trains, each parameter whole, on the CPU (a sharded one gathered from every process, which
     must all call this): on a model shared with the policy, its own adapter only.
     """
-    trained = {id(param) for param in discriminator._trainable_parameters()}
+    trained = {id(param) for param in discriminator.trainable_parameters()}
     return {
         name: (param.full_tensor() if isinstance(param, DTensor) else param).detach().cpu().clone()
         for name, param in discriminator.model.named_parameters()

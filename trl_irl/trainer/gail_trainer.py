@@ -316,9 +316,9 @@ class GAILTrainer(GRPOTrainer):
 
     def _shards_discriminator(self) -> bool:
         """
-        Under FSDP2 the discriminator is sharded across the processes as the policy is: a full copy of an 8B policy
-        with its AdamW state is about 60 GB per GPU replicated. A PEFT (LoRA) discriminator, whose trainable state
-        is small, stays replicated, as it does under DDP and FSDP1.
+        Under FSDP2 the discriminator is sharded across the processes as the policy is: replicated, its float32
+        weights, gradients and AdamW state take 16 bytes per parameter on every GPU (128 GB for 8B parameters). A PEFT
+        (LoRA) discriminator, whose trainable state is small, stays replicated, as it does under DDP and FSDP1.
         """
         from peft import PeftModel
 
@@ -741,7 +741,7 @@ class GAILTrainer(GRPOTrainer):
         # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where
         # torch's AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
         optimizer = torch.optim.AdamW(
-            discriminator._trainable_parameters(),
+            discriminator.trainable_parameters(),
             lr=self.args.disc_pretraining_learning_rate,
             weight_decay=self.args.weight_decay,
         )
