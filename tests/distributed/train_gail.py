@@ -85,6 +85,10 @@ def main(
         },
         os.path.join(output_dir, f"rank{rank}.pt"),
     )
+    # Tear the process group down before the interpreter does: left to exit, a process sometimes aborted
+    # ("terminate called without an active exception") after its work was done, failing the launch
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":
