@@ -130,10 +130,6 @@ class ComparisonSettings:
             }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20}
-        # Trainer settings given here add to the regime's rather than replace them all
-        overrides = dict(overrides)
-        if "adversarial_config" in overrides:
-            overrides["adversarial_config"] = settings.get("adversarial_config", {}) | overrides["adversarial_config"]
         settings |= overrides
         if regime == "rules" and "policy_from_sft_step" not in overrides:
             settings["policy_from_sft_step"] = settings["sft_steps"] // 2
@@ -273,6 +269,11 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; expected some of {list(METHODS)}.")
+    if settings.policy_from_sft_step is not None and not 0 < settings.policy_from_sft_step < settings.sft_steps:
+        raise ValueError(
+            f"`policy_from_sft_step` must be a step inside the SFT run (1 to {settings.sft_steps - 1}), got "
+            f"{settings.policy_from_sft_step}."
+        )
     output_dir = Path(output_dir)
     expert = SyntheticExpert(settings.regime, seed=settings.seed)
     demonstrations = expert.demonstrations(settings.num_demonstrations, seed=settings.seed)
@@ -290,11 +291,6 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     )
     tokenizer = AutoTokenizer.from_pretrained(base)
 
-    if settings.policy_from_sft_step is not None and not 0 < settings.policy_from_sft_step < settings.sft_steps:
-        raise ValueError(
-            f"`policy_from_sft_step` must be a step inside the SFT run (1 to {settings.sft_steps - 1}), got "
-            f"{settings.policy_from_sft_step}."
-        )
     sft_middle = None
     if settings.policy_from_sft_step is not None:
         sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
@@ -306,14 +302,13 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         model.train(was_training)
         return metrics
 
-    def add_tempered_sft():
+    def add_policy_start():
+        """Where the adversarial methods' policy starts, when that is not SFT's end."""
         if sft_middle is not None:
-            # Where the adversarial methods' policy starts
-            point = {
-                "step": settings.policy_from_sft_step,
-                **evaluate(AutoModelForCausalLM.from_pretrained(sft_middle)),
-            }
-            results["policy_start"] = point
+            point = {"step": settings.policy_from_sft_step}
+            results["policy_start"] = point | evaluate(AutoModelForCausalLM.from_pretrained(sft_middle))
+
+    def add_tempered_sft():
         if "sft" not in settings.methods:
             return
         model = AutoModelForCausalLM.from_pretrained(output_dir / "sft")
@@ -367,6 +362,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             if method in settings.methods:
                 results["methods"]["sft"] = reused
             add_tempered_sft()
+            add_policy_start()
             continue
         log(f"[{method}] training")
         if method in ("sft", "weighted_sft"):
@@ -438,6 +434,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             results["methods"][method] = result
         if method == "sft":
             add_tempered_sft()
+            add_policy_start()
         log(f"[{method}] done in {time.perf_counter() - started:.0f} s: reverse KL {curve[-1]['reverse_kl']:.3f}")
     results["sft_start"] = results["methods"].get("sft", {}).get("final")
     results["expert_mean_length"] = base_metrics["expert_mean_length"]
