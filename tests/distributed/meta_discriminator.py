@@ -7,6 +7,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from process_exit import exit_when_every_process_is_done
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator
@@ -29,7 +30,7 @@ def main(model_path: str, output_dir: str) -> None:
     before = discriminator.logits(texts)
     discriminator.update(texts[:1], texts[1:])  # a step on both replicas, gradients averaged
     torch.save({"before": before, "after": discriminator.logits(texts)}, os.path.join(output_dir, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    exit_when_every_process_is_done()
 
 
 if __name__ == "__main__":

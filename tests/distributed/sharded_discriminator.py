@@ -7,6 +7,7 @@ import sys
 
 import torch
 import torch.distributed as dist
+from process_exit import exit_when_every_process_is_done
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator, LikelihoodRatioDiscriminator
@@ -77,7 +78,7 @@ def main(model_path: str, output_dir: str, discriminator_type: str, mode: str) -
         full = {name: param.shape for name, param in discriminator.model.named_parameters()}
         result["sliced"] = any(local[name] != full[name] for name in full)
     torch.save(result, os.path.join(output_dir, f"{mode}-rank{rank}.pt"))
-    dist.destroy_process_group()
+    exit_when_every_process_is_done()
 
 
 if __name__ == "__main__":

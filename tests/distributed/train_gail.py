@@ -11,6 +11,7 @@ import sys
 import torch
 from datasets import Dataset
 from peft import LoraConfig
+from process_exit import exit_when_every_process_is_done
 from torch.distributed.tensor import DTensor
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
@@ -85,10 +86,7 @@ def main(
         },
         os.path.join(output_dir, f"rank{rank}.pt"),
     )
-    # Tear the process group down before the interpreter does: left to exit, a process sometimes aborted
-    # ("terminate called without an active exception") after its work was done, failing the launch
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    exit_when_every_process_is_done()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import sys
 
 import torch
 from datasets import Dataset
+from process_exit import exit_when_every_process_is_done
 
 from trl_irl import WeightedSFTConfig, WeightedSFTTrainer
 
@@ -33,10 +34,7 @@ def main(model_path: str, data_path: str, output_dir: str, per_device_train_batc
         {"world_size": trainer.accelerator.num_processes, "parameters": parameters},
         os.path.join(output_dir, f"rank{rank}.pt"),
     )
-    # Tear the process group down before the interpreter does: left to exit, a process sometimes aborted
-    # ("terminate called without an active exception") after its work was done, failing the launch
-    trainer.accelerator.wait_for_everyone()
-    trainer.accelerator.end_training()
+    exit_when_every_process_is_done()
 
 
 if __name__ == "__main__":
