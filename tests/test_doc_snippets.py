@@ -4,7 +4,9 @@ datasets; here they run offline on the tiny local model and datasets of the test
 datasets served from fixtures), for two steps, with the other settings as written.
 """
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,20 @@ CAUSAL_LMS = (
     "Qwen/Qwen3-0.6B",
     "path/to/sft-model",
     "path/to/sft-checkpoint",
-    "path/to/longer-sft-checkpoint",
     "path/to/your-sft-checkpoint",
     "path/to/policy",
 )
 ENCODERS = ("answerdotai/ModernBERT-base",)
+# The output directory of an SFT run that saved a checkpoint halfway (`sft_run_checkpoints`)
+SFT_RUNS = ("path/to/sft-run",)
+
+
+def _sft_run(tiny_model_path: str, directory: Path) -> Path:
+    """The tiny model as both the halfway checkpoint and the end of a two-step SFT run."""
+    shutil.copytree(tiny_model_path, directory)
+    shutil.copytree(tiny_model_path, directory / "checkpoint-1")
+    (directory / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"global_step": 1, "max_steps": 2}))
+    return directory
 
 
 def _examples(page: Path) -> str:
@@ -43,6 +54,9 @@ def test_examples_run(
         script = script.replace(f'"{name}"', repr(tiny_model_path))
     for name in ENCODERS:
         script = script.replace(f'"{name}"', repr(tiny_encoder_path))
+    for name in SFT_RUNS:
+        if f'"{name}"' in script:
+            script = script.replace(f'"{name}"', repr(str(_sft_run(tiny_model_path, tmp_path / "sft-run"))))
 
     hub_datasets = {
         "trl-lib/Capybara": prompt_completion_dataset,

@@ -15,6 +15,8 @@ _EXPORTS = {
     "DiscriminatorReward": ".rewards",
     "LikelihoodReward": ".rewards",
     "occupancy_weights": ".token_weighting",
+    "SFTRunCheckpoints": ".sft_run",
+    "sft_run_checkpoints": ".sft_run",
     "span_positions": ".token_weighting",
     "token_weights": ".token_weighting",
     "AIRLConfig": ".trainer",
@@ -37,12 +39,14 @@ __all__ = [
     "GAILTrainer",
     "LikelihoodRatioDiscriminator",
     "LikelihoodReward",
+    "SFTRunCheckpoints",
     "VarianceRewardConfig",
     "VarianceRewardTrainer",
     "WeightedSFTConfig",
     "WeightedSFTTrainer",
     "occupancy_weights",
     "policy_reward",
+    "sft_run_checkpoints",
     "span_positions",
     "token_weights",
     "variance_bradley_terry_loss",
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
     from .discriminator import Discriminator, LikelihoodRatioDiscriminator
     from .divergences import policy_reward
     from .rewards import DiscriminatorReward, LikelihoodReward
+    from .sft_run import SFTRunCheckpoints, sft_run_checkpoints
     from .token_weighting import occupancy_weights, span_positions, token_weights
     from .trainer import (
         AIRLConfig,

@@ -1,0 +1,114 @@
+import json
+
+import pytest
+import torch
+from helpers import adversarial_config, fast_config
+from transformers import AutoModelForCausalLM
+from trl import SFTConfig, SFTTrainer
+
+from trl_irl import GAILConfig, GAILTrainer, sft_run_checkpoints
+
+
+def _fake_run(directory, checkpoint_steps, max_steps=None, final_model=True):
+    """An SFT output directory with empty weight files: enough for choosing checkpoints, not for loading them."""
+    directory.mkdir()
+    for step in checkpoint_steps:
+        checkpoint = directory / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").touch()
+        if max_steps is not None:
+            (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
+    if final_model:
+        (directory / "model.safetensors").touch()
+    return directory
+
+
+def test_a_real_sft_run_gives_its_halfway_checkpoint_to_the_policy_and_its_end_to_the_discriminator(
+    tiny_model_path, prompt_completion_dataset, tmp_path
+):
+    args = fast_config(SFTConfig, tmp_path / "sft", max_steps=4, save_strategy="steps", save_steps=2)
+    sft = SFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
+    sft.train()
+    sft.save_model()
+
+    checkpoints = sft_run_checkpoints(tmp_path / "sft")
+
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (2, 4)
+    assert checkpoints.policy == str(tmp_path / "sft" / "checkpoint-2")
+    assert checkpoints.discriminator == str(tmp_path / "sft")
+    trainer = GAILTrainer(
+        model=checkpoints.policy,
+        discriminator=checkpoints.discriminator,
+        args=adversarial_config(GAILConfig, tmp_path / "gail"),
+        train_dataset=prompt_completion_dataset,
+    )
+    halfway = AutoModelForCausalLM.from_pretrained(checkpoints.policy).state_dict()
+    end = sft.model.state_dict()
+    policy_weights = trainer.model.state_dict()
+    discriminator_weights = trainer.discriminator.model.state_dict()
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(policy_weights[name], halfway[name])
+    assert torch.equal(discriminator_weights[name], end[name])
+    assert not torch.equal(halfway[name], end[name])  # two different points of the run
+
+
+def test_the_checkpoint_nearest_the_requested_fraction_is_chosen(tmp_path):
+    run = _fake_run(tmp_path / "sft", [500, 1000, 1500, 2000, 2500, 3000], max_steps=3000)
+
+    assert sft_run_checkpoints(run).policy_step == 1500
+    assert sft_run_checkpoints(run, policy_at=0.75).policy_step == 2000  # 2250 is as near 2000 as 2500: the earlier
+    assert sft_run_checkpoints(run, policy_at=0.9).policy == str(run / "checkpoint-2500")
+    assert sft_run_checkpoints(run).discriminator == str(run)
+
+
+def test_the_end_is_the_planned_last_step_when_its_checkpoint_was_not_kept(tmp_path):
+    # save_total_limit or save_steps that do not divide max_steps: the last checkpoint is not the end, the run's
+    # own state says where it ended
+    run = _fake_run(tmp_path / "sft", [1500], max_steps=3000)
+
+    checkpoints = sft_run_checkpoints(run)
+
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (1500, 3000)
+
+
+def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):
+    run = _fake_run(tmp_path / "sft", [1000, 2000], final_model=False)
+
+    checkpoints = sft_run_checkpoints(run)
+
+    assert checkpoints.policy == str(run / "checkpoint-1000")
+    assert checkpoints.discriminator == str(run / "checkpoint-2000")
+
+
+@pytest.mark.parametrize(
+    ("steps", "final_model", "message"),
+    [
+        ([], True, "holds no checkpoint-<step> directory"),
+        ([3000], True, "no checkpoint before the run's end"),
+        ([3000], False, "no checkpoint before the run's end"),
+    ],
+)
+def test_a_run_without_an_earlier_checkpoint_is_refused_with_how_to_save_one(tmp_path, steps, final_model, message):
+    run = _fake_run(tmp_path / "sft", steps, max_steps=3000, final_model=final_model)
+
+    with pytest.raises(ValueError, match=message) as error:
+        sft_run_checkpoints(run)
+    assert "save_steps=max_steps // 2" in str(error.value)
+    assert str(run) in str(error.value)
+
+
+def test_a_checkpoint_directory_without_weights_is_not_a_checkpoint(tmp_path):
+    run = _fake_run(tmp_path / "sft", [1000, 2000], max_steps=2000)
+    (run / "checkpoint-1000" / "model.safetensors").unlink()
+
+    with pytest.raises(ValueError, match="no checkpoint before the run's end"):
+        sft_run_checkpoints(run)
+
+
+def test_a_missing_directory_and_a_fraction_outside_the_run_are_refused_by_name(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+        sft_run_checkpoints(tmp_path / "does-not-exist")
+    run = _fake_run(tmp_path / "sft", [1000, 2000])
+    for fraction in (0, 1, 1.5):
+        with pytest.raises(ValueError, match="`policy_at`"):
+            sft_run_checkpoints(run, policy_at=fraction)

@@ -1,0 +1,98 @@
+"""The two checkpoints of one SFT run that GAIL and AIRL start from: the policy from its middle, the discriminator
+from its end (docs/gail_trainer.md, "A discriminator that knows more than the policy")."""
+
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+
+_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+# What `save_pretrained` writes for a whole model or for a PEFT adapter, one file or sharded
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+
+
+class SFTRunCheckpoints(NamedTuple):
+    """Where GAIL's or AIRL's policy (`model=`) and discriminator (`discriminator=`) start, and at which SFT steps."""
+
+    policy: str
+    discriminator: str
+    policy_step: int
+    discriminator_step: int
+
+
+def _holds_model(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in _WEIGHT_FILES)
+
+
+def _last_step(state_file: Path) -> int | None:
+    """The step a run's `trainer_state.json` says it ended (or will end) at."""
+    if not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    return max(state.get("global_step") or 0, state.get("max_steps") or 0) or None
+
+
+def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRunCheckpoints:
+    """
+    The checkpoints of one SFT run (the `output_dir` of an `SFTTrainer` or `WeightedSFTTrainer`) that GAIL and AIRL
+    start from: the policy from the saved checkpoint nearest `policy_at` of the run (its middle by default), the
+    likelihood-ratio discriminator from the run's end, which thereby knows more than the policy.
+
+    The end is the model `trainer.save_model()` wrote into `output_dir`, or else the run's last checkpoint. Save a
+    checkpoint halfway for the policy: `SFTConfig(save_strategy="steps", save_steps=max_steps // 2)`
+    (`save_only_model=True` is enough).
+
+    ```python
+    checkpoints = sft_run_checkpoints("sft-output")
+    trainer = GAILTrainer(model=checkpoints.policy, discriminator=checkpoints.discriminator, ...)
+    ```
+    """
+    if not 0 < policy_at < 1:
+        raise ValueError(f"`policy_at` is a fraction of the SFT run, strictly between 0 and 1; got {policy_at}.")
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
+    checkpoints = {}
+    for path in output_dir.iterdir():
+        match = _CHECKPOINT_NAME.match(path.name)
+        if match and path.is_dir() and _holds_model(path):
+            checkpoints[int(match.group(1))] = path
+    save_hint = (
+        'Save one halfway with `SFTConfig(save_strategy="steps", save_steps=max_steps // 2)` and train again, or '
+        "pass the two checkpoints to the trainer yourself (`model=`, `discriminator=`)."
+    )
+    if not checkpoints:
+        raise ValueError(
+            f"{str(output_dir)!r} holds no {PREFIX_CHECKPOINT_DIR}-<step> directory with a model in it, so there is "
+            f"no earlier checkpoint of the run for the policy. {save_hint}"
+        )
+    last_checkpoint_step = max(checkpoints)
+    # Steps recorded by the run itself; the last checkpoint's state knows the planned `max_steps`
+    recorded_steps = [
+        _last_step(output_dir / "trainer_state.json"),
+        _last_step(checkpoints[last_checkpoint_step] / "trainer_state.json"),
+    ]
+    if _holds_model(output_dir):
+        end, end_step = output_dir, max([last_checkpoint_step, *(s for s in recorded_steps if s is not None)])
+    else:
+        end, end_step = checkpoints[last_checkpoint_step], last_checkpoint_step
+    earlier = {step: path for step, path in checkpoints.items() if step < end_step}
+    if not earlier:
+        raise ValueError(
+            f"{str(output_dir)!r} has no checkpoint before the run's end (step {end_step}), so the policy would start "
+            f"where the discriminator does. {save_hint}"
+        )
+    target = policy_at * end_step
+    # Nearest to the target; of two as near, the earlier one
+    policy_step = min(earlier, key=lambda step: (abs(step - target), step))
+    return SFTRunCheckpoints(str(earlier[policy_step]), str(end), policy_step, end_step)
