@@ -1,5 +1,6 @@
 """Settings and starting points shared by the trainer tests."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,17 @@ def record_hub_uploads(monkeypatch) -> dict:
 
     monkeypatch.setattr(huggingface_hub, "HfApi", RecordingApi)
     return uploaded
+
+
+def fake_sft_run(directory: Path, checkpoint_steps, max_steps=None, final_model=True) -> Path:
+    """An SFT output directory with empty weight files: enough for choosing checkpoints, not for loading them."""
+    directory.mkdir()
+    for step in checkpoint_steps:
+        checkpoint = directory / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").touch()
+        if max_steps is not None:
+            (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
+    if final_model:
+        (directory / "model.safetensors").touch()
+    return directory

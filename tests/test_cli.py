@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import yaml
+from helpers import fake_sft_run
 
 from trl_irl.cli import _launch_arguments, main
 from trl_irl.comparison import ComparisonSettings, run_comparison
@@ -464,6 +465,40 @@ def test_discriminator_options_and_the_variance_reward_command_reach_the_trainer
         assert received["discriminator"] == "org/discriminator"
         peft_config = received["discriminator_peft_config"]
         assert (peft_config.r, peft_config.task_type) == (4, "SEQ_CLS")  # a classifier's head must train
+
+
+def test_sft_run_gives_the_policy_its_halfway_checkpoint_and_the_discriminator_its_end(
+    tmp_path, prompt_completion_dataset, monkeypatch
+):
+    from trl_irl.scripts import train
+
+    prompt_completion_dataset.to_json(tmp_path / "data.jsonl")
+    run = fake_sft_run(tmp_path / "sft", [1500, 3000], max_steps=3000)
+    received = _record_trainer(monkeypatch, "airl")
+    argv = ["--sft_run", str(run), "--dataset_name", str(tmp_path / "data.jsonl"), "--bf16", "False"]
+    train.main("airl", *_training_script_arguments("airl", [*argv, "--output_dir", str(tmp_path / "out")]))
+    assert received["model"] == str(run / "checkpoint-1500")
+    assert received["discriminator"] == str(run)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--model_name_or_path", "org/model"], "remove model_name_or_path or `sft_run`"),
+        (["--discriminator_model_name_or_path", "org/d"], "remove discriminator_model_name_or_path or `sft_run`"),
+        (["--sft_run_policy_at", "1.5"], "`policy_at`"),
+    ],
+)
+def test_sft_run_conflicts_are_named_before_anything_is_launched(tmp_path, options, message):
+    run = fake_sft_run(tmp_path / "sft", [1500, 3000], max_steps=3000)
+    with pytest.raises(SystemExit, match=message):
+        main(["gail", "--sft_run", str(run), "--dataset_name", "d", "--bf16", "False", *options])
+
+
+def test_an_sft_run_without_an_earlier_checkpoint_is_refused_before_anything_is_launched(tmp_path):
+    run = fake_sft_run(tmp_path / "sft", [3000], max_steps=3000)
+    with pytest.raises(SystemExit, match=r"trl-irl gail: `sft_run`: .*no checkpoint before.*save_steps"):
+        main(["gail", "--sft_run", str(run), "--dataset_name", "d", "--bf16", "False"])
 
 
 def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):

@@ -1,26 +1,10 @@
-import json
-
 import pytest
 import torch
-from helpers import adversarial_config, fast_config
+from helpers import adversarial_config, fake_sft_run, fast_config
 from transformers import AutoModelForCausalLM
 from trl import SFTConfig, SFTTrainer
 
 from trl_irl import GAILConfig, GAILTrainer, sft_run_checkpoints
-
-
-def _fake_run(directory, checkpoint_steps, max_steps=None, final_model=True):
-    """An SFT output directory with empty weight files: enough for choosing checkpoints, not for loading them."""
-    directory.mkdir()
-    for step in checkpoint_steps:
-        checkpoint = directory / f"checkpoint-{step}"
-        checkpoint.mkdir()
-        (checkpoint / "model.safetensors").touch()
-        if max_steps is not None:
-            (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
-    if final_model:
-        (directory / "model.safetensors").touch()
-    return directory
 
 
 def test_a_real_sft_run_gives_its_halfway_checkpoint_to_the_policy_and_its_end_to_the_discriminator(
@@ -53,7 +37,7 @@ def test_a_real_sft_run_gives_its_halfway_checkpoint_to_the_policy_and_its_end_t
 
 
 def test_the_checkpoint_nearest_the_requested_fraction_is_chosen(tmp_path):
-    run = _fake_run(tmp_path / "sft", [500, 1000, 1500, 2000, 2500, 3000], max_steps=3000)
+    run = fake_sft_run(tmp_path / "sft", [500, 1000, 1500, 2000, 2500, 3000], max_steps=3000)
 
     assert sft_run_checkpoints(run).policy_step == 1500
     assert sft_run_checkpoints(run, policy_at=0.75).policy_step == 2000  # 2250 is as near 2000 as 2500: the earlier
@@ -64,7 +48,7 @@ def test_the_checkpoint_nearest_the_requested_fraction_is_chosen(tmp_path):
 def test_the_end_is_the_planned_last_step_when_its_checkpoint_was_not_kept(tmp_path):
     # save_total_limit or save_steps that do not divide max_steps: the last checkpoint is not the end, the run's
     # own state says where it ended
-    run = _fake_run(tmp_path / "sft", [1500], max_steps=3000)
+    run = fake_sft_run(tmp_path / "sft", [1500], max_steps=3000)
 
     checkpoints = sft_run_checkpoints(run)
 
@@ -72,7 +56,7 @@ def test_the_end_is_the_planned_last_step_when_its_checkpoint_was_not_kept(tmp_p
 
 
 def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):
-    run = _fake_run(tmp_path / "sft", [1000, 2000], final_model=False)
+    run = fake_sft_run(tmp_path / "sft", [1000, 2000], final_model=False)
 
     checkpoints = sft_run_checkpoints(run)
 
@@ -89,7 +73,7 @@ def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):
     ],
 )
 def test_a_run_without_an_earlier_checkpoint_is_refused_with_how_to_save_one(tmp_path, steps, final_model, message):
-    run = _fake_run(tmp_path / "sft", steps, max_steps=3000, final_model=final_model)
+    run = fake_sft_run(tmp_path / "sft", steps, max_steps=3000, final_model=final_model)
 
     with pytest.raises(ValueError, match=message) as error:
         sft_run_checkpoints(run)
@@ -98,7 +82,7 @@ def test_a_run_without_an_earlier_checkpoint_is_refused_with_how_to_save_one(tmp
 
 
 def test_a_checkpoint_directory_without_weights_is_not_a_checkpoint(tmp_path):
-    run = _fake_run(tmp_path / "sft", [1000, 2000], max_steps=2000)
+    run = fake_sft_run(tmp_path / "sft", [1000, 2000], max_steps=2000)
     (run / "checkpoint-1000" / "model.safetensors").unlink()
 
     with pytest.raises(ValueError, match="no checkpoint before the run's end"):
@@ -108,7 +92,7 @@ def test_a_checkpoint_directory_without_weights_is_not_a_checkpoint(tmp_path):
 def test_a_missing_directory_and_a_fraction_outside_the_run_are_refused_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="does-not-exist"):
         sft_run_checkpoints(tmp_path / "does-not-exist")
-    run = _fake_run(tmp_path / "sft", [1000, 2000])
+    run = fake_sft_run(tmp_path / "sft", [1000, 2000])
     for fraction in (0, 1, 1.5):
         with pytest.raises(ValueError, match="`policy_at`"):
             sft_run_checkpoints(run, policy_at=fraction)

@@ -5,7 +5,8 @@
 
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
-class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options), any of
+class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options, or
+`sft_run`: both checkpoints from one SFT run), any of
 which can be overridden on the command line. Training runs through `accelerate launch`, so its options
 (`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named configs such as
 `zero2`) go on the same command line or in the YAML config. Method names take `-` or `_`.
@@ -154,7 +155,7 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
 def _train(method: str, argv: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .scripts.train import check_arguments, make_parser
+    from .scripts.train import check_arguments, make_parser, use_sft_run
 
     if "--config" in argv:
         position = argv.index("--config")
@@ -168,6 +169,13 @@ def _train(method: str, argv: list[str]) -> None:
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
     script_args, _, model_args, dataset_args = parsed[:4]
+    discriminator_args = parsed[4] if len(parsed) > 4 else None
+    use_sft_run(method, model_args, discriminator_args)
+    if discriminator_args is not None and discriminator_args.sft_run is not None:
+        print(
+            f"trl-irl {method}: the policy from {model_args.model_name_or_path}, the discriminator from "
+            f"{discriminator_args.discriminator_model_name_or_path}"
+        )
     check_arguments(method, script_args, model_args, dataset_args)
     launch_parser = launch_command_parser()
     launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)

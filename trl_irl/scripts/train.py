@@ -59,6 +59,18 @@ class DiscriminatorArguments:
         default=None,
         metadata={"help": "The discriminator's model id or path. Defaults to the policy's checkpoint."},
     )
+    sft_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "The output directory of one SFT run that saved a checkpoint halfway: the policy starts from "
+            "that checkpoint and the discriminator from the run's end (`trl_irl.sft_run_checkpoints`). Replaces "
+            "`model_name_or_path` and `discriminator_model_name_or_path`."
+        },
+    )
+    sft_run_policy_at: float = field(
+        default=0.5,
+        metadata={"help": "With `sft_run`: the fraction of the run whose nearest checkpoint the policy starts from."},
+    )
     discriminator_use_peft: bool = field(
         default=False, metadata={"help": "Train the discriminator as a LoRA adapter."}
     )
@@ -102,6 +114,36 @@ def make_parser(method: str, prog: str | None = None) -> TrlParser:
     if method in ADVERSARIAL_METHODS:
         dataclass_types.append(DiscriminatorArguments)
     return TrlParser(dataclass_types, prog=prog or f"trl-irl {method}")
+
+
+def use_sft_run(method: str, model_args: ModelConfig, discriminator_args: DiscriminatorArguments | None) -> None:
+    """
+    With `sft_run`, set the policy's and the discriminator's checkpoints to the two that `sft_run_checkpoints`
+    finds in it; a run without an earlier checkpoint, or `sft_run` beside either checkpoint, fails by name.
+    """
+    if discriminator_args is None or discriminator_args.sft_run is None:
+        return
+    from ..sft_run import sft_run_checkpoints
+
+    given = [
+        name
+        for name, value in (
+            ("model_name_or_path", model_args.model_name_or_path),
+            ("discriminator_model_name_or_path", discriminator_args.discriminator_model_name_or_path),
+        )
+        if value is not None
+    ]
+    if given:
+        raise SystemExit(
+            f"trl-irl {method}: `sft_run` chooses both checkpoints from one SFT run; remove {', '.join(given)} or "
+            "`sft_run`."
+        )
+    try:
+        checkpoints = sft_run_checkpoints(discriminator_args.sft_run, discriminator_args.sft_run_policy_at)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"trl-irl {method}: `sft_run`: {error}") from None
+    model_args.model_name_or_path = checkpoints.policy
+    discriminator_args.discriminator_model_name_or_path = checkpoints.discriminator
 
 
 def check_arguments(
@@ -198,6 +240,7 @@ def main(
     discriminator_args: DiscriminatorArguments | None = None,
 ) -> None:
     method = canonical_method(method)
+    use_sft_run(method, model_args, discriminator_args)
     check_arguments(method, script_args, model_args, dataset_args)
     trainer_class = TRAINERS[method][1]
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
