@@ -6,10 +6,10 @@
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
 class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options, or
-`sft_run`: both checkpoints from one SFT run), any of
-which can be overridden on the command line. Training runs through `accelerate launch`, so its options
-(`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named configs such as
-`zero2`) go on the same command line or in the YAML config. Method names take `-` or `_`.
+`sft_run`: both checkpoints from one SFT run), any of which can be overridden on the command line. Training runs
+through `accelerate launch`, so its options (`--num_processes 2`, `--multi_gpu`, `--config_file`, or
+`--accelerate_config` with one of TRL's named configs such as `zero2`) go on the same command line or in the YAML
+config. Method names take `-` or `_`.
 
 This module imports only the standard library at the top, so that `trl-irl --help` answers at once.
 """
