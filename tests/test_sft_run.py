@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from helpers import adversarial_config, fake_sft_run, fast_config
@@ -53,6 +55,16 @@ def test_the_end_is_the_planned_last_step_when_its_checkpoint_was_not_kept(tmp_p
     checkpoints = sft_run_checkpoints(run)
 
     assert (checkpoints.policy_step, checkpoints.discriminator_step) == (1500, 3000)
+
+
+def test_the_step_recorded_beside_the_final_model_wins_over_the_planned_end(tmp_path):
+    # `trainer.save_state()` after a run stopped early (step 2500 of a planned 3000)
+    run = fake_sft_run(tmp_path / "sft", [1000, 2000], max_steps=3000)
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 2500, "max_steps": 3000}))
+
+    checkpoints = sft_run_checkpoints(run)
+
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (1000, 2500)
 
 
 def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):

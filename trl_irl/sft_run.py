@@ -34,12 +34,10 @@ def _holds_model(directory: Path) -> bool:
     return any((directory / name).is_file() for name in _WEIGHT_FILES)
 
 
-def _last_step(state_file: Path) -> int | None:
-    """The step a run's `trainer_state.json` says it ended (or will end) at."""
-    if not state_file.is_file():
-        return None
-    state = json.loads(state_file.read_text())
-    return max(state.get("global_step") or 0, state.get("max_steps") or 0) or None
+def _trainer_state(directory: Path) -> dict:
+    """What `Trainer` recorded in `directory`'s `trainer_state.json` (its step, its planned `max_steps`), if any."""
+    state_file = directory / "trainer_state.json"
+    return json.loads(state_file.read_text()) if state_file.is_file() else {}
 
 
 def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRunCheckpoints:
@@ -77,13 +75,12 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
             f"no earlier checkpoint of the run for the policy. {save_hint}"
         )
     last_checkpoint_step = max(checkpoints)
-    # Steps recorded by the run itself; the last checkpoint's state knows the planned `max_steps`
-    recorded_steps = [
-        _last_step(output_dir / "trainer_state.json"),
-        _last_step(checkpoints[last_checkpoint_step] / "trainer_state.json"),
-    ]
     if _holds_model(output_dir):
-        end, end_step = output_dir, max([last_checkpoint_step, *(s for s in recorded_steps if s is not None)])
+        # The model `save_model` wrote after training: its step is the one `save_state` recorded beside it, or else
+        # the end the last checkpoint's run planned (`max_steps`), reached since the final model was saved
+        planned = _trainer_state(checkpoints[last_checkpoint_step]).get("max_steps") or 0
+        end_step = _trainer_state(output_dir).get("global_step") or max(last_checkpoint_step, planned)
+        end = output_dir
     else:
         end, end_step = checkpoints[last_checkpoint_step], last_checkpoint_step
     earlier = {step: path for step, path in checkpoints.items() if step < end_step}
