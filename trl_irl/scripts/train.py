@@ -52,7 +52,8 @@ class DiscriminatorArguments:
     """
     The discriminator of `gail` and `airl`, as `ModelConfig` describes the policy (TRL's precedent for a second model:
     `teacher_model_name_or_path`). Its `from_pretrained` keyword arguments are the config's
-    `discriminator_init_kwargs`.
+    `discriminator_init_kwargs`. `sft_run` instead chooses the policy's and the discriminator's checkpoints together,
+    from one SFT run.
     """
 
     discriminator_model_name_or_path: str | None = field(
