@@ -2,22 +2,30 @@
 from its end (docs/gail_trainer.md, "A discriminator that knows more than the policy")."""
 
 import json
-import re
 from pathlib import Path
 from typing import NamedTuple
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import (
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+)
+
+from .trainer.utils import CHECKPOINT_NAME, TRAINER_STATE_FILE
 
 
-_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 # What `save_pretrained` writes for a whole model or for a PEFT adapter, one file or sharded
 _WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-    "adapter_model.safetensors",
-    "adapter_model.bin",
+    SAFE_WEIGHTS_NAME,
+    SAFE_WEIGHTS_INDEX_NAME,
+    WEIGHTS_NAME,
+    WEIGHTS_INDEX_NAME,
+    ADAPTER_SAFE_WEIGHTS_NAME,
+    ADAPTER_WEIGHTS_NAME,
 )
 
 
@@ -36,7 +44,7 @@ def _holds_model(directory: Path) -> bool:
 
 def _trainer_state(directory: Path) -> dict:
     """What `Trainer` recorded in `directory`'s `trainer_state.json` (its step, its planned `max_steps`), if any."""
-    state_file = directory / "trainer_state.json"
+    state_file = directory / TRAINER_STATE_FILE
     return json.loads(state_file.read_text()) if state_file.is_file() else {}
 
 
@@ -62,7 +70,7 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
         raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
     checkpoints = {}
     for path in output_dir.iterdir():
-        match = _CHECKPOINT_NAME.match(path.name)
+        match = CHECKPOINT_NAME.match(path.name)
         if match and path.is_dir() and _holds_model(path):
             checkpoints[int(match.group(1))] = path
     save_hint = (

@@ -17,6 +17,8 @@ logger = logging.get_logger(__name__)
 # Written last by `Trainer._save_checkpoint`, after the weights, optimizer and everything `save_model` writes, and
 # before old checkpoints are rotated away: a checkpoint without it was interrupted
 TRAINER_STATE_FILE = "trainer_state.json"
+# The folder name `Trainer` gives a checkpoint, with its step
+CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
 # The paper every trainer of this package implements a part of
@@ -67,9 +69,8 @@ def last_complete_checkpoint(output_dir: str | os.PathLike, required: tuple[str,
     path in `required` (relative to the checkpoint). Newer, incomplete ones (a save interrupted by a crash or a lost
     machine) are skipped with a warning instead of being half-loaded. `None` if there is none.
     """
-    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-    folders = [path for path in Path(output_dir).iterdir() if path.is_dir() and pattern.match(path.name)]
-    for folder in sorted(folders, key=lambda path: int(pattern.match(path.name).group(1)), reverse=True):
+    folders = [path for path in Path(output_dir).iterdir() if path.is_dir() and CHECKPOINT_NAME.match(path.name)]
+    for folder in sorted(folders, key=lambda path: int(CHECKPOINT_NAME.match(path.name).group(1)), reverse=True):
         missing = [name for name in (TRAINER_STATE_FILE, *required) if not (folder / name).exists()]
         if not missing:
             return str(folder)
