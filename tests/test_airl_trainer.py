@@ -111,7 +111,7 @@ class TestAIRLTrainer:
         if level == "sequence":
             assert whole.shape == (3,)
         else:
-            samples = trainer._render_for_discriminator(prompts, responses)
+            samples = trainer.sample_encoder(prompts, responses)
             assert whole.shape == (sum(len(response_ids) for _, response_ids in samples),)
         trainer.args.disc_micro_batch_size = 2
         torch.testing.assert_close(trainer.discriminator_reward.logit_offsets(prompts, responses, None), whole)

@@ -11,6 +11,12 @@ from trl_irl.data import load_counting_demonstrations
 from trl_irl.discriminator import classification_statistics
 
 
+def _model_inputs(discriminator, samples):
+    return discriminator.scorer.model_inputs(
+        samples, discriminator.tokenizer, discriminator.max_length, discriminator.device
+    )
+
+
 def _texts(rows=range(16)):
     """Demonstrations of counting, and 'policy samples' that count wrongly: a fixed, learnable batch."""
     rows = load_counting_demonstrations("train").select(rows)
@@ -35,7 +41,7 @@ class TestDiscriminator:
     def test_loss_falls_and_it_beats_chance_on_a_fixed_batch(self, backbone, request):
         discriminator = _discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
         expert, policy = _texts()
-        stats = [discriminator.update(expert, policy) for _ in range(40)]
+        stats = [discriminator.update(expert, policy).stats for _ in range(40)]
         assert stats[-1]["loss"] < 0.8 * stats[0]["loss"]
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
         accuracy = ((expert_logits > 0).float().mean() + (policy_logits < 0).float().mean()) / 2
@@ -61,7 +67,7 @@ class TestDiscriminator:
         discriminator = _discriminator(tiny_model_path)
         expert, policy = _texts()
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
-        stats = discriminator.update(expert, policy)
+        stats = discriminator.update(expert, policy).stats
         expected_loss = 0.5 * (
             F.binary_cross_entropy_with_logits(expert_logits, torch.ones_like(expert_logits))
             + F.binary_cross_entropy_with_logits(policy_logits, torch.zeros_like(policy_logits))
@@ -77,7 +83,7 @@ class TestDiscriminator:
         discriminator = _discriminator(tiny_model_path, label_smoothing=0.5)
         expert, policy = _texts()
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
-        stats = discriminator.update(expert, policy)
+        stats = discriminator.update(expert, policy).stats
         expected_loss = 0.5 * (
             F.binary_cross_entropy_with_logits(expert_logits, torch.full_like(expert_logits, 0.75))
             + F.binary_cross_entropy_with_logits(policy_logits, torch.full_like(policy_logits, 0.25))
@@ -86,8 +92,8 @@ class TestDiscriminator:
 
     def test_gradient_penalty_adds_to_the_loss(self, tiny_model_path):
         expert, policy = _texts()
-        plain = _discriminator(tiny_model_path).update(expert, policy)
-        penalised = _discriminator(tiny_model_path, gradient_penalty=10.0).update(expert, policy)
+        plain = _discriminator(tiny_model_path).update(expert, policy).stats
+        penalised = _discriminator(tiny_model_path, gradient_penalty=10.0).update(expert, policy).stats
         assert penalised["gradient_penalty"] > 0
         assert penalised["loss"] == pytest.approx(plain["loss"] + 10.0 * penalised["gradient_penalty"], rel=1e-4)
 
@@ -97,18 +103,18 @@ class TestDiscriminator:
         penalised = _discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=10.0)
         for _ in range(15):
             plain.update(expert, policy)
-            last = penalised.update(expert, policy)
+            last = penalised.update(expert, policy).stats
         penalty_of_plain = _discriminator(tiny_model_path, gradient_penalty=1.0)
         penalty_of_plain.model.load_state_dict(plain.model.state_dict())
-        assert last["gradient_penalty"] < penalty_of_plain.update(expert, policy)["gradient_penalty"]
+        assert last["gradient_penalty"] < penalty_of_plain.update(expert, policy).stats["gradient_penalty"]
 
     def test_replay_buffer_keeps_the_latest_policy_samples(self, tiny_model_path):
         discriminator = _discriminator(tiny_model_path, replay_buffer_size=5)
         expert, policy = _texts()
         discriminator.update(expert, policy[:4])
-        assert discriminator.replay_buffer == policy[:4]
+        assert discriminator.replay_buffer.samples == policy[:4]
         discriminator.update(expert, policy[4:8])
-        assert discriminator.replay_buffer == policy[3:8]
+        assert discriminator.replay_buffer.samples == policy[3:8]
 
     def test_replayed_samples_join_the_update(self, tiny_model_path, monkeypatch):
         discriminator = _discriminator(tiny_model_path, replay_buffer_size=8)
@@ -136,7 +142,7 @@ class TestDiscriminator:
 
     def test_long_texts_keep_their_end(self, tiny_model_path):
         discriminator = _discriminator(tiny_model_path, max_length=8)
-        batch, _ = discriminator._model_inputs(["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
+        batch, _ = _model_inputs(discriminator, ["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
         assert batch["input_ids"].shape[1] == 8
         assert discriminator.tokenizer.decode(batch["input_ids"][0]).endswith("z")
 
@@ -158,9 +164,11 @@ class TestDiscriminator:
         # A fresh discriminator resumes the same training
         resumed = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
         resumed.load(tmp_path)
-        assert resumed.replay_buffer == trained.replay_buffer
+        assert resumed.replay_buffer.samples == trained.replay_buffer.samples
         continued = copy.deepcopy(trained)
-        torch.testing.assert_close(resumed.update(expert, policy)["loss"], continued.update(expert, policy)["loss"])
+        torch.testing.assert_close(
+            resumed.update(expert, policy).stats["loss"], continued.update(expert, policy).stats["loss"]
+        )
         for a, b in zip(resumed.model.parameters(), continued.model.parameters(), strict=True):
             torch.testing.assert_close(a, b)
 
@@ -170,7 +178,7 @@ class TestDiscriminator:
         process_1 = copy.deepcopy(process_0)
         process_0.update(expert, policy[:2])
         process_1.update(expert, policy[2:4])
-        process_1._rng.random()
+        process_1.replay_buffer._rng.random()
         process_0.save_pretrained(tmp_path)
         process_0.save_state(tmp_path, process_index=0)
         process_1.save_state(tmp_path, process_index=1)
@@ -178,9 +186,13 @@ class TestDiscriminator:
         resumed = [_discriminator(tiny_model_path, replay_buffer_size=4) for _ in range(2)]
         for index, discriminator in enumerate(resumed):
             discriminator.load(tmp_path, process_index=index)
-        assert resumed[0].replay_buffer == policy[:2] and resumed[1].replay_buffer == policy[2:4]
-        assert resumed[1]._rng.getstate() == process_1._rng.getstate() != process_0._rng.getstate()
-        assert resumed[0]._rng.getstate() == process_0._rng.getstate()
+        assert resumed[0].replay_buffer.samples == policy[:2] and resumed[1].replay_buffer.samples == policy[2:4]
+        assert (
+            resumed[1].replay_buffer._rng.getstate()
+            == process_1.replay_buffer._rng.getstate()
+            != process_0.replay_buffer._rng.getstate()
+        )
+        assert resumed[0].replay_buffer._rng.getstate() == process_0.replay_buffer._rng.getstate()
         # Resuming with more processes than wrote the checkpoint is refused, naming the missing file
         with pytest.raises(FileNotFoundError, match="discriminator_state_process2.pt.*as many processes"):
             _discriminator(tiny_model_path, replay_buffer_size=4).load(tmp_path, process_index=2)
@@ -251,7 +263,7 @@ class TestTokenDiscriminatorWindow:
     def test_a_long_prompt_loses_its_first_tokens_and_every_response_token_is_scored(self, tiny_model_path):
         discriminator = self._discriminator(tiny_model_path, max_length=6)
         samples = [((11, 12, 13, 14, 15), (21, 22, 23)), ((31,), (41, 42))]
-        batch, positions = discriminator._model_inputs(samples)
+        batch, positions = _model_inputs(discriminator, samples)
         # 5 + 3 tokens in a window of 6: the prompt's first 2 go, the response stays whole
         assert batch["input_ids"][0].tolist() == [13, 14, 15, 21, 22, 23]
         assert batch["input_ids"][1, :3].tolist() == [31, 41, 42]
@@ -299,8 +311,10 @@ def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_model_path, ki
 
     whole, micro = build(None), build(5)  # 16 samples per class: micro-batches of 5, 5, 5 and 1
     kwargs = {} if offsets is None else {"expert_logit_offsets": offsets[0], "policy_logit_offsets": offsets[1]}
-    whole_stats, whole_logits = whole.update(expert, policy, return_policy_logits=True, **kwargs)
-    micro_stats, micro_logits = micro.update(expert, policy, return_policy_logits=True, **kwargs)
+    whole_update, micro_update = whole.update(expert, policy, **kwargs), micro.update(expert, policy, **kwargs)
+    (whole_stats, whole_logits), (micro_stats, micro_logits) = (
+        (update.stats, update.policy_logits) for update in (whole_update, micro_update)
+    )
     torch.testing.assert_close(micro_logits, whole_logits, rtol=1e-4, atol=1e-5)
     assert micro_stats == pytest.approx(whole_stats, rel=1e-4, abs=1e-5)
     for a, b in zip(whole.model.parameters(), micro.model.parameters(), strict=True):
@@ -325,7 +339,7 @@ def test_sharding_refuses_what_it_cannot_do_before_touching_the_model(tiny_model
 
     with pytest.raises(ValueError, match="several processes"):
         _discriminator(tiny_model_path).shard()
-    with pytest.raises(ValueError, match="gradient penalty.*disc_gradient_penalty=0"):
+    with pytest.raises(ValueError, match="gradient penalty.*gradient_penalty=0"):
         _discriminator(tiny_model_path, gradient_penalty=1.0).shard()
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
     lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"))

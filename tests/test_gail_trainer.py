@@ -18,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
 
 from trl_irl import GAILConfig, GAILTrainer
-from trl_irl.trainer.gail_trainer import prepare_demonstrations
+from trl_irl.data_utils import prepare_demonstrations
 
 
 def _config(tmp_path, **overrides) -> GAILConfig:
@@ -571,10 +571,10 @@ class TestDemonstrationsLongerThanCompletions:
     def test_they_are_cut_as_completions_are_with_one_warning(
         self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, discriminator_type
     ):
-        import trl_irl.trainer.gail_trainer as gail_trainer
+        import trl_irl.data_utils as data_utils
 
         warnings = []
-        monkeypatch.setattr(gail_trainer.logger, "warning", warnings.append)
+        monkeypatch.setattr(data_utils.logger, "warning", warnings.append)
         dataset = self._long_dataset(prompt_completion_dataset)
         trainer = GAILTrainer(
             model=tiny_model_path,
@@ -585,14 +585,14 @@ class TestDemonstrationsLongerThanCompletions:
         prompt, demonstration = dataset[0]["prompt"], dataset[0]["completion"]
         tokenizer = trainer.processing_class
         demonstration_ids = tokenizer(demonstration, add_special_tokens=False)["input_ids"]
-        [sample] = trainer._render_for_discriminator([prompt], [demonstration])
+        [sample] = trainer.sample_encoder([prompt], [demonstration])
         if discriminator_type == "likelihood_ratio":
             assert list(sample[1]) == demonstration_ids[:8]  # no end-of-sequence token: it was cut
         else:
             assert sample == prompt + tokenizer.decode(demonstration_ids[:8], skip_special_tokens=True)
         # A demonstration that fits is left as it is
         short = dataset[5]["completion"]
-        [sample] = trainer._render_for_discriminator([prompt], [short])
+        [sample] = trainer.sample_encoder([prompt], [short])
         if discriminator_type == "likelihood_ratio":
             assert sample[1][-1] == tokenizer.eos_token_id
         else:
@@ -623,9 +623,9 @@ def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, 
 def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
-    import trl_irl.trainer.gail_trainer as gail_trainer
+    import trl_irl.trainer.gail_discriminator as gail_trainer
 
-    # Replaced in the trainer's module only: GRPO's own loading of the policy is not recorded
+    # Replaced in the discriminator factory's module only: GRPO's own loading of the policy is not recorded
     loaded = []
     for name in ("AutoModelForCausalLM", "AutoTokenizer"):
         auto_class = getattr(gail_trainer, name)
@@ -659,7 +659,7 @@ def test_a_discriminator_with_the_wrong_head_for_its_level_is_refused(
     import transformers
 
     model = getattr(transformers, wrong_class).from_pretrained(tiny_model_path, num_labels=1)
-    with pytest.raises(ValueError, match=f"discriminator_level='{level}' needs .*{named}"):
+    with pytest.raises(ValueError, match=f"discriminator_level='{level}'.* needs .*{named}"):
         GAILTrainer(
             model=tiny_model_path,
             discriminator=model,

@@ -8,8 +8,8 @@ from helpers import adversarial_config, colours_training_overrides, train_and_ch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer, LikelihoodReward
+from trl_irl.data_utils import DemonstrationPool
 from trl_irl.discriminator import LikelihoodRatioDiscriminator, classification_statistics
-from trl_irl.rewards import DemonstrationPool
 from trl_irl.synthetic import spearman, within_prompt_spearman
 
 
@@ -73,7 +73,7 @@ class TestLikelihoodRatioDiscriminator:
         resumed = build()
         resumed.load(tmp_path)
         assert resumed.model.lm_head.weight is resumed.model.model.embed_tokens.weight
-        assert resumed.update(expert, policy) == pytest.approx(trained.update(expert, policy))
+        assert resumed.update(expert, policy).stats == pytest.approx(trained.update(expert, policy).stats)
         torch.testing.assert_close(resumed.model.lm_head.weight, trained.model.lm_head.weight)
 
     def test_weights_of_another_architecture_are_refused_by_name(self, tmp_path, tiny_model_path):
@@ -97,7 +97,7 @@ class TestLikelihoodRatioDiscriminator:
             max_length=4,
         )
         assert discriminator.logits([((1, 2, 3), (4, 5, 6))]).shape == (1,)
-        with pytest.raises(ValueError, match="disc_max_length"):
+        with pytest.raises(ValueError, match="max_length"):
             discriminator.logits([((1, 2, 3), (4, 5, 6, 7))])
 
 
@@ -114,7 +114,7 @@ def test_logit_is_zero_while_the_policy_is_the_starting_checkpoint(tmp_path, tin
         ([" 1 2 3"], None),
         ([" 4 5"], [tokenizer(" 4 5 9")["input_ids"]]),  # generated ids take precedence over the text
     ]:
-        samples = trainer._render_for_discriminator([PROMPT], responses, completion_ids)
+        samples = trainer.sample_encoder([PROMPT], responses, completion_ids)
         logits = trainer.discriminator.logits(samples, reward.logit_offsets([PROMPT], responses, completion_ids))
         assert logits.shape == ((1,) if level == "sequence" else (len(samples[0][1]),))
         torch.testing.assert_close(logits, torch.zeros_like(logits), atol=1e-5, rtol=0)

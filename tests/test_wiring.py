@@ -58,7 +58,7 @@ class TestConfigurationWiring:
         assert reward.logit_offsets is None  # GAIL's classifier logit is its output
         assert discriminator.max_length == 64
         assert (discriminator.label_smoothing, discriminator.gradient_penalty) == (0.2, 0.5)
-        assert discriminator.replay_buffer_size == 7
+        assert discriminator.replay_buffer.capacity == 7
         assert [group["lr"] for group in discriminator.optimizer.param_groups] == [3e-4]
         assert discriminator.model.config.output_hidden_states
         assert (discriminator.max_grad_norm, discriminator.micro_batch_size) == (0.7, 3)
@@ -184,7 +184,7 @@ def test_airl_offsets_reach_the_discriminator_loss_and_the_reward(tmp_path, tiny
     ]
     expected_expert = offsets(PROMPTS, demonstration_ids)  # one copy of each demonstration
     expected_policy = offsets(prompts, completion_ids)
-    policy_samples = trainer._render_for_discriminator(prompts, COMPLETIONS, completion_ids)
+    policy_samples = trainer.sample_encoder(prompts, COMPLETIONS, completion_ids)
     outputs_before = trainer.discriminator.logits(policy_samples)  # the classifier's own outputs, no offset
 
     trainer.model.train()  # the discriminator learns only while the trainer trains
@@ -278,8 +278,8 @@ def test_a_completion_equal_to_the_demonstration_reaches_the_discriminator_ident
         completion_ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         decoded = tokenizer.decode(completion_ids, skip_special_tokens=True)
         completion = decoded if isinstance(prompt, str) else [{"role": "assistant", "content": decoded}]
-        as_generated = trainer._render_for_discriminator([prompt], [completion], [completion_ids])
-        assert as_generated == trainer._render_for_discriminator([prompt], [demonstration])
+        as_generated = trainer.sample_encoder([prompt], [completion], [completion_ids])
+        assert as_generated == trainer.sample_encoder([prompt], [demonstration])
 
 
 @pytest.mark.parametrize("level", ["sequence", "token"])

@@ -9,38 +9,32 @@ the batch's prompts). It is a callable object, not an `nn.Module`, because GRPO 
 `torch.inference_mode()`, where the discriminator could not train.
 """
 
-import random
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
-from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
 
+from .data_utils import DEMONSTRATION_COLUMN, DemonstrationPool
 from .discriminator import (
     Discriminator,
     classification_statistics,
     prompt_response_batch,
     response_token_log_probs,
 )
+from .discriminator.parallel import process_index
 from .divergences import policy_reward, reward_slope
 
 
 logger = logging.get_logger(__name__)
 
-DEMONSTRATION_COLUMN = "demonstration"
 SCORINGS = ("before_update", "after_update")
 # A logit is saturated where the reward moves by less than this per unit of logit: a group of completions whose logits
 # all sit there gets rewards closer together than GRPO's 1e-4 in its standard deviation, and advantages near 0
 SATURATED_SLOPE = 1e-4
 # Share of a training batch's logits beyond which the trainer warns that the discriminator is saturated
 SATURATION_WARNING_FRACTION = 0.9
-
-
-def _process_index() -> int:
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 @torch.no_grad()
@@ -56,6 +50,64 @@ def response_log_probs(
     """
     batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id, model.device)
     return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
+
+
+class PolicyLogProbOffsets:
+    """
+    The logit offsets `-coef * log pi(y | x)` of a discriminator whose logit subtracts the policy's log-probability:
+    the likelihood ratio (`coef=1`, summed over the response) and AIRL (`f - coef log pi`, its `log_prob_coef`).
+    `log pi` is taken at the sampling temperature, without gradient, summed (`reduction="sum"`) or averaged
+    (`"mean"`) over the response's tokens, or one per response token for a discriminator that scores tokens.
+
+    The policy's forward takes `micro_batch_size` samples at a time, as the discriminator's does: its float32 logits
+    over the vocabulary for the whole generation batch would otherwise be the largest tensor of the update.
+
+    Args:
+        policy (`Callable[[], PreTrainedModel]`): returns the policy as it is now.
+        encode (`Callable`): the trainer's sample encoder, with `prompt_ids` and `response_ids`.
+        pad_token_id (`int`): the policy's.
+        coef (`float`, *optional*, defaults to `1.0`): the weight of `log pi`.
+        reduction (`str`, *optional*, defaults to `"sum"`): `"sum"` or `"mean"` over the response's tokens.
+        token_level (`bool`, *optional*, defaults to `False`): one offset per response token.
+        temperature (`float`, *optional*, defaults to `1.0`): the sampling temperature.
+        micro_batch_size (`int`, *optional*): samples per forward; default: all at once.
+    """
+
+    def __init__(
+        self,
+        policy: Callable[[], PreTrainedModel],
+        encode,
+        pad_token_id: int,
+        coef: float = 1.0,
+        reduction: str = "sum",
+        token_level: bool = False,
+        temperature: float = 1.0,
+        micro_batch_size: int | None = None,
+    ):
+        self.policy, self.encode, self.pad_token_id = policy, encode, pad_token_id
+        self.coef, self.reduction, self.token_level = coef, reduction, token_level
+        self.temperature, self.micro_batch_size = temperature, micro_batch_size
+
+    def __call__(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
+        prompt_ids = self.encode.prompt_ids(prompts)
+        response_ids = completion_ids if completion_ids is not None else self.encode.response_ids(responses)
+        size = self.micro_batch_size or len(prompt_ids)
+        log_pi = []
+        for first in range(0, len(prompt_ids), size):
+            token_log_probs, mask = response_log_probs(  # (n, T - 1) each
+                self.policy(),
+                prompt_ids[first : first + size],
+                response_ids[first : first + size],
+                self.pad_token_id,
+                self.temperature,
+            )
+            if self.token_level:
+                log_pi.append(token_log_probs[mask])  # (response tokens,)
+            elif self.reduction == "mean":
+                log_pi.append((token_log_probs * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1))  # (n,)
+            else:
+                log_pi.append((token_log_probs * mask).sum(dim=1))  # (n,)
+        return -self.coef * torch.cat(log_pi)
 
 
 class LikelihoodReward:
@@ -101,38 +153,6 @@ class LikelihoodReward:
         return (token_log_probs * mask).sum(dim=1).tolist()
 
 
-class DemonstrationPool:
-    """
-    The demonstrations a discriminator draws its expert batches from: the `(prompt, demonstration)` rows of a dataset,
-    split once, at random, into rows it trains on and held-out rows on which it is only evaluated.
-
-    Draws are a function of a key (seed, process, generation, update), not of a running random state, so that a
-    resumed run draws what the uninterrupted one would have, and each process draws its own demonstrations.
-
-    Args:
-        dataset ([`~datasets.Dataset`]): with `prompt` and `demonstration` columns.
-        heldout_fraction (`float`, *optional*, defaults to `0.0`): share of the rows held out (at least one row stays
-            for training).
-        seed (`int`, *optional*, defaults to `0`): fixes the split and the draws.
-    """
-
-    def __init__(self, dataset: Dataset, heldout_fraction: float = 0.0, seed: int = 0):
-        self.dataset = dataset.select_columns(["prompt", DEMONSTRATION_COLUMN])
-        rows = list(range(len(dataset)))
-        random.Random(seed).shuffle(rows)
-        num_heldout = min(int(len(rows) * heldout_fraction), len(rows) - 1)
-        self.heldout_rows, self.training_rows = rows[:num_heldout], rows[num_heldout:]
-        self.seed = seed
-
-    def sample(self, count: int, key: tuple, heldout: bool = False) -> tuple[list, list]:
-        """`count` prompts and their demonstrations, drawn without replacement while the rows last."""
-        rows = self.heldout_rows if heldout else self.training_rows
-        rng = random.Random(repr((self.seed, heldout, *key)))
-        chosen = rng.sample(rows, count) if count <= len(rows) else rng.choices(rows, k=count)
-        batch = self.dataset[chosen]
-        return batch["prompt"], batch[DEMONSTRATION_COLUMN]
-
-
 class DiscriminatorReward:
     """
     Reward function for GRPO: trains the discriminator on each generation batch and rewards expert-like completions.
@@ -175,8 +195,8 @@ class DiscriminatorReward:
 
     def __init__(
         self,
-        discriminator: Discriminator,
-        render: Callable[[list, list], list[str]],
+        discriminator: Discriminator | None,
+        render: Callable[[list, list], list] | None,
         divergence: str = "js",
         alpha: float = 0.5,
         updates_per_generation: int = 1,
@@ -213,6 +233,16 @@ class DiscriminatorReward:
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
         self.token_rewards: list[torch.Tensor] | None = None
 
+    def bind(self, discriminator: Discriminator, render: Callable, logit_offsets: Callable | None = None) -> None:
+        """
+        Give the reward its discriminator, sample encoder and logit offsets, once. A trainer builds the reward before
+        `GRPOTrainer.__init__` (which needs its reward functions) and binds it after, when the discriminator may live
+        on the policy's own model.
+        """
+        if self.discriminator is not None:
+            raise RuntimeError("This reward is already bound to a discriminator.")
+        self.discriminator, self.render, self.logit_offsets = discriminator, render, logit_offsets
+
     def __call__(
         self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
     ) -> list[float]:
@@ -232,45 +262,67 @@ class DiscriminatorReward:
             )
         policy_samples = self.render(prompts, completions, completion_ids)
         policy_offsets = self._offsets(prompts, completions, completion_ids)
-
+        # Scored before this batch's updates: held-out demonstrations and fresh completions are both unseen
+        heldout_logits = self._heldout_logits(len(policy_samples)) if training else None
         stats = {}
-        pool = self.demonstration_pool
-        measures_heldout = training and pool is not None and bool(pool.heldout_rows)
-        if measures_heldout:
-            # Scored before this batch's updates: held-out demonstrations and fresh completions are both unseen
-            count = min(len(pool.heldout_rows), len(policy_samples))
-            heldout_prompts, heldout_demonstrations = pool.sample(count, self._draw_key(), heldout=True)
-            heldout_logits = self.discriminator.logits(
-                self.render(heldout_prompts, heldout_demonstrations),
-                self._offsets(heldout_prompts, heldout_demonstrations, None),
-            )
-
-        if not updates_discriminator:
-            logits_before_update = self.discriminator.logits(policy_samples, policy_offsets)
+        if updates_discriminator:
+            logits_before_update = self._update(prompts, kwargs, policy_samples, policy_offsets, stats)
         else:
-            for update in range(self.updates_per_generation):
-                expert_prompts, demonstrations = self._expert_batch(prompts, kwargs, update, len(policy_samples))
-                expert_samples = self.render(expert_prompts, demonstrations)
-                offsets = {
-                    "expert_logit_offsets": self._offsets(expert_prompts, demonstrations, None),
-                    "policy_logit_offsets": policy_offsets,
-                }
-                if update == 0:
-                    # The first update's forward gives the scores before any update (see `Discriminator.update`)
-                    update_stats, logits_before_update = self.discriminator.update(
-                        expert_samples, policy_samples, **offsets, return_policy_logits=True
-                    )
-                else:
-                    update_stats = self.discriminator.update(expert_samples, policy_samples, **offsets)
-            stats.update(update_stats)
+            logits_before_update = self.discriminator.logits(policy_samples, policy_offsets)
         if updates_discriminator and self.scoring == "after_update":
             logits = self.discriminator.logits(policy_samples, policy_offsets)
         else:
             logits = logits_before_update
-        if measures_heldout:
+        if heldout_logits is not None:
             heldout = classification_statistics(heldout_logits, logits_before_update)
             stats.update({f"heldout_{name}": value.item() for name, value in heldout.items()})
+        rewards = self._rewards(logits, stats, training)
+        if log_metric is not None:
+            for name, value in stats.items():
+                log_metric(f"disc/{name}", value)
+            log_metric("disc/logit_scored", logits.mean().item())
+        if self.discriminator.token_level:
+            # One reward per response token: kept for the trainer's per-token advantages; GRPO gets their sums
+            self.token_rewards = list(rewards.split([len(response) for _, response in policy_samples]))
+            sequence_rewards = [token_rewards.sum().item() for token_rewards in self.token_rewards]
+        else:
+            sequence_rewards = rewards.tolist()
+        if training and self.on_scored is not None:
+            self.on_scored(prompts, completions, completion_ids, sequence_rewards, stats)
+        return sequence_rewards
 
+    def _heldout_logits(self, count: int) -> torch.Tensor | None:
+        """The logits of up to `count` held-out demonstrations of the pool, or `None` without any."""
+        pool = self.demonstration_pool
+        if pool is None or not pool.heldout_rows:
+            return None
+        prompts, demonstrations = pool.sample(min(len(pool.heldout_rows), count), self._draw_key(), heldout=True)
+        return self.discriminator.logits(
+            self.render(prompts, demonstrations), self._offsets(prompts, demonstrations, None)
+        )
+
+    def _update(
+        self, prompts: list, columns: dict, policy_samples: list, policy_offsets: torch.Tensor | None, stats: dict
+    ) -> torch.Tensor:
+        """
+        `updates_per_generation` discriminator updates on this batch; their statistics (the last update's) go into
+        `stats`. Returns the policy samples' logits before the first, which its forward gives for free.
+        """
+        for update in range(self.updates_per_generation):
+            expert_prompts, demonstrations = self._expert_batch(prompts, columns, update, len(policy_samples))
+            result = self.discriminator.update(
+                self.render(expert_prompts, demonstrations),
+                policy_samples,
+                expert_logit_offsets=self._offsets(expert_prompts, demonstrations, None),
+                policy_logit_offsets=policy_offsets,
+            )
+            if update == 0:
+                logits_before_update = result.policy_logits
+        stats.update(result.stats)
+        return logits_before_update
+
+    def _rewards(self, logits: torch.Tensor, stats: dict, training: bool) -> torch.Tensor:
+        """Each logit's reward by the divergence, clipped, zero in warm-up; adds `saturated_fraction` to `stats`."""
         if not torch.isfinite(logits).all():
             raise FloatingPointError(
                 "The discriminator's logits on this batch are not finite (NaN or inf): its weights or the policy's "
@@ -290,19 +342,7 @@ class DiscriminatorReward:
             if self.num_generations_seen < self.warmup_generations:
                 rewards = torch.zeros_like(rewards)
             self.num_generations_seen += 1
-        if log_metric is not None:
-            for name, value in stats.items():
-                log_metric(f"disc/{name}", value)
-            log_metric("disc/logit_scored", logits.mean().item())
-        if self.discriminator.token_level:
-            # One reward per response token: kept for the trainer's per-token advantages; GRPO gets their sums
-            self.token_rewards = list(rewards.split([len(response) for _, response in policy_samples]))
-            sequence_rewards = [token_rewards.sum().item() for token_rewards in self.token_rewards]
-        else:
-            sequence_rewards = rewards.tolist()
-        if training and self.on_scored is not None:
-            self.on_scored(prompts, completions, completion_ids, sequence_rewards, stats)
-        return sequence_rewards
+        return rewards
 
     def _warn_if_saturated(self, logits: torch.Tensor, saturated_fraction: float) -> None:
         if saturated_fraction < SATURATION_WARNING_FRACTION or self._warned_saturation:
@@ -322,7 +362,7 @@ class DiscriminatorReward:
         return None if self.logit_offsets is None else self.logit_offsets(prompts, responses, completion_ids)
 
     def _draw_key(self, update: int = -1) -> tuple:
-        return (_process_index(), self.num_generations_seen, update)
+        return (process_index(), self.num_generations_seen, update)
 
     def _expert_batch(self, prompts: list, columns: dict, update: int, num_policy_samples: int) -> tuple[list, list]:
         """The prompts and demonstrations of one update: drawn from the pool, or the batch's own."""

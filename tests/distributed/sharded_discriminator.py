@@ -56,19 +56,19 @@ def main(model_path: str, output_dir: str, discriminator_type: str, mode: str) -
     sharded = mode == "sharded"
     discriminator = build(model_path, discriminator_type, sharded)
     updates = batches(discriminator.tokenizer, discriminator_type, rank)
-    stats = [discriminator.update(*updates[0]), discriminator.update(*updates[1])]
+    stats = [discriminator.update(*updates[0]).stats, discriminator.update(*updates[1]).stats]
     checkpoint = os.path.join(output_dir, f"{mode}-checkpoint")
     os.makedirs(checkpoint, exist_ok=True)
     discriminator.save_pretrained(checkpoint, is_main_process=rank == 0)
     discriminator.save_state(checkpoint, rank)
     dist.barrier()
-    stats.append(discriminator.update(*updates[2]))
+    stats.append(discriminator.update(*updates[2]).stats)
     scored = updates[0][0] + updates[0][1]
     result = {"stats": stats, "logits": discriminator.logits(scored)}
 
     restored = build(model_path, discriminator_type, sharded)
     restored.load(checkpoint, rank)
-    result["resumed_stats"] = restored.update(*updates[2])
+    result["resumed_stats"] = restored.update(*updates[2]).stats
     result["resumed_logits"] = restored.logits(scored)
     final = os.path.join(output_dir, f"{mode}-final")
     discriminator.save_pretrained(final, is_main_process=rank == 0)

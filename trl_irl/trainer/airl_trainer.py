@@ -1,5 +1,4 @@
 import textwrap
-from functools import partial
 
 from .airl_config import AIRLConfig
 from .gail_trainer import GAILTrainer
@@ -62,4 +61,4 @@ class AIRLTrainer(GAILTrainer):
     _card_role = "reward model"
 
     def _logit_offsets(self):
-        return partial(self._minus_beta_log_pi, beta=self.args.log_prob_coef, reduction=self.args.log_prob_reduction)
+        return self._log_prob_offsets(coef=self.args.log_prob_coef, reduction=self.args.log_prob_reduction)

@@ -247,6 +247,12 @@ class GAILConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._check_discriminator_choice()
+        self._check_reward()
+        self._check_discriminator_training()
+        self._check_discriminator_pretraining()
+
+    def _check_discriminator_choice(self) -> None:
         if isinstance(self.discriminator_init_kwargs, str):
             # From the command line or a YAML string, as `model_init_kwargs`
             self.discriminator_init_kwargs = json.loads(self.discriminator_init_kwargs)
@@ -275,6 +281,8 @@ class GAILConfig(GRPOConfig):
             )
         if not 0.0 <= self.disc_heldout_fraction < 1.0:
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
+
+    def _check_reward(self) -> None:
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"`divergence` must be one of {list(DIVERGENCES)}, got {self.divergence!r}.")
         if not math.isfinite(self.divergence_alpha):
@@ -284,6 +292,8 @@ class GAILConfig(GRPOConfig):
         # Written so that NaN, which compares false with everything, is refused too
         if self.reward_clip is not None and not self.reward_clip > 0:
             raise ValueError(f"`reward_clip` must be positive, got {self.reward_clip}.")
+
+    def _check_discriminator_training(self) -> None:
         if self.disc_scoring not in SCORINGS:
             raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
         if self.disc_updates_per_generation is None:
@@ -307,6 +317,20 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`disc_micro_batch_size` must be positive, got {self.disc_micro_batch_size}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")
+        if self.disc_shares_policy_base and self.discriminator_type != "likelihood_ratio":
+            raise ValueError(
+                "`disc_shares_policy_base` puts the likelihood-ratio discriminator's language model on the policy's "
+                f"model, and `discriminator_type` is {self.discriminator_type!r}: a classifier has its own head and "
+                "backbone. Set `discriminator_type='likelihood_ratio'` or `disc_shares_policy_base=False`."
+            )
+        if self.disc_shares_policy_base and self.disc_gradient_penalty > 0:
+            raise ValueError(
+                "`disc_gradient_penalty` needs eager attention, which would change the attention of the policy the "
+                "discriminator shares its model with: set `disc_gradient_penalty=0` or "
+                "`disc_shares_policy_base=False`."
+            )
+
+    def _check_discriminator_pretraining(self) -> None:
         if self.disc_pretraining_learning_rate is None:
             self.disc_pretraining_learning_rate = self.disc_learning_rate
         if self.disc_pretraining_steps > 0 and not self.disc_pretraining_learning_rate > 0:
@@ -322,18 +346,6 @@ class GAILConfig(GRPOConfig):
                 "`disc_pretraining_steps` trains the likelihood-ratio discriminator's language model by maximum "
                 f"likelihood, and `discriminator_type` is {self.discriminator_type!r}. Set "
                 "`discriminator_type='likelihood_ratio'` or `disc_pretraining_steps=0`."
-            )
-        if self.disc_shares_policy_base and self.discriminator_type != "likelihood_ratio":
-            raise ValueError(
-                "`disc_shares_policy_base` puts the likelihood-ratio discriminator's language model on the policy's "
-                f"model, and `discriminator_type` is {self.discriminator_type!r}: a classifier has its own head and "
-                "backbone. Set `discriminator_type='likelihood_ratio'` or `disc_shares_policy_base=False`."
-            )
-        if self.disc_shares_policy_base and self.disc_gradient_penalty > 0:
-            raise ValueError(
-                "`disc_gradient_penalty` needs eager attention, which would change the attention of the policy the "
-                "discriminator shares its model with: set `disc_gradient_penalty=0` or "
-                "`disc_shares_policy_base=False`."
             )
         if self.disc_pretraining_steps > 0 and self.disc_demonstration_source != "dataset":
             raise ValueError(

@@ -96,6 +96,38 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | bool | None, output_
     return checkpoint
 
 
+def require_parent_methods(parent: type, names: tuple[str, ...]) -> None:
+    """
+    Fail at import, naming them, if `parent` lacks methods a trainer overrides or calls although they are private: a
+    TRL or transformers release that renamed one would otherwise leave the override silently unused.
+    """
+    missing = [name for name in names if not callable(getattr(parent, name, None))]
+    if missing:
+        raise ImportError(
+            f"`{parent.__name__}` has no {', '.join(f'`{name}`' for name in missing)}, which trl-irl relies on: the "
+            "installed TRL or transformers is not a version trl-irl supports (see its pinned requirements)."
+        )
+
+
+class ResumesFromCompleteCheckpoints:
+    """
+    Mixin of the trainers: `train(resume_from_checkpoint=True)` resumes from the last checkpoint whose save finished
+    (it holds `trainer_state.json` and every path of `checkpoint_requires`), not from an interrupted one, and
+    `_prepare_training(checkpoint)` runs first, where a trainer does its own set-up or refuses a checkpoint early.
+    """
+
+    # Paths, relative to a checkpoint, without which it is incomplete
+    checkpoint_requires: tuple[str, ...] = ()
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir, self.checkpoint_requires)
+        self._prepare_training(checkpoint)
+        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
+
+    def _prepare_training(self, checkpoint: str | None) -> None:
+        pass
+
+
 def check_dataset_columns(dataset, name: str, accepted: list[tuple[str, ...]], kind: str) -> None:
     """
     Refuse, naming `name` and its columns, a dataset that is empty or has none of the `accepted` column sets, before

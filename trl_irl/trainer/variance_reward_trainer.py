@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments, set_seed
 from trl import RewardTrainer
 
-from .utils import SFT_AS_IRL_CITATION, check_dataset_columns, resolve_config, resolve_resume_checkpoint
+from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
 from .variance_reward_config import VarianceRewardConfig
 
 
@@ -40,7 +40,7 @@ def variance_bradley_terry_loss(
     return -F.logsigmoid(difference).mean()
 
 
-class VarianceRewardTrainer(RewardTrainer):
+class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
     r"""
     A reward model whose Bradley-Terry likelihood knows how hard each comparison is (arXiv 2403.12017, Appendix A).
 
@@ -150,11 +150,6 @@ class VarianceRewardTrainer(RewardTrainer):
         else:
             super().__init__(model, args, **parent_kwargs)
         self._log_scales = None
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        # `True` resumes from the last checkpoint whose save finished, not from an interrupted one
-        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _split_reward_and_log_scale(self, module, args, outputs):
         if outputs.logits.shape[-1] != 2:

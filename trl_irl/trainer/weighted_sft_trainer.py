@@ -6,11 +6,11 @@ from transformers import TrainingArguments
 from trl import SFTTrainer
 
 from ..token_weighting import token_weights
-from .utils import SFT_AS_IRL_CITATION, check_dataset_columns, resolve_config, resolve_resume_checkpoint
+from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
 from .weighted_sft_config import WeightedSFTConfig
 
 
-class WeightedSFTTrainer(SFTTrainer):
+class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
     r"""
     SFT whose per-token weights make it forward-KL matching of the state-action occupancy (arXiv 2403.12017, Eq. 12).
 
@@ -121,11 +121,6 @@ class WeightedSFTTrainer(SFTTrainer):
         # and with PEFT it is the `PeftModel`, whose own forward calls the base model's `forward` directly, so a hook
         # on the base model would not fire
         self.model.register_forward_hook(self._weight_log_probs, with_kwargs=True)
-
-    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        # `True` resumes from the last checkpoint whose save finished, not from an interrupted one
-        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        return super().train(resume_from_checkpoint=checkpoint, **kwargs)
 
     def _weight_log_probs(self, module, args, kwargs, outputs):
         if not (self._token_weighting_active and kwargs.get("fused_lm_head")):

@@ -1,0 +1,297 @@
+"""The discriminator: a model that tells demonstrations from policy samples, its optimizer and its update step."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from . import checkpoint
+from .adapters import adapter_parameters, check_shared_model, with_own_adapter
+from .objective import (
+    balanced_loss,
+    captured_input_embeddings,
+    class_loss_share,
+    input_gradient_penalty,
+    smoothed_targets,
+    update_statistics,
+)
+from .optimizer import adamw, guarded_step
+from .parallel import Replicated, Sharded, average_across_processes, check_can_shard, move_to_device
+from .replay import ReplayBuffer
+from .scorers import SequenceClassifierScorer, TokenClassifierScorer, check_causal, check_output_shape, prepare_model
+
+
+@dataclass
+class DiscriminatorUpdate:
+    """
+    What one update returns.
+
+    Attributes:
+        stats (`dict[str, float]`): of the update's batch before the step, averaged across processes: `loss`, `acc`,
+            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy`, `grad_norm` (before clipping), and
+            `gradient_penalty` when on.
+        policy_logits (`torch.Tensor`): the fresh policy samples' logits before the step, as `logits` gives them.
+    """
+
+    stats: dict[str, float]
+    policy_logits: torch.Tensor
+
+
+class Discriminator:
+    """
+    A model trained to output a high logit on demonstrations (label 1) and a low one on policy samples (label 0): it
+    composes a scorer, the objective, an optimizer, a replay buffer, a parallel form and, on a model shared with a
+    LoRA policy, an adapter (one module each). It knows nothing of trainers: given samples, it returns logits.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): the scorer's model; by default a sequence classifier with
+            `num_labels=1` (a PEFT model is accepted; only its trainable parameters are optimised).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the model's tokenizer; must have a padding token.
+        learning_rate (`float`, *optional*, defaults to `1e-5`): AdamW learning rate.
+        max_length (`int`, *optional*): samples longer than this many tokens keep their *last* `max_length` tokens, so
+            the response is always seen. Defaults to the model's `max_position_embeddings` when it has one.
+        label_smoothing (`float`, *optional*, defaults to `0.0`): targets `1 - eps/2` and `eps/2`.
+        gradient_penalty (`float`, *optional*, defaults to `0.0`): weight of the R1 penalty on expert samples.
+        replay_buffer_size (`int`, *optional*, defaults to `0`): past policy samples kept and replayed.
+        seed (`int`, *optional*, defaults to `0`): seeds the replay buffer's draws.
+        max_grad_norm (`float`, *optional*): clip the gradient's norm to this before each step (off by default).
+        autocast_dtype (`torch.dtype`, *optional*): run the forward under `torch.autocast` in this dtype; the trainable
+            parameters are float32 whatever the checkpoint's dtype, so that small updates are not rounded away.
+        micro_batch_size (`int`, *optional*): forward and backward this many samples of a class at a time and
+            accumulate the gradients (the same step up to float rounding); default: each class at once.
+        adapter_name (`str`, *optional*): the discriminator's own adapter on a PEFT model it shares with the policy:
+            only this adapter is trained, and it is active (in eval mode) for the discriminator's forwards only.
+        scorer (*optional*): one of `trl_irl.discriminator.scorers`; defaults to a `SequenceClassifierScorer`.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        learning_rate: float = 1e-5,
+        max_length: int | None = None,
+        label_smoothing: float = 0.0,
+        gradient_penalty: float = 0.0,
+        replay_buffer_size: int = 0,
+        seed: int = 0,
+        max_grad_norm: float | None = None,
+        autocast_dtype: torch.dtype | None = None,
+        micro_batch_size: int | None = None,
+        adapter_name: str | None = None,
+        scorer=None,
+    ):
+        self.scorer = scorer or SequenceClassifierScorer()
+        self.scorer.check_model(model)
+        if adapter_name is not None:
+            check_shared_model(model, adapter_name, gradient_penalty)
+        self.adapter_name = adapter_name
+        if tokenizer.pad_token_id is None:
+            raise ValueError(
+                f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
+                "padding token, which batches of samples of different lengths need. Set one, for example "
+                "`tokenizer.pad_token = tokenizer.eos_token`."
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+        self.model, self.tokenizer, self.learning_rate = model, tokenizer, learning_rate
+        prepare_model(
+            model, tokenizer, self.trainable_parameters(), own_model=adapter_name is None, eager=gradient_penalty > 0
+        )
+        self.autocast_dtype = autocast_dtype
+        self.max_grad_norm = max_grad_norm
+        self.micro_batch_size = micro_batch_size
+        self._check_model_behaviour()
+        self.max_length = (
+            max_length if max_length is not None else getattr(model.config, "max_position_embeddings", None)
+        )
+        self.label_smoothing = label_smoothing
+        self.gradient_penalty = gradient_penalty
+        self.replay_buffer = ReplayBuffer(replay_buffer_size, seed)
+        self.optimizer = self._new_optimizer()
+        self.parallel = Replicated()
+
+    @property
+    def token_level(self) -> bool:
+        """One logit per response token (True) or one per sample (False)."""
+        return self.scorer.token_level
+
+    @property
+    def takes_token_ids(self) -> bool:
+        """Whether samples are `(prompt_ids, response_ids)` pairs in the policy's tokens (else texts)."""
+        return self.scorer.takes_token_ids
+
+    @property
+    def sharded(self) -> bool:
+        return self.parallel.sharded
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """What the discriminator trains: its model's trainable parameters, or its own adapter's on a shared model."""
+        if self.adapter_name is None:
+            return [param for param in self.model.parameters() if param.requires_grad]
+        return adapter_parameters(self.model, self.adapter_name)
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return adamw(self.trainable_parameters(), self.learning_rate)
+
+    def _on_meta_device(self) -> bool:
+        return any(tensor.is_meta for tensor in [*self.model.parameters(), *self.model.buffers()])
+
+    @with_own_adapter
+    def _check_model_behaviour(self) -> None:
+        """The model's outputs checked on a few tokens (by process 0 alone when the others hold no values yet)."""
+        if self._on_meta_device():
+            return
+        check_output_shape(self.model, self.scorer, self.device)
+        if self.scorer.needs_causal_model:
+            check_causal(self.model, self.device)
+
+    def to(self, device: torch.device | str) -> "Discriminator":
+        """
+        Move the model to `device`. A model whose weights are on the meta device (FSDP's ram-efficient loading leaves
+        them there on every process but the first) gets empty storage here, filled by [`synchronize`] from process 0.
+        """
+        if move_to_device(self.model, device, on_meta_device=self._on_meta_device()):
+            # Leaving the meta device makes new parameter objects: the optimizer must hold those
+            self.optimizer = self._new_optimizer()
+        return self
+
+    def synchronize(self) -> None:
+        """Make every process's replica equal to process 0's: heads initialised after a per-rank seed differ."""
+        self.parallel.synchronize(self.model)
+
+    def shard(self, mesh=None) -> "Discriminator":
+        """
+        Split the weights, gradients and AdamW state across processes with FSDP2 (see `parallel.Sharded`). From then
+        on every process must call `logits`, `update`, `likelihood_update`, `save_pretrained`, `save_state` and `load`
+        together, with batches that take as many forwards. The replicas are made equal first.
+        """
+        check_can_shard(self.model, self.gradient_penalty)
+        if self.sharded:
+            return self
+        self.synchronize()
+        self.parallel = Sharded(self.model, mesh)
+        # The parameters are now distributed tensors (new objects): the optimizer must hold those
+        self.optimizer = self._new_optimizer()
+        return self
+
+    def _forward(self, samples: list, capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (one per sample, or one per scored token) and, if asked, the input embeddings they come from."""
+        batch, positions = self.scorer.model_inputs(samples, self.tokenizer, self.max_length, self.device)
+        with captured_input_embeddings(self.model, enabled=capture_embeddings) as captured:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                logits = self.scorer.select(self.model(**batch).logits.float(), batch, positions)
+        return logits, (captured[0] if capture_embeddings else None)
+
+    @with_own_adapter
+    @torch.no_grad()
+    def logits(self, samples: list, logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Expert-is-high logits of `samples`, one per sample (or per response token), float32, without gradient: the
+        model's output plus `logit_offsets` if given (AIRL's `-beta log pi`).
+        """
+        logits = self._forward(samples)[0].float()
+        return logits if logit_offsets is None else logits + logit_offsets.to(logits.device)
+
+    @with_own_adapter
+    def update(
+        self,
+        expert_samples: list,
+        policy_samples: list,
+        expert_logit_offsets: torch.Tensor | None = None,
+        policy_logit_offsets: torch.Tensor | None = None,
+    ) -> DiscriminatorUpdate:
+        """
+        One optimizer step on demonstrations (label 1) against fresh policy samples (label 0) and, with the replay
+        buffer on, as many replayed ones. With several processes each passes its own samples; gradients and
+        statistics are averaged, so the replicas stay identical. The offsets are added to the model's outputs to make
+        the logits, one per logit (AIRL's `-beta log pi`); replayed samples have none, so not with the replay buffer.
+        """
+        if not expert_samples or not policy_samples:
+            raise ValueError(
+                f"A discriminator update needs both classes, got {len(expert_samples)} demonstrations and "
+                f"{len(policy_samples)} policy samples."
+            )
+        if policy_logit_offsets is not None and self.replay_buffer.capacity > 0:
+            raise ValueError("Logit offsets are not supported with the replay buffer: replayed samples have none.")
+        replayed = self.replay_buffer.draw(len(policy_samples))
+        expert_target, policy_target = smoothed_targets(self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        logits_expert, penalty = self._accumulate(
+            expert_samples, expert_logit_offsets, expert_target, with_penalty=self.gradient_penalty > 0
+        )
+        logits_policy, _ = self._accumulate(policy_samples + replayed, policy_logit_offsets, policy_target)
+        loss = balanced_loss(logits_expert, logits_policy, expert_target, policy_target)
+        stats = {}
+        if penalty is not None:
+            loss = loss + self.gradient_penalty * penalty
+            stats["gradient_penalty"] = penalty
+        grad_norm = self._step(loss, self.optimizer)
+        self.replay_buffer.add(policy_samples)
+        stats.update(update_statistics(logits_expert, logits_policy, loss))
+        stats["grad_norm"] = grad_norm.detach().to(logits_expert.device)
+        with torch.no_grad():
+            values = average_across_processes(torch.stack(list(stats.values())).to(self.device))
+        policy_logits = logits_policy[: self.scorer.num_logits(policy_samples)].detach()
+        return DiscriminatorUpdate(dict(zip(stats, values.tolist(), strict=True)), policy_logits)
+
+    def _step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, max_grad_norm: float | None = None
+    ) -> torch.Tensor:
+        """`optimizer`'s guarded step (see `optimizer.guarded_step`), clipped to `max_grad_norm` or the default."""
+        parameters = [param for param in self.trainable_parameters() if param.grad is not None]
+        return guarded_step(loss, optimizer, parameters, self.parallel, max_grad_norm or self.max_grad_norm)
+
+    def _accumulate(
+        self, samples: list, logit_offsets: torch.Tensor | None, target: float, with_penalty: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        Forward and backward `samples`, `micro_batch_size` at a time, for half the class-balanced cross-entropy
+        towards `target` (and, with `with_penalty`, the gradient penalty's share). Gradients accumulate in the
+        parameters. Returns the logits, detached, and the penalty (without its weight) or `None`.
+        """
+        num_logits = self.scorer.num_logits(samples)
+        size = self.micro_batch_size or len(samples)
+        logits, penalty, start = [], torch.zeros((), device=self.device), 0
+        for first in range(0, len(samples), size):
+            chunk = samples[first : first + size]
+            chunk_logits, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
+            count = self.scorer.num_logits(chunk)
+            if logit_offsets is not None:
+                chunk_logits = chunk_logits + logit_offsets[start : start + count].to(chunk_logits.device)
+            start += count
+            loss = class_loss_share(chunk_logits, target, num_logits)
+            if with_penalty:
+                chunk_penalty = input_gradient_penalty(chunk_logits, embeddings, len(samples))
+                loss = loss + self.gradient_penalty * chunk_penalty
+                penalty = penalty + chunk_penalty.detach()
+            loss.backward()
+            logits.append(chunk_logits.detach())
+        return torch.cat(logits), (penalty if with_penalty else None)
+
+    def save_pretrained(self, directory: str | Path, is_main_process: bool = True) -> None:
+        """The model and tokenizer, loadable with `from_pretrained(directory)` (see `checkpoint.save_pretrained`)."""
+        checkpoint.save_pretrained(self, directory, is_main_process)
+
+    def save_state(self, directory: str | Path, process_index: int = 0) -> None:
+        """What resuming needs beyond the weights: the optimizer, the replay buffer and its random state."""
+        checkpoint.save_state(self, directory, process_index)
+
+    def load(self, directory: str | Path, process_index: int = 0) -> None:
+        """Restore weights and training state written by `save_pretrained` and `save_state` to `directory`."""
+        checkpoint.load(self, directory, process_index)
+
+
+class TokenDiscriminator(Discriminator):
+    """
+    A state-action discriminator: one logit per response token from a causal token classifier with `num_labels=1`
+    (`TokenClassifierScorer`). Samples are `(prompt_ids, response_ids)` pairs in the policy's tokens; the loss
+    balances expert and policy tokens, and the statistics are per token. Arguments as [`Discriminator`].
+    """
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **kwargs):
+        super().__init__(model, tokenizer, scorer=TokenClassifierScorer(), **kwargs)

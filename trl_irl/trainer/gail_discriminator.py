@@ -1,0 +1,187 @@
+"""
+The discriminator of `GAILTrainer` and `AIRLTrainer` built from their config: loaded, checked against the policy, and
+placed on the trainer's processes. The discriminator's own errors name its own arguments; these say which config
+field sets each.
+"""
+
+import copy
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from trl.trainer.utils import get_config_model_id
+
+from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
+from .utils import is_missing_local_path
+
+
+# The discriminator's arguments and the config fields that set them, for its errors
+CONFIG_FIELDS = {
+    "`max_length`": "`max_length` (`disc_max_length`)",
+    "the gradient penalty to 0 (`gradient_penalty=0`)": "`disc_gradient_penalty=0`",
+    "learning rate": "learning rate (`disc_learning_rate`)",
+    "a sequence-level discriminator": "a sequence-level discriminator (`discriminator_level='sequence'`)",
+    "a token-level discriminator": "a token-level discriminator (`discriminator_level='token'`)",
+    "a likelihood-ratio discriminator": "a likelihood-ratio discriminator (`discriminator_type='likelihood_ratio'`)",
+    "or a sequence classifier.": "or `discriminator_level='sequence'`.",
+    "or use a sequence or token classifier.": "or use `discriminator_type='classifier'`.",
+    "`tokenizer.pad_token = tokenizer.eos_token`.": (
+        "`tokenizer.pad_token = tokenizer.eos_token`, and pass the tokenizer as `discriminator_processing_class`."
+    ),
+}
+
+
+def in_config_terms(error: Exception) -> Exception:
+    """`error`, of the same type, with each of the discriminator's argument names followed by its config field."""
+    message = str(error)
+    for term, field in CONFIG_FIELDS.items():
+        message = message.replace(term, field)
+    return type(error)(message)
+
+
+def discriminator_settings(args) -> dict:
+    """The discriminator's arguments from a `GAILConfig`, built once."""
+    return {
+        "learning_rate": args.disc_learning_rate,
+        "max_length": args.disc_max_length,
+        "label_smoothing": args.disc_label_smoothing,
+        "gradient_penalty": args.disc_gradient_penalty,
+        "replay_buffer_size": args.disc_replay_buffer_size,
+        "seed": args.seed,
+        "max_grad_norm": args.disc_max_grad_norm,
+        "micro_batch_size": args.disc_micro_batch_size,
+        # The policy's bf16 mixed precision; under fp16 the discriminator runs in float32 (fp16 needs a loss scaler,
+        # which its step does not have)
+        "autocast_dtype": torch.bfloat16 if args.bf16 else None,
+    }
+
+
+def build_discriminator(
+    discriminator: str | PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    peft_config,
+    args,
+    is_policy_checkpoint: bool = False,
+    adapter_name: str | None = None,
+) -> Discriminator:
+    """
+    The discriminator that `args.discriminator_type` and `args.discriminator_level` name, on `discriminator` (a model,
+    or a path or Hub id loaded with the matching auto class), with `tokenizer` (default: the checkpoint's).
+    """
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        # `from_pretrained` would partition the discriminator's weights under `zero.Init`, and no DeepSpeed engine
+        # gathers them for its forward: it would fail at the first batch
+        raise ValueError(
+            "DeepSpeed ZeRO-3 is not supported for the discriminator yet: ZeRO-3 partitions its weights and only "
+            "the policy has a DeepSpeed engine to gather them. Use ZeRO-2 (`--accelerate_config zero2`) or FSDP."
+        )
+    token_level = args.discriminator_level == "token"
+    likelihood_ratio = args.discriminator_type == "likelihood_ratio"
+    init_kwargs = dict(args.discriminator_init_kwargs or {})
+    init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
+    policy_init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
+    if is_policy_checkpoint and "revision" in policy_init_kwargs:
+        # The policy's checkpoint is loaded at the policy's revision, tokenizer included
+        init_kwargs.setdefault("revision", policy_init_kwargs["revision"])
+    if isinstance(discriminator, str):
+        if is_missing_local_path(discriminator):
+            raise FileNotFoundError(f"`discriminator` {discriminator!r} is a path that does not exist.")
+        if likelihood_ratio:
+            model = AutoModelForCausalLM.from_pretrained(discriminator, **init_kwargs)
+        else:
+            auto_class = AutoModelForTokenClassification if token_level else AutoModelForSequenceClassification
+            model = auto_class.from_pretrained(discriminator, num_labels=1, **init_kwargs)
+    else:
+        model = discriminator
+    if tokenizer is None:
+        tokenizer_kwargs = {key: init_kwargs[key] for key in ("revision", "trust_remote_code") if key in init_kwargs}
+        tokenizer = AutoTokenizer.from_pretrained(get_config_model_id(model.config), **tokenizer_kwargs)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, peft_config)
+    settings = {**discriminator_settings(args), "adapter_name": adapter_name}
+    try:
+        if likelihood_ratio:
+            return LikelihoodRatioDiscriminator(
+                model, tokenizer, token_level=token_level, temperature=args.temperature, **settings
+            )
+        return (TokenDiscriminator if token_level else Discriminator)(model, tokenizer, **settings)
+    except ValueError as error:
+        raise in_config_terms(error) from error
+
+
+def discriminator_on_policy_model(
+    policy, tokenizer: PreTrainedTokenizerBase, args, adapter_name: str, wrapped_by_engine: bool
+) -> Discriminator:
+    """
+    `disc_shares_policy_base`: the likelihood-ratio discriminator as a second adapter on the policy's PEFT model, named
+    `adapter_name`, a copy of the policy's adapter so that `l = 0` at the start.
+    """
+    from peft import PeftModel
+    from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+    if not isinstance(policy, PeftModel):
+        raise ValueError(
+            "`disc_shares_policy_base=True` puts the discriminator on the policy's PEFT model, but the policy is a "
+            f"{type(policy).__name__}: pass `peft_config` (or a `PeftModel` as `model`), or set "
+            "`disc_shares_policy_base=False`."
+        )
+    if wrapped_by_engine:
+        # FSDP and DeepSpeed wrap the policy's parameters as they find them at `train()`; the discriminator's adapter
+        # would be sharded or partitioned without an engine of its own to gather it
+        raise ValueError(
+            "`disc_shares_policy_base=True` is not supported under FSDP or DeepSpeed yet: set it to False (the "
+            "discriminator then has its own model), or launch with DDP."
+        )
+    policy_adapter = policy.active_adapter
+    policy.add_adapter(adapter_name, copy.deepcopy(policy.peft_config[policy_adapter]))
+    weights = get_peft_model_state_dict(policy, adapter_name=policy_adapter)
+    set_peft_model_state_dict(policy, weights, adapter_name=adapter_name)
+    # The policy's adapter stays the active, trainable one: the discriminator's is trainable only in its own use, so
+    # that the policy's optimizer, made at `train()`, does not hold it
+    policy.set_adapter(policy_adapter)
+    return build_discriminator(policy, tokenizer, None, args, adapter_name=adapter_name)
+
+
+def check_fits_policy(
+    discriminator: Discriminator, policy_tokenizer: PreTrainedTokenizerBase, max_completion_length: int
+) -> None:
+    """Refuse, before training, a discriminator that cannot score every completion the policy can generate."""
+    if not discriminator.takes_token_ids:
+        return
+    if discriminator.tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+        raise ValueError(
+            "A token-level or likelihood-ratio discriminator must share the policy's tokenizer, so that its scores "
+            "align with the policy's tokens; `discriminator_processing_class` (or the discriminator checkpoint's "
+            "tokenizer) has another vocabulary. Use a discriminator built on the policy's tokenizer, or "
+            "`discriminator_type='classifier'` with `discriminator_level='sequence'`."
+        )
+    min_prompt_tokens = discriminator.scorer.min_prompt_tokens
+    needed = max_completion_length + min_prompt_tokens
+    if discriminator.max_length is not None and needed > discriminator.max_length:
+        raise ValueError(
+            f"`max_completion_length` ({max_completion_length}) does not fit the discriminator's window "
+            f"(`disc_max_length` {discriminator.max_length}, which must hold every response token"
+            + (" plus one prompt token" if min_prompt_tokens else "")
+            + f"): lower `max_completion_length` or raise `disc_max_length` to at least {needed}."
+        )
+
+
+def shards_discriminator(accelerator, discriminator: Discriminator) -> bool:
+    """
+    Under FSDP2 the discriminator is sharded across the processes as the policy is: replicated, its float32 weights,
+    gradients and AdamW state take 16 bytes per parameter on every GPU (128 GB for 8B parameters). A PEFT (LoRA)
+    discriminator, whose trainable state is small, stays replicated, as it does under DDP and FSDP1.
+    """
+    from peft import PeftModel
+
+    return bool(getattr(accelerator, "is_fsdp2", False)) and not isinstance(discriminator.model, PeftModel)
