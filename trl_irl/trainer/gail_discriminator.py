@@ -15,11 +15,14 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
-from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
+from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
 from .utils import is_missing_local_path
 
+
+logger = logging.get_logger(__name__)
 
 # The discriminator's arguments and the config fields that set them, for its errors
 CONFIG_FIELDS = {
@@ -185,3 +188,38 @@ def shards_discriminator(accelerator, discriminator: Discriminator) -> bool:
     from peft import PeftModel
 
     return bool(getattr(accelerator, "is_fsdp2", False)) and not isinstance(discriminator.model, PeftModel)
+
+
+def pretrain_on_pool(
+    discriminator: LikelihoodRatioDiscriminator, pool, encode, args, process_index: int, num_processes: int
+) -> dict[str, float]:
+    """
+    `args.disc_pretraining_steps` maximum-likelihood steps of `q_phi` on demonstrations drawn from `pool` (the ones the
+    discriminator trains on), measured on up to 256 held-out ones. Each process draws its own batch and the gradients
+    are averaged, as in the discriminator's updates. Returns the statistics logged with the first batch.
+    """
+    batch_size = (
+        args.disc_pretraining_batch_size
+        or args.disc_demonstrations_per_update
+        or args.generation_batch_size // num_processes
+    )
+    heldout = None
+    if pool.heldout_rows:
+        heldout = encode(*pool.sample(min(len(pool.heldout_rows), 256), ("pretraining",), heldout=True))
+
+    def draw_batch(step: int) -> list:
+        return encode(*pool.sample(batch_size, ("pretraining", process_index, step)))
+
+    # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where torch's
+    # AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
+    stats = pretrain_likelihood(
+        discriminator,
+        draw_batch,
+        args.disc_pretraining_steps,
+        args.disc_pretraining_learning_rate,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        heldout=heldout,
+    )
+    logger.info(f"Pre-trained the discriminator for {args.disc_pretraining_steps} steps: {stats}")
+    return stats

@@ -1,8 +1,4 @@
-import json
-import os
-import tempfile
 import textwrap
-from pathlib import Path
 
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
@@ -16,30 +12,27 @@ from ..data_utils import (
     prepare_train_and_eval,
     warn_about_long_demonstrations,
 )
-from ..discriminator import pretrain_likelihood
 from ..rewards import DiscriminatorReward, PolicyLogProbOffsets
 from ..token_advantages import place_token_advantages
+from .discriminator_saving import DiscriminatorSaving
 from .gail_config import GAILConfig
 from .gail_discriminator import (
     build_discriminator,
     check_fits_policy,
     discriminator_on_policy_model,
+    pretrain_on_pool,
     shards_discriminator,
 )
-from .model_cards import learned_model_card, policy_card_section
 from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, require_parent_methods, resolve_config
 
 
 logger = logging.get_logger(__name__)
 
-_REWARD_STATE_FILE = "discriminator_reward_state.json"
-# The private `Trainer` methods overridden below, thinly: where a checkpoint's optimizer state is saved and restored
-# (so that the discriminator's follows `save_only_model`), and where a checkpoint is pushed
-_PRIVATE_OVERRIDES = ("_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler", "_push_from_checkpoint")
-require_parent_methods(GRPOTrainer, (*_PRIVATE_OVERRIDES, "_generate_and_score_completions", "_tokenize_prompts"))
+# Private GRPO methods overridden or called, where no public surface exists (see docs/architecture.md)
+require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
 
 
-class GAILTrainer(ResumesFromCompleteCheckpoints, GRPOTrainer):
+class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrainer):
     r"""
     Generative adversarial imitation of demonstrations, on top of [`~trl.GRPOTrainer`].
 
@@ -159,10 +152,14 @@ class GAILTrainer(ResumesFromCompleteCheckpoints, GRPOTrainer):
             peft_config=peft_config,
             quantization_config=quantization_config,
         )
-        if args.disc_shares_policy_base:
+        self._set_up_discriminator(discriminator, train_dataset)
+
+    def _set_up_discriminator(self, discriminator, train_dataset) -> None:
+        """Put the discriminator (built, or to build on the policy's own model) in place: checked, bound, placed."""
+        if self.args.disc_shares_policy_base:
             engine = self.is_fsdp_enabled or self.is_deepspeed_enabled
             discriminator = discriminator_on_policy_model(
-                self.model, self.processing_class, args, self.discriminator_dir, engine
+                self.model, self.processing_class, self.args, self.discriminator_dir, engine
             )
         self.discriminator = discriminator
         check_fits_policy(discriminator, self.processing_class, self.max_completion_length)
@@ -243,177 +240,21 @@ class GAILTrainer(ResumesFromCompleteCheckpoints, GRPOTrainer):
             )
         return output
 
-    def save_discriminator(
-        self,
-        output_dir: str | os.PathLike,
-        load_from: str | None = None,
-        subfolder: str | None = None,
-        dataset_name: str | None = None,
-    ) -> None:
-        """
-        Save the discriminator on its own (safetensors, config, tokenizer, model card), loadable by transformers. Its
-        card's example loads it from `load_from` (default: `output_dir`) and `subfolder`. The process that saves
-        (`args.should_save`) writes; when the discriminator is sharded (FSDP2), every process must call it, as
-        `save_model`, so that its full weights can be gathered.
-        """
-        self.discriminator.save_pretrained(output_dir, is_main_process=self.args.should_save)
-        if self.args.should_save:
-            card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name)
-            card.save(Path(output_dir, "README.md"))
-
-    def _discriminator_base_model(self) -> str | None:
-        """The discriminator's Hub id, for its model card; `None` when it was loaded from a local directory."""
-        base_model = get_config_model_id(self.discriminator.model.config)
-        return None if os.path.isdir(base_model or "") else base_model
-
-    # What the model saved beside the policy is, in its card
-    _card_role = "discriminator"
-
-    def _discriminator_card(self, load_from: str, subfolder: str | None = None, dataset_name: str | None = None):
-        return learned_model_card(
-            role=self._card_role,
-            trainer_name=self._name,
-            discriminator_type=self.args.discriminator_type,
-            level=self.args.discriminator_level,
-            divergence=self.args.divergence,
-            base_model=self._discriminator_base_model(),
-            dataset_name=dataset_name,
-            load_from=load_from,
-            subfolder=subfolder,
-        )
-
-    def create_model_card(self, model_name=None, dataset_name=None, tags=None):
-        """
-        TRL's card of the policy, plus a section on the discriminator saved beside it (where it is, how to load it);
-        the discriminator's own card is written again with the dataset's name and the repository it is pushed to.
-        """
-        super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
-        if not self.is_world_process_zero():
-            return
-        output_dir = Path(self.args.output_dir)
-        # Pushing sets `hub_model_id`; a card made locally points at the directory
-        load_from = getattr(self, "hub_model_id", None) or self.args.hub_model_id or str(output_dir)
-        if (output_dir / self.discriminator_dir / "config.json").is_file():
-            card = self._discriminator_card(load_from, self.discriminator_dir, dataset_name)
-            card.save(output_dir / self.discriminator_dir / "README.md")
-        readme = output_dir / "README.md"
-        if readme.is_file():
-            section = policy_card_section(
-                self._card_role,
-                self.args.discriminator_type,
-                self.args.discriminator_level,
-                load_from,
-                self.discriminator_dir,
-            )
-            readme.write_text(readme.read_text().rstrip() + "\n" + section)
-
-    def push_discriminator_to_hub(
-        self, repo_id: str, private: bool | None = None, token: str | None = None
-    ) -> str | None:
-        """
-        Push the discriminator, with its model card, to its own Hub repository, private if `private` (defaults to
-        `args.hub_private_repo`, as `push_to_hub` does). Returns the commit URL on the main process and `None` on the
-        others, as `push_to_hub` does; call it on every process (a sharded discriminator's weights are gathered).
-        """
-        from huggingface_hub import HfApi
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_discriminator(tmp, load_from=repo_id)
-            if not self.is_world_process_zero():
-                return None
-            api = HfApi(token=token or self.args.hub_token)
-            private = self.args.hub_private_repo if private is None else private
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            return api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload discriminator")
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
-        super().save_model(output_dir, _internal_call)
-        directory = Path(output_dir or self.args.output_dir)
-        # On every process, as `Trainer` calls `save_model`: one writes (see `save_discriminator`)
-        self.save_discriminator(
-            directory / self.discriminator_dir, load_from=str(directory), subfolder=self.discriminator_dir
-        )
-
-    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
-        # A checkpoint's training state, beside the policy's optimizer (and so skipped with `save_only_model`): before
-        # `trainer_state.json` marks the checkpoint complete and before `save_total_limit` deletes older ones. Every
-        # process writes its own replay buffer and random state, as `Trainer` writes its random states
-        super()._save_optimizer_and_scheduler(output_dir)
-        directory = Path(output_dir) / self.discriminator_dir
-        directory.mkdir(parents=True, exist_ok=True)
-        self.discriminator.save_state(directory, self.accelerator.process_index)
-        if self.args.should_save:
-            reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
-            (directory / _REWARD_STATE_FILE).write_text(json.dumps(reward_state))
-
-    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        super()._load_optimizer_and_scheduler(checkpoint)
-        if checkpoint is None:
-            return
-        directory = Path(checkpoint) / self.discriminator_dir
-        self.discriminator.load(directory, self.accelerator.process_index)
-        state = json.loads((directory / _REWARD_STATE_FILE).read_text())
-        self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        if self.args.hub_strategy != "end":
-            # `Trainer` pushes `output_dir` with the policy's files copied from the checkpoint: the discriminator
-            # beside them must be this checkpoint's too, its card pointing at the repository
-            self.save_discriminator(
-                Path(self.args.output_dir) / self.discriminator_dir,
-                load_from=self.hub_model_id,
-                subfolder=self.discriminator_dir,
-            )
-        super()._push_from_checkpoint(checkpoint_folder)
-
-    @property
-    def checkpoint_requires(self) -> tuple[str, ...]:
-        return (f"{self.discriminator_dir}/{_REWARD_STATE_FILE}",)
-
     def _prepare_training(self, checkpoint: str | None) -> None:
         if checkpoint is None:
             self._pretrain_discriminator()
-            return
-        # Refused here, before any work, rather than when `Trainer` restores the optimizer
-        state_file = Path(checkpoint) / self.discriminator_dir / _REWARD_STATE_FILE
-        if not state_file.is_file():
-            raise FileNotFoundError(
-                f"The checkpoint {checkpoint} has no discriminator state ({state_file}); it was not written by "
-                f"{type(self).__name__}, was saved with `save_only_model=True`, or its save was interrupted."
-            )
+        else:
+            self._refuse_incomplete_checkpoint(checkpoint)
 
     def _pretrain_discriminator(self) -> None:
-        """
-        `disc_pretraining_steps` maximum-likelihood steps of the likelihood-ratio discriminator's `q_phi` on the
-        demonstrations it trains on, before the policy moves (see `GAILConfig`). Each process draws its own batch and
-        the gradients are averaged, as in the discriminator's updates.
-        """
-        args, encode = self.args, self.sample_encoder
-        if args.disc_pretraining_steps == 0:
-            return
-        pool = self.discriminator_reward.demonstration_pool
-        batch_size = (
-            args.disc_pretraining_batch_size
-            or args.disc_demonstrations_per_update
-            or args.generation_batch_size // self.accelerator.num_processes
-        )
-        heldout = None
-        if pool.heldout_rows:
-            heldout = encode(*pool.sample(min(len(pool.heldout_rows), 256), ("pretraining",), heldout=True))
-
-        def draw_batch(step: int) -> list:
-            return encode(*pool.sample(batch_size, ("pretraining", self.accelerator.process_index, step)))
-
-        # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where
-        # torch's AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
-        stats = pretrain_likelihood(
-            self.discriminator,
-            draw_batch,
-            args.disc_pretraining_steps,
-            args.disc_pretraining_learning_rate,
-            weight_decay=args.weight_decay,
-            max_grad_norm=args.max_grad_norm,
-            heldout=heldout,
-        )
-        logger.info(f"Pre-trained the discriminator for {args.disc_pretraining_steps} steps: {stats}")
-        self.discriminator_reward.pending_stats = stats
+        """`disc_pretraining_steps` maximum-likelihood steps of `q_phi` before the policy moves (see `GAILConfig`)."""
+        if self.args.disc_pretraining_steps > 0:
+            stats = pretrain_on_pool(
+                self.discriminator,
+                self.discriminator_reward.demonstration_pool,
+                self.sample_encoder,
+                self.args,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+            )
+            self.discriminator_reward.pending_stats = stats
