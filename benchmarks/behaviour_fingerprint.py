@@ -76,8 +76,8 @@ def _log_values(log_history: list[dict]) -> list[dict]:
 
 
 def _fixture(directory: Path):
+    from trl_irl.benchmark.tiny_models import save_tiny_checkpoint
     from trl_irl.data import load_counting_demonstrations
-    from trl_irl.tiny_models import save_tiny_checkpoint
 
     demonstrations = load_counting_demonstrations("train")
     corpus = [row["prompt"] + row["completion"] for row in demonstrations]

@@ -28,7 +28,7 @@ def build_model_dir(directory: Path, preset: str) -> Path:
     """A randomly initialised Llama of the preset's shape and a tiny tokenizer, saved for `from_pretrained`."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from trl_irl.tiny_models import build_tiny_tokenizer
+    from trl_irl.benchmark.tiny_models import build_tiny_tokenizer
 
     shape = PRESETS[preset]
     tokenizer = build_tiny_tokenizer([" ".join(WORDS)] * 4 + [str(i) for i in range(1000)], vocab_size=512)

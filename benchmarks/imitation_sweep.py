@@ -7,7 +7,7 @@
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
         --methods sft oracle gail airl --set sft_steps=3000 policy_from_sft_step=1500 disc_pretraining_steps=0
 
-Each (number of demonstrations, seed) is one `trl_irl.comparison.run_comparison` with the regime's settings
+Each (number of demonstrations, seed) is one `trl_irl.benchmark.comparison.run_comparison` with the regime's settings
 (`ComparisonSettings.for_regime`): SFT and WeightedSFT from the base model; GAIL and AIRL at both levels and the
 oracle (GRPO with the exact reverse-KL reward) from the SFT checkpoint (in the rules regime GAIL and AIRL start from
 SFT's middle checkpoint, with their discriminator from its end); exact divergences from the expert at the end.
@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from trl_irl.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
-from trl_irl.plots import line_chart
+from trl_irl.benchmark.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
+from trl_irl.benchmark.plots import line_chart
 from trl_irl.trainer import AIRLConfig, GAILConfig
 
 

@@ -27,7 +27,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import RewardConfig, RewardTrainer
 
 from trl_irl import VarianceRewardConfig, VarianceRewardTrainer
-from trl_irl.tiny_models import save_tiny_checkpoint
+from trl_irl.benchmark.tiny_models import save_tiny_checkpoint
 
 
 def response_names(num_items: int) -> list[str]:

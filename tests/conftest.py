@@ -9,8 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 from datasets import Dataset  # noqa: E402
 
+from trl_irl.benchmark.tiny_models import save_tiny_checkpoint  # noqa: E402
 from trl_irl.data import load_counting_demonstrations  # noqa: E402
-from trl_irl.tiny_models import save_tiny_checkpoint  # noqa: E402
 
 
 def _corpus() -> list[str]:
@@ -72,7 +72,7 @@ def tiny_encoder_path(tmp_path_factory) -> str:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from trl_irl.tiny_models import build_tiny_tokenizer
+    from trl_irl.benchmark.tiny_models import build_tiny_tokenizer
 
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = build_tiny_tokenizer(_corpus(), vocab_size=300)

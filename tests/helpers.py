@@ -46,7 +46,7 @@ def one_step_grpo_config(output_dir) -> GRPOConfig:
 
 def colours_sft_checkpoint(directory: Path) -> Path:
     """The SFT starting point of the colours toy task: a tiny model after 40 SFT steps (reverse KL 2.19)."""
-    from trl_irl.tiny_models import save_tiny_checkpoint
+    from trl_irl.benchmark.tiny_models import save_tiny_checkpoint
 
     base = save_tiny_checkpoint(directory / "base", toy_colors.CORPUS, vocab_size=300, hidden_size=64)
     sft = SFTTrainer(

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from helpers import fake_sft_run
 
+from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
 from trl_irl.cli import _launch_arguments, main
-from trl_irl.comparison import ComparisonSettings, run_comparison
 
 
 def test_comparison_runs_every_method_and_writes_results(tmp_path):
@@ -66,7 +66,7 @@ def _one_adversarial_step_settings(**overrides) -> ComparisonSettings:
 
 def _record_gail_trainer_calls(monkeypatch) -> list[dict]:
     """The keyword arguments of every `GAILTrainer` the comparison builds, in order."""
-    import trl_irl.comparison as comparison
+    import trl_irl.benchmark.comparison as comparison
 
     calls = []
 
@@ -130,7 +130,7 @@ def test_comparison_can_start_the_policy_from_the_middle_of_sft_and_the_discrimi
 
 
 def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned_reward():
-    from trl_irl.comparison import results_table
+    from trl_irl.benchmark.comparison import results_table
 
     final = {"reverse_kl": 3.0, "forward_kl": 2.0, "js": 0.3, "invalid": 0.5, "mode_coverage": 0.3, "mean_length": 4.0}
     learned = {"reward_fidelity": 0.35, "disc_heldout_acc": 0.53, "disc_heldout_loss": 0.72}
@@ -428,7 +428,7 @@ def test_method_names_take_hyphens_or_underscores(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="trl-irl weighted-sft: the `--config` file"):
         main(["weighted_sft", "--config", "missing.yaml"])
 
-    import trl_irl.comparison
+    import trl_irl.benchmark.comparison
 
     chosen = {}
 
@@ -436,7 +436,7 @@ def test_method_names_take_hyphens_or_underscores(tmp_path, monkeypatch):
         chosen["methods"], chosen["report_to"] = settings.methods, settings.report_to
         raise SystemExit("recorded")
 
-    monkeypatch.setattr(trl_irl.comparison, "run_comparison", record)
+    monkeypatch.setattr(trl_irl.benchmark.comparison, "run_comparison", record)
     with pytest.raises(SystemExit, match="recorded"):
         main(["demo", "--methods", "weighted-sft", "gail_token", "--report-to", "tensorboard"])
     assert chosen["methods"] == ("weighted_sft", "gail_token")
@@ -504,7 +504,7 @@ def test_an_sft_run_without_an_earlier_checkpoint_is_refused_before_anything_is_
 def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):
     import sys
 
-    from trl_irl.plots import line_chart
+    from trl_irl.benchmark.plots import line_chart
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"trl-irl\[plots\]"):

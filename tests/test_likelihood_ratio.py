@@ -8,9 +8,9 @@ from helpers import adversarial_config, colours_training_overrides, train_and_ch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer, LikelihoodReward
+from trl_irl.benchmark.synthetic import spearman, within_prompt_spearman
 from trl_irl.data_utils import DemonstrationPool
 from trl_irl.discriminator import LikelihoodRatioDiscriminator, classification_statistics
-from trl_irl.synthetic import spearman, within_prompt_spearman
 
 
 PROMPT = "Count from 1 by 1, 3 numbers:"

@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_irl.synthetic import (
+from trl_irl.benchmark.synthetic import (
     INVALID_MASS,
     SyntheticExpert,
     divergences,
@@ -98,7 +98,7 @@ def test_response_probabilities_are_products_of_token_probabilities(tiny_model_p
 
 
 def test_exact_reverse_kl_reward_is_that_of_the_reported_divergence(tiny_model_path):
-    from trl_irl.comparison import ExactReverseKLReward
+    from trl_irl.benchmark.comparison import ExactReverseKLReward
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)

@@ -43,7 +43,7 @@ def _positive_int(text: str) -> int:
 
 
 def _demo(argv: list[str]) -> None:
-    from .demo_choices import METHODS, REGIMES
+    from .benchmark.choices import METHODS, REGIMES
 
     parser = argparse.ArgumentParser(
         prog="trl-irl demo",
@@ -77,7 +77,7 @@ def _demo(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from .comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
+    from .benchmark.comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
 
     options = {"methods": tuple(args.methods), "seed": args.seed, "report_to": args.report_to}
     if args.num_demonstrations is not None:
@@ -93,7 +93,7 @@ def _demo(argv: list[str]) -> None:
         if any(metric in point for curve in curves for point in curve)
     ]
     try:
-        from .plots import metric_curves
+        from .benchmark.plots import metric_curves
 
         plots = [str(path) for metric in plotted for path in metric_curves(results, metric, output_dir / metric)]
     except ImportError as error:  # the `plots` extra is not installed: the results stand without the figures

@@ -184,7 +184,7 @@ class DiscriminatorReward:
         on_scored (`Callable`, *optional*): called after each training batch is scored, as
             `on_scored(prompts, completions, completion_ids, rewards, stats)`, with `rewards` one per completion and
             `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix); for
-            monitoring, for example the reward fidelity of `trl_irl.comparison`.
+            monitoring, for example the reward fidelity of `trl_irl.benchmark.comparison`.
         generations_per_prompt (`int`, *optional*, defaults to `1`): completions GRPO generates per prompt (its
             `num_generations`): without a pool, each demonstration of the batch appears this many times and is used
             once per dataset row it comes from.

@@ -28,7 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .demo_choices import REGIMES
+from .choices import REGIMES
 
 
 WORDS = ("red", "green", "blue", "gold", "pink", "gray", "teal", "navy", "lime", "plum")

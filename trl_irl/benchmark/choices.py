@@ -3,7 +3,7 @@ What `trl-irl demo` offers to choose, kept apart from the modules that use them 
 `trl-irl demo --help` answers at once.
 """
 
-# The methods `trl_irl.comparison` trains and compares
+# The methods `trl_irl.benchmark.comparison` trains and compares
 METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
-# The synthetic expert's regimes (`trl_irl.synthetic`): 8 prompts seen in training, or a rule on unseen prompts
+# The synthetic expert's regimes (`benchmark.synthetic`): 8 prompts seen in training, or a rule on unseen prompts
 REGIMES = ("memorise", "rules")

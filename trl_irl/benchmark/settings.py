@@ -1,0 +1,92 @@
+"""What one comparison of `trl_irl.benchmark.comparison` trains, and the settings measured to suit each regime."""
+
+import dataclasses
+from dataclasses import dataclass
+
+from .choices import METHODS
+
+
+@dataclass
+class ComparisonSettings:
+    """What one comparison trains. The defaults took about 2 minutes on 2 CPU cores (every method, memorise regime)."""
+
+    regime: str = "memorise"
+    num_demonstrations: int = 64
+    sft_steps: int = 150
+    adversarial_steps: int = 120
+    eval_every: int = 20
+    num_eval_prompts: int = 16
+    seed: int = 0
+    methods: tuple[str, ...] = METHODS
+    hidden_size: int = 128
+    num_hidden_layers: int = 2
+    sft_learning_rate: float = 3e-3
+    adversarial_learning_rate: float = 1e-4
+    # Completions per step (`num_generations` of them per prompt) of the adversarial methods and the oracle
+    adversarial_batch_size: int = 16
+    adversarial_kl_coef: float = 0.05
+    disc_warmup_generations: int = 5
+    # A tenth of the rules regime's SFT learning rate: at SFT's own (1e-3) the likelihood-ratio discriminator
+    # memorised its demonstrations (held-out loss above ln 2, reward fidelity 0.08); at 3e-5 it learned too little
+    disc_learning_rate: float = 1e-4
+    discriminator_type: str = "likelihood_ratio"
+    # None: the trainers' default for the discriminator type (2 for the likelihood ratio, 1 for a classifier)
+    disc_updates_per_generation: int | None = None
+    disc_demonstration_source: str = "dataset"
+    # GRPO's reward scaling, for the adversarial methods and the oracle alike
+    scale_rewards: str = "group"
+    # Where every trainer's logs go, as `TrainingArguments.report_to` ("tensorboard", "trackio", "wandb", ...)
+    report_to: str = "none"
+    # The SFT checkpoint is also evaluated sampling at these temperatures (rows `sft_temperature_0.8`, ...): sharpening
+    # lowers the reverse KL for free, a baseline that costs no training
+    sft_temperatures: tuple[float, ...] = (0.8, 0.6)
+    # The adversarial methods' discriminator checkpoint (default: a copy of the SFT start); `{seed}` and
+    # `{num_demonstrations}` are filled in, so that a sweep can give each seed a discriminator trained longer than its
+    # policy: `"runs_sft3000/rules-{num_demonstrations}-seed{seed}/sft"`
+    discriminator_checkpoint: str | None = None
+    # The adversarial methods' policy starts from SFT's checkpoint at this step (saved during the SFT run) and their
+    # discriminator from SFT's end (unless `discriminator_checkpoint` is set): one SFT run gives a discriminator that
+    # knows more than the policy. The `sft` row and the oracle stay at SFT's end, the model this recipe must beat.
+    policy_from_sft_step: int | None = None
+    # Any other `GAILConfig` / `AIRLConfig` settings of the adversarial methods (`{"disc_label_smoothing": 0.2}`)
+    adversarial_config: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
+        """
+        The settings measured to suit `regime`; `quick` shortens training (25 s in all on 2 CPU cores for
+        the memorise regime), and `overrides` replace any field.
+
+        The rules regime needs a larger model and longer SFT: with the memorise regime's model, SFT left 67% of its
+        mass on invalid responses to unseen prompts after 600 steps; with 4 layers, hidden size 256 and learning rate
+        1e-3 on 2048 demonstrations it reached about 50% invalid by step 1000 and stayed there until the learning rate
+        had decayed at step 1500. Not a plateau of SFT itself: with 3000 steps (the same schedule, stretched) it went
+        on to 26-37% invalid (3 seeds, docs/benchmarks.md, 2026-11-30).
+
+        In the rules regime SFT runs for 3000 steps and GAIL and AIRL start their policy from its middle checkpoint,
+        with the discriminator from its end (`policy_from_sft_step`, half of `sft_steps` unless given): both then
+        ended below SFT's end, the checkpoint their discriminator starts from, in every seed measured, where a
+        discriminator copied from the policy's own checkpoint left them within noise of it, and SFT continued inside
+        the trainer (`disc_pretraining_steps`) did less (docs/benchmarks.md, fourth reading).
+        """
+        settings = {"regime": regime}
+        if regime == "rules":
+            settings |= {
+                "num_demonstrations": 2048,
+                "sft_steps": 3000,
+                "hidden_size": 256,
+                "num_hidden_layers": 4,
+                "sft_learning_rate": 1e-3,
+                "num_eval_prompts": 64,
+                "eval_every": 50,
+                # The smallest budget tried under which GRPO with the exact reward improved on SFT by far more than
+                # the seed noise (seed 0: reverse KL 3.07 to 1.54; batch 16 at 1e-4: 2.71, at 3e-4: 3.31, worse)
+                "adversarial_batch_size": 64,
+                "adversarial_learning_rate": 3e-4,
+            }
+        if quick:
+            settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20}
+        settings |= overrides
+        if regime == "rules" and "policy_from_sft_step" not in overrides:
+            settings["policy_from_sft_step"] = settings["sft_steps"] // 2
+        return cls(**settings)
