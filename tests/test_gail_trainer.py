@@ -689,3 +689,45 @@ def test_deepspeed_zero3_is_refused_naming_the_alternatives(
     monkeypatch.setattr(transformers.integrations, "is_deepspeed_zero3_enabled", lambda: True)
     with pytest.raises(ValueError, match="ZeRO-3.*ZeRO-2.*FSDP"):
         GAILTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+
+
+def _multiply(a: int, b: int) -> int:
+    """
+    Multiply two integers.
+
+    Args:
+        a: The first integer.
+        b: The second integer.
+    """
+    return a * b
+
+
+def test_tools_and_chat_template_reach_the_discriminator_as_the_policy_sees_them(
+    tmp_path, tiny_model_path, conversational_prompt_completion_dataset
+):
+    from trl.chat_template_utils import qwen2_5_chat_template
+
+    # A chat template that renders tools: the prompt the policy generates from holds the tool's schema
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    tokenizer.chat_template = qwen2_5_chat_template
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_config(tmp_path, max_steps=1),
+        train_dataset=conversational_prompt_completion_dataset,
+        processing_class=tokenizer,
+        tools=[_multiply],
+    )
+    prompt = conversational_prompt_completion_dataset[0]["prompt"]
+    [(prompt_ids, _)] = trainer.sample_encoder([prompt], [conversational_prompt_completion_dataset[0]["completion"]])
+    as_generated = tokenizer.apply_chat_template(
+        prompt,
+        tools=[_multiply],
+        chat_template=trainer.chat_template,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+    )["input_ids"]
+    without_tools = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+    assert list(prompt_ids) == list(as_generated)
+    assert list(prompt_ids) != list(without_tools["input_ids"]) and "_multiply" in tokenizer.decode(prompt_ids)
+    trainer.train()

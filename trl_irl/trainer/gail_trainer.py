@@ -66,6 +66,8 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             ratio `"CAUSAL_LM"`).
         quantization_config ([`~transformers.BitsAndBytesConfig`], *optional*): quantizes the policy when it is given
             as a model id or path (QLoRA, with `peft_config`), as for `GRPOTrainer`.
+        tools (`list[Callable]`, *optional*): tools the policy may call, as for `GRPOTrainer`; the discriminator reads
+            the prompts as the policy does, with the tools' schema rendered by the chat template.
     """
 
     _tag_names = ["trl", "grpo", "trl-irl", "gail"]
@@ -102,6 +104,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         peft_config=None,
         discriminator_peft_config=None,
         quantization_config=None,
+        tools: list | None = None,
     ):
         policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
@@ -151,6 +154,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             optimizers=optimizers,
             peft_config=peft_config,
             quantization_config=quantization_config,
+            tools=tools,
         )
         self._set_up_discriminator(discriminator, train_dataset)
 
