@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import PreTrainedTokenizerBase
 from transformers.utils import logging
+from trl.data_utils import is_conversational
 
 
 logger = logging.get_logger(__name__)
@@ -220,7 +221,7 @@ class SampleEncoder:
             return [(tuple(p), tuple(r)) for p, r in zip(self.prompt_ids(prompts), response_ids, strict=True)]
         if completion_ids is None:
             responses = self._cut_texts(responses)
-        if isinstance(prompts[0], str):
+        if not is_conversational({"prompt": prompts[0]}):
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
         return [
             self.text_renderer.apply_chat_template(prompt + response, tokenize=False, **self.chat_template_kwargs)

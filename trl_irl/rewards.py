@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
+from trl.data_utils import is_conversational
 
 from .data_utils import DEMONSTRATION_COLUMN, DemonstrationPool
 from .discriminator import (
@@ -23,6 +24,7 @@ from .discriminator import (
     prompt_response_batch,
     response_token_log_probs,
 )
+from .discriminator.encoding import micro_batches
 from .discriminator.parallel import process_index
 from .divergences import policy_reward, reward_slope
 
@@ -91,15 +93,12 @@ class PolicyLogProbOffsets:
     def __call__(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
         prompt_ids = self.encode.prompt_ids(prompts)
         response_ids = completion_ids if completion_ids is not None else self.encode.response_ids(responses)
-        size = self.micro_batch_size or len(prompt_ids)
         log_pi = []
-        for first in range(0, len(prompt_ids), size):
+        pairs = list(zip(prompt_ids, response_ids, strict=True))
+        for chunk in micro_batches(pairs, self.micro_batch_size):
+            chunk_prompt_ids, chunk_response_ids = zip(*chunk, strict=True)
             token_log_probs, mask = response_log_probs(  # (n, T - 1) each
-                self.policy(),
-                prompt_ids[first : first + size],
-                response_ids[first : first + size],
-                self.pad_token_id,
-                self.temperature,
+                self.policy(), chunk_prompt_ids, chunk_response_ids, self.pad_token_id, self.temperature
             )
             if self.token_level:
                 log_pi.append(token_log_probs[mask])  # (response tokens,)
@@ -141,7 +140,7 @@ class LikelihoodReward:
         return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
-        if isinstance(prompts[0], str):
+        if not is_conversational({"prompt": prompts[0]}):
             prompt_ids = self.tokenizer(prompts)["input_ids"]
         else:
             prompt_ids = self.tokenizer.apply_chat_template(

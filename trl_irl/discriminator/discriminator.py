@@ -8,6 +8,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import checkpoint
 from .adapters import adapter_parameters, check_shared_model, with_own_adapter
+from .encoding import micro_batches
 from .objective import (
     balanced_loss,
     captured_input_embeddings,
@@ -255,10 +256,8 @@ class Discriminator:
         parameters. Returns the logits, detached, and the penalty (without its weight) or `None`.
         """
         num_logits = self.scorer.num_logits(samples)
-        size = self.micro_batch_size or len(samples)
         logits, penalty, start = [], torch.zeros((), device=self.device), 0
-        for first in range(0, len(samples), size):
-            chunk = samples[first : first + size]
+        for chunk in micro_batches(samples, self.micro_batch_size):
             chunk_logits, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
             count = self.scorer.num_logits(chunk)
             if logit_offsets is not None:

@@ -36,6 +36,13 @@ def response_token_log_probs(
     return token_log_probs, response_mask[:, 1:]
 
 
+def micro_batches(samples: list, size: int | None):
+    """`samples` in consecutive slices of `size` (all at once when `size` is `None`): the loop of every forward."""
+    size = size or len(samples)
+    for first in range(0, len(samples), size):
+        yield samples[first : first + size]
+
+
 def num_response_tokens(samples: list) -> int:
     """How many response tokens `(prompt_ids, response_ids)` samples hold."""
     return sum(len(response_ids) for _, response_ids in samples)

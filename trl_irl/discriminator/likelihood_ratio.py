@@ -7,7 +7,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .adapters import with_own_adapter
 from .discriminator import Discriminator
-from .encoding import num_response_tokens
+from .encoding import micro_batches, num_response_tokens
 from .scorers import LikelihoodRatioScorer
 
 
@@ -55,11 +55,10 @@ class LikelihoodRatioDiscriminator(Discriminator):
         """
         optimizer.zero_grad(set_to_none=True)
         num_tokens = self._num_response_tokens(demonstrations)
-        size = self.micro_batch_size or len(demonstrations)
         total = torch.zeros((), device=self.device)
-        for first in range(0, len(demonstrations), size):
+        for chunk in micro_batches(demonstrations, self.micro_batch_size):
             # The logits are `log q_phi` per response token or summed per response: their sum is the same either way
-            loss = -self._forward(demonstrations[first : first + size])[0].sum() / num_tokens
+            loss = -self._forward(chunk)[0].sum() / num_tokens
             loss.backward()
             total = total + loss.detach()
         self._step(total, optimizer, max_grad_norm)
@@ -69,10 +68,8 @@ class LikelihoodRatioDiscriminator(Discriminator):
     @torch.no_grad()
     def negative_log_likelihood(self, demonstrations: list) -> float:
         """Mean negative log-likelihood per response token of `demonstrations` under `q_phi`, without gradient."""
-        size = self.micro_batch_size or len(demonstrations)
         total = sum(
-            -self._forward(demonstrations[first : first + size])[0].sum().item()
-            for first in range(0, len(demonstrations), size)
+            -self._forward(chunk)[0].sum().item() for chunk in micro_batches(demonstrations, self.micro_batch_size)
         )
         return total / self._num_response_tokens(demonstrations)
 

@@ -19,6 +19,7 @@ from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
+from .model_cards import auto_class_of
 from .utils import is_missing_local_path
 
 
@@ -88,6 +89,12 @@ def build_discriminator(
         )
     token_level = args.discriminator_level == "token"
     likelihood_ratio = args.discriminator_type == "likelihood_ratio"
+    auto_classes = {  # looked up here, so that a test can record the loading
+        "AutoModelForCausalLM": AutoModelForCausalLM,
+        "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
+        "AutoModelForTokenClassification": AutoModelForTokenClassification,
+    }
+    auto_class = auto_classes[auto_class_of(args.discriminator_type, args.discriminator_level)]
     init_kwargs = dict(args.discriminator_init_kwargs or {})
     init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
     policy_init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
@@ -97,11 +104,10 @@ def build_discriminator(
     if isinstance(discriminator, str):
         if is_missing_local_path(discriminator):
             raise FileNotFoundError(f"`discriminator` {discriminator!r} is a path that does not exist.")
-        if likelihood_ratio:
-            model = AutoModelForCausalLM.from_pretrained(discriminator, **init_kwargs)
-        else:
-            auto_class = AutoModelForTokenClassification if token_level else AutoModelForSequenceClassification
-            model = auto_class.from_pretrained(discriminator, num_labels=1, **init_kwargs)
+        # A classifier has one label: its expert-is-high logit
+        model = auto_class.from_pretrained(
+            discriminator, **({} if likelihood_ratio else {"num_labels": 1}), **init_kwargs
+        )
     else:
         model = discriminator
     if tokenizer is None:
