@@ -32,13 +32,13 @@ TWO_PROCESS_SCRIPT = REPOSITORY / "tests" / "distributed" / "train_gail.py"
 # name -> (trainer, config overrides)
 RUNS = {
     "gail-likelihood_ratio-sequence": ("gail", {}),
-    "gail-likelihood_ratio-token": ("gail", {"discriminator_level": "token"}),
-    "gail-classifier-sequence": ("gail", {"discriminator_type": "classifier"}),
-    "gail-classifier-token": ("gail", {"discriminator_type": "classifier", "discriminator_level": "token"}),
+    "gail-likelihood_ratio-token": ("gail", {"disc_level": "token"}),
+    "gail-classifier-sequence": ("gail", {"disc_type": "classifier"}),
+    "gail-classifier-token": ("gail", {"disc_type": "classifier", "disc_level": "token"}),
     "gail-classifier-stabilised": (
         "gail",
         {
-            "discriminator_type": "classifier",
+            "disc_type": "classifier",
             "disc_label_smoothing": 0.1,
             "disc_gradient_penalty": 0.5,
             "disc_replay_buffer_size": 16,
@@ -53,8 +53,8 @@ RUNS = {
         {"disc_pretraining_steps": 3, "disc_heldout_fraction": 0.25, "disc_scoring": "after_update"},
     ),
     "airl-likelihood_ratio-sequence": ("airl", {}),
-    "airl-likelihood_ratio-token": ("airl", {"discriminator_level": "token"}),
-    "airl-classifier-sequence": ("airl", {"discriminator_type": "classifier", "log_prob_reduction": "mean"}),
+    "airl-likelihood_ratio-token": ("airl", {"disc_level": "token"}),
+    "airl-classifier-sequence": ("airl", {"disc_type": "classifier", "log_prob_reduction": "mean"}),
 }
 
 

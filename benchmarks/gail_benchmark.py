@@ -68,7 +68,7 @@ def train_one(args: argparse.Namespace) -> dict:
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     if args.method == "grpo":
-        if args.discriminator_type == "likelihood_ratio":
+        if args.disc_type == "likelihood_ratio":
             reward_model = LikelihoodReward.from_pretrained(args.model_dir)  # at GRPO's default temperature, 1
             reward_model.model.to("cuda" if on_gpu else "cpu")
         else:
@@ -86,13 +86,13 @@ def train_one(args: argparse.Namespace) -> dict:
         if args.lora_discriminator:
             from peft import LoraConfig
 
-            task_type = "CAUSAL_LM" if args.discriminator_type == "likelihood_ratio" else "SEQ_CLS"
+            task_type = "CAUSAL_LM" if args.disc_type == "likelihood_ratio" else "SEQ_CLS"
             discriminator_peft_config = LoraConfig(r=16, target_modules="all-linear", task_type=task_type)
         config = GAILConfig(
             **settings,
             disc_learning_rate=1e-5,
-            discriminator_level=args.discriminator_level,
-            discriminator_type=args.discriminator_type,
+            disc_level=args.disc_level,
+            disc_type=args.disc_type,
             disc_shares_policy_base=args.shared_base,
         )
         trainer = GAILTrainer(
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--method", choices=["grpo", "gail"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.shared_base and (args.lora_discriminator or args.discriminator_type != "likelihood_ratio"):
+    if args.shared_base and (args.lora_discriminator or args.disc_type != "likelihood_ratio"):
         parser.error("--shared-base puts the likelihood-ratio discriminator on the policy's model as its own adapter")
 
     if args.method:
@@ -161,8 +161,8 @@ def main() -> None:
                     "num_generations",
                     "max_completion_length",
                     "threads",
-                    "discriminator_level",
-                    "discriminator_type",
+                    "disc_level",
+                    "disc_type",
                 ):
                     command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
                 if args.lora_discriminator:
@@ -181,9 +181,9 @@ def main() -> None:
         f"batch {args.batch_size}, {args.num_generations} generations of up to {args.max_completion_length} tokens, "
         f"{args.repeats} x {args.steps} timed steps per trainer, {time.strftime('%Y-%m-%d')}"
     )
-    target = 1.3 if args.discriminator_level == "sequence" else 1.4
+    target = 1.3 if args.disc_level == "sequence" else 1.4
     peaks = {method: max(run["peak_memory_bytes"] for run in runs[method]) for method in runs}
-    discriminator = f"{args.discriminator_type}, {args.discriminator_level} level" + (
+    discriminator = f"{args.disc_type}, {args.disc_level} level" + (
         ", an adapter on the LoRA policy's model"
         if args.shared_base
         else ", LoRA"

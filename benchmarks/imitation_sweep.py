@@ -3,7 +3,7 @@
     python benchmarks/imitation_sweep.py --regime memorise --demonstrations 8 32 128 512 --seeds 3
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 512 2048 8192 --seeds 3
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
-        --methods sft gail airl --set discriminator_type=likelihood_ratio --name likelihood_ratio
+        --methods sft gail airl --set disc_type=likelihood_ratio --name likelihood_ratio
     python benchmarks/imitation_sweep.py --regime rules --demonstrations 2048 --seeds 3 --work-dir runs \
         --methods sft oracle gail airl --set sft_steps=3000 policy_from_sft_step=1500 disc_pretraining_steps=0
 
@@ -16,7 +16,7 @@ Seeds are the outer loop and the JSON is rewritten after every run (each method'
 differences from SFT within each seed; shares of the oracle's paired reverse-KL drop) and plots the reverse KL and
 the reward fidelity against the number of demonstrations, one line per method (PNG and SVG).
 
-`--set KEY=VALUE` overrides a field of `ComparisonSettings` (for example `discriminator_type=likelihood_ratio`,
+`--set KEY=VALUE` overrides a field of `ComparisonSettings` (for example `disc_type=likelihood_ratio`,
 `adversarial_steps=240`) or sets one of `GAILConfig` / `AIRLConfig` for the adversarial methods (for example
 `disc_label_smoothing=0.2`), and `--work-dir` keeps each (number of demonstrations, seed)'s runs in a folder of its
 own, so that a later sweep with other adversarial settings reuses their SFT checkpoints instead of training SFT again.

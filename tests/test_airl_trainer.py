@@ -24,7 +24,7 @@ class TestAIRLConfig:
     def test_defaults(self, tmp_path):
         config = AIRLConfig(output_dir=str(tmp_path), bf16=False)
         assert config.divergence == "reverse_kl"
-        assert config.discriminator_type == "likelihood_ratio"
+        assert config.disc_type == "likelihood_ratio"
         assert config.log_prob_coef == 1.0  # the likelihood ratio's
         assert config.log_prob_reduction == "sum"
         assert isinstance(config, GAILConfig)
@@ -34,7 +34,7 @@ class TestAIRLConfig:
         [
             ({"log_prob_reduction": "max"}, "log_prob_reduction"),
             ({"log_prob_coef": -1.0}, "log_prob_coef"),
-            ({"log_prob_coef": float("nan"), "discriminator_type": "classifier"}, "log_prob_coef"),
+            ({"log_prob_coef": float("nan"), "disc_type": "classifier"}, "log_prob_coef"),
             ({"disc_replay_buffer_size": 8}, "disc_replay_buffer_size"),
         ],
     )
@@ -61,7 +61,7 @@ class TestAIRLTrainer:
             model=tiny_model_path,
             args=_config(
                 tmp_path,
-                discriminator_type="classifier",
+                disc_type="classifier",
                 log_prob_coef=0.5,
                 log_prob_reduction=reduction,
                 temperature=0.7,
@@ -80,7 +80,7 @@ class TestAIRLTrainer:
         torch.testing.assert_close(offset, -0.5 * log_pi.reshape(1), rtol=1e-5, atol=1e-6)
 
     @pytest.mark.parametrize(
-        ("level", "reduction", "discriminator_type"),
+        ("level", "reduction", "disc_type"),
         [
             ("sequence", "mean", "classifier"),
             ("sequence", "sum", "likelihood_ratio"),
@@ -88,7 +88,7 @@ class TestAIRLTrainer:
         ],
     )
     def test_micro_batched_log_pi_equals_the_whole_batch_s(
-        self, tmp_path, tiny_model_path, level, reduction, discriminator_type
+        self, tmp_path, tiny_model_path, level, reduction, disc_type
     ):
         from datasets import Dataset
 
@@ -101,9 +101,9 @@ class TestAIRLTrainer:
             model=tiny_model_path,
             args=_config(
                 tmp_path,
-                discriminator_level=level,
+                disc_level=level,
                 log_prob_reduction=reduction,
-                discriminator_type=discriminator_type,
+                disc_type=disc_type,
             ),
             train_dataset=Dataset.from_list(rows * 2),
         )
@@ -119,7 +119,7 @@ class TestAIRLTrainer:
     def test_reward_model_round_trips_and_serves_grpo(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         trainer = AIRLTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path / "airl", discriminator_type="classifier"),
+            args=_config(tmp_path / "airl", disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
         trainer.train()
@@ -156,10 +156,10 @@ class TestAIRLTrainer:
         assert (tmp_path / "checkpoint-2" / "reward_model" / "discriminator_state.pt").is_file()
 
 
-@pytest.mark.parametrize("discriminator_type", ["classifier", "likelihood_ratio"])
+@pytest.mark.parametrize("disc_type", ["classifier", "likelihood_ratio"])
 @pytest.mark.parametrize("level", ["sequence", "token"])
 def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
-    tmp_path, colours_sft_path, level, discriminator_type
+    tmp_path, colours_sft_path, level, disc_type
 ):
     # Measured with the classifier (2 CPU cores, 2026-11-27), reverse KL every 10 of 120 steps from the SFT
     # checkpoint's 2.19, its defaults (beta 0.03, mean log-probability): sequence level 3.9, 2.62, 1.84, ..., 1.23,
@@ -168,10 +168,10 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
     # likelihood ratio (beta 1, summed, as it must be) does not saturate: it starts at l = 0. After 100 steps
     # (2026-11-29, seeds 0 / 1; the oracle 1.03 / 0.94): likelihood ratio 1.40 / 1.47 (sequence), 1.04 / 0.77
     # (token); classifier 1.09 / 0.72 (sequence), 0.56 / 1.18 (token).
-    overrides = colours_training_overrides(max_steps=100, discriminator_type=discriminator_type)
+    overrides = colours_training_overrides(max_steps=100, disc_type=disc_type)
     airl = AIRLTrainer(
         model=colours_sft_path,
-        args=_config(tmp_path, discriminator_level=level, **overrides),
+        args=_config(tmp_path, disc_level=level, **overrides),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     airl.train()

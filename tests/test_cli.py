@@ -456,7 +456,7 @@ def test_discriminator_options_and_the_variance_reward_command_reach_the_trainer
     argv = ["--model_name_or_path", "org/model", "--dataset_name", str(tmp_path / "data.jsonl"), "--bf16", "False"]
     if method != "variance-reward":
         argv += ["--discriminator_model_name_or_path", "org/discriminator", "--discriminator_use_peft", "True"]
-        argv += ["--discriminator_lora_r", "4", "--discriminator_type", "classifier"]
+        argv += ["--discriminator_lora_r", "4", "--disc_type", "classifier"]
     train.main(method, *_training_script_arguments(method, [*argv, "--output_dir", str(tmp_path / "out")]))
     assert type(received["args"]).__name__ == config_class.__name__
     if method == "variance-reward":

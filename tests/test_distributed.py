@@ -127,10 +127,10 @@ def test_a_replica_loaded_on_the_meta_device_is_filled_from_process_0(tmp_path, 
 
 
 @pytest.mark.parametrize(
-    ("discriminator_type", "tied"), [("likelihood_ratio", False), ("likelihood_ratio", True), ("classifier", False)]
+    ("disc_type", "tied"), [("likelihood_ratio", False), ("likelihood_ratio", True), ("classifier", False)]
 )
 def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
-    tmp_path, tiny_model_path, discriminator_type, tied
+    tmp_path, tiny_model_path, disc_type, tied
 ):
     # FSDP2 on a CPU mesh: each process holds a slice of each weight, and three updates on each process's own batch
     # must give what the replicated form (gradients all-reduced by hand) gives; saving gathers the full weights, and a
@@ -141,7 +141,7 @@ def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
     script = Path(__file__).parent / "distributed" / "sharded_discriminator.py"
     for port, mode in ((29536, "replicated"), (29537, "sharded")):
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
-        _run([*torchrun, str(script), tiny_model_path, str(tmp_path), discriminator_type, mode], cwd=tmp_path)
+        _run([*torchrun, str(script), tiny_model_path, str(tmp_path), disc_type, mode], cwd=tmp_path)
     results = {
         mode: [torch.load(tmp_path / f"{mode}-rank{rank}.pt") for rank in (0, 1)] for mode in ("replicated", "sharded")
     }

@@ -26,10 +26,21 @@ def _config(tmp_path, **overrides) -> GAILConfig:
 
 
 class TestGAILConfig:
+    def test_the_names_before_the_disc_prefix_are_accepted_with_a_warning(self, tmp_path):
+        with pytest.warns(FutureWarning, match="`discriminator_type` is deprecated.*use `disc_type`"):
+            config = GAILConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="classifier")
+        assert config.disc_type == "classifier" and config.discriminator_type is None
+        with pytest.warns(FutureWarning, match="`discriminator_level`"):
+            assert GAILConfig(output_dir=str(tmp_path), bf16=False, discriminator_level="token").disc_level == "token"
+        with pytest.raises(
+            ValueError, match="`discriminator_level` is the old name of `disc_level`: set `disc_level`"
+        ):
+            GAILConfig(output_dir=str(tmp_path), bf16=False, discriminator_level="sequence", disc_level="token")
+
     def test_defaults(self, tmp_path):
         config = GAILConfig(output_dir=str(tmp_path), bf16=False)
         assert config.divergence == "js"
-        assert config.discriminator_type == "likelihood_ratio"
+        assert config.disc_type == "likelihood_ratio"
         assert config.disc_demonstration_source == "dataset"
         assert config.disc_updates_per_generation == 2
         assert config.disc_scoring == "before_update"
@@ -42,7 +53,7 @@ class TestGAILConfig:
             ({"divergence": "alpha", "divergence_alpha": 1.0}, "divergence_alpha"),
             ({"reward_clip": 0.0}, "reward_clip"),
             ({"reward_clip": float("nan")}, "reward_clip"),
-            ({"discriminator_level": "word"}, "discriminator_level"),
+            ({"disc_level": "word"}, "disc_level"),
             ({"disc_warmup_generations": -1}, "disc_warmup_generations"),
             ({"divergence_alpha": float("nan")}, "divergence_alpha"),
             ({"disc_learning_rate": float("nan")}, "disc_learning_rate"),
@@ -170,7 +181,7 @@ class TestGAILTrainer:
         trainer = GAILTrainer(
             model=tiny_model_path,
             discriminator=tiny_encoder_path,
-            args=_config(tmp_path, max_steps=2, discriminator_type="classifier"),
+            args=_config(tmp_path, max_steps=2, disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
         assert len(trainer.discriminator.tokenizer) != len(trainer.processing_class)
@@ -182,7 +193,7 @@ class TestGAILTrainer:
         trainer = GAILTrainer(
             model=tiny_model_path,
             discriminator=model,
-            args=_config(tmp_path, max_steps=1, discriminator_type="classifier"),
+            args=_config(tmp_path, max_steps=1, disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
         assert trainer.discriminator.model is model
@@ -211,7 +222,7 @@ class TestGAILTrainer:
     def test_lora_on_policy_and_discriminator(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         trainer = GAILTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path, discriminator_type="classifier"),
+            args=_config(tmp_path, disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
             peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
             discriminator_peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"),
@@ -225,7 +236,7 @@ class TestGAILTrainer:
     def test_save_model_writes_a_standalone_discriminator(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         trainer = GAILTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path, max_steps=1, discriminator_type="classifier"),
+            args=_config(tmp_path, max_steps=1, disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
         trainer.train()
@@ -244,7 +255,7 @@ class TestGAILTrainer:
         assert "1606.03476" in card and "2403.12017" in card and "GAIL" in card
 
     @pytest.mark.parametrize(
-        ("level", "discriminator_type", "pretraining_steps"),
+        ("level", "disc_type", "pretraining_steps"),
         [
             ("sequence", "classifier", 0),
             ("token", "classifier", 0),
@@ -254,7 +265,7 @@ class TestGAILTrainer:
         ],
     )
     def test_resume_continues_like_an_uninterrupted_run(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, level, discriminator_type, pretraining_steps
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, level, disc_type, pretraining_steps
     ):
         common = {
             "disc_pretraining_steps": pretraining_steps,
@@ -262,9 +273,9 @@ class TestGAILTrainer:
             "save_strategy": "steps",
             "save_steps": 2,
             # The likelihood ratio refuses the replay buffer; its demonstration draws must resume exactly instead
-            "disc_replay_buffer_size": 16 if discriminator_type == "classifier" else 0,
-            "discriminator_level": level,
-            "discriminator_type": discriminator_type,
+            "disc_replay_buffer_size": 16 if disc_type == "classifier" else 0,
+            "disc_level": level,
+            "disc_type": disc_type,
         }
 
         def make_trainer(output_dir):
@@ -274,7 +285,7 @@ class TestGAILTrainer:
 
         uninterrupted, _ = assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
         # Compared above; with the classifier the buffer must hold something, or the comparison proves nothing
-        assert bool(uninterrupted.discriminator.replay_buffer) == (discriminator_type == "classifier")
+        assert bool(uninterrupted.discriminator.replay_buffer) == (disc_type == "classifier")
         checkpoint = tmp_path / "checkpoint-2"
         assert (checkpoint / "discriminator" / "model.safetensors").is_file()
         reward_state = json.loads((checkpoint / "discriminator" / "discriminator_reward_state.json").read_text())
@@ -451,8 +462,8 @@ class TestDiscriminatorOnThePolicyModel:
                 train_dataset=prompt_completion_dataset,
                 peft_config=LoraConfig(**self.LORA),
             )
-        with pytest.raises(ValueError, match="discriminator_type.*'classifier'"):
-            _config(tmp_path, disc_shares_policy_base=True, discriminator_type="classifier")
+        with pytest.raises(ValueError, match="disc_type.*'classifier'"):
+            _config(tmp_path, disc_shares_policy_base=True, disc_type="classifier")
         with pytest.raises(ValueError, match="disc_gradient_penalty=0"):
             _config(tmp_path, disc_shares_policy_base=True, disc_gradient_penalty=1.0)
 
@@ -469,7 +480,7 @@ class TestTokenLevel:
         )
         trainer = trainer_class(
             model=tiny_model_path,
-            args=adversarial_config(config_class, tmp_path, discriminator_level="token"),
+            args=adversarial_config(config_class, tmp_path, disc_level="token"),
             train_dataset=prompt_completion_dataset,
         )
         train_and_check_both_models_learn(trainer)
@@ -485,7 +496,7 @@ class TestTokenLevel:
             model=tiny_model_path,
             args=_config(
                 tmp_path,
-                discriminator_level="token",
+                disc_level="token",
                 mask_truncated_completions=True,
                 max_completion_length=3,
                 max_steps=1,
@@ -509,7 +520,7 @@ class TestTokenLevel:
                 model=tiny_model_path,
                 discriminator=encoder,
                 discriminator_processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
-                args=_config(tmp_path, discriminator_level="token", discriminator_type="classifier"),
+                args=_config(tmp_path, disc_level="token", disc_type="classifier"),
                 train_dataset=prompt_completion_dataset,
             )
 
@@ -518,7 +529,7 @@ class TestTokenLevel:
             GAILTrainer(
                 model=tiny_model_path,
                 discriminator_processing_class=AutoTokenizer.from_pretrained(tiny_encoder_path),
-                args=_config(tmp_path, discriminator_level="token"),
+                args=_config(tmp_path, disc_level="token"),
                 train_dataset=prompt_completion_dataset,
             )
 
@@ -537,7 +548,7 @@ class TestTokenLevel:
         monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", already_per_token)
         trainer = GAILTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path, discriminator_level="token"),
+            args=_config(tmp_path, disc_level="token"),
             train_dataset=prompt_completion_dataset,
         )
         with pytest.raises(RuntimeError, match="_generate_and_score_completions"):
@@ -551,7 +562,7 @@ def test_token_level_gail_imitates_a_known_expert_like_the_oracle(tmp_path, colo
     # this run ended at 2.74 (4.79 with a classifier).
     gail = GAILTrainer(
         model=colours_sft_path,
-        args=_config(tmp_path, seed=seed, discriminator_level="token", **colours_training_overrides(max_steps=100)),
+        args=_config(tmp_path, seed=seed, disc_level="token", **colours_training_overrides(max_steps=100)),
         train_dataset=toy_colors.demonstrations(64, seed=1),
     )
     gail.train()
@@ -567,9 +578,9 @@ class TestDemonstrationsLongerThanCompletions:
             lambda row, index: {"completion": long_completion if index < 3 else row["completion"]}, with_indices=True
         )
 
-    @pytest.mark.parametrize("discriminator_type", ["likelihood_ratio", "classifier"])
+    @pytest.mark.parametrize("disc_type", ["likelihood_ratio", "classifier"])
     def test_they_are_cut_as_completions_are_with_one_warning(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, discriminator_type
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, disc_type
     ):
         import trl_irl.data_utils as data_utils
 
@@ -578,7 +589,7 @@ class TestDemonstrationsLongerThanCompletions:
         dataset = self._long_dataset(prompt_completion_dataset)
         trainer = GAILTrainer(
             model=tiny_model_path,
-            args=_config(tmp_path, max_completion_length=8, discriminator_type=discriminator_type),
+            args=_config(tmp_path, max_completion_length=8, disc_type=disc_type),
             train_dataset=dataset,
         )
         assert len(warnings) == 1 and warnings[0].startswith("3 of 64 demonstrations")
@@ -586,14 +597,14 @@ class TestDemonstrationsLongerThanCompletions:
         tokenizer = trainer.processing_class
         demonstration_ids = tokenizer(demonstration, add_special_tokens=False)["input_ids"]
         [sample] = trainer.sample_encoder([prompt], [demonstration])
-        if discriminator_type == "likelihood_ratio":
+        if disc_type == "likelihood_ratio":
             assert list(sample[1]) == demonstration_ids[:8]  # no end-of-sequence token: it was cut
         else:
             assert sample == prompt + tokenizer.decode(demonstration_ids[:8], skip_special_tokens=True)
         # A demonstration that fits is left as it is
         short = dataset[5]["completion"]
         [sample] = trainer.sample_encoder([prompt], [short])
-        if discriminator_type == "likelihood_ratio":
+        if disc_type == "likelihood_ratio":
             assert sample[1][-1] == tokenizer.eos_token_id
         else:
             assert sample == prompt + short
@@ -659,11 +670,11 @@ def test_a_discriminator_with_the_wrong_head_for_its_level_is_refused(
     import transformers
 
     model = getattr(transformers, wrong_class).from_pretrained(tiny_model_path, num_labels=1)
-    with pytest.raises(ValueError, match=f"discriminator_level='{level}'.* needs .*{named}"):
+    with pytest.raises(ValueError, match=f"disc_level='{level}'.* needs .*{named}"):
         GAILTrainer(
             model=tiny_model_path,
             discriminator=model,
-            args=_config(tmp_path, discriminator_level=level, discriminator_type="classifier"),
+            args=_config(tmp_path, disc_level=level, disc_type="classifier"),
             train_dataset=prompt_completion_dataset,
         )
 

@@ -19,11 +19,11 @@ def sweep():
 
 def test_set_routes_trainer_settings_to_the_adversarial_config(sweep):
     overrides = sweep.parse_overrides(
-        ["adversarial_steps=240", "discriminator_type=classifier", "disc_label_smoothing=0.2", "log_prob_coef=0.5"]
+        ["adversarial_steps=240", "disc_type=classifier", "disc_label_smoothing=0.2", "log_prob_coef=0.5"]
     )
     assert overrides == {
         "adversarial_steps": 240,
-        "discriminator_type": "classifier",
+        "disc_type": "classifier",
         "adversarial_config": {"disc_label_smoothing": 0.2, "log_prob_coef": 0.5},
     }
 

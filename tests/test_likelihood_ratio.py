@@ -17,7 +17,7 @@ PROMPT = "Count from 1 by 1, 3 numbers:"
 
 
 def _likelihood_ratio_config(tmp_path, config_class=GAILConfig, **overrides):
-    return adversarial_config(config_class, tmp_path, discriminator_type="likelihood_ratio", **overrides)
+    return adversarial_config(config_class, tmp_path, disc_type="likelihood_ratio", **overrides)
 
 
 def _log_q(model, tokenizer, prompt, response_ids, temperature=1.0) -> torch.Tensor:
@@ -105,7 +105,7 @@ class TestLikelihoodRatioDiscriminator:
 def test_logit_is_zero_while_the_policy_is_the_starting_checkpoint(tmp_path, tiny_model_path, level):
     trainer = GAILTrainer(
         model=tiny_model_path,
-        args=_likelihood_ratio_config(tmp_path, discriminator_level=level, temperature=0.7),
+        args=_likelihood_ratio_config(tmp_path, disc_level=level, temperature=0.7),
         train_dataset=Dataset.from_list([{"prompt": PROMPT, "completion": " 1 2 3"}] * 4),
     )
     reward = trainer.discriminator_reward
@@ -124,7 +124,7 @@ def test_logit_is_zero_while_the_policy_is_the_starting_checkpoint(tmp_path, tin
 def test_likelihood_ratio_gail_trains_both_models(tmp_path, tiny_model_path, prompt_completion_dataset, level):
     trainer = GAILTrainer(
         model=tiny_model_path,
-        args=_likelihood_ratio_config(tmp_path, discriminator_level=level),
+        args=_likelihood_ratio_config(tmp_path, disc_level=level),
         train_dataset=prompt_completion_dataset,
     )
     train_and_check_both_models_learn(trainer)
@@ -253,7 +253,7 @@ class TestPretraining:
     @pytest.mark.parametrize(
         ("overrides", "named"),
         [
-            ({"discriminator_type": "classifier"}, "discriminator_type"),
+            ({"disc_type": "classifier"}, "disc_type"),
             ({"disc_demonstration_source": "batch"}, "disc_demonstration_source"),
             ({"disc_pretraining_learning_rate": 0.0}, "disc_pretraining_learning_rate"),
             ({"disc_pretraining_steps": -1}, "disc_pretraining_steps"),
@@ -261,7 +261,7 @@ class TestPretraining:
         ],
     )
     def test_settings_it_cannot_use_are_refused_by_name(self, tmp_path, overrides, named):
-        settings = {"discriminator_type": "likelihood_ratio", "disc_pretraining_steps": 5, **overrides}
+        settings = {"disc_type": "likelihood_ratio", "disc_pretraining_steps": 5, **overrides}
         with pytest.raises(ValueError, match=named):
             adversarial_config(GAILConfig, tmp_path, **settings)
 
@@ -358,11 +358,11 @@ class TestConfig:
     @pytest.mark.parametrize(
         ("overrides", "message"),
         [
-            ({"discriminator_type": "energy"}, "discriminator_type"),
+            ({"disc_type": "energy"}, "disc_type"),
             ({"disc_demonstration_source": "replay"}, "disc_demonstration_source"),
             ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
             ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
-            ({"discriminator_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
+            ({"disc_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
         ],
     )
     def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
@@ -371,17 +371,17 @@ class TestConfig:
 
     def test_updates_per_generation_default_by_type(self, tmp_path):
         assert GAILConfig(output_dir=str(tmp_path), bf16=False).disc_updates_per_generation == 2
-        classifier = GAILConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="classifier")
+        classifier = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
         assert classifier.disc_updates_per_generation == 1
         chosen = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_updates_per_generation=3)
         assert chosen.disc_updates_per_generation == 3
 
     def test_airl_likelihood_ratio_needs_beta_one_and_the_sum(self, tmp_path):
-        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="classifier")
+        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
         assert (classifier.log_prob_coef, classifier.log_prob_reduction) == (0.03, "mean")
         for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
             with pytest.raises(ValueError, match="log_prob_coef=1"):
-                AIRLConfig(output_dir=str(tmp_path), bf16=False, discriminator_type="likelihood_ratio", **overrides)
+                AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="likelihood_ratio", **overrides)
 
     def test_an_iterable_dataset_needs_the_batch_source(self, tmp_path, tiny_model_path, prompt_completion_dataset):
         streamed = prompt_completion_dataset.to_iterable_dataset()

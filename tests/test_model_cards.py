@@ -24,7 +24,7 @@ def _trainer(trainer_name, tmp_path, model_path, dataset, **overrides):
 
 @pytest.mark.parametrize("trainer_name", ["gail", "airl"])
 @pytest.mark.parametrize(
-    ("discriminator_type", "level", "auto_class", "pipeline_tag", "scored"),
+    ("disc_type", "level", "auto_class", "pipeline_tag", "scored"),
     [
         ("likelihood_ratio", "sequence", "AutoModelForCausalLM", "text-generation", "token_log_probs"),
         ("likelihood_ratio", "token", "AutoModelForCausalLM", "text-generation", "token_log_probs"),
@@ -37,7 +37,7 @@ def test_the_saved_card_has_metadata_and_an_example_that_runs(
     tiny_model_path,
     prompt_completion_dataset,
     trainer_name,
-    discriminator_type,
+    disc_type,
     level,
     auto_class,
     pipeline_tag,
@@ -49,8 +49,8 @@ def test_the_saved_card_has_metadata_and_an_example_that_runs(
         tmp_path,
         tiny_model_path,
         prompt_completion_dataset,
-        discriminator_type=discriminator_type,
-        discriminator_level=level,
+        disc_type=disc_type,
+        disc_level=level,
     )
     trainer.save_model()
     folder = tmp_path / trainer.discriminator_dir

@@ -65,7 +65,7 @@ def test_gail_learns_from_a_bf16_checkpoint_with_bf16_mixed_precision(tmp_path, 
         bf16=True,
         use_cpu=True,
         model_init_kwargs={"dtype": "bfloat16"},
-        discriminator_init_kwargs={"dtype": "bfloat16"},
+        disc_init_kwargs={"dtype": "bfloat16"},
         disc_learning_rate=1e-5,
         max_steps=2,
     )

@@ -44,7 +44,7 @@ class TestDiscriminatorReward:
         calls = []
         update = discriminator.update
         monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append((e, p)) or update(e, p, **kw))
-        DiscriminatorReward(discriminator, _render, updates_per_generation=3, generations_per_prompt=2)(
+        DiscriminatorReward(discriminator, _render, updates_per_generation=3, completions_per_prompt=2)(
             [p for p in PROMPTS for _ in range(2)],
             COMPLETIONS * 2,
             demonstration=[d for d in DEMONSTRATIONS for _ in range(2)],
@@ -60,7 +60,7 @@ class TestDiscriminatorReward:
         calls = []
         update = discriminator.update
         monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append(e) or update(e, p, **kw))
-        DiscriminatorReward(discriminator, _render, generations_per_prompt=2)(
+        DiscriminatorReward(discriminator, _render, completions_per_prompt=2)(
             PROMPTS[:1] * copies, COMPLETIONS[:1] * copies, demonstration=DEMONSTRATIONS[:1] * copies
         )
         assert calls[0] == _render(PROMPTS[:1], DEMONSTRATIONS[:1]) * expected

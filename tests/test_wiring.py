@@ -31,7 +31,7 @@ class TestConfigurationWiring:
         args = adversarial_config(
             GAILConfig,
             tmp_path,
-            discriminator_type="classifier",
+            disc_type="classifier",
             divergence="alpha",
             divergence_alpha=0.3,
             reward_clip=5.0,
@@ -41,7 +41,7 @@ class TestConfigurationWiring:
             disc_label_smoothing=0.2,
             disc_gradient_penalty=0.5,
             disc_warmup_generations=2,
-            discriminator_init_kwargs={"output_hidden_states": True},  # a config value, to see it arrive
+            disc_init_kwargs={"output_hidden_states": True},  # a config value, to see it arrive
             disc_max_grad_norm=0.7,
             disc_micro_batch_size=3,
             disc_learning_rate=3e-4,
@@ -53,7 +53,7 @@ class TestConfigurationWiring:
         reward, discriminator = trainer.discriminator_reward, trainer.discriminator
         assert (reward.divergence, reward.alpha, reward.reward_clip) == ("alpha", 0.3, 5.0)
         assert (reward.updates_per_generation, reward.scoring, reward.warmup_generations) == (3, "after_update", 2)
-        assert (reward.demonstrations_per_update, reward.generations_per_prompt) == (5, 4)
+        assert (reward.demonstrations_per_update, reward.completions_per_prompt) == (5, 4)
         assert len(reward.demonstration_pool.heldout_rows) == 16  # a quarter of 64
         assert reward.logit_offsets is None  # GAIL's classifier logit is its output
         assert discriminator.max_length == 64
@@ -68,7 +68,7 @@ class TestConfigurationWiring:
     def test_the_likelihood_ratio_scores_at_the_sampling_temperature(self, tmp_path, tiny_model_path, level):
         trainer = GAILTrainer(
             model=tiny_model_path,
-            args=adversarial_config(GAILConfig, tmp_path, temperature=0.7, discriminator_level=level),
+            args=adversarial_config(GAILConfig, tmp_path, temperature=0.7, disc_level=level),
             train_dataset=Dataset.from_list([{"prompt": "Say:", "completion": " 1 2 3"}] * 4),
         )
         assert trainer.discriminator.temperature == 0.7
@@ -106,7 +106,7 @@ def test_the_configured_divergence_turns_the_scored_logits_into_grpo_s_rewards(
     args = adversarial_config(
         GAILConfig,
         tmp_path,
-        discriminator_type="classifier",
+        disc_type="classifier",
         divergence=divergence,
         divergence_alpha=alpha,
         max_steps=1,
@@ -122,7 +122,7 @@ def test_the_configured_divergence_turns_the_scored_logits_into_grpo_s_rewards(
 
 def test_during_warm_up_only_the_discriminator_learns(tmp_path, tiny_model_path, prompt_completion_dataset):
     args = adversarial_config(
-        GAILConfig, tmp_path, discriminator_type="classifier", disc_warmup_generations=1, max_steps=1, beta=0.0
+        GAILConfig, tmp_path, disc_type="classifier", disc_warmup_generations=1, max_steps=1, beta=0.0
     )
     trainer = GAILTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
     policy_before, discriminator_before = _parameters(trainer.model), _parameters(trainer.discriminator.model)
@@ -153,8 +153,8 @@ def test_airl_offsets_reach_the_discriminator_loss_and_the_reward(tmp_path, tiny
         args=adversarial_config(
             AIRLConfig,
             tmp_path,
-            discriminator_type="classifier",
-            discriminator_level=level,
+            disc_type="classifier",
+            disc_level=level,
             log_prob_coef=coefficient,
             log_prob_reduction="mean",
             temperature=temperature,
@@ -212,9 +212,7 @@ def test_grpo_s_loss_receives_the_reference_token_advantages(
     trainer = GAILTrainer(
         model=tiny_model_path,
         # A classifier: the likelihood ratio's first rewards are all 0, and so would be the advantages
-        args=adversarial_config(
-            GAILConfig, tmp_path, discriminator_level="token", discriminator_type="classifier", max_steps=1
-        ),
+        args=adversarial_config(GAILConfig, tmp_path, disc_level="token", disc_type="classifier", max_steps=1),
         train_dataset=prompt_completion_dataset,
     )
     captured = {}
@@ -251,10 +249,10 @@ def test_grpo_s_loss_receives_the_reference_token_advantages(
 @pytest.mark.parametrize(
     "dataset_name", ["prompt_completion_dataset", "conversational_prompt_completion_dataset", "conversational_dataset"]
 )
-@pytest.mark.parametrize("discriminator_type", ["classifier", "likelihood_ratio"])
+@pytest.mark.parametrize("disc_type", ["classifier", "likelihood_ratio"])
 @pytest.mark.parametrize("level", ["sequence", "token"])
 def test_a_completion_equal_to_the_demonstration_reaches_the_discriminator_identically(
-    tmp_path, tiny_model_path, request, dataset_name, discriminator_type, level
+    tmp_path, tiny_model_path, request, dataset_name, disc_type, level
 ):
     # Otherwise the discriminator can learn the formatting (a space, an end-of-sequence token, a chat template) instead
     # of the content
@@ -263,8 +261,8 @@ def test_a_completion_equal_to_the_demonstration_reaches_the_discriminator_ident
         args=adversarial_config(
             GAILConfig,
             tmp_path,
-            discriminator_type=discriminator_type,
-            discriminator_level=level,
+            disc_type=disc_type,
+            disc_level=level,
             max_completion_length=64,
         ),
         train_dataset=request.getfixturevalue(dataset_name).select(range(8)),
@@ -289,8 +287,8 @@ def test_evaluation_scores_without_training_the_discriminator(
     args = adversarial_config(
         GAILConfig,
         tmp_path,
-        discriminator_level=level,
-        discriminator_type="classifier",
+        disc_level=level,
+        disc_type="classifier",
         num_generations_eval=2,
         per_device_eval_batch_size=6,  # groups of 2 (`num_generations_eval`), not of 4
     )

@@ -113,7 +113,7 @@ class LikelihoodReward:
     """
     GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
 
-    This is how the reward model that AIRL leaves behind with `discriminator_type="likelihood_ratio"`
+    This is how the reward model that AIRL leaves behind with `disc_type="likelihood_ratio"`
     (`<output_dir>/reward_model/`, the recovered expert `q_phi`) serves `GRPOTrainer(reward_funcs=...)`. `q` must share
     the policy's tokenizer, since GRPO hands over the generated token ids. Prompts are tokenised as GRPO tokenises them
     for generation (the chat template with a generation prompt for conversations).
@@ -172,7 +172,7 @@ class DiscriminatorReward:
         is_training (`Callable[[], bool]`, *optional*): tells whether the trainer is training; during evaluation the
             discriminator scores but does not learn.
         logit_offsets (`Callable`, *optional*): `(prompts, responses, completion_ids) -> (N,) tensor` added to the
-            discriminator's outputs to make its logits (AIRL's `-beta log pi(y | x)`); `completion_ids` is `None` for
+            discriminator's outputs to make its logits (AIRL's `-c log pi(y | x)`); `completion_ids` is `None` for
             demonstrations.
         demonstration_pool ([`DemonstrationPool`], *optional*): where each update's demonstrations are drawn from;
             without it, the batch's `demonstration` column is used (one copy of each). With held-out rows, each
@@ -184,7 +184,7 @@ class DiscriminatorReward:
             `on_scored(prompts, completions, completion_ids, rewards, stats)`, with `rewards` one per completion and
             `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix); for
             monitoring, for example the reward fidelity of `trl_irl.benchmark.comparison`.
-        generations_per_prompt (`int`, *optional*, defaults to `1`): completions GRPO generates per prompt (its
+        completions_per_prompt (`int`, *optional*, defaults to `1`): completions GRPO generates per prompt (its
             `num_generations`): without a pool, each demonstration of the batch appears this many times and is used
             once per dataset row it comes from.
     """
@@ -207,7 +207,7 @@ class DiscriminatorReward:
         demonstration_pool: DemonstrationPool | None = None,
         demonstrations_per_update: int | None = None,
         on_scored: Callable | None = None,
-        generations_per_prompt: int = 1,
+        completions_per_prompt: int = 1,
     ):
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
@@ -224,7 +224,7 @@ class DiscriminatorReward:
         self.demonstration_pool = demonstration_pool
         self.demonstrations_per_update = demonstrations_per_update
         self.on_scored = on_scored
-        self.generations_per_prompt = generations_per_prompt
+        self.completions_per_prompt = completions_per_prompt
         self.num_generations_seen = 0
         self._warned_saturation = False
         # Statistics of work done before training (the discriminator's pre-training), logged with the first batch
@@ -370,10 +370,10 @@ class DiscriminatorReward:
             return self.demonstration_pool.sample(count, self._draw_key(update))
         demonstrations = columns[DEMONSTRATION_COLUMN]
         # GRPO repeats each row once per generation: one copy per dataset row. Identical rows of the dataset stay as
-        # many as they are: `c` copies of a sample come from `ceil(c / generations_per_prompt)` rows (a group cut
-        # between processes leaves fewer than `generations_per_prompt` copies here, still one row)
+        # many as they are: `c` copies of a sample come from `ceil(c / completions_per_prompt)` rows (a group cut
+        # between processes leaves fewer than `completions_per_prompt` copies here, still one row)
         rows_of = {}  # demonstration sample -> the rows holding it
         for row, sample in enumerate(self.render(prompts, demonstrations)):
             rows_of.setdefault(sample, []).append(row)
-        rows = [row for copies in rows_of.values() for row in copies[: -(-len(copies) // self.generations_per_prompt)]]
+        rows = [row for copies in rows_of.values() for row in copies[: -(-len(copies) // self.completions_per_prompt)]]
         return [prompts[row] for row in rows], [demonstrations[row] for row in rows]

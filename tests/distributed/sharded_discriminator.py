@@ -13,11 +13,11 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from trl_irl import Discriminator, LikelihoodRatioDiscriminator
 
 
-def build(model_path: str, discriminator_type: str, sharded: bool):
+def build(model_path: str, disc_type: str, sharded: bool):
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     torch.manual_seed(0)  # the classifier's new head: the same in the sharded and the replicated run
     settings = {"learning_rate": 1e-2, "max_grad_norm": 1.0, "micro_batch_size": 1}
-    if discriminator_type == "likelihood_ratio":
+    if disc_type == "likelihood_ratio":
         discriminator = LikelihoodRatioDiscriminator(
             AutoModelForCausalLM.from_pretrained(model_path), tokenizer, **settings
         )
@@ -27,7 +27,7 @@ def build(model_path: str, discriminator_type: str, sharded: bool):
     return discriminator.shard() if sharded else discriminator
 
 
-def batches(tokenizer, discriminator_type: str, rank: int):
+def batches(tokenizer, disc_type: str, rank: int):
     """Three updates' demonstrations and policy samples, different on each process."""
     texts = [
         ("Count from 1 by 1, 3 numbers:", " 1 2 3", " 1 9 4"),
@@ -39,7 +39,7 @@ def batches(tokenizer, discriminator_type: str, rank: int):
     for update in range(3):
         # Each process's batch: two demonstrations and two policy samples of its own
         rows = [texts[(2 * rank + update + k) % len(texts)] for k in range(2)]
-        if discriminator_type == "likelihood_ratio":
+        if disc_type == "likelihood_ratio":
 
             def pair(prompt, response):
                 return tokenizer(prompt)["input_ids"], tokenizer(response, add_special_tokens=False)["input_ids"]
@@ -50,12 +50,12 @@ def batches(tokenizer, discriminator_type: str, rank: int):
     return result
 
 
-def main(model_path: str, output_dir: str, discriminator_type: str, mode: str) -> None:
+def main(model_path: str, output_dir: str, disc_type: str, mode: str) -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     sharded = mode == "sharded"
-    discriminator = build(model_path, discriminator_type, sharded)
-    updates = batches(discriminator.tokenizer, discriminator_type, rank)
+    discriminator = build(model_path, disc_type, sharded)
+    updates = batches(discriminator.tokenizer, disc_type, rank)
     stats = [discriminator.update(*updates[0]).stats, discriminator.update(*updates[1]).stats]
     checkpoint = os.path.join(output_dir, f"{mode}-checkpoint")
     os.makedirs(checkpoint, exist_ok=True)
@@ -66,7 +66,7 @@ def main(model_path: str, output_dir: str, discriminator_type: str, mode: str) -
     scored = updates[0][0] + updates[0][1]
     result = {"stats": stats, "logits": discriminator.logits(scored)}
 
-    restored = build(model_path, discriminator_type, sharded)
+    restored = build(model_path, disc_type, sharded)
     restored.load(checkpoint, rank)
     result["resumed_stats"] = restored.update(*updates[2]).stats
     result["resumed_logits"] = restored.logits(scored)

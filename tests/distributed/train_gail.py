@@ -34,7 +34,7 @@ def main(
     model_path: str,
     data_path: str,
     output_dir: str,
-    discriminator_level: str,
+    disc_level: str,
     trainer_name: str,
     max_steps: str = "2",
     resume_from_checkpoint: str = "",
@@ -47,7 +47,7 @@ def main(
         # What an FSDP2 launch does to the discriminator; accelerate runs FSDP on GPUs only, so the policy stays DDP
         GAILTrainer._shards_discriminator = lambda self: True  # AIRLTrainer inherits it
     # The likelihood ratio refuses a replay buffer: with one, the discriminator is a classifier
-    replay = {"discriminator_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
+    replay = {"disc_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
     args = config_class(
         output_dir=output_dir,
@@ -63,7 +63,7 @@ def main(
         save_steps=2,
         disable_tqdm=True,
         seed=0,
-        discriminator_level=discriminator_level,
+        disc_level=disc_level,
         disc_pretraining_steps=int(pretraining_steps),
         disc_pretraining_learning_rate=1e-3,
         **(replay if int(replay_buffer_size) > 0 else {}),

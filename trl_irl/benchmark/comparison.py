@@ -113,7 +113,7 @@ class _Comparison:
             "disc_learning_rate": settings.disc_learning_rate,
             "beta": settings.adversarial_kl_coef,
             "disc_warmup_generations": settings.disc_warmup_generations,
-            "discriminator_type": settings.discriminator_type,
+            "disc_type": settings.disc_type,
             "disc_updates_per_generation": settings.disc_updates_per_generation,
             "disc_demonstration_source": settings.disc_demonstration_source,
             "scale_rewards": settings.scale_rewards,
@@ -179,7 +179,7 @@ def _build_adversarial(run: _Comparison, method: str, config_class, trainer_clas
     trainer = trainer_class(
         model=str(run.sft_middle or run.output_dir / "sft"),
         discriminator=discriminator,
-        args=config_class(str(run.output_dir / method), discriminator_level=level, **config),
+        args=config_class(str(run.output_dir / method), disc_level=level, **config),
         train_dataset=run.demonstrations,
         callbacks=[tracker],
     )

@@ -29,7 +29,7 @@ class ComparisonSettings:
     # A tenth of the rules regime's SFT learning rate: at SFT's own (1e-3) the likelihood-ratio discriminator
     # memorised its demonstrations (held-out loss above ln 2, reward fidelity 0.08); at 3e-5 it learned too little
     disc_learning_rate: float = 1e-4
-    discriminator_type: str = "likelihood_ratio"
+    disc_type: str = "likelihood_ratio"
     # None: the trainers' default for the discriminator type (2 for the likelihood ratio, 1 for a classifier)
     disc_updates_per_generation: int | None = None
     disc_demonstration_source: str = "dataset"

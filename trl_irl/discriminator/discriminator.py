@@ -193,7 +193,7 @@ class Discriminator:
     def logits(self, samples: list, logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
         """
         Expert-is-high logits of `samples`, one per sample (or per response token), float32, without gradient: the
-        model's output plus `logit_offsets` if given (AIRL's `-beta log pi`).
+        model's output plus `logit_offsets` if given (AIRL's `-c log pi`).
         """
         logits = self._forward(samples)[0].float()
         return logits if logit_offsets is None else logits + logit_offsets.to(logits.device)
@@ -210,7 +210,7 @@ class Discriminator:
         One optimizer step on demonstrations (label 1) against fresh policy samples (label 0) and, with the replay
         buffer on, as many replayed ones. With several processes each passes its own samples; gradients and
         statistics are averaged, so the replicas stay identical. The offsets are added to the model's outputs to make
-        the logits, one per logit (AIRL's `-beta log pi`); replayed samples have none, so not with the replay buffer.
+        the logits, one per logit (AIRL's `-c log pi`); replayed samples have none, so not with the replay buffer.
         """
         if not expert_samples or not policy_samples:
             raise ValueError(

@@ -16,7 +16,7 @@ class LikelihoodRatioDiscriminator(Discriminator):
     A discriminator whose logit is a likelihood ratio, `l(x, y) = log q_phi(y | x) - log pi(y | x)`, with `q_phi` a
     causal LM (`LikelihoodRatioScorer`); the caller adds `-log pi` as the logit offset.
 
-    AIRL's structure `f - beta log pi` with `f = log q_phi` and `beta = 1`. Initialised from the policy's own (SFT)
+    AIRL's structure `f - c log pi` with `f = log q_phi` and `c = 1`. Initialised from the policy's own (SFT)
     checkpoint, `l = 0` until the policy moves; its optimum is `q_phi = p_exp` (Eq. 16), so `q_phi` is the recovered
     expert and `log q_phi` its reward. Sequence level: the sum over the response's tokens; `token_level=True`: one
     logit per response token, whose sum is the sequence logit.

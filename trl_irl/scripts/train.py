@@ -52,7 +52,7 @@ class DiscriminatorArguments:
     """
     The discriminator of `gail` and `airl`, as `ModelConfig` describes the policy (TRL's precedent for a second model:
     `teacher_model_name_or_path`). Its `from_pretrained` keyword arguments are the config's
-    `discriminator_init_kwargs`. `sft_run` instead chooses the policy's and the discriminator's checkpoints together,
+    `disc_init_kwargs`. `sft_run` instead chooses the policy's and the discriminator's checkpoints together,
     from one SFT run.
     """
 
@@ -89,10 +89,10 @@ def discriminator_peft_config(discriminator_args: DiscriminatorArguments, traini
         return None
     from peft import LoraConfig
 
-    if training_args.discriminator_type == "likelihood_ratio":
+    if training_args.disc_type == "likelihood_ratio":
         task_type = "CAUSAL_LM"
     else:
-        task_type = "TOKEN_CLS" if training_args.discriminator_level == "token" else "SEQ_CLS"
+        task_type = "TOKEN_CLS" if training_args.disc_level == "token" else "SEQ_CLS"
     return LoraConfig(
         r=discriminator_args.discriminator_lora_r,
         lora_alpha=discriminator_args.discriminator_lora_alpha,

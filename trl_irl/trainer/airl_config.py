@@ -18,19 +18,19 @@ class AIRLConfig(GAILConfig):
         > Parameters that control the structured discriminator
 
         log_prob_coef (`float`, *optional*):
-            `beta` in the logit `l = f_theta(x, y) - beta * log pi(y | x)`. Defaults to 1 with
-            `discriminator_type="likelihood_ratio"` (which requires it: `f_theta = log q_phi` and `l = 0` at the start
-            need `beta = 1`) and to 0.03 with a classifier. AIRL's is 1, which makes `f_theta` the
-            expert's log-density up to a constant; a smaller `beta` leaves part of the policy's term in `f_theta`
-            (`f_theta = log rho_exp - (1 - beta) log pi + const` at the optimum), but keeps the term from swamping a
-            fresh `f_theta`. Through the reward `l`, `beta` is also the weight of the policy's entropy bonus (summed
+            `c` in the logit `l = f_theta(x, y) - c * log pi(y | x)`. Defaults to 1 with
+            `disc_type="likelihood_ratio"` (which requires it: `f_theta = log q_phi` and `l = 0` at the start
+            need `c = 1`) and to 0.03 with a classifier. AIRL's is 1, which makes `f_theta` the
+            expert's log-density up to a constant; a smaller `c` leaves part of the policy's term in `f_theta`
+            (`f_theta = log rho_exp - (1 - c) log pi + const` at the optimum), but keeps the term from swamping a
+            fresh `f_theta`. Through the reward `l`, `c` is also the weight of the policy's entropy bonus (summed
             over the remaining tokens at the token level). Measured on the colours toy task: with 1, the policy
             collapsed onto invalid responses within 30 steps (the bonus for unlikely responses won before `f_theta`
             learned); with 0.03 it moved towards the expert at both levels (see `docs/airl_trainer.md`).
         log_prob_reduction (`str`, *optional*):
             How the response's token log-probabilities make `log pi(y | x)`: `"sum"` is the exact sequence
             log-probability; `"mean"` divides it by the response length. Defaults to `"sum"` with
-            `discriminator_type="likelihood_ratio"` (which requires it, its `log q_phi` being a sum too) and to
+            `disc_type="likelihood_ratio"` (which requires it, its `log q_phi` being a sum too) and to
             `"mean"` with a classifier: a 16-token random response has a summed `-log pi` around 100, which dwarfs a
             fresh classifier's `f_theta` and saturates the discriminator from the first step; the mean keeps the term
             on the scale of one token, whatever the length. Token-level discriminators use per-token terms.
@@ -45,7 +45,7 @@ class AIRLConfig(GAILConfig):
     log_prob_coef: float | None = field(
         default=None,
         metadata={
-            "help": "beta in the logit l = f_theta(x, y) - beta * log pi(y | x). Defaults to 1 for the likelihood-"
+            "help": "c in the logit l = f_theta(x, y) - c * log pi(y | x). Defaults to 1 for the likelihood-"
             "ratio discriminator (required there) and 0.03 for a classifier (see the docs)."
         },
     )
@@ -61,7 +61,7 @@ class AIRLConfig(GAILConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        likelihood_ratio = self.discriminator_type == "likelihood_ratio"
+        likelihood_ratio = self.disc_type == "likelihood_ratio"
         if self.log_prob_coef is None:
             self.log_prob_coef = 1.0 if likelihood_ratio else 0.03
         if self.log_prob_reduction is None:
@@ -71,7 +71,7 @@ class AIRLConfig(GAILConfig):
                 "The likelihood-ratio discriminator is AIRL with `f_theta = log q_phi(y | x)` and `log_prob_coef=1`, "
                 f"`log_prob_reduction='sum'` (its logit is `log q_phi - log pi`), but got `log_prob_coef="
                 f"{self.log_prob_coef}` and `log_prob_reduction={self.log_prob_reduction!r}`. Leave both unset, or "
-                "use `discriminator_type='classifier'`."
+                "use `disc_type='classifier'`."
             )
         if self.log_prob_reduction not in LOG_PROB_REDUCTIONS:
             raise ValueError(

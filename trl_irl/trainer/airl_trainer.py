@@ -10,14 +10,17 @@ class AIRLTrainer(GAILTrainer):
     Adversarial inverse reinforcement learning (Fu et al., 2017) on top of [`~trl.GRPOTrainer`]: GAIL with a
     structured discriminator whose reward network outlives training.
 
-    The discriminator is `D = exp(f_theta) / (exp(f_theta) + pi^beta)`, i.e. its logit is
-    `l = f_theta(x, y) - beta * log pi(y | x)`, where `f_theta` is a sequence classifier and `log pi(y | x)` the
-    policy's log-probability of the response, at the sampling temperature and without gradient. At the optimum
+    The discriminator is `D = exp(f_theta) / (exp(f_theta) + pi^c)`, i.e. its logit is
+    `l = f_theta(x, y) - c * log pi(y | x)` (`c` is `log_prob_coef`), where `f_theta` is the discriminator's output
+    and `log pi(y | x)` the policy's log-probability of the response, at the sampling temperature and without
+    gradient. At the optimum
     `l = log rho_exp - log rho_pi`, as for any discriminator, so that `f_theta` recovers the expert's (log-density)
     reward, and the policy's reward is `l` (reverse KL, the default `divergence`).
 
-    `f_theta` is saved as a standalone reward model, `<output_dir>/reward_model/`, loadable with
-    `AutoModelForSequenceClassification.from_pretrained` and usable as a `reward_funcs` entry of `GRPOTrainer`.
+    `f_theta` is saved as a standalone reward model, `<output_dir>/reward_model/`, with a card that says how to load
+    it: with the default likelihood-ratio discriminator a causal LM `q_phi` (`AutoModelForCausalLM`), which
+    `LikelihoodReward.from_pretrained` turns into a `reward_funcs` entry of `GRPOTrainer`; with
+    `disc_type="classifier"` a one-label classifier, itself a `reward_funcs` entry.
 
     Arguments are [`GAILTrainer`]'s; `discriminator` is the initial `f_theta`.
     """

@@ -60,8 +60,8 @@ class DiscriminatorSaving:
         return learned_model_card(
             role=self._card_role,
             trainer_name=self._name,
-            discriminator_type=self.args.discriminator_type,
-            level=self.args.discriminator_level,
+            disc_type=self.args.disc_type,
+            level=self.args.disc_level,
             divergence=self.args.divergence,
             base_model=self._discriminator_base_model(),
             dataset_name=dataset_name,
@@ -87,8 +87,8 @@ class DiscriminatorSaving:
         if readme.is_file():
             section = policy_card_section(
                 self._card_role,
-                self.args.discriminator_type,
-                self.args.discriminator_level,
+                self.args.disc_type,
+                self.args.disc_level,
                 load_from,
                 self.discriminator_dir,
             )

@@ -1,5 +1,6 @@
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,12 @@ from ..rewards import SCORINGS
 DISCRIMINATOR_LEVELS = ("sequence", "token")
 DISCRIMINATOR_TYPES = ("classifier", "likelihood_ratio")
 DEMONSTRATION_SOURCES = ("dataset", "batch")
+# Config fields renamed so that every discriminator setting starts with `disc_`: old name -> new name
+DEPRECATED_NAMES = {
+    "discriminator_type": "disc_type",
+    "discriminator_level": "disc_level",
+    "discriminator_init_kwargs": "disc_init_kwargs",
+}
 
 
 @dataclass
@@ -37,19 +44,19 @@ class GAILConfig(GRPOConfig):
 
         > Parameters that control the discriminator
 
-        discriminator_level (`str`, *optional*, defaults to `"sequence"`):
+        disc_level (`str`, *optional*, defaults to `"sequence"`):
             `"sequence"`: one logit per (prompt, response), from a sequence classifier, so one reward per response
             (Eq. 19-20, 23). `"token"`: one logit per response token from a causal token classifier sharing the
             policy's tokenizer, so one reward per token (Eq. 17-18, 22), turned into per-token advantages by
             reward-to-go with leave-one-out per-position group baselines (`trl_irl/token_advantages.py`).
-        discriminator_type (`str`, *optional*, defaults to `"likelihood_ratio"`):
+        disc_type (`str`, *optional*, defaults to `"likelihood_ratio"`):
             `"likelihood_ratio"`: a causal language model `q_phi`, by default a copy of the policy's checkpoint, whose
             logit is `l = log q_phi(y | x) - log pi(y | x)` (per token at the token level): it starts at `l = 0` with
             the policy's knowledge instead of a fresh head, and at its optimum `q_phi` is the expert. It needs the
             policy's tokenizer. `"classifier"`: a classification head (sequence or token classifier, any tokenizer at
             the sequence level) whose output is the logit. The default was chosen by the rules-regime comparison in
             `docs/benchmarks.md` (see `docs/gail_trainer.md`).
-        discriminator_init_kwargs (`dict[str, Any]`, *optional*):
+        disc_init_kwargs (`dict[str, Any]`, *optional*):
             Keyword arguments for `from_pretrained` (`AutoModelForSequenceClassification`,
             `AutoModelForTokenClassification` or, for the likelihood ratio, `AutoModelForCausalLM`), used when the
             discriminator is given as a model id or path (or defaults to the policy's checkpoint).
@@ -120,6 +127,12 @@ class GAILConfig(GRPOConfig):
             as a second adapter that starts as a copy of the policy's (so `l = 0` at the start), instead of loading a
             second copy of the base model. One base model then serves policy, reference and discriminator; only the
             adapters differ. Not under FSDP or DeepSpeed yet.
+
+        > Deprecated names
+
+        discriminator_type, discriminator_level, discriminator_init_kwargs:
+            The names of `disc_type`, `disc_level` and `disc_init_kwargs` before 0.1, accepted with a `FutureWarning`
+            until 0.2 (every discriminator setting of the config starts with `disc_`).
     """
 
     divergence: str = field(
@@ -134,22 +147,22 @@ class GAILConfig(GRPOConfig):
     reward_clip: float | None = field(
         default=None, metadata={"help": "If set, rewards are clipped to [-reward_clip, reward_clip]."}
     )
-    discriminator_level: str = field(
+    disc_level: str = field(
         default="sequence",
         metadata={
-            "help": "'sequence' (one reward per response, from a sequence classifier) or 'token' (one reward per "
-            "response token, from a causal token classifier sharing the policy's tokenizer).",
+            "help": "'sequence' (one logit, so one reward, per response) or 'token' (one per response token; the "
+            "discriminator must share the policy's tokenizer).",
             "choices": list(DISCRIMINATOR_LEVELS),
         },
     )
-    discriminator_init_kwargs: dict[str, Any] | str | None = field(
+    disc_init_kwargs: dict[str, Any] | str | None = field(
         default=None,
         metadata={
-            "help": "Keyword arguments for `AutoModelForSequenceClassification.from_pretrained` when the "
-            "discriminator is given as a model id or path."
+            "help": "Keyword arguments for the discriminator's `from_pretrained` (`AutoModelForCausalLM` for the "
+            "likelihood ratio, the sequence or token classification class otherwise) when it is given as a path."
         },
     )
-    discriminator_type: str = field(
+    disc_type: str = field(
         default="likelihood_ratio",
         metadata={
             "help": "'classifier' (a classification head's output is the logit) or 'likelihood_ratio' (a causal LM "
@@ -244,26 +257,42 @@ class GAILConfig(GRPOConfig):
             "model, instead of a second copy of the base model."
         },
     )
+    # The names of `disc_type`, `disc_level` and `disc_init_kwargs` before 0.1: accepted with a warning
+    discriminator_type: str | None = field(default=None, metadata={"help": "Deprecated: use `disc_type`."})
+    discriminator_level: str | None = field(default=None, metadata={"help": "Deprecated: use `disc_level`."})
+    discriminator_init_kwargs: dict[str, Any] | str | None = field(
+        default=None, metadata={"help": "Deprecated: use `disc_init_kwargs`."}
+    )
 
     def __post_init__(self):
+        self._accept_deprecated_names()
         super().__post_init__()
         self._check_discriminator_choice()
         self._check_reward()
         self._check_discriminator_training()
         self._check_discriminator_pretraining()
 
+    def _accept_deprecated_names(self) -> None:
+        for old, new in DEPRECATED_NAMES.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if getattr(self, new) not in (value, type(self).__dataclass_fields__[new].default):
+                raise ValueError(f"`{old}` is the old name of `{new}`: set `{new}` only.")
+            warnings.warn(
+                f"`{old}` is deprecated and will be removed in 0.2: use `{new}`.", FutureWarning, stacklevel=3
+            )
+            setattr(self, new, value)
+            setattr(self, old, None)
+
     def _check_discriminator_choice(self) -> None:
-        if isinstance(self.discriminator_init_kwargs, str):
+        if isinstance(self.disc_init_kwargs, str):
             # From the command line or a YAML string, as `model_init_kwargs`
-            self.discriminator_init_kwargs = json.loads(self.discriminator_init_kwargs)
-        if self.discriminator_level not in DISCRIMINATOR_LEVELS:
-            raise ValueError(
-                f"`discriminator_level` must be one of {list(DISCRIMINATOR_LEVELS)}, got {self.discriminator_level!r}."
-            )
-        if self.discriminator_type not in DISCRIMINATOR_TYPES:
-            raise ValueError(
-                f"`discriminator_type` must be one of {list(DISCRIMINATOR_TYPES)}, got {self.discriminator_type!r}."
-            )
+            self.disc_init_kwargs = json.loads(self.disc_init_kwargs)
+        if self.disc_level not in DISCRIMINATOR_LEVELS:
+            raise ValueError(f"`disc_level` must be one of {list(DISCRIMINATOR_LEVELS)}, got {self.disc_level!r}.")
+        if self.disc_type not in DISCRIMINATOR_TYPES:
+            raise ValueError(f"`disc_type` must be one of {list(DISCRIMINATOR_TYPES)}, got {self.disc_type!r}.")
         if self.disc_demonstration_source not in DEMONSTRATION_SOURCES:
             raise ValueError(
                 f"`disc_demonstration_source` must be one of {list(DEMONSTRATION_SOURCES)}, got "
@@ -273,11 +302,11 @@ class GAILConfig(GRPOConfig):
             raise ValueError(
                 f"`disc_demonstrations_per_update` must be positive, got {self.disc_demonstrations_per_update}."
             )
-        if self.discriminator_type == "likelihood_ratio" and self.disc_replay_buffer_size > 0:
+        if self.disc_type == "likelihood_ratio" and self.disc_replay_buffer_size > 0:
             raise ValueError(
                 "`disc_replay_buffer_size` is not supported by the likelihood-ratio discriminator: the logit of a "
                 "replayed response depends on the policy's current log-probability of it, which the buffer does not "
-                "hold. Set it to 0 or use `discriminator_type='classifier'`."
+                "hold. Set it to 0 or use `disc_type='classifier'`."
             )
         if not 0.0 <= self.disc_heldout_fraction < 1.0:
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
@@ -297,7 +326,7 @@ class GAILConfig(GRPOConfig):
         if self.disc_scoring not in SCORINGS:
             raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
         if self.disc_updates_per_generation is None:
-            self.disc_updates_per_generation = 2 if self.discriminator_type == "likelihood_ratio" else 1
+            self.disc_updates_per_generation = 2 if self.disc_type == "likelihood_ratio" else 1
         if self.disc_updates_per_generation < 0:
             raise ValueError(f"`disc_updates_per_generation` must be >= 0, got {self.disc_updates_per_generation}.")
         if not 0.0 <= self.disc_label_smoothing < 1.0:
@@ -317,11 +346,11 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`disc_micro_batch_size` must be positive, got {self.disc_micro_batch_size}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")
-        if self.disc_shares_policy_base and self.discriminator_type != "likelihood_ratio":
+        if self.disc_shares_policy_base and self.disc_type != "likelihood_ratio":
             raise ValueError(
                 "`disc_shares_policy_base` puts the likelihood-ratio discriminator's language model on the policy's "
-                f"model, and `discriminator_type` is {self.discriminator_type!r}: a classifier has its own head and "
-                "backbone. Set `discriminator_type='likelihood_ratio'` or `disc_shares_policy_base=False`."
+                f"model, and `disc_type` is {self.disc_type!r}: a classifier has its own head and "
+                "backbone. Set `disc_type='likelihood_ratio'` or `disc_shares_policy_base=False`."
             )
         if self.disc_shares_policy_base and self.disc_gradient_penalty > 0:
             raise ValueError(
@@ -341,11 +370,11 @@ class GAILConfig(GRPOConfig):
             raise ValueError(
                 f"`disc_pretraining_batch_size` must be positive, got {self.disc_pretraining_batch_size}."
             )
-        if self.disc_pretraining_steps > 0 and self.discriminator_type != "likelihood_ratio":
+        if self.disc_pretraining_steps > 0 and self.disc_type != "likelihood_ratio":
             raise ValueError(
                 "`disc_pretraining_steps` trains the likelihood-ratio discriminator's language model by maximum "
-                f"likelihood, and `discriminator_type` is {self.discriminator_type!r}. Set "
-                "`discriminator_type='likelihood_ratio'` or `disc_pretraining_steps=0`."
+                f"likelihood, and `disc_type` is {self.disc_type!r}. Set "
+                "`disc_type='likelihood_ratio'` or `disc_pretraining_steps=0`."
             )
         if self.disc_pretraining_steps > 0 and self.disc_demonstration_source != "dataset":
             raise ValueError(

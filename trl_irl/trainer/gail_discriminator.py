@@ -30,11 +30,11 @@ CONFIG_FIELDS = {
     "`max_length`": "`max_length` (`disc_max_length`)",
     "the gradient penalty to 0 (`gradient_penalty=0`)": "`disc_gradient_penalty=0`",
     "learning rate": "learning rate (`disc_learning_rate`)",
-    "a sequence-level discriminator": "a sequence-level discriminator (`discriminator_level='sequence'`)",
-    "a token-level discriminator": "a token-level discriminator (`discriminator_level='token'`)",
-    "a likelihood-ratio discriminator": "a likelihood-ratio discriminator (`discriminator_type='likelihood_ratio'`)",
-    "or a sequence classifier.": "or `discriminator_level='sequence'`.",
-    "or use a sequence or token classifier.": "or use `discriminator_type='classifier'`.",
+    "a sequence-level discriminator": "a sequence-level discriminator (`disc_level='sequence'`)",
+    "a token-level discriminator": "a token-level discriminator (`disc_level='token'`)",
+    "a likelihood-ratio discriminator": "a likelihood-ratio discriminator (`disc_type='likelihood_ratio'`)",
+    "or a sequence classifier.": "or `disc_level='sequence'`.",
+    "or use a sequence or token classifier.": "or use `disc_type='classifier'`.",
     "`tokenizer.pad_token = tokenizer.eos_token`.": (
         "`tokenizer.pad_token = tokenizer.eos_token`, and pass the tokenizer as `discriminator_processing_class`."
     ),
@@ -75,7 +75,7 @@ def build_discriminator(
     adapter_name: str | None = None,
 ) -> Discriminator:
     """
-    The discriminator that `args.discriminator_type` and `args.discriminator_level` name, on `discriminator` (a model,
+    The discriminator that `args.disc_type` and `args.disc_level` name, on `discriminator` (a model,
     or a path or Hub id loaded with the matching auto class), with `tokenizer` (default: the checkpoint's).
     """
     from transformers.integrations import is_deepspeed_zero3_enabled
@@ -87,15 +87,15 @@ def build_discriminator(
             "DeepSpeed ZeRO-3 is not supported for the discriminator yet: ZeRO-3 partitions its weights and only "
             "the policy has a DeepSpeed engine to gather them. Use ZeRO-2 (`--accelerate_config zero2`) or FSDP."
         )
-    token_level = args.discriminator_level == "token"
-    likelihood_ratio = args.discriminator_type == "likelihood_ratio"
+    token_level = args.disc_level == "token"
+    likelihood_ratio = args.disc_type == "likelihood_ratio"
     auto_classes = {  # looked up here, so that a test can record the loading
         "AutoModelForCausalLM": AutoModelForCausalLM,
         "AutoModelForSequenceClassification": AutoModelForSequenceClassification,
         "AutoModelForTokenClassification": AutoModelForTokenClassification,
     }
-    auto_class = auto_classes[auto_class_of(args.discriminator_type, args.discriminator_level)]
-    init_kwargs = dict(args.discriminator_init_kwargs or {})
+    auto_class = auto_classes[auto_class_of(args.disc_type, args.disc_level)]
+    init_kwargs = dict(args.disc_init_kwargs or {})
     init_kwargs.setdefault("trust_remote_code", args.trust_remote_code)
     policy_init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
     if is_policy_checkpoint and "revision" in policy_init_kwargs:
@@ -172,7 +172,7 @@ def check_fits_policy(
             "A token-level or likelihood-ratio discriminator must share the policy's tokenizer, so that its scores "
             "align with the policy's tokens; `discriminator_processing_class` (or the discriminator checkpoint's "
             "tokenizer) has another vocabulary. Use a discriminator built on the policy's tokenizer, or "
-            "`discriminator_type='classifier'` with `discriminator_level='sequence'`."
+            "`disc_type='classifier'` with `disc_level='sequence'`."
         )
     min_prompt_tokens = discriminator.scorer.min_prompt_tokens
     needed = max_completion_length + min_prompt_tokens

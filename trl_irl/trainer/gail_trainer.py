@@ -49,7 +49,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         model (`str` or [`~transformers.PreTrainedModel`]): the policy, as for `GRPOTrainer`. Start it from an SFT
             checkpoint: adversarial training refines a policy, it does not teach the task from scratch.
         discriminator (`str` or [`~transformers.PreTrainedModel`], *optional*): a model id or path, or a model. With
-            `discriminator_type="likelihood_ratio"` (the default) a causal LM (`AutoModelForCausalLM`), which must
+            `disc_type="likelihood_ratio"` (the default) a causal LM (`AutoModelForCausalLM`), which must
             share the policy's tokenizer; defaults to the policy's checkpoint, loaded from where the policy was, so
             that `l = 0` at the start only if the policy is that checkpoint. With `"classifier"` a one-label sequence
             (or, at the token level, token) classifier, loaded with `num_labels=1`; defaults to a classification head
@@ -141,7 +141,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             is_training=lambda: self.model.training,
             demonstration_pool=demonstration_pool,
             demonstrations_per_update=args.disc_demonstrations_per_update,
-            generations_per_prompt=args.num_generations,
+            completions_per_prompt=args.num_generations,
         )
         super().__init__(
             model=model,
@@ -212,9 +212,9 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     def _logit_offsets(self) -> PolicyLogProbOffsets | None:
         """
         What the discriminator's outputs need to make its logits: `-log pi` (summed over the response, or per token)
-        for the likelihood ratio, nothing for a classifier. AIRL adds its own `-beta log pi`.
+        for the likelihood ratio, nothing for a classifier. AIRL adds its own `-c log pi`.
         """
-        if self.args.discriminator_type == "likelihood_ratio":
+        if self.args.disc_type == "likelihood_ratio":
             return self._log_prob_offsets(coef=1.0, reduction="sum")
         return None
 
@@ -235,7 +235,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         # into one advantage; the token discriminator's per-token rewards need per-token advantages, which GRPO's
         # loss accepts with shape (B, T). Everything else is GRPO's.
         output = super()._generate_and_score_completions(inputs)
-        if self.args.discriminator_level == "token":
+        if self.args.disc_level == "token":
             token_rewards = self.discriminator_reward.token_rewards
             self.discriminator_reward.token_rewards = None
             num_generations = self.num_generations if self.model.training else self.num_generations_eval

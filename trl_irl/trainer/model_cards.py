@@ -36,9 +36,9 @@ _SCORING = {
 }
 
 
-def auto_class_of(discriminator_type: str, level: str) -> str:
+def auto_class_of(disc_type: str, level: str) -> str:
     """The `transformers` auto class that loads a discriminator of this type and level."""
-    return _AUTO_CLASSES[discriminator_type, level][0]
+    return _AUTO_CLASSES[disc_type, level][0]
 
 
 def load_example(auto_class: str, load_from: str, subfolder: str | None) -> str:
@@ -52,10 +52,10 @@ def load_example(auto_class: str, load_from: str, subfolder: str | None) -> str:
     )
 
 
-def _description(role: str, discriminator_type: str, level: str, divergence: str) -> str:
+def _description(role: str, disc_type: str, level: str, divergence: str) -> str:
     per = "per response token" if level == "token" else "per (prompt, response)"
     if role == "reward model":
-        if discriminator_type == "likelihood_ratio":
+        if disc_type == "likelihood_ratio":
             what = (
                 "a causal language model `q_phi` with `f_theta(x, y) = log q_phi(y | x)`: the sum over the response's "
                 "tokens of their log-probabilities"
@@ -67,11 +67,11 @@ def _description(role: str, discriminator_type: str, level: str, divergence: str
             what = f"a classifier scoring `f_theta` {per}; at the sequence level it serves `GRPOTrainer` as it is."
         return (
             "`f_theta(x, y)`: the reward that AIRL's discriminator learned from demonstrations alone, with no "
-            "preference data. During training the discriminator's logit was `f_theta(x, y) - beta * log pi(y | x)`; "
+            "preference data. During training the discriminator's logit was `f_theta(x, y) - c * log pi(y | x)`; "
             "at the optimum `f_theta` recovers the expert's reward up to a constant (Fu et al., 2017), so it outlives "
             f"the policy. It is {what} The policy was rewarded with the `{divergence}` reward of the logit."
         )
-    if discriminator_type == "likelihood_ratio":
+    if disc_type == "likelihood_ratio":
         what = (
             "a causal language model `q_phi` whose logit was the likelihood ratio `log q_phi(y | x) - log pi(y | x)` "
             + ("per response token" if level == "token" else "of the whole response")
@@ -92,7 +92,7 @@ def learned_model_card(
     *,
     role: str,
     trainer_name: str,
-    discriminator_type: str,
+    disc_type: str,
     level: str,
     divergence: str,
     base_model: str | None,
@@ -104,7 +104,7 @@ def learned_model_card(
     The card of a discriminator (`role="discriminator"`) or of AIRL's reward model (`role="reward model"`), with Hub
     metadata and an example that loads it from `load_from` (and `subfolder`).
     """
-    auto_class, pipeline_tag = _AUTO_CLASSES[discriminator_type, level]
+    auto_class, pipeline_tag = _AUTO_CLASSES[disc_type, level]
     tags = ["trl-irl", trainer_name.lower(), "reward-model" if role == "reward model" else "discriminator"]
     card_data = ModelCardData(
         library_name="transformers",
@@ -129,7 +129,7 @@ def learned_model_card(
 
 # {title}
 
-{_description(role, discriminator_type, level, divergence)}
+{_description(role, disc_type, level, divergence)}
 
 Base model: {base_model or "a local checkpoint"}. Level: {level}. Load it with `{auto_class}`:
 
@@ -143,9 +143,9 @@ Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
     return ModelCard(content)
 
 
-def policy_card_section(role: str, discriminator_type: str, level: str, load_from: str, subfolder: str) -> str:
+def policy_card_section(role: str, disc_type: str, level: str, load_from: str, subfolder: str) -> str:
     """What the policy's card says about the discriminator or reward model saved beside it, and how to load it."""
-    auto_class = auto_class_of(discriminator_type, level)
+    auto_class = auto_class_of(disc_type, level)
     what = (
         "the reward model that AIRL learned (`f_theta`), reusable as a reward for new prompts"
         if role == "reward model"
