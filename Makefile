@@ -3,7 +3,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint benchmark
+.PHONY: demo test test-fast lint benchmark
 
 demo:
 	bash scripts/setup.sh plots
@@ -13,6 +13,12 @@ test:
 	bash scripts/setup.sh dev
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest
+
+# Everyday work: the suite without the `slow` and `distributed` tests (about a minute)
+test-fast:
+	bash scripts/setup.sh dev
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest -m "not slow and not distributed"
 
 lint:
 	bash scripts/setup.sh dev

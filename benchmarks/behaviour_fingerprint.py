@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,10 @@ def _two_processes(model_path: str, dataset, directory: Path) -> dict:
 
     data_path = directory / "two-processes.json"
     dataset.select(range(16)).to_json(data_path)
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561"]
+    with socket.socket() as probe:  # a port free now
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     command += [str(TWO_PROCESS_SCRIPT), model_path, str(data_path), str(directory), "sequence", "gail", "4"]
     subprocess.run(command, cwd=directory, check=True, capture_output=True)
     ranks = [torch.load(directory / f"rank{rank}.pt") for rank in (0, 1)]

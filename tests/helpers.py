@@ -1,11 +1,19 @@
 """Settings and starting points shared by the trainer tests."""
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import toy_colors
 from trl import GRPOConfig, SFTConfig, SFTTrainer
+
+
+def free_port() -> str:
+    """A TCP port on the loopback that no one listens on now: for the processes a test launches to meet on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
 
 
 def fast_config(config_class, output_dir, **overrides):

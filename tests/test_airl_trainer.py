@@ -156,6 +156,7 @@ class TestAIRLTrainer:
         assert (tmp_path / "checkpoint-2" / "reward_model" / "discriminator_state.pt").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("disc_type", ["classifier", "likelihood_ratio"])
 @pytest.mark.parametrize("level", ["sequence", "token"])
 def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
@@ -192,3 +193,12 @@ def test_push_reward_model_to_hub_uploads_the_reward_model_and_its_card(
     assert (uploaded["repo_id"], uploaded["private"]) == ("someone/airl-reward", True)
     assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
     assert "Reward model learned by adversarial inverse reinforcement learning" in uploaded["card"]
+
+
+class TestAIRLConfigLikelihoodRatio:
+    def test_the_likelihood_ratio_needs_coefficient_one_and_the_sum(self, tmp_path):
+        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
+        assert (classifier.log_prob_coef, classifier.log_prob_reduction) == (0.03, "mean")
+        for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
+            with pytest.raises(ValueError, match="log_prob_coef=1"):
+                AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="likelihood_ratio", **overrides)

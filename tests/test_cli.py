@@ -4,12 +4,13 @@ import shutil
 
 import pytest
 import yaml
-from helpers import fake_sft_run
+from helpers import fake_sft_run, free_port
 
 from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
 from trl_irl.cli import _launch_arguments, main
 
 
+@pytest.mark.slow
 def test_comparison_runs_every_method_and_writes_results(tmp_path):
     settings = ComparisonSettings(
         num_demonstrations=16, sft_steps=4, adversarial_steps=2, eval_every=2, num_eval_prompts=4, hidden_size=32
@@ -168,6 +169,7 @@ def test_regime_settings_then_quick_then_overrides():
     assert smoothed.adversarial_config == {"disc_label_smoothing": 0.2}
 
 
+@pytest.mark.slow
 def test_demo_command_prints_the_table_and_writes_plots(tmp_path, capsys):
     main(
         [
@@ -207,6 +209,7 @@ def _write_config(tmp_path, model_path, dataset, num_rows: int, **options) -> st
     return str(tmp_path / "config.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "weighted-sft", "gail", "airl"])
 def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
     import torch
@@ -267,6 +270,7 @@ def test_launch_arguments_come_from_the_config_and_the_command_line():
     assert launch_args[2:] == ["--multi_gpu", "--num_processes", "2"]
 
 
+@pytest.mark.slow
 def test_training_failure_is_reported_without_a_launcher_traceback(tmp_path, tiny_model_path):
     (tmp_path / "data.jsonl").write_text('{"question": "no prompt or completion here"}\n')
     config = {"model_name_or_path": tiny_model_path, "dataset_name": str(tmp_path / "data.jsonl"), "bf16": False}
@@ -275,6 +279,7 @@ def test_training_failure_is_reported_without_a_launcher_traceback(tmp_path, tin
         main(["sft", "--config", str(tmp_path / "config.yaml")])
 
 
+@pytest.mark.distributed
 def test_accelerate_launch_options_in_the_config_start_several_processes(
     tmp_path, tiny_model_path, prompt_completion_dataset, capfd
 ):
@@ -290,7 +295,7 @@ def test_accelerate_launch_options_in_the_config_start_several_processes(
         # accelerate launch options
         multi_gpu=True,
         num_processes=2,
-        main_process_port=29533,
+        main_process_port=int(free_port()),
     )
     main(["weighted-sft", "--config", config])
     # 2 steps of 2 processes x 4 examples: half of the 32 examples, where one process would have seen a quarter

@@ -5,8 +5,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import free_port
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
+
+
+# Every test here launches two processes
+pytestmark = pytest.mark.distributed
+
+
+def _torchrun() -> list[str]:
+    """`torchrun` with two processes, on a port that is free now (tests may run side by side)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", free_port()]
 
 
 SCRIPT = Path(__file__).parent / "distributed" / "train_weighted_sft.py"
@@ -26,7 +36,7 @@ def test_two_processes_match_one_process(tmp_path, tiny_model_path, prompt_compl
 
     two = tmp_path / "two-processes"
     two.mkdir()
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    torchrun = _torchrun()
     _run([*torchrun, str(SCRIPT), tiny_model_path, str(data_path), str(two), "4"], cwd=tmp_path)
     one = tmp_path / "one-process"
     one.mkdir()
@@ -61,7 +71,7 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
     # process 0's and the gradients are averaged, so the replicas must agree after training
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532"]
+    torchrun = _torchrun()
     _run(
         [
             *torchrun,
@@ -97,7 +107,7 @@ def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_do
     # process 0's buffer and random state.
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534"]
+    torchrun = _torchrun()
     script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
     options = ["sequence", "gail", "4"]
     _run([*torchrun, *script, str(tmp_path), *options, "", str(replay_buffer_size)], cwd=tmp_path)
@@ -116,7 +126,7 @@ def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_do
 def test_a_replica_loaded_on_the_meta_device_is_filled_from_process_0(tmp_path, tiny_model_path):
     # FSDP's ram-efficient loading leaves every process but the first on the meta device, where `.to(device)` failed
     # ("Cannot copy out of meta tensor")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535"]
+    torchrun = _torchrun()
     script = Path(__file__).parent / "distributed" / "meta_discriminator.py"
     _run([*torchrun, str(script), tiny_model_path, str(tmp_path)], cwd=tmp_path)
     rank0, rank1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
@@ -139,8 +149,8 @@ def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
     if tied:
         tiny_model_path = _tied_checkpoint(tiny_model_path, tmp_path / "tied")
     script = Path(__file__).parent / "distributed" / "sharded_discriminator.py"
-    for port, mode in ((29536, "replicated"), (29537, "sharded")):
-        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
+    for mode in ("replicated", "sharded"):
+        torchrun = _torchrun()
         _run([*torchrun, str(script), tiny_model_path, str(tmp_path), disc_type, mode], cwd=tmp_path)
     results = {
         mode: [torch.load(tmp_path / f"{mode}-rank{rank}.pt") for rank in (0, 1)] for mode in ("replicated", "sharded")
@@ -170,7 +180,7 @@ def test_gail_with_a_sharded_discriminator_trains_checkpoints_and_resumes_on_two
     # gathered into each checkpoint by every process and restored on resume, ending where an uninterrupted run ends
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29538"]
+    torchrun = _torchrun()
     script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
     options = ["sequence", "gail", "4"]
     extra = ["0", "2", "1"]  # no replay buffer, 2 pre-training steps, sharded

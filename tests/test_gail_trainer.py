@@ -4,7 +4,6 @@ from pathlib import Path
 import pytest
 import torch
 import toy_colors
-from datasets import Dataset, IterableDataset
 from helpers import (
     adversarial_config,
     assert_imitates_like_the_oracle,
@@ -18,7 +17,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
 
 from trl_irl import GAILConfig, GAILTrainer
-from trl_irl.data_utils import prepare_demonstrations
 
 
 def _config(tmp_path, **overrides) -> GAILConfig:
@@ -71,89 +69,32 @@ class TestGAILConfig:
             GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
 
 
-class TestPrepareDemonstrations:
-    def test_prompt_completion_becomes_prompt_and_demonstration(self, prompt_completion_dataset):
-        prepared = prepare_demonstrations(prompt_completion_dataset)
-        assert prepared.column_names == ["prompt", "demonstration"]
-        assert prepared[0]["demonstration"] == prompt_completion_dataset[0]["completion"]
-
-    def test_messages_split_at_the_last_assistant_turn(self, conversational_dataset):
-        prepared = prepare_demonstrations(conversational_dataset)
-        messages = conversational_dataset[0]["messages"]
-        assert prepared[0]["prompt"] == messages[:3]
-        assert prepared[0]["demonstration"] == [messages[3]]
-
-    def test_prompts_may_hold_tool_calls(self):
-        # An assistant turn that only calls a tool has no content, which chat templates render; the demonstration
-        # itself must be text
-        messages = [
-            {"role": "user", "content": "What is 2 + 2?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "add"}}]},
-            {"role": "tool", "content": "4"},
-            {"role": "assistant", "content": "It is 4."},
-        ]
-        prepared = prepare_demonstrations(Dataset.from_list([{"messages": messages}]))
-        assert prepared[0]["demonstration"][0]["content"] == "It is 4."
-
-    def test_a_text_prompt_with_a_chat_completion_is_refused(self):
-        # Arrow cannot hold both in one column; a text prompt column beside a chat completion column it can
-        dataset = Dataset.from_list([{"prompt": "Say hi:", "completion": [{"role": "assistant", "content": "hi"}]}])
-        with pytest.raises(ValueError, match="Row 0 .* prompt of text and a demonstration of chat messages"):
-            prepare_demonstrations(dataset)
-
-    def test_an_iterable_dataset_without_features_is_read_from_its_first_row(self, prompt_completion_dataset):
-        rows = prompt_completion_dataset.to_list()[:3]
-        dataset = IterableDataset.from_generator(lambda: iter(rows))
-        assert dataset.column_names is None
-        prepared = list(prepare_demonstrations(dataset))
-        assert [row["demonstration"] for row in prepared] == [row["completion"] for row in rows]
-
-    def test_an_iterable_dataset_is_checked_as_it_is_read(self):
-        rows = [{"prompt": "Say hi:", "completion": "hi"}, {"prompt": "Say bye:", "completion": " "}]
-        prepared = prepare_demonstrations(IterableDataset.from_generator(lambda: iter(rows)))
-        with pytest.raises(ValueError, match="Row 1 .* empty demonstration"):
-            list(prepared)
-
+class TestGAILConfigDiscriminatorSettings:
     @pytest.mark.parametrize(
-        ("rows", "message"),
+        ("overrides", "message"),
         [
-            ([], "empty"),
-            ([{"text": "hello"}], "text"),
-            ([{"prompt": "Say hi:", "completion": "  "}], "Row 0 .* empty demonstration"),
-            ([{"messages": [{"role": "user", "content": "hi"}]}], "Row 0 .* no assistant turn"),
-            (
-                [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}] * 2
-                + [
-                    {
-                        "messages": [
-                            {"role": "user", "content": "hi"},
-                            {"role": "assistant", "content": "hello"},
-                            {"role": "user", "content": "bye"},
-                        ]
-                    }
-                ],
-                r"Row 2 .* 1 turn\(s\) after its last assistant turn \(roles \['user'\]\)",
-            ),
-            (
-                [{"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "hello"}]}],
-                "Row 0 .* needs a string `role` and a `content`",
-            ),
-            (
-                [
-                    {
-                        "prompt": [{"role": "user", "content": "hi"}],
-                        "completion": [{"role": "assistant", "content": None}],
-                    }
-                ],
-                "Row 0 .* needs a string `role` and a string `content`",
-            ),
-            ([{"prompt": None, "completion": "hello"}], "Row 0 .* prompt must be text or a list"),
+            ({"disc_type": "energy"}, "disc_type"),
+            ({"disc_demonstration_source": "replay"}, "disc_demonstration_source"),
+            ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
+            ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
+            ({"disc_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
         ],
     )
-    def test_bad_datasets_fail_naming_the_problem(self, rows, message):
-        dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "completion": []})
+    def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
         with pytest.raises(ValueError, match=message):
-            prepare_demonstrations(dataset)
+            GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
+
+    def test_updates_per_generation_default_by_type(self, tmp_path):
+        assert GAILConfig(output_dir=str(tmp_path), bf16=False).disc_updates_per_generation == 2
+        classifier = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
+        assert classifier.disc_updates_per_generation == 1
+        chosen = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_updates_per_generation=3)
+        assert chosen.disc_updates_per_generation == 3
+
+    def test_an_iterable_dataset_needs_the_batch_source(self, tmp_path, tiny_model_path, prompt_completion_dataset):
+        streamed = prompt_completion_dataset.to_iterable_dataset()
+        with pytest.raises(ValueError, match="disc_demonstration_source='batch'"):
+            GAILTrainer(model=tiny_model_path, args=adversarial_config(GAILConfig, tmp_path), train_dataset=streamed)
 
 
 class TestGAILTrainer:
@@ -349,6 +290,7 @@ class TestGAILTrainer:
             trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_gail_imitates_a_known_expert_like_the_oracle(tmp_path, colours_sft_path, seed):
     # Measured (2 CPU cores, 2026-11-29), exact reverse KL from the SFT checkpoint's 2.19 after 100 steps: the default
@@ -555,6 +497,7 @@ class TestTokenLevel:
             trainer.train()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_token_level_gail_imitates_a_known_expert_like_the_oracle(tmp_path, colours_sft_path, seed):
     # Measured (2026-11-29): 2.19 -> 1.01 / 0.77 (seeds 0 / 1) with the likelihood ratio, as far as the oracle or

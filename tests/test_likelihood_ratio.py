@@ -1,4 +1,4 @@
-"""The likelihood-ratio discriminator, the demonstration pool, held-out statistics and the reward-fidelity metric."""
+"""The likelihood-ratio discriminator (`trl_irl/discriminator/likelihood_ratio.py`), alone and inside GAIL and AIRL."""
 
 import pytest
 import torch
@@ -7,10 +7,8 @@ from datasets import Dataset
 from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorReward, GAILConfig, GAILTrainer, LikelihoodReward
-from trl_irl.benchmark.synthetic import spearman, within_prompt_spearman
-from trl_irl.data_utils import DemonstrationPool
-from trl_irl.discriminator import LikelihoodRatioDiscriminator, classification_statistics
+from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, LikelihoodReward
+from trl_irl.discriminator import LikelihoodRatioDiscriminator
 
 
 PROMPT = "Count from 1 by 1, 3 numbers:"
@@ -166,6 +164,7 @@ def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
     assert "rewards/likelihood/mean" in grpo.state.log_history[0]
 
 
+@pytest.mark.slow
 def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
     # The policy is held still (every reward is 0 during warm-up, and `beta=0`), so only the discriminator learns: it
     # starts at l = 0 (accuracy 0.5 by the tie convention) and must tell held-out demonstrations from fresh samples
@@ -215,6 +214,7 @@ class TestPretraining:
         for whole, micro in zip(*stepped, strict=True):
             torch.testing.assert_close(whole, micro)
 
+    @pytest.mark.slow
     def test_gail_pretrains_the_discriminator_before_the_policy_moves(self, tmp_path, colours_sft_path, monkeypatch):
         trainer = GAILTrainer(
             model=colours_sft_path,
@@ -264,143 +264,3 @@ class TestPretraining:
         settings = {"disc_type": "likelihood_ratio", "disc_pretraining_steps": 5, **overrides}
         with pytest.raises(ValueError, match=named):
             adversarial_config(GAILConfig, tmp_path, **settings)
-
-
-class TestDemonstrationPool:
-    def test_split_is_disjoint_and_draws_are_keyed(self):
-        dataset = Dataset.from_list([{"prompt": f"p{i}", "demonstration": f" d{i}"} for i in range(20)])
-        pool = DemonstrationPool(dataset, heldout_fraction=0.25, seed=3)
-        assert len(pool.heldout_rows) == 5 and len(pool.training_rows) == 15
-        assert not set(pool.heldout_rows) & set(pool.training_rows)
-
-        prompts, demonstrations = pool.sample(6, key=(0, 1, 0))
-        assert len(set(prompts)) == 6  # without replacement
-        assert all(d == " d" + p[1:] for p, d in zip(prompts, demonstrations, strict=True))
-        assert {int(prompt[1:]) for prompt in prompts} <= set(pool.training_rows)
-        assert pool.sample(6, key=(0, 1, 0)) == (prompts, demonstrations)
-        assert pool.sample(6, key=(1, 1, 0)) != (prompts, demonstrations)  # another process draws others
-        heldout_prompts, _ = pool.sample(5, key=(0, 1, 0), heldout=True)
-        assert {int(prompt[1:]) for prompt in heldout_prompts} == set(pool.heldout_rows)
-        assert len(pool.sample(40, key=(0, 2, 0))[0]) == 40  # more than there are: drawn with replacement
-
-    def test_keeps_a_training_row(self):
-        pool = DemonstrationPool(Dataset.from_list([{"prompt": "p", "demonstration": " d"}] * 2), 0.9)
-        assert len(pool.training_rows) == 1
-
-
-def test_reward_draws_expert_batches_from_the_pool_and_logs_heldout_statistics(tiny_model_path, monkeypatch):
-    from transformers import AutoModelForSequenceClassification
-
-    from trl_irl import Discriminator
-
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
-    discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
-    dataset = Dataset.from_list([{"prompt": f"Say {i}:", "demonstration": f" {i}"} for i in range(40)])
-    pool = DemonstrationPool(dataset, heldout_fraction=0.25)
-    expert_batches = []
-    update = discriminator.update
-    monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: expert_batches.append(e) or update(e, p, **kw))
-    logged, observed = {}, []
-
-    def render(prompts, responses, completion_ids=None):
-        return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
-
-    reward = DiscriminatorReward(
-        discriminator,
-        render,
-        updates_per_generation=2,
-        demonstration_pool=pool,
-        on_scored=lambda *args: observed.append(args),
-    )
-    rewards = reward(["Say 1:"] * 3, [" 7", " 8", " 9"], log_metric=logged.__setitem__)
-
-    assert len(expert_batches) == 2 and all(len(batch) == 3 for batch in expert_batches)
-    assert expert_batches[0] != expert_batches[1]  # each update draws anew
-    training_texts = {f"Say {i}: {i}" for i in pool.training_rows}
-    assert all(set(batch) <= training_texts for batch in expert_batches)
-    assert {"disc/heldout_loss", "disc/heldout_acc", "disc/heldout_acc_expert", "disc/heldout_acc_policy"} <= set(
-        logged
-    )
-    (prompts, completions, _, observed_rewards, stats) = observed[0]
-    assert observed_rewards == rewards and stats["heldout_acc"] == logged["disc/heldout_acc"]
-
-
-def test_classification_statistics_count_ties_as_half():
-    stats = classification_statistics(torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, -3.0]))
-    assert stats["acc_expert"] == pytest.approx(1.5 / 3)
-    assert stats["acc_policy"] == pytest.approx(0.75)
-    expected_loss = 0.5 * (
-        torch.nn.functional.softplus(-torch.tensor([2.0, 0.0, -1.0])).mean()
-        + torch.nn.functional.softplus(torch.tensor([0.0, -3.0])).mean()
-    )
-    assert stats["loss"] == pytest.approx(expected_loss.item())
-
-
-class TestRewardFidelity:
-    def test_spearman_by_hand(self):
-        assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
-        assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
-        # Ranks (0, 1, 2, 3) against (0.5, 0.5, 3, 2), both of mean 1.5: covariance 1.5 + 0.5 + 0.75 + 0.75 = 3.5,
-        # spreads sqrt(5) and sqrt(4.5)
-        assert spearman([1, 2, 3, 4], [5, 5, 9, 7]) == pytest.approx(3.5 / (5**0.5 * 4.5**0.5))
-        assert spearman([1, 1, 1], [1, 2, 3]) is None
-
-    def test_within_prompt_averages_over_prompts_and_skips_constant_groups(self):
-        prompts = ["a", "b", "a", "b", "c", "c", "a"]
-        learned = [1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 3.0]
-        exact = [1.0, 5.0, 3.0, 6.0, 1.0, 2.0, 2.0]
-        # a: ranks (0, 1, 2) against (0, 2, 1) -> 0.5; b: perfectly reversed -> -1; c: learned constant -> skipped
-        assert within_prompt_spearman(prompts, learned, exact) == pytest.approx((0.5 - 1.0) / 2)
-        assert within_prompt_spearman(["a", "b"], [1.0, 2.0], [3.0, 4.0]) is None
-
-
-class TestConfig:
-    @pytest.mark.parametrize(
-        ("overrides", "message"),
-        [
-            ({"disc_type": "energy"}, "disc_type"),
-            ({"disc_demonstration_source": "replay"}, "disc_demonstration_source"),
-            ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
-            ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
-            ({"disc_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
-        ],
-    )
-    def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):
-        with pytest.raises(ValueError, match=message):
-            GAILConfig(output_dir=str(tmp_path), bf16=False, **overrides)
-
-    def test_updates_per_generation_default_by_type(self, tmp_path):
-        assert GAILConfig(output_dir=str(tmp_path), bf16=False).disc_updates_per_generation == 2
-        classifier = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
-        assert classifier.disc_updates_per_generation == 1
-        chosen = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_updates_per_generation=3)
-        assert chosen.disc_updates_per_generation == 3
-
-    def test_airl_likelihood_ratio_needs_beta_one_and_the_sum(self, tmp_path):
-        classifier = AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="classifier")
-        assert (classifier.log_prob_coef, classifier.log_prob_reduction) == (0.03, "mean")
-        for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
-            with pytest.raises(ValueError, match="log_prob_coef=1"):
-                AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="likelihood_ratio", **overrides)
-
-    def test_an_iterable_dataset_needs_the_batch_source(self, tmp_path, tiny_model_path, prompt_completion_dataset):
-        streamed = prompt_completion_dataset.to_iterable_dataset()
-        with pytest.raises(ValueError, match="disc_demonstration_source='batch'"):
-            GAILTrainer(model=tiny_model_path, args=adversarial_config(GAILConfig, tmp_path), train_dataset=streamed)
-
-
-def test_likelihood_reward_loads_its_tokenizer_at_the_model_s_revision(tiny_model_path, monkeypatch):
-    import transformers
-
-    from trl_irl import LikelihoodReward
-
-    original = transformers.AutoTokenizer.from_pretrained
-    received = {}
-
-    def recording(path, **kwargs):
-        received.update(kwargs)
-        return original(path, **kwargs)
-
-    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording)
-    LikelihoodReward.from_pretrained(tiny_model_path, revision="main", trust_remote_code=False)
-    assert received == {"revision": "main", "trust_remote_code": False}

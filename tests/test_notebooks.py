@@ -29,6 +29,7 @@ def test_notebook_is_stored_without_outputs_and_opens_in_colab(path):
     assert "google.colab" in code[0].source  # the install cell runs on Colab only
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path):
     import nbformat

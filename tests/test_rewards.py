@@ -1,8 +1,10 @@
 import pytest
 import torch
+from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator, DiscriminatorReward, policy_reward
+from trl_irl.data_utils import DemonstrationPool
 
 
 PROMPTS = ["Count from 1 by 1, 3 numbers:", "Count from 5 by 2, 3 numbers:"]
@@ -139,3 +141,57 @@ class TestSaturationAndNonFiniteLogits:
         with pytest.raises(FloatingPointError, match="step was skipped"):
             discriminator.update(expert, policy, expert_logit_offsets=torch.tensor([float("nan"), 0.0]))
         assert all(torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
+
+
+def test_reward_draws_expert_batches_from_the_pool_and_logs_heldout_statistics(tiny_model_path, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
+    from trl_irl import Discriminator
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
+    dataset = Dataset.from_list([{"prompt": f"Say {i}:", "demonstration": f" {i}"} for i in range(40)])
+    pool = DemonstrationPool(dataset, heldout_fraction=0.25)
+    expert_batches = []
+    update = discriminator.update
+    monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: expert_batches.append(e) or update(e, p, **kw))
+    logged, observed = {}, []
+
+    def render(prompts, responses, completion_ids=None):
+        return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
+
+    reward = DiscriminatorReward(
+        discriminator,
+        render,
+        updates_per_generation=2,
+        demonstration_pool=pool,
+        on_scored=lambda *args: observed.append(args),
+    )
+    rewards = reward(["Say 1:"] * 3, [" 7", " 8", " 9"], log_metric=logged.__setitem__)
+
+    assert len(expert_batches) == 2 and all(len(batch) == 3 for batch in expert_batches)
+    assert expert_batches[0] != expert_batches[1]  # each update draws anew
+    training_texts = {f"Say {i}: {i}" for i in pool.training_rows}
+    assert all(set(batch) <= training_texts for batch in expert_batches)
+    assert {"disc/heldout_loss", "disc/heldout_acc", "disc/heldout_acc_expert", "disc/heldout_acc_policy"} <= set(
+        logged
+    )
+    (prompts, completions, _, observed_rewards, stats) = observed[0]
+    assert observed_rewards == rewards and stats["heldout_acc"] == logged["disc/heldout_acc"]
+
+
+def test_likelihood_reward_loads_its_tokenizer_at_the_model_s_revision(tiny_model_path, monkeypatch):
+    import transformers
+
+    from trl_irl import LikelihoodReward
+
+    original = transformers.AutoTokenizer.from_pretrained
+    received = {}
+
+    def recording(path, **kwargs):
+        received.update(kwargs)
+        return original(path, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording)
+    LikelihoodReward.from_pretrained(tiny_model_path, revision="main", trust_remote_code=False)
+    assert received == {"revision": "main", "trust_remote_code": False}

@@ -11,6 +11,8 @@ from trl_irl.benchmark.synthetic import (
     divergences,
     response_probabilities,
     sampled_mean_length,
+    spearman,
+    within_prompt_spearman,
 )
 
 
@@ -144,3 +146,21 @@ class TestSampledMeanLength:
         first = sampled_mean_length(model, tokenizer, ["Count:"], samples_per_prompt=4, seed=1)
         assert torch.equal(torch.rand(3), expected)
         assert sampled_mean_length(model, tokenizer, ["Count:"], samples_per_prompt=4, seed=1) == first
+
+
+class TestRewardFidelity:
+    def test_spearman_by_hand(self):
+        assert spearman([1, 2, 3], [10, 20, 30]) == pytest.approx(1.0)
+        assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+        # Ranks (0, 1, 2, 3) against (0.5, 0.5, 3, 2), both of mean 1.5: covariance 1.5 + 0.5 + 0.75 + 0.75 = 3.5,
+        # spreads sqrt(5) and sqrt(4.5)
+        assert spearman([1, 2, 3, 4], [5, 5, 9, 7]) == pytest.approx(3.5 / (5**0.5 * 4.5**0.5))
+        assert spearman([1, 1, 1], [1, 2, 3]) is None
+
+    def test_within_prompt_averages_over_prompts_and_skips_constant_groups(self):
+        prompts = ["a", "b", "a", "b", "c", "c", "a"]
+        learned = [1.0, 2.0, 2.0, 1.0, 0.0, 0.0, 3.0]
+        exact = [1.0, 5.0, 3.0, 6.0, 1.0, 2.0, 2.0]
+        # a: ranks (0, 1, 2) against (0, 2, 1) -> 0.5; b: perfectly reversed -> -1; c: learned constant -> skipped
+        assert within_prompt_spearman(prompts, learned, exact) == pytest.approx((0.5 - 1.0) / 2)
+        assert within_prompt_spearman(["a", "b"], [1.0, 2.0], [3.0, 4.0]) is None
