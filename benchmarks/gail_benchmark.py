@@ -7,7 +7,7 @@
 
 The baseline scores completions with a frozen copy of GAIL's discriminator as it starts: for the default likelihood
 ratio, the policy's checkpoint as a causal LM whose summed log-probability is the reward (`LikelihoodReward`); with
-`--discriminator-type classifier`, a sequence classifier on it. GAIL also trains its discriminator (its updates per
+`--disc-type classifier`, a sequence classifier on it. GAIL also trains its discriminator (its updates per
 generation batch on demonstrations and completions) and, for the likelihood ratio, computes `log pi`. Same policy,
 data and GRPO settings. Each (trainer, repeat) pair runs in a fresh subprocess, in alternating order; the first
 `--warmup-steps` steps of each run are dropped. Peak memory is the GPU's peak allocation, or on CPU the process's
@@ -16,7 +16,7 @@ peak resident memory (each run is its own process).
 With `--shared-base` both trainers train a LoRA policy, and GAIL's likelihood-ratio discriminator is a second adapter
 on the policy's model (`disc_shares_policy_base`), with no second copy of the base model.
 
-With `--discriminator-level token` GAIL's discriminator scores every completion token, and the policy gets per-token
+With `--disc-level token` GAIL's discriminator scores every completion token, and the policy gets per-token
 advantages (the baseline is unchanged).
 
 Targets: median step-time ratio <= 1.3 (sequence level), <= 1.4 (token level); peak-memory ratio <= 1.3 with the LoRA
@@ -128,8 +128,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--num-generations", type=int, default=4)
     parser.add_argument("--max-completion-length", type=int, default=32)
-    parser.add_argument("--discriminator-level", choices=["sequence", "token"], default="sequence")
-    parser.add_argument("--discriminator-type", choices=["likelihood_ratio", "classifier"], default="likelihood_ratio")
+    parser.add_argument("--disc-level", choices=["sequence", "token"], default="sequence")
+    parser.add_argument("--disc-type", choices=["likelihood_ratio", "classifier"], default="likelihood_ratio")
     parser.add_argument("--lora-discriminator", action="store_true", help="The discriminator as a LoRA adapter.")
     parser.add_argument(
         "--shared-base",
