@@ -210,7 +210,7 @@ def _write_config(tmp_path, model_path, dataset, num_rows: int, **options) -> st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sft", "weighted-sft", "gail", "airl"])
+@pytest.mark.parametrize("method", ["sft", "weighted_sft", "gail", "airl"])
 def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
     import torch
 
@@ -228,7 +228,7 @@ def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, pro
         type(training_args).__name__
         == {
             "sft": "SFTConfig",
-            "weighted-sft": "WeightedSFTConfig",
+            "weighted_sft": "WeightedSFTConfig",
             "gail": "GAILConfig",
             "airl": "AIRLConfig",
         }[method]
@@ -245,7 +245,7 @@ def test_unknown_command_fails_clearly(capsys):
 
     with pytest.raises(SystemExit):
         main(["bc"])
-    assert "invalid choice: 'bc' (choose from 'demo', 'sft', 'weighted-sft'" in capsys.readouterr().err
+    assert "invalid choice: 'bc' (choose from 'demo', 'sft', 'weighted_sft'" in capsys.readouterr().err
     # The command list, kept free of heavy imports, names the methods the training script knows
     assert set(TRAINING_METHODS) == set(TRAINERS)
 
@@ -297,7 +297,7 @@ def test_accelerate_launch_options_in_the_config_start_several_processes(
         num_processes=2,
         main_process_port=int(free_port()),
     )
-    main(["weighted-sft", "--config", config])
+    main(["weighted_sft", "--config", config])
     # 2 steps of 2 processes x 4 examples: half of the 32 examples, where one process would have seen a quarter
     assert "'epoch': '0.5'" in capfd.readouterr().out
     assert (tmp_path / "out" / "model.safetensors").is_file()
@@ -308,7 +308,7 @@ def test_missing_dataset_fails_clearly(tmp_path, tiny_model_path):
         yaml.safe_dump({"model_name_or_path": tiny_model_path, "output_dir": str(tmp_path), "bf16": False})
     )
     with pytest.raises(SystemExit, match="dataset_name"):
-        main(["weighted-sft", "--config", str(tmp_path / "config.yaml")])
+        main(["weighted_sft", "--config", str(tmp_path / "config.yaml")])
 
 
 def _training_script_arguments(method: str, argv: list[str]):
@@ -346,9 +346,9 @@ def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prom
 
     for split, rows in (("train", range(0, 8)), ("test", range(8, 12))):
         prompt_completion_dataset.select(rows).to_json(tmp_path / "data" / f"{split}.jsonl")
-    received = _record_trainer(monkeypatch, "weighted-sft")
+    received = _record_trainer(monkeypatch, "weighted_sft")
     arguments = _training_script_arguments(
-        "weighted-sft",
+        "weighted_sft",
         [
             *("--model_name_or_path", "some/model", "--dataset_name", str(tmp_path / "data")),
             *("--output_dir", str(tmp_path / "out"), "--bf16", "False", "--report_to", "none"),
@@ -357,7 +357,7 @@ def test_training_script_honours_model_dataset_and_resume_options(tmp_path, prom
             *("--model_init_kwargs", '{"attn_implementation": "sdpa"}'),
         ],
     )
-    train.main("weighted-sft", *arguments)
+    train.main("weighted_sft", *arguments)
     assert received["args"].model_init_kwargs == {
         "revision": "v1",
         "trust_remote_code": False,
@@ -425,13 +425,14 @@ def test_help_and_version_answer_without_importing_torch(argv):
 
         assert f"trl-irl {__version__}" in result.stdout
     elif argv == ["--help"]:
-        assert result.stdout.startswith("usage: trl-irl") and "variance-reward" in result.stdout
+        assert result.stdout.startswith("usage: trl-irl") and "variance_reward" in result.stdout
 
 
 def test_method_names_take_hyphens_or_underscores(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="trl-irl weighted-sft: the `--config` file"):
-        main(["weighted_sft", "--config", "missing.yaml"])
+    # The hyphenated spelling is the same command, named by its one spelling
+    with pytest.raises(SystemExit, match="trl-irl weighted_sft: the `--config` file"):
+        main(["weighted-sft", "--config", "missing.yaml"])
 
     import trl_irl.benchmark.comparison
 
@@ -448,23 +449,23 @@ def test_method_names_take_hyphens_or_underscores(tmp_path, monkeypatch):
     assert chosen["report_to"] == "tensorboard"
 
 
-@pytest.mark.parametrize("method", ["gail", "airl", "variance-reward"])
+@pytest.mark.parametrize("method", ["gail", "airl", "variance_reward"])
 def test_discriminator_options_and_the_variance_reward_command_reach_the_trainer(
     tmp_path, prompt_completion_dataset, preference_dataset, monkeypatch, method
 ):
     from trl_irl.scripts import train
 
-    dataset = preference_dataset if method == "variance-reward" else prompt_completion_dataset
+    dataset = preference_dataset if method == "variance_reward" else prompt_completion_dataset
     dataset.to_json(tmp_path / "data.jsonl")
     config_class = train.TRAINERS[method][0]
     received = _record_trainer(monkeypatch, method)
     argv = ["--model_name_or_path", "org/model", "--dataset_name", str(tmp_path / "data.jsonl"), "--bf16", "False"]
-    if method != "variance-reward":
+    if method != "variance_reward":
         argv += ["--discriminator_model_name_or_path", "org/discriminator", "--discriminator_use_peft", "True"]
         argv += ["--discriminator_lora_r", "4", "--disc_type", "classifier"]
     train.main(method, *_training_script_arguments(method, [*argv, "--output_dir", str(tmp_path / "out")]))
     assert type(received["args"]).__name__ == config_class.__name__
-    if method == "variance-reward":
+    if method == "variance_reward":
         assert "discriminator" not in received
     else:
         assert received["discriminator"] == "org/discriminator"

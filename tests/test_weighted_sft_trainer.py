@@ -242,7 +242,7 @@ class TestWeightedSFTTrainer:
         for name, param in reloaded.named_parameters():
             torch.testing.assert_close(param, trainer.model.get_parameter(name))
         card = (tmp_path / "README.md").read_text()
-        assert "Weighted SFT" in card
+        assert "WeightedSFT" in card
         assert "2403.12017" in card
         assert "sun2024supervised" in card
         assert "weighted-sft" in card

@@ -1,7 +1,7 @@
 """The `trl-irl` command.
 
     trl-irl demo [--quick] [--regime memorise|rules] [--num-demonstrations N] [--output-dir DIR]
-    trl-irl sft | weighted-sft | gail | airl | variance-reward --config config.yaml [--key value ...]
+    trl-irl sft | weighted_sft | gail | airl | variance_reward --config config.yaml [--key value ...]
 
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
@@ -24,10 +24,10 @@ from pathlib import Path
 # Each training command and what it trains
 TRAINING_METHODS = {
     "sft": "TRL's SFTTrainer, for comparison",
-    "weighted-sft": "SFT weighted to match the state-action occupancy (WeightedSFTTrainer)",
+    "weighted_sft": "SFT weighted to match the state-action occupancy (WeightedSFTTrainer)",
     "gail": "adversarial imitation on top of GRPO (GAILTrainer)",
     "airl": "GAIL with AIRL's discriminator, leaving a reward model (AIRLTrainer)",
-    "variance-reward": "a Bradley-Terry reward model with a learned per-response scale (VarianceRewardTrainer)",
+    "variance_reward": "a Bradley-Terry reward model with a learned per-response scale (VarianceRewardTrainer)",
 }
 
 
@@ -203,7 +203,8 @@ def _command_parser() -> argparse.ArgumentParser:
         "demo", add_help=False, help="every method against a synthetic expert, exact divergences (no data needed)"
     )
     for method, description in TRAINING_METHODS.items():
-        aliases = [method.replace("-", "_")] if "-" in method else []
+        # One spelling per method (`weighted_sft`, as in the configs and the demo), and the hyphenated one accepted
+        aliases = [method.replace("_", "-")] if "_" in method else []
         commands.add_parser(method, aliases=aliases, add_help=False, help=description)
     return parser
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parsed, rest = _command_parser().parse_known_args(argv[:1])
     rest += argv[1:]
-    command = parsed.command.replace("_", "-")
+    command = parsed.command.replace("-", "_")
     if command == "demo":
         _demo(rest)
     else:

@@ -38,10 +38,10 @@ from ..trainer.utils import is_missing_local_path
 
 TRAINERS = {
     "sft": (SFTConfig, SFTTrainer),
-    "weighted-sft": (WeightedSFTConfig, WeightedSFTTrainer),
+    "weighted_sft": (WeightedSFTConfig, WeightedSFTTrainer),
     "gail": (GAILConfig, GAILTrainer),
     "airl": (AIRLConfig, AIRLTrainer),
-    "variance-reward": (VarianceRewardConfig, VarianceRewardTrainer),
+    "variance_reward": (VarianceRewardConfig, VarianceRewardTrainer),
 }
 ADVERSARIAL_METHODS = ("gail", "airl")
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -103,8 +103,8 @@ def discriminator_peft_config(discriminator_args: DiscriminatorArguments, traini
 
 
 def canonical_method(name: str) -> str:
-    """A method's name as the command spells it: `weighted_sft` and `weighted-sft` are the same."""
-    return name.replace("_", "-")
+    """A method's one spelling (`weighted_sft`); the command accepts `weighted-sft` too."""
+    return name.replace("-", "_")
 
 
 def make_parser(method: str, prog: str | None = None) -> TrlParser:

@@ -44,7 +44,7 @@ class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
     """
 
     _tag_names = ["trl", "sft", "trl-irl", "weighted-sft"]
-    _name = "Weighted SFT"
+    _name = "WeightedSFT"
     _paper = {
         "title": "Supervised Fine-Tuning as Inverse Reinforcement Learning",
         "id": "2403.12017",
