@@ -86,32 +86,16 @@ def _fixture(directory: Path):
     return str(model_path), demonstrations.select(range(32))
 
 
-def _config(config_class, output_dir: Path, **overrides):
-    values = {
-        "output_dir": str(output_dir),
-        "learning_rate": 1e-3,
-        "disc_learning_rate": 1e-3,
-        "per_device_train_batch_size": 8,
-        "num_generations": 4,
-        "max_completion_length": 8,
-        "max_steps": 3,
-        "logging_steps": 1,
-        "save_strategy": "no",
-        "report_to": "none",
-        "bf16": False,
-        "disable_tqdm": True,
-        "seed": 0,
-    }
-    return config_class(**{**values, **overrides})
-
-
 def _one_run(trainer_name: str, overrides: dict, model_path: str, dataset, output_dir: Path, resume=None) -> dict:
     from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
 
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)
-    trainer = trainer_class(
-        model=model_path, args=_config(config_class, output_dir, **overrides), train_dataset=dataset
-    )
+    # The settings of the GAIL and AIRL tests
+    sys.path.insert(0, str(REPOSITORY / "tests"))
+    from helpers import adversarial_config
+
+    args = adversarial_config(config_class, output_dir, **overrides)
+    trainer = trainer_class(model=model_path, args=args, train_dataset=dataset)
     trainer.train(resume_from_checkpoint=resume)
     discriminator = trainer.discriminator
     trained = {id(param) for param in discriminator.trainable_parameters()}
