@@ -264,3 +264,47 @@ class TestPretraining:
         settings = {"disc_type": "likelihood_ratio", "disc_pretraining_steps": 5, **overrides}
         with pytest.raises(ValueError, match=named):
             adversarial_config(GAILConfig, tmp_path, **settings)
+
+
+def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    import trl_irl.trainer.gail_discriminator as gail_discriminator
+
+    warnings = []
+    monkeypatch.setattr(gail_discriminator.logger, "warning", warnings.append)
+    # The default discriminator is a copy of the policy: it knows nothing more, and is warned about once
+    copy = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(tmp_path / "copy", max_steps=1),
+        train_dataset=prompt_completion_dataset,
+    )
+    pool = copy.discriminator_reward.demonstration_pool
+    prompts, demonstrations = pool.sample(len(pool.heldout_rows), ("knowledge_gap",), heldout=True)
+    copy.train()
+    first = copy.state.log_history[0]
+    assert abs(first["disc/start_knowledge_gap"]) < 1e-4
+    assert len(warnings) == 1 and "knows no more of the demonstrations than the policy" in warnings[0]
+    # The policy's negative log-likelihood per token of the held-out demonstrations, by hand (the policy trained
+    # for one step since; its weights at the start are the checkpoint's)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = copy.processing_class
+    token_log_probs = [
+        _log_q(
+            policy, tokenizer, prompt, tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        )
+        for prompt, d in zip(prompts, demonstrations, strict=True)
+    ]
+    by_hand = -torch.cat(token_log_probs).mean().item()
+    assert first["disc/start_nll_policy"] == pytest.approx(by_hand, rel=1e-5)
+
+    # Pre-trained on the demonstrations, the discriminator knows more: no second warning
+    pretrained = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(
+            tmp_path / "pretrained", max_steps=1, disc_pretraining_steps=10, disc_pretraining_learning_rate=1e-2
+        ),
+        train_dataset=prompt_completion_dataset,
+    )
+    pretrained.train()
+    assert pretrained.state.log_history[0]["disc/start_knowledge_gap"] > 0.1 and len(warnings) == 1

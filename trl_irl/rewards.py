@@ -54,6 +54,25 @@ def response_log_probs(
     return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
 
 
+@torch.no_grad()
+def mean_negative_log_likelihood(
+    model: PreTrainedModel, samples: list, pad_token_id: int, temperature: float = 1.0, micro_batch_size=None
+) -> float:
+    """Mean negative log-likelihood per response token of `(prompt_ids, response_ids)` samples under a causal LM."""
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for chunk in micro_batches(samples, micro_batch_size):
+            prompt_ids, response_ids = zip(*chunk, strict=True)
+            token_log_probs, mask = response_log_probs(model, prompt_ids, response_ids, pad_token_id, temperature)
+            total -= (token_log_probs * mask).sum().item()
+            count += int(mask.sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
 class PolicyLogProbOffsets:
     """
     The logit offsets `-coef * log pi(y | x)` of a discriminator whose logit subtracts the policy's log-probability:

@@ -19,6 +19,7 @@ from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
+from ..rewards import mean_negative_log_likelihood
 from .model_cards import auto_class_of
 from .utils import is_missing_local_path
 
@@ -229,3 +230,47 @@ def pretrain_on_pool(
     )
     logger.info(f"Pre-trained the discriminator for {args.disc_pretraining_steps} steps: {stats}")
     return stats
+
+
+# Demonstrations on which the discriminator's knowledge is compared with the policy's before training
+KNOWLEDGE_SAMPLE_SIZE = 256
+# Below this many nats per token more than the policy, the discriminator is taken to know nothing more: a copy of the
+# policy measures about 1e-6 through the two models' different float paths
+KNOWLEDGE_GAP_WARNING = 0.01
+
+
+def knowledge_gap(discriminator: Discriminator, policy, pool, encode, args) -> dict[str, float]:
+    """
+    How much more than the policy the likelihood-ratio discriminator knows of the demonstrations when training starts:
+    the policy's and `q_phi`'s negative log-likelihood per token of up to 256 held-out demonstrations (training ones
+    when none are held out), and their difference, `knowledge_gap` (nats per token; 0 for a copy of the policy). The
+    reward `log q_phi - log pi` can only teach what `q_phi` knows better; updates may add to it, or erase it.
+    Empty for a classifier, whose logits are no likelihood.
+    """
+    if not isinstance(discriminator, LikelihoodRatioDiscriminator) or pool is None:
+        return {}
+    heldout = bool(pool.heldout_rows)
+    rows = pool.heldout_rows if heldout else pool.training_rows
+    samples = encode(*pool.sample(min(len(rows), KNOWLEDGE_SAMPLE_SIZE), ("knowledge_gap",), heldout=heldout))
+    nll_policy = mean_negative_log_likelihood(
+        policy, samples, encode.tokenizer.pad_token_id, args.temperature, args.disc_micro_batch_size
+    )
+    nll_discriminator = discriminator.negative_log_likelihood(samples)
+    gap = nll_policy - nll_discriminator
+    where = "held-out" if heldout else "training (none are held out: `disc_heldout_fraction=0`)"
+    if gap < KNOWLEDGE_GAP_WARNING:
+        logger.warning(
+            f"The discriminator knows no more of the demonstrations than the policy: on {len(samples)} {where} "
+            f"demonstrations its negative log-likelihood is {nll_discriminator:.3f} nats per token, the policy's "
+            f"{nll_policy:.3f} (`disc/start_knowledge_gap` {gap:.3f}). Its reward starts at 0 and teaches only what "
+            "its own updates learn; the measured gains over SFT came with a discriminator that knew more: the end of "
+            "the SFT run whose middle is the policy (`sft_run_checkpoints`), a larger model trained by SFT on the "
+            "same demonstrations, or `disc_pretraining_steps`. See docs/which_trainer.md."
+        )
+    else:
+        logger.info(f"The discriminator knows {gap:.3f} nats per token more than the policy ({where} demonstrations).")
+    return {
+        "start_nll_policy": nll_policy,
+        "start_nll_discriminator": nll_discriminator,
+        "start_knowledge_gap": gap,
+    }

@@ -20,6 +20,7 @@ from .gail_discriminator import (
     build_discriminator,
     check_fits_policy,
     discriminator_on_policy_model,
+    knowledge_gap,
     pretrain_on_pool,
     shards_discriminator,
 )
@@ -247,6 +248,14 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     def _prepare_training(self, checkpoint: str | None) -> None:
         if checkpoint is None:
             self._pretrain_discriminator()
+            gap = knowledge_gap(
+                self.discriminator,
+                self.model,
+                self.discriminator_reward.demonstration_pool,
+                self.sample_encoder,
+                self.args,
+            )
+            self.discriminator_reward.pending_stats |= gap
         else:
             self._refuse_incomplete_checkpoint(checkpoint)
 
