@@ -1,5 +1,7 @@
 """The likelihood-ratio discriminator (`trl_irl/discriminator/likelihood_ratio.py`), alone and inside GAIL and AIRL."""
 
+import copy
+
 import pytest
 import torch
 import toy_colors
@@ -274,21 +276,21 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
     warnings = []
     monkeypatch.setattr(gail_discriminator.logger, "warning", warnings.append)
     # The default discriminator is a copy of the policy: it knows nothing more, and is warned about once
-    copy = GAILTrainer(
+    default = GAILTrainer(
         model=tiny_model_path,
         args=_likelihood_ratio_config(tmp_path / "copy", max_steps=1),
         train_dataset=prompt_completion_dataset,
     )
-    pool = copy.discriminator_reward.demonstration_pool
+    pool = default.discriminator_reward.demonstration_pool
     prompts, demonstrations = pool.sample(len(pool.heldout_rows), ("knowledge_gap",), heldout=True)
-    copy.train()
-    first = copy.state.log_history[0]
+    default.train()
+    first = default.state.log_history[0]
     assert abs(first["disc/start_knowledge_gap"]) < 1e-4
     assert len(warnings) == 1 and "knows no more of the demonstrations than the policy" in warnings[0]
     # The policy's negative log-likelihood per token of the held-out demonstrations, by hand (the policy trained
     # for one step since; its weights at the start are the checkpoint's)
     policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
-    tokenizer = copy.processing_class
+    tokenizer = default.processing_class
     token_log_probs = [
         _log_q(
             policy, tokenizer, prompt, tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -308,3 +310,32 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
     )
     pretrained.train()
     assert pretrained.state.log_history[0]["disc/start_knowledge_gap"] > 0.1 and len(warnings) == 1
+
+
+def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from trl_irl import LikelihoodRatioReward
+
+    # A discriminator that differs from the policy, so that the ratio is not 0
+    discriminator = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        discriminator.lm_head.weight.add_(0.1 * torch.randn_like(discriminator.lm_head.weight))
+    before = {name: param.clone() for name, param in discriminator.named_parameters()}
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        discriminator=discriminator,
+        args=_likelihood_ratio_config(tmp_path, disc_updates_per_generation=0, divergence="reverse_kl"),
+        train_dataset=prompt_completion_dataset,
+    )
+    scored = []
+    trainer.discriminator_reward.on_scored = lambda *args: scored.append(args)
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    expected = LikelihoodRatioReward(copy.deepcopy(discriminator), start, trainer.processing_class)
+    trainer.train()
+
+    prompts, completions, completion_ids, rewards, _ = scored[0]  # the first batch, sampled by the starting policy
+    assert rewards == pytest.approx(expected(prompts, completions, completion_ids), rel=1e-4, abs=1e-4)
+    assert all(torch.equal(param, before[name]) for name, param in trainer.discriminator.model.named_parameters())
+    assert not any("disc/loss" in entry for entry in trainer.state.log_history)

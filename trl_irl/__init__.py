@@ -14,6 +14,8 @@ _EXPORTS = {
     "policy_reward": ".divergences",
     "DiscriminatorReward": ".rewards",
     "LikelihoodReward": ".rewards",
+    "LikelihoodRatioReward": ".rewards",
+    "best_of_n": ".reranking",
     "occupancy_weights": ".token_weighting",
     "SFTRunCheckpoints": ".sft_run",
     "sft_run_checkpoints": ".sft_run",
@@ -38,12 +40,14 @@ __all__ = [
     "GAILConfig",
     "GAILTrainer",
     "LikelihoodRatioDiscriminator",
+    "LikelihoodRatioReward",
     "LikelihoodReward",
     "SFTRunCheckpoints",
     "VarianceRewardConfig",
     "VarianceRewardTrainer",
     "WeightedSFTConfig",
     "WeightedSFTTrainer",
+    "best_of_n",
     "occupancy_weights",
     "policy_reward",
     "sft_run_checkpoints",
@@ -68,7 +72,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .discriminator import Discriminator, LikelihoodRatioDiscriminator
     from .divergences import policy_reward
-    from .rewards import DiscriminatorReward, LikelihoodReward
+    from .reranking import best_of_n
+    from .rewards import DiscriminatorReward, LikelihoodRatioReward, LikelihoodReward
     from .sft_run import SFTRunCheckpoints, sft_run_checkpoints
     from .token_weighting import occupancy_weights, span_positions, token_weights
     from .trainer import (

@@ -128,6 +128,18 @@ class PolicyLogProbOffsets:
         return -self.coef * torch.cat(log_pi)
 
 
+def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> list[list[int]]:
+    """
+    Prompts tokenised as GRPO tokenises them for generation when no trainer is at hand: the text, or the chat
+    template with a generation prompt for conversations. (A trainer's own, with its tools, is `_tokenize_prompts`.)
+    """
+    if not is_conversational({"prompt": prompts[0]}):
+        return tokenizer(prompts)["input_ids"]
+    return tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
+
+
 class LikelihoodReward:
     """
     GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
@@ -159,16 +171,43 @@ class LikelihoodReward:
         return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
-        if not is_conversational({"prompt": prompts[0]}):
-            prompt_ids = self.tokenizer(prompts)["input_ids"]
-        else:
-            prompt_ids = self.tokenizer.apply_chat_template(
-                prompts, add_generation_prompt=True, tokenize=True, return_dict=True
-            )["input_ids"]
+        prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
         token_log_probs, mask = response_log_probs(
             self.model, prompt_ids, completion_ids, self.tokenizer.pad_token_id, self.temperature
         )
         return (token_log_probs * mask).sum(dim=1).tolist()
+
+
+class LikelihoodRatioReward:
+    """
+    GRPO reward function `log q(y | x) - log p(y | x)` between two causal LMs sharing a tokenizer: the
+    likelihood-ratio discriminator's logit, with `q` its `q_phi` (or an SFT checkpoint that knows more) and `p` the
+    policy or the model sampled from. Its optimum moves `p` towards `q`; as a reranker it prefers what `q` finds
+    likelier than `p` does (the extrapolation `log pi_SFT - log pi_init` of arXiv 2405.15624).
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): `q`.
+        reference_model ([`~transformers.PreTrainedModel`]): `p`.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): both models' tokenizer.
+        temperature (`float`, *optional*, defaults to `1.0`): divides both models' logits.
+    """
+
+    __name__ = "likelihood_ratio"
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        reference_model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        temperature: float = 1.0,
+    ):
+        self.numerator = LikelihoodReward(model, tokenizer, temperature)
+        self.denominator = LikelihoodReward(reference_model, tokenizer, temperature)
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
+        log_q = self.numerator(prompts, completions, completion_ids)
+        log_p = self.denominator(prompts, completions, completion_ids)
+        return [q - p for q, p in zip(log_q, log_p, strict=True)]
 
 
 class DiscriminatorReward:

@@ -1,0 +1,112 @@
+"""
+The learned reward put to use without RL: Best-of-N sampling (rejection sampling), scored by any GRPO reward function,
+for example AIRL's reward model as a `LikelihoodReward`, or a `LikelihoodRatioReward` `log q - log p` between the
+discriminator's `q_phi` (or an SFT checkpoint) and the sampling model.
+
+The kept completions form a prompt-completion dataset that `SFTTrainer` takes as it is (the "optionally SFT on the
+kept ones" step of rejection-sampling fine-tuning).
+"""
+
+from collections.abc import Callable
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl.data_utils import is_conversational
+from trl.trainer.utils import pad
+
+from .discriminator.encoding import micro_batches
+from .rewards import generation_prompt_ids
+
+
+@torch.no_grad()
+def _sample(model, tokenizer, prompt_ids: list, n: int, temperature: float, max_new_tokens: int) -> list[list[int]]:
+    """`n` completions of each prompt, as token ids up to and including the end-of-sequence token, as in GRPO."""
+    rows = [torch.tensor(ids, dtype=torch.long) for ids in prompt_ids]
+    # Left-padded, as a decoder generates from the end of each row
+    input_ids = pad(rows, padding_value=tokenizer.pad_token_id, padding_side="left").to(model.device)
+    attention_mask = pad([torch.ones_like(row) for row in rows], padding_side="left").to(model.device)
+    width = input_ids.shape[1]
+    generated = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        num_return_sequences=n,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )[:, width:]  # (len(prompt_ids) * n, T)
+    completions = []
+    for row in generated.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id) + 1]
+        completions.append(row)
+    return completions
+
+
+def best_of_n(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list,
+    reward: Callable,
+    n: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    prompts_per_batch: int | None = None,
+    seed: int | None = None,
+) -> Dataset:
+    """
+    Sample `n` completions of each prompt from `model` and keep the one `reward` scores highest.
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): the causal LM to sample from (a policy, an SFT checkpoint).
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer; needs a padding token.
+        prompts (`list`): texts, or conversations (lists of messages) rendered with the chat template.
+        reward (`Callable`): a GRPO reward function, `reward(prompts=, completions=, completion_ids=)` returning one
+            float per completion: a `LikelihoodReward` (AIRL's reward model), a `LikelihoodRatioReward`, or any
+            function a `GRPOTrainer` takes.
+        n (`int`, *optional*, defaults to `4`): samples per prompt; `n=1` is plain sampling.
+        temperature (`float`, *optional*, defaults to `1.0`): the sampling temperature (no top-k or top-p).
+        max_new_tokens (`int`, *optional*, defaults to `64`): the longest completion.
+        prompts_per_batch (`int`, *optional*): prompts sampled at a time (each gives `n` rows); default: all.
+        seed (`int`, *optional*): seeds the sampling without touching the global random state.
+
+    Returns:
+        [`~datasets.Dataset`] with `prompt`, `completion` (text, or a list with one assistant message for
+        conversations, as GRPO hands completions to rewards) and `score` (the kept completion's reward): a
+        prompt-completion dataset that `SFTTrainer` trains on as it is.
+    """
+    if n < 1:
+        raise ValueError(f"`n` must be at least 1, got {n}.")
+    if tokenizer.pad_token_id is None:
+        raise ValueError(f"The tokenizer ({tokenizer.name_or_path!r}) has no padding token, which batches need.")
+    if not prompts:
+        raise ValueError("`prompts` is empty: there is nothing to sample.")
+    conversational = is_conversational({"prompt": prompts[0]})
+    was_training = model.training
+    model.eval()
+    rows = {"prompt": [], "completion": [], "score": []}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for chunk in micro_batches(list(prompts), prompts_per_batch):
+                completion_ids = _sample(
+                    model, tokenizer, generation_prompt_ids(tokenizer, chunk), n, temperature, max_new_tokens
+                )
+                repeated = [prompt for prompt in chunk for _ in range(n)]
+                texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+                completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
+                scores = reward(prompts=repeated, completions=completions, completion_ids=completion_ids)
+                for index, prompt in enumerate(chunk):
+                    group = range(index * n, (index + 1) * n)
+                    best = max(group, key=lambda row: scores[row])  # the first of equal scores
+                    rows["prompt"].append(prompt)
+                    rows["completion"].append(completions[best])
+                    rows["score"].append(float(scores[best]))
+    finally:
+        model.train(was_training)
+    return Dataset.from_dict(rows)
