@@ -89,7 +89,7 @@ def test_a_run_without_an_earlier_checkpoint_is_refused_with_how_to_save_one(tmp
 
     with pytest.raises(ValueError, match=message) as error:
         sft_run_checkpoints(run)
-    assert "save_steps=max_steps // 2" in str(error.value)
+    assert "save_steps=0.5" in str(error.value)
     assert str(run) in str(error.value)
 
 
@@ -108,3 +108,20 @@ def test_a_missing_directory_and_a_fraction_outside_the_run_are_refused_by_name(
     for fraction in (0, 1, 1.5):
         with pytest.raises(ValueError, match="`policy_at`"):
             sft_run_checkpoints(run, policy_at=fraction)
+
+
+def test_an_epoch_based_sft_run_saved_at_half_its_length_gives_the_recipe_s_two_checkpoints(
+    tiny_model_path, prompt_completion_dataset, tmp_path
+):
+    # TRL's default SFT counts epochs (`max_steps=-1`): a fraction of the run saves halfway all the same
+    args = fast_config(
+        SFTConfig, tmp_path / "sft", max_steps=-1, num_train_epochs=1, save_strategy="steps", save_steps=0.5
+    )
+    sft = SFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
+    sft.train()
+    sft.save_model()
+
+    checkpoints = sft_run_checkpoints(tmp_path / "sft")
+
+    total = sft.state.max_steps  # 64 rows in batches of 8
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (total // 2, total)

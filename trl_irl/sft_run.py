@@ -55,7 +55,7 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     likelihood-ratio discriminator from the run's end, which thereby knows more than the policy.
 
     The end is the model `trainer.save_model()` wrote into `output_dir`, or else the run's last checkpoint. Save a
-    checkpoint halfway for the policy: `SFTConfig(save_strategy="steps", save_steps=max_steps // 2)`
+    checkpoint halfway for the policy: `SFTConfig(save_strategy="steps", save_steps=0.5)`
     (`save_only_model=True` is enough).
 
     ```python
@@ -74,7 +74,8 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
         if match and path.is_dir() and _holds_model(path):
             checkpoints[int(match.group(1))] = path
     save_hint = (
-        'Save one halfway with `SFTConfig(save_strategy="steps", save_steps=max_steps // 2)` and train again, or '
+        'Save one halfway with `SFTConfig(save_strategy="steps", save_steps=0.5)` (half the run, also when it is '
+        "counted in epochs) and train again, or "
         "pass the two checkpoints to the trainer yourself (`model=`, `discriminator=`)."
     )
     if not checkpoints:
