@@ -73,7 +73,7 @@ def test_the_kept_conversations_are_a_dataset_sft_trains_on(tmp_path, tiny_model
     trainer = SFTTrainer(
         model=tiny_model_path,
         args=fast_config(SFTConfig, tmp_path, max_steps=1, per_device_train_batch_size=3),
-        train_dataset=kept.remove_columns("score"),
+        train_dataset=kept,
     )
     trainer.train()
     assert trainer.state.log_history[0]["loss"] > 0

@@ -76,8 +76,9 @@ def best_of_n(
 
     Returns:
         [`~datasets.Dataset`] with `prompt`, `completion` (text, or a list with one assistant message for
-        conversations, as GRPO hands completions to rewards) and `score` (the kept completion's reward): a
-        prompt-completion dataset that `SFTTrainer` trains on as it is.
+        conversations, as GRPO hands completions to rewards), `score` (the kept completion's reward) and
+        `completion_ids` (its generated token ids, up to and including the end-of-sequence token): a prompt-completion
+        dataset that `SFTTrainer` trains on as it is.
     """
     if n < 1:
         raise ValueError(f"`n` must be at least 1, got {n}.")
@@ -88,7 +89,7 @@ def best_of_n(
     conversational = is_conversational({"prompt": prompts[0]})
     was_training = model.training
     model.eval()
-    rows = {"prompt": [], "completion": [], "score": []}
+    rows = {"prompt": [], "completion": [], "score": [], "completion_ids": []}
     try:
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -107,6 +108,7 @@ def best_of_n(
                     rows["prompt"].append(prompt)
                     rows["completion"].append(completions[best])
                     rows["score"].append(float(scores[best]))
+                    rows["completion_ids"].append(completion_ids[best])
     finally:
         model.train(was_training)
     return Dataset.from_dict(rows)

@@ -1,0 +1,139 @@
+"""
+Best-of-N with a learned reward against plain sampling and sampling at temperature 0.6, on unseen prompts of the
+synthetic rule expert (the `rules` regime), where the expert's log-likelihood of every response is exact.
+
+    python benchmarks/best_of_n_benchmark.py --seeds 3 [--work-dir runs] [--regime rules]
+
+Per seed, one SFT run of the regime (reused when its checkpoint exists, as the sweep does) gives the sampling model
+(the run's end) and the rewards:
+- `ratio`: `LikelihoodRatioReward(end, middle)`, `log pi_end - log pi_middle`, the extrapolation that the
+  two-checkpoint recipe's discriminator starts from (Inverse-RLignment's `log pi_SFT - log pi_init`);
+- `self`: `LikelihoodReward(end)`, the sampling model scoring itself (picks its likeliest sample).
+Each condition samples from SFT's end and is measured on the same held-out prompts by the expert's exact
+log-likelihood of the chosen response (smoothed as in the divergences: an invalid response gets `INVALID_MASS`), with
+its standard error over prompts, and by the share of valid responses. Differences are paired within seeds.
+Writes `best_of_n_results.json` in the work directory.
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def _expert_scores(expert, tokenizer, prompts, completions, completion_ids) -> list[tuple[float, bool]]:
+    """The smoothed expert's log-likelihood of each response, and whether it is one of the expert's (canonical)."""
+    from trl_irl.benchmark.synthetic import INVALID_MASS
+
+    scores = []
+    for prompt, completion, ids in zip(prompts, completions, completion_ids, strict=True):
+        probability = expert.distribution(prompt).get(completion)
+        canonical = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        valid = bool(probability) and list(ids) == canonical
+        scores.append((math.log((1 - INVALID_MASS) * probability) if valid else math.log(INVALID_MASS), valid))
+    return scores
+
+
+def _condition(model, tokenizer, expert, prompts, reward, n, temperature, seed) -> dict:
+    from trl_irl import best_of_n
+
+    def no_preference(prompts, completions, completion_ids, **kwargs):
+        return [0.0] * len(completions)  # with n=1 the one sample is kept: plain sampling
+
+    started = time.perf_counter()
+    kept = best_of_n(
+        model, tokenizer, prompts, reward or no_preference, n=n, temperature=temperature, max_new_tokens=12, seed=seed
+    )
+    seconds = time.perf_counter() - started
+    scores = _expert_scores(expert, tokenizer, kept["prompt"], kept["completion"], kept["completion_ids"])
+    log_likelihoods = [score for score, _ in scores]
+    return {
+        "expert_log_likelihood": statistics.fmean(log_likelihoods),
+        "standard_error": statistics.stdev(log_likelihoods) / math.sqrt(len(log_likelihoods)),
+        "valid": statistics.fmean(valid for _, valid in scores),
+        "seconds": round(seconds, 1),
+        "per_prompt": log_likelihoods,
+    }
+
+
+def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    from trl_irl import LikelihoodRatioReward, LikelihoodReward
+    from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
+    from trl_irl.benchmark.synthetic import SyntheticExpert
+
+    settings = ComparisonSettings.for_regime(regime, seed=seed, methods=("sft",), sft_temperatures=())
+    if settings.policy_from_sft_step is None:  # the memorise regime: save the middle checkpoint too
+        settings = dataclasses.replace(settings, policy_from_sft_step=settings.sft_steps // 2)
+    output_dir = work_dir / f"{regime}-{settings.num_demonstrations}-seed{seed}"
+    run_comparison(settings, output_dir, log=log)
+    end_path = output_dir / "sft"
+    middle_path = end_path / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
+    end, middle = AutoModelForCausalLM.from_pretrained(end_path), AutoModelForCausalLM.from_pretrained(middle_path)
+    tokenizer = AutoTokenizer.from_pretrained(end_path)
+    expert = SyntheticExpert(regime, seed=seed)
+    demonstrations = expert.demonstrations(settings.num_demonstrations, seed=seed)
+    training_prompts = set(demonstrations["prompt"])
+    prompts = expert.evaluation_prompts(num_prompts, seed=seed + 20_000, training_prompts=training_prompts)
+    rewards = {"ratio": LikelihoodRatioReward(end, middle, tokenizer), "self": LikelihoodReward(end, tokenizer)}
+    conditions = {"sample": (None, 1, 1.0), "sample_t0.6": (None, 1, 0.6)}
+    for n in (4, 16):
+        for name in rewards:
+            conditions[f"best_of_{n}_{name}"] = (name, n, 1.0)
+    results = {}
+    for condition, (reward_name, n, temperature) in conditions.items():
+        reward = rewards[reward_name] if reward_name else None
+        results[condition] = _condition(end, tokenizer, expert, prompts, reward, n, temperature, seed)
+        log(
+            f"[seed {seed}] {condition}: expert log-likelihood {results[condition]['expert_log_likelihood']:.3f} "
+            f"+- {results[condition]['standard_error']:.3f}, valid {results[condition]['valid']:.2f}"
+        )
+    return results
+
+
+def paired(results: dict, condition: str, baseline: str) -> dict:
+    """Per seed, the condition's mean expert log-likelihood minus the baseline's, with the paired standard error."""
+    rows = []
+    for seed_results in results.values():
+        differences = [
+            a - b
+            for a, b in zip(seed_results[condition]["per_prompt"], seed_results[baseline]["per_prompt"], strict=True)
+        ]
+        rows.append((statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))))
+    return {"differences": rows, "seeds_better": sum(mean > 0 for mean, _ in rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regime", default="rules", choices=["memorise", "rules"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--num-prompts", type=int, default=256)
+    parser.add_argument("--work-dir", default="runs")
+    args = parser.parse_args()
+    work_dir = Path(args.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts) for seed in range(args.seeds)}
+    summary = {
+        f"{condition} - {baseline}": paired(results, condition, baseline)
+        for condition in ("best_of_4_ratio", "best_of_16_ratio", "best_of_4_self", "best_of_16_self")
+        for baseline in ("sample", "sample_t0.6")
+    }
+    for name, row in summary.items():
+        cells = ", ".join(f"{mean:+.3f} +- {error:.3f}" for mean, error in row["differences"])
+        print(f"{name:34s} {cells}   better in {row['seeds_better']} of {len(results)} seeds")
+    output = {"regime": args.regime, "num_prompts": args.num_prompts, "results": results, "paired": summary}
+    (work_dir / f"best_of_n_results-{args.regime}.json").write_text(json.dumps(output, indent=1))
+
+
+if __name__ == "__main__":
+    main()
