@@ -19,6 +19,20 @@ from .discriminator.encoding import micro_batches
 from .rewards import generation_prompt_ids
 
 
+def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, temperature: float, max_new_tokens: int, n: int) -> dict:
+    """`generate` arguments that sample from the model's own distribution at `temperature` (no top-k or top-p)."""
+    return {
+        "do_sample": True,
+        "temperature": temperature,
+        "top_k": 0,
+        "top_p": 1.0,
+        "max_new_tokens": max_new_tokens,
+        "num_return_sequences": n,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
 @torch.no_grad()
 def _sample(model, tokenizer, prompt_ids: list, n: int, temperature: float, max_new_tokens: int) -> list[list[int]]:
     """`n` completions of each prompt, as token ids up to and including the end-of-sequence token, as in GRPO."""
@@ -30,14 +44,7 @@ def _sample(model, tokenizer, prompt_ids: list, n: int, temperature: float, max_
     generated = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=1.0,
-        max_new_tokens=max_new_tokens,
-        num_return_sequences=n,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        **sampling_kwargs(tokenizer, temperature, max_new_tokens, n),
     )[:, width:]  # (len(prompt_ids) * n, T)
     completions = []
     for row in generated.tolist():

@@ -28,6 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..reranking import sampling_kwargs
 from .choices import REGIMES
 
 
@@ -179,15 +180,7 @@ def sampled_mean_length(
     with torch.random.fork_rng(devices=devices, device_type="cuda" if on_cpu else model.device.type):
         torch.manual_seed(seed)
         generated = model.generate(
-            **batch,
-            do_sample=True,
-            temperature=temperature,
-            top_k=0,
-            top_p=1.0,
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=samples_per_prompt,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
+            **batch, **sampling_kwargs(tokenizer, temperature, max_new_tokens, samples_per_prompt)
         )
     texts = tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     lengths = [len(text.split()) for text in texts]
