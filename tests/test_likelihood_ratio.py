@@ -242,7 +242,8 @@ class TestPretraining:
         monkeypatch.setattr(pool, "sample", recording_sample)
         trainer.train()
         pretraining_draws = [(count, heldout) for count, first, heldout in draws if first == "pretraining"]
-        assert pretraining_draws == [(6, True)] + [(12, False)] * 40  # the held-out rows, then one batch per step
+        # The held-out rows, one batch per step, then the same held-out rows for the knowledge gap at the start
+        assert pretraining_draws == [(6, True)] + [(12, False)] * 40 + [(6, True)]
         first = trainer.state.log_history[0]
         # Fitted to the training rows, and better on the held-out ones too: it now knows more than the policy
         assert first["disc/pretraining_heldout_nll_end"] < first["disc/pretraining_heldout_nll_start"]
@@ -282,7 +283,7 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
         train_dataset=prompt_completion_dataset,
     )
     pool = default.discriminator_reward.demonstration_pool
-    prompts, demonstrations = pool.sample(len(pool.heldout_rows), ("knowledge_gap",), heldout=True)
+    prompts, demonstrations = pool.sample(len(pool.heldout_rows), ("pretraining",), heldout=True)
     default.train()
     first = default.state.log_history[0]
     assert abs(first["disc/start_knowledge_gap"]) < 1e-4
@@ -310,6 +311,9 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
     )
     pretrained.train()
     assert pretrained.state.log_history[0]["disc/start_knowledge_gap"] > 0.1 and len(warnings) == 1
+    # Measured on the demonstrations the pre-training's held-out figure is: the same number
+    first = pretrained.state.log_history[0]
+    assert first["disc/start_nll_discriminator"] == pytest.approx(first["disc/pretraining_heldout_nll_end"])
 
 
 def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(

@@ -215,10 +215,11 @@ class DiscriminatorReward:
     Reward function for GRPO: trains the discriminator on each generation batch and rewards expert-like completions.
 
     Args:
-        discriminator ([`Discriminator`]): updated and queried here.
+        discriminator ([`Discriminator`]): updated and queried here; may be `None` until `bind`.
         render (`Callable`): `(prompts, responses, completion_ids=None) -> samples` turns prompts and responses, as
             GRPO passes them (strings or chat messages, and the generated token ids), into the discriminator's
-            samples: texts for a [`Discriminator`], `(prompt_ids, response_ids)` pairs for a [`TokenDiscriminator`].
+            samples (`trl_irl.data_utils.SampleEncoder`): texts for a sequence classifier, `(prompt_ids,
+            response_ids)` pairs for a discriminator that `takes_token_ids`. May be `None` until `bind`.
         divergence (`str`, *optional*, defaults to `"js"`): see [`~trl_irl.divergences.policy_reward`].
         alpha (`float`, *optional*, defaults to `0.5`): parameter of the `"alpha"` divergence.
         updates_per_generation (`int`, *optional*, defaults to `1`): discriminator steps per generation batch.

@@ -197,6 +197,21 @@ def shards_discriminator(accelerator, discriminator: Discriminator) -> bool:
     return bool(getattr(accelerator, "is_fsdp2", False)) and not isinstance(discriminator.model, PeftModel)
 
 
+# Held-out demonstrations measured before training: by the pre-training (before and after) and the knowledge gap
+START_SAMPLE_SIZE = 256
+
+
+def start_demonstrations(pool, encode) -> list:
+    """
+    Up to `START_SAMPLE_SIZE` demonstrations of `pool`, held-out ones (training ones when none are held out), encoded:
+    one draw for every measurement before training, so that `disc/pretraining_heldout_nll_end` and
+    `disc/start_nll_discriminator` are the same figure on the same demonstrations.
+    """
+    heldout = bool(pool.heldout_rows)
+    rows = pool.heldout_rows if heldout else pool.training_rows
+    return encode(*pool.sample(min(len(rows), START_SAMPLE_SIZE), ("pretraining",), heldout=heldout))
+
+
 def pretrain_on_pool(
     discriminator: LikelihoodRatioDiscriminator, pool, encode, args, process_index: int, num_processes: int
 ) -> dict[str, float]:
@@ -210,9 +225,7 @@ def pretrain_on_pool(
         or args.disc_demonstrations_per_update
         or args.generation_batch_size // num_processes
     )
-    heldout = None
-    if pool.heldout_rows:
-        heldout = encode(*pool.sample(min(len(pool.heldout_rows), 256), ("pretraining",), heldout=True))
+    heldout = start_demonstrations(pool, encode) if pool.heldout_rows else None
 
     def draw_batch(step: int) -> list:
         return encode(*pool.sample(batch_size, ("pretraining", process_index, step)))
@@ -232,8 +245,6 @@ def pretrain_on_pool(
     return stats
 
 
-# Demonstrations on which the discriminator's knowledge is compared with the policy's before training
-KNOWLEDGE_SAMPLE_SIZE = 256
 # Below this many nats per token more than the policy, the discriminator is taken to know nothing more: a copy of the
 # policy measures about 1e-6 through the two models' different float paths
 KNOWLEDGE_GAP_WARNING = 0.01
@@ -250,8 +261,7 @@ def knowledge_gap(discriminator: Discriminator, policy, pool, encode, args) -> d
     if not isinstance(discriminator, LikelihoodRatioDiscriminator) or pool is None:
         return {}
     heldout = bool(pool.heldout_rows)
-    rows = pool.heldout_rows if heldout else pool.training_rows
-    samples = encode(*pool.sample(min(len(rows), KNOWLEDGE_SAMPLE_SIZE), ("knowledge_gap",), heldout=heldout))
+    samples = start_demonstrations(pool, encode)
     nll_policy = mean_negative_log_likelihood(
         policy, samples, encode.tokenizer.pad_token_id, args.temperature, args.disc_micro_batch_size
     )
