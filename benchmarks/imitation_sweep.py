@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from trl_irl.benchmark.choices import REGIMES
 from trl_irl.benchmark.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
 from trl_irl.benchmark.plots import line_chart
 from trl_irl.trainer import AIRLConfig, GAILConfig
@@ -38,9 +39,12 @@ from trl_irl.trainer import AIRLConfig, GAILConfig
 
 # `discriminator_reverse_kl`: that of the likelihood-ratio discriminator's own language model q_phi at the end;
 # `discriminator_start_reverse_kl`: at the start of adversarial training (after any `disc_pretraining_steps`)
+# `*_se`: the distil regime's standard errors of one evaluation (its divergences are estimated from samples)
 REPORTED = (
     "reverse_kl",
+    "reverse_kl_se",
     "forward_kl",
+    "forward_kl_se",
     "invalid",
     "mode_coverage",
     "mean_length",
@@ -100,11 +104,13 @@ def parse_overrides(assignments: list[str]) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--regime", choices=["memorise", "rules"], default="memorise")
+    parser.add_argument("--regime", choices=REGIMES, default="memorise")
     parser.add_argument("--demonstrations", type=int, nargs="+", default=[8, 32, 128, 512])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="Seeds are first-seed, first-seed + 1, ...")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=METHODS, default=None, help="Default: every method of the regime."
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
     # "extend": `--set A=1 --set B=2` keeps both (with "store", the default, the second flag replaced the first)
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
@@ -131,6 +137,8 @@ def main() -> None:
         return
 
     overrides = parse_overrides(args.overrides)
+    if args.methods is not None:
+        overrides["methods"] = tuple(args.methods)
     started = time.perf_counter()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     stem = f"imitation_sweep_{args.regime}" + (f"_{args.name}" if args.name else "")
@@ -138,9 +146,7 @@ def main() -> None:
     finals: dict[str, dict[str, list[dict]]] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for count in args.demonstrations:
-            settings = ComparisonSettings.for_regime(
-                args.regime, num_demonstrations=count, seed=seed, methods=tuple(args.methods), **overrides
-            )
+            settings = ComparisonSettings.for_regime(args.regime, num_demonstrations=count, seed=seed, **overrides)
             if args.work_dir is not None:
                 results = run_comparison(settings, args.work_dir / f"{args.regime}-{count}-seed{seed}", log=print)
             else:
@@ -230,14 +236,17 @@ def report(record: dict, plot_stem: Path) -> None:
             "\nPaired with SFT (same seed): mean +- std over seeds of (method - SFT), and in how many seeds the "
             "method's value is lower"
         )
-        print("| demonstrations | method | " + " | ".join(PAIRED) + " |")
-        print("|---|---|" + "---|" * len(PAIRED))
+        # The distil regime has no "invalid" outcome
+        sft_runs = [run for seed_runs in runs["sft"].values() for run in seed_runs]
+        paired = [metric for metric in PAIRED if all(metric in run for run in sft_runs)]
+        print("| demonstrations | method | " + " | ".join(paired) + " |")
+        print("|---|---|" + "---|" * len(paired))
         for count in record["args"]["demonstrations"]:
             for method, by_count in runs.items():
                 if method == "sft" or str(count) not in by_count:
                     continue
                 cells = []
-                for metric in PAIRED:
+                for metric in paired:
                     differences = [
                         run[metric] - sft[metric]
                         for run, sft in zip(by_count[str(count)], runs["sft"][str(count)], strict=True)

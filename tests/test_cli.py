@@ -34,7 +34,7 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
             "mean_length_ci95",
         }, method
         # Only the adversarial methods have a learned reward to follow (16 demonstrations: one held out)
-        has_learned_reward = method not in ("sft", "weighted_sft", "oracle", *tempered)
+        has_learned_reward = method not in ("sft", "weighted_sft", "large_sft", "oracle", *tempered)
         assert ({"disc_heldout_acc", "disc_heldout_loss"} <= set(result["final"])) == has_learned_reward, method
         # The likelihood-ratio discriminator (the default) is a language model, evaluated like the policy
         assert ("reverse_kl" in result.get("discriminator_final", {})) == has_learned_reward, method
@@ -96,6 +96,21 @@ def test_comparison_passes_adversarial_settings_to_the_adversarial_trainers_only
     assert calls[0]["discriminator"] == str(tmp_path / "16-0" / ".." / "base")
     assert set(results["methods"]) == {"gail", "oracle"}
     assert results["settings"]["adversarial_config"] == {"disc_label_smoothing": 0.3}
+
+
+def test_comparison_can_give_the_adversarial_methods_a_larger_sft_model_as_discriminator(tmp_path, monkeypatch):
+    from transformers import AutoConfig
+
+    calls = _record_gail_trainer_calls(monkeypatch)
+    settings = _one_adversarial_step_settings(
+        sft_steps=2, eval_every=1, methods=("gail",), disc_from_large_sft=True, teacher_hidden_size=64
+    )
+    results = run_comparison(settings, tmp_path, log=lambda *args: None)
+    # Trained first because GAIL needs it, though not a row of its own since it was not asked for
+    assert calls[0]["discriminator"] == str(tmp_path / "large_sft")
+    assert AutoConfig.from_pretrained(tmp_path / "large_sft").hidden_size == 64
+    assert AutoConfig.from_pretrained(calls[0]["model"]).hidden_size == 32
+    assert set(results["methods"]) == {"gail"}
 
 
 def test_comparison_can_start_the_policy_from_the_middle_of_sft_and_the_discriminator_from_its_end(

@@ -1,6 +1,6 @@
 """The `trl-irl` command.
 
-    trl-irl demo [--quick] [--regime memorise|rules] [--num-demonstrations N] [--output-dir DIR]
+    trl-irl demo [--quick] [--regime memorise|rules|distil] [--num-demonstrations N] [--output-dir DIR]
     trl-irl sft | weighted_sft | gail | airl | variance_reward --config config.yaml [--key value ...]
 
 `demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
@@ -58,13 +58,24 @@ def _demo(argv: list[str]) -> None:
         default="memorise",
         help="memorise: 8 prompts, seen in training (about 2 minutes). rules: a rule-following expert evaluated on "
         "unseen prompts, with a larger model and 3000 SFT steps; GAIL and AIRL start from SFT's middle checkpoint "
-        "with their discriminator from its end (about 16 minutes on 2 CPU cores).",
+        "with their discriminator from its end (about 16 minutes on 2 CPU cores). distil: the expert is a larger LM "
+        "trained on the rules, the demonstrations its text, the policy a smaller model; TRL's DistillationTrainer "
+        "with the teacher's logits is the white-box ceiling.",
     )
     parser.add_argument(
-        "--num-demonstrations", type=_positive_int, default=None, help="Defaults to 64 (memorise) or 2048 (rules)."
+        "--num-demonstrations",
+        type=_positive_int,
+        default=None,
+        help="Defaults to 64 (memorise) or 2048 (rules, distil).",
     )
     parser.add_argument(
-        "--methods", nargs="+", choices=METHODS, default=list(METHODS), type=lambda name: name.replace("-", "_")
+        "--methods",
+        nargs="+",
+        choices=METHODS,
+        default=None,
+        type=lambda name: name.replace("-", "_"),
+        help="Default: every method of the regime (distillation, which needs the teacher's logits, in the distil "
+        "regime only).",
     )
     parser.add_argument("--output-dir", default="trl-irl-demo")
     parser.add_argument(
@@ -79,7 +90,9 @@ def _demo(argv: list[str]) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     from .benchmark.comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
 
-    options = {"methods": tuple(args.methods), "seed": args.seed, "report_to": args.report_to}
+    options = {"seed": args.seed, "report_to": args.report_to}
+    if args.methods is not None:
+        options["methods"] = tuple(args.methods)
     if args.num_demonstrations is not None:
         options["num_demonstrations"] = args.num_demonstrations
     settings = ComparisonSettings.for_regime(args.regime, quick=args.quick, **options)

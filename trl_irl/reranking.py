@@ -34,7 +34,9 @@ def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, temperature: float, max_
 
 
 @torch.no_grad()
-def _sample(model, tokenizer, prompt_ids: list, n: int, temperature: float, max_new_tokens: int) -> list[list[int]]:
+def sample_completion_ids(
+    model, tokenizer, prompt_ids: list, n: int, temperature: float, max_new_tokens: int
+) -> list[list[int]]:
     """`n` completions of each prompt, as token ids up to and including the end-of-sequence token, as in GRPO."""
     rows = [torch.tensor(ids, dtype=torch.long) for ids in prompt_ids]
     # Left-padded, as a decoder generates from the end of each row
@@ -102,7 +104,7 @@ def best_of_n(
             if seed is not None:
                 torch.manual_seed(seed)
             for chunk in micro_batches(list(prompts), prompts_per_batch):
-                completion_ids = _sample(
+                completion_ids = sample_completion_ids(
                     model, tokenizer, generation_prompt_ids(tokenizer, chunk), n, temperature, max_new_tokens
                 )
                 repeated = [prompt for prompt in chunk for _ in range(n)]

@@ -4,6 +4,9 @@ What `trl-irl demo` offers to choose, kept apart from the modules that use them 
 """
 
 # The methods `trl_irl.benchmark.comparison` trains and compares
-METHODS = ("sft", "weighted_sft", "gail", "gail_token", "airl", "airl_token", "oracle")
+METHODS = ("sft", "weighted_sft", "large_sft", "gail", "gail_token", "airl", "airl_token", "oracle", "distillation")
 # The synthetic expert's regimes (`benchmark.synthetic`): 8 prompts seen in training, or a rule on unseen prompts
-REGIMES = ("memorise", "rules")
+SYNTHETIC_REGIMES = ("memorise", "rules")
+# ... and a larger LM trained on the rules as the expert, whose text a smaller student learns from
+# (`benchmark.teacher`)
+REGIMES = (*SYNTHETIC_REGIMES, "distil")

@@ -1,16 +1,23 @@
-"""Train every method on demonstrations of a synthetic expert and track exact divergences from it.
+"""Train every method on demonstrations of an expert and track exact divergences from it.
 
-Used by `trl-irl demo` and `benchmarks/imitation_sweep.py`. Methods:
+The expert is a synthetic one (`benchmark.synthetic`, regimes `memorise` and `rules`) or, in the `distil` regime, a
+larger causal LM whose text the smaller policy learns from (`benchmark.teacher`). Used by `trl-irl demo` and
+`benchmarks/imitation_sweep.py`. Methods:
 
 - `sft`: TRL's `SFTTrainer` (the baseline), from the base model; its checkpoint is also evaluated sampling at each of
   `sft_temperatures` (rows `sft_temperature_0.8`, ...): sharpening alone lowers the reverse KL, at no training cost.
 - `weighted_sft`: `WeightedSFTTrainer` (occupancy weights), from the base model, same steps.
+- `large_sft`: TRL's `SFTTrainer` on a model of the teacher's size (`teacher_hidden_size`, ...), same steps: a
+  larger model than the policy, and with `disc_from_large_sft` the adversarial methods' discriminator.
 - `gail`, `gail_token`, `airl`, `airl_token`: the adversarial trainers (sequence or token level), started from the SFT
   checkpoint, as adversarial imitation is meant to be used, or with `policy_from_sft_step` from an earlier checkpoint
   of the same SFT run, with their discriminator from its end.
 - `oracle`: TRL's `GRPOTrainer` from the SFT checkpoint with the exact reverse-KL reward
   `log p_exp(y | x) - log pi(y | x)` (the expert smoothed as in the metrics): the best reward any discriminator could
   hand out, with the same GRPO settings as the adversarial methods.
+- `distillation` (distil regime only): TRL's `DistillationTrainer` from the SFT checkpoint with the teacher's
+  logits, the white-box alternative to learning from its text, with the adversarial methods' batch, learning rate,
+  steps and completion length.
 
 Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
 (their steps count from the end of SFT). The adversarial methods' curves also follow their learned reward:
@@ -28,7 +35,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
+from trl import DistillationConfig, DistillationTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
 from ..discriminator import LikelihoodRatioDiscriminator
 from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
@@ -36,10 +43,21 @@ from .choices import METHODS
 from .monitoring import REWARD_METRICS, DiscriminatorAtStart, DivergenceTracker, ExactReverseKLReward, RewardMonitor
 from .settings import ComparisonSettings
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
-from .tiny_models import save_tiny_checkpoint
+from .teacher import MAX_NEW_TOKENS, TeacherExpert, TeacherReverseKLReward, load_teacher, train_teacher
+from .tiny_models import build_tiny_tokenizer, save_tiny_model
 
 
-METRICS = ("reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length")
+# The distil regime has no "invalid" outcome, and estimates its divergences with standard errors (`*_se`)
+METRICS = (
+    "reverse_kl",
+    "reverse_kl_se",
+    "forward_kl",
+    "forward_kl_se",
+    "js",
+    "invalid",
+    "mode_coverage",
+    "mean_length",
+)
 __all__ = [
     "METHODS",
     "METRICS",
@@ -64,6 +82,9 @@ _SFT_FIELDS = (
     "hidden_size",
     "num_hidden_layers",
     "sft_learning_rate",
+    "teacher_hidden_size",
+    "teacher_num_hidden_layers",
+    "teacher_steps",
 )
 
 
@@ -86,10 +107,11 @@ class _Comparison:
 
     settings: ComparisonSettings
     output_dir: Path
-    expert: SyntheticExpert
+    expert: SyntheticExpert | TeacherExpert
     demonstrations: object
     tokenizer: object
     base: Path
+    large_base: Path | None
     sft_middle: Path | None
     evaluate: object
     common: dict
@@ -119,9 +141,15 @@ class _Comparison:
             "scale_rewards": settings.scale_rewards,
             "per_device_train_batch_size": settings.adversarial_batch_size,
             "num_generations": 8,
-            "max_completion_length": 12,
+            "max_completion_length": MAX_NEW_TOKENS,
             "max_steps": settings.adversarial_steps,
         }
+
+    def exact_reward(self) -> ExactReverseKLReward | TeacherReverseKLReward:
+        """The exact reverse-KL reward of this regime's expert; its `policy` is set once the trainer exists."""
+        if isinstance(self.expert, TeacherExpert):
+            return TeacherReverseKLReward(self.expert)
+        return ExactReverseKLReward(self.expert, self.tokenizer)
 
 
 @dataclass
@@ -132,7 +160,7 @@ class _Built:
 
 
 def _build_sft(run: _Comparison, method: str, config_class=None, trainer_class=None) -> _Built:
-    """TRL's SFT (or, through `config_class`, `trainer_class`, WeightedSFT) from the base model."""
+    """TRL's SFT (or, through `config_class`, `trainer_class`, WeightedSFT) from the base model (or the large one)."""
     config_class, trainer_class = config_class or SFTConfig, trainer_class or SFTTrainer
     tracker = DivergenceTracker(run.evaluate, 0, run.settings.eval_every)
     saving = {}
@@ -140,7 +168,7 @@ def _build_sft(run: _Comparison, method: str, config_class=None, trainer_class=N
         # SFT's checkpoint where the adversarial methods' policy starts; saving changes nothing in the run
         saving = {"save_strategy": "steps", "save_steps": run.settings.policy_from_sft_step, "save_only_model": True}
     trainer = trainer_class(
-        model=str(run.base),
+        model=str(run.large_base if method == "large_sft" else run.base),
         args=config_class(str(run.output_dir / method), **run.sft_settings | saving),
         train_dataset=run.demonstrations,
         callbacks=[tracker],
@@ -151,7 +179,7 @@ def _build_sft(run: _Comparison, method: str, config_class=None, trainer_class=N
 def _build_oracle(run: _Comparison, method: str) -> _Built:
     """GRPO from the SFT checkpoint with the exact reverse-KL reward and the adversarial methods' GRPO settings."""
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    reward = ExactReverseKLReward(run.expert, run.tokenizer)
+    reward = run.exact_reward()
     grpo_fields = {field.name for field in dataclasses.fields(GRPOConfig)}
     grpo_settings = {k: v for k, v in run.adversarial_settings.items() if k in grpo_fields}
     trainer = GRPOTrainer(
@@ -168,11 +196,13 @@ def _build_oracle(run: _Comparison, method: str) -> _Built:
 def _build_adversarial(run: _Comparison, method: str, config_class, trainer_class, level: str) -> _Built:
     """GAIL or AIRL at `level`, from the SFT checkpoint (or its middle, with the discriminator from its end)."""
     settings = run.settings
-    reward_monitor = RewardMonitor(ExactReverseKLReward(run.expert, run.tokenizer))
+    reward_monitor = RewardMonitor(run.exact_reward())
     tracker = DivergenceTracker(run.evaluate, settings.sft_steps, settings.eval_every, reward_monitor)
     discriminator = settings.discriminator_checkpoint
     if discriminator is not None:
         discriminator = discriminator.format(seed=settings.seed, num_demonstrations=settings.num_demonstrations)
+    elif settings.disc_from_large_sft:
+        discriminator = str(run.output_dir / "large_sft")
     elif run.sft_middle is not None:
         discriminator = str(run.output_dir / "sft")
     config = run.adversarial_settings | settings.adversarial_config
@@ -190,6 +220,24 @@ def _build_adversarial(run: _Comparison, method: str, config_class, trainer_clas
         built.discriminator_at_start = DiscriminatorAtStart(run.evaluate, trainer.discriminator)
         trainer.add_callback(built.discriminator_at_start)
     return built
+
+
+def _build_distillation(run: _Comparison, method: str) -> _Built:
+    """
+    TRL's `DistillationTrainer` from the SFT checkpoint with the distil regime's teacher (its logits, the white-box
+    ceiling of learning from its text), on-policy, with the adversarial methods' batch, learning rate and steps.
+    """
+    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
+    distillation_fields = {field.name for field in dataclasses.fields(DistillationConfig)}
+    settings = {k: v for k, v in run.adversarial_settings.items() if k in distillation_fields and k != "beta"}
+    trainer = DistillationTrainer(
+        model=str(run.output_dir / "sft"),
+        teacher_model=run.expert.model,
+        args=DistillationConfig(str(run.output_dir / method), **settings),
+        train_dataset=run.demonstrations,
+        callbacks=[tracker],
+    )
+    return _Built(trainer, tracker)
 
 
 def _build_weighted_sft(run: _Comparison, method: str) -> _Built:
@@ -216,11 +264,13 @@ def _build_airl_token(run: _Comparison, method: str) -> _Built:
 BUILDERS = {
     "sft": _build_sft,
     "weighted_sft": _build_weighted_sft,
+    "large_sft": _build_sft,
     "gail": _build_gail,
     "gail_token": _build_gail_token,
     "airl": _build_airl,
     "airl_token": _build_airl_token,
     "oracle": _build_oracle,
+    "distillation": _build_distillation,
 }
 assert tuple(BUILDERS) == METHODS, "every method has its builder, in the order the methods are trained"
 
@@ -229,6 +279,8 @@ def _check(settings: ComparisonSettings) -> None:
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"Unknown methods {sorted(unknown)}; expected some of {list(METHODS)}.")
+    if "distillation" in settings.methods and settings.regime != "distil":
+        raise ValueError("`distillation` needs a teacher's logits: it is a method of the distil regime only.")
     if settings.policy_from_sft_step is not None and not 0 < settings.policy_from_sft_step < settings.sft_steps:
         raise ValueError(
             f"`policy_from_sft_step` must be a step inside the SFT run (1 to {settings.sft_steps - 1}), got "
@@ -236,23 +288,40 @@ def _check(settings: ComparisonSettings) -> None:
         )
 
 
+def _trains_large_sft(settings: ComparisonSettings) -> bool:
+    adversarial = {"gail", "gail_token", "airl", "airl_token"} & set(settings.methods)
+    return "large_sft" in settings.methods or (settings.disc_from_large_sft and bool(adversarial))
+
+
 def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
     """The expert, its demonstrations and evaluation prompts, the base model, and the evaluation."""
-    expert = SyntheticExpert(settings.regime, seed=settings.seed)
-    demonstrations = expert.demonstrations(settings.num_demonstrations, seed=settings.seed)
-    eval_prompts = expert.evaluation_prompts(
-        settings.num_eval_prompts, seed=settings.seed + 10_000, training_prompts=set(demonstrations["prompt"])
+    synthetic = SyntheticExpert("rules" if settings.regime == "distil" else settings.regime, seed=settings.seed)
+    # The distil regime's tokenizer is learned from its teacher's training data, the rule expert's demonstrations
+    demonstrations = synthetic.demonstrations(
+        settings.num_demonstrations, seed=settings.seed + (20_000 if settings.regime == "distil" else 0)
     )
     corpus = [row["prompt"] + row["completion"] for row in demonstrations] + [" ".join(WORDS)] * 4
     corpus += [f"Task {k}:" for k in range(10)]
-    base = save_tiny_checkpoint(
-        output_dir / "base",
-        corpus,
-        vocab_size=400,
-        hidden_size=settings.hidden_size,
-        num_hidden_layers=settings.num_hidden_layers,
-    )
+    tokenizer = build_tiny_tokenizer(corpus, vocab_size=400)
+    size = {"hidden_size": settings.hidden_size, "num_hidden_layers": settings.num_hidden_layers}
+    base = save_tiny_model(output_dir / "base", tokenizer, **size)
     tokenizer = AutoTokenizer.from_pretrained(base)
+    expert, large_base = synthetic, None
+    if settings.regime == "distil" or _trains_large_sft(settings):
+        large_size = {
+            "hidden_size": settings.teacher_hidden_size,
+            "num_hidden_layers": settings.teacher_num_hidden_layers,
+        }
+        large_base = save_tiny_model(output_dir / "large_base", tokenizer, **large_size)
+    if settings.regime == "distil":
+        teacher = train_teacher(
+            output_dir / "teacher", large_base, demonstrations, settings.teacher_steps, settings.seed
+        )
+        expert = load_teacher(teacher, tokenizer, synthetic)
+        demonstrations = expert.demonstrations(settings.num_demonstrations, seed=settings.seed)
+    eval_prompts = expert.evaluation_prompts(
+        settings.num_eval_prompts, seed=settings.seed + 10_000, training_prompts=set(demonstrations["prompt"])
+    )
     sft_middle = None
     if settings.policy_from_sft_step is not None:
         sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
@@ -260,7 +329,10 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
     def evaluate(model, temperature: float = 1.0):
         was_training = model.training
         model.eval()
-        metrics = expert_divergences(model, tokenizer, expert, eval_prompts, temperature)
+        if isinstance(expert, TeacherExpert):
+            metrics = expert.divergences(model, eval_prompts, temperature)
+        else:
+            metrics = expert_divergences(model, tokenizer, expert, eval_prompts, temperature)
         model.train(was_training)
         return metrics
 
@@ -271,7 +343,9 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
         "logging_steps": settings.eval_every,
         "seed": settings.seed,
     }
-    return _Comparison(settings, output_dir, expert, demonstrations, tokenizer, base, sft_middle, evaluate, common)
+    return _Comparison(
+        settings, output_dir, expert, demonstrations, tokenizer, base, large_base, sft_middle, evaluate, common
+    )
 
 
 def _add_sft_rows(run: _Comparison, results: dict) -> None:
@@ -292,12 +366,13 @@ def _train(run: _Comparison, method: str, base_metrics: dict) -> dict:
     started = time.perf_counter()
     built = BUILDERS[method](run, method)
     built.trainer.train()
-    curve = [base_metrics, *built.tracker.curve] if method in ("sft", "weighted_sft") else built.tracker.curve
+    from_base = method in ("sft", "weighted_sft", "large_sft")
+    curve = [base_metrics, *built.tracker.curve] if from_base else built.tracker.curve
     result = {"curve": curve, "final": curve[-1], "seconds": round(time.perf_counter() - started, 1)}
-    if method == "sft":
+    if method in ("sft", "large_sft"):
         built.trainer.save_model()
         record = {"settings": _sft_settings(run.settings), "result": result}
-        (run.output_dir / "sft" / SFT_RECORD_FILE).write_text(json.dumps(record))
+        (run.output_dir / method / SFT_RECORD_FILE).write_text(json.dumps(record))
     if built.discriminator_at_start is not None:
         # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than the
         # policy, the policy would have something left to learn from it (without the KL term, the optimum of the
@@ -317,16 +392,26 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     results = {"settings": {k: v for k, v in vars(settings).items()}, "methods": {}}
     base_metrics = {"step": 0, **run.evaluate(AutoModelForCausalLM.from_pretrained(run.base))}
     # The adversarial methods start from the SFT checkpoint: SFT is trained first whenever one of them is asked for
-    order = [m for m in METHODS if m in settings.methods or (m == "sft" and set(settings.methods) - {"weighted_sft"})]
+    # (and `large_sft` where it is their discriminator)
+    needs_sft = set(settings.methods) - {"weighted_sft", "large_sft"}
+    order = [
+        m
+        for m in METHODS
+        if m in settings.methods or (m == "sft" and needs_sft) or (m == "large_sft" and _trains_large_sft(settings))
+    ]
     for method in order:
-        reused = _reusable_sft_record(output_dir / "sft", settings) if method == "sft" else None
-        if reused is not None and (run.sft_middle is None or (run.sft_middle / "model.safetensors").is_file()):
+        reused = _reusable_sft_record(output_dir / method, settings) if method in ("sft", "large_sft") else None
+        middle_saved = (
+            method == "large_sft" or run.sft_middle is None or (run.sft_middle / "model.safetensors").is_file()
+        )
+        if reused is not None and middle_saved:
             # Same SFT settings as a run whose checkpoint is still there: CPU training is deterministic, so training
             # again would give the same checkpoint (and curve); variants of the adversarial methods share it
-            log("[sft] reusing the checkpoint of an earlier run with the same SFT settings")
+            log(f"[{method}] reusing the checkpoint of an earlier run with the same SFT settings")
             if method in settings.methods:
-                results["methods"]["sft"] = reused
-            _add_sft_rows(run, results)
+                results["methods"][method] = reused
+            if method == "sft":
+                _add_sft_rows(run, results)
             continue
         log(f"[{method}] training")
         result = _train(run, method, base_metrics)
@@ -337,6 +422,8 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         log(f"[{method}] done in {result['seconds']:.0f} s: reverse KL {result['final']['reverse_kl']:.3f}")
     results["sft_start"] = results["methods"].get("sft", {}).get("final")
     results["expert_mean_length"] = base_metrics["expert_mean_length"]
+    if isinstance(run.expert, TeacherExpert):
+        results["empty_demonstrations"] = run.expert.empty_demonstrations
     (output_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
 
@@ -344,7 +431,8 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
 def results_table(results: dict) -> str:
     """
     The final metrics of each method as a text table (a pandas `DataFrame`, aligned by pandas); the reward metrics are
-    averages over the last evaluation interval, and `-` where a method has no learned reward.
+    averages over the last evaluation interval, and `-` where a method has no learned reward; metrics that no method
+    of the regime has are left out.
     """
     import pandas as pd
 
@@ -353,7 +441,8 @@ def results_table(results: dict) -> str:
         | {"seconds": result["seconds"]}
         for method, result in results["methods"].items()
     }
-    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method")
+    # A regime's metrics only (the distil regime has no "invalid" outcome, the others no standard errors)
+    frame = pd.DataFrame.from_dict(rows, orient="index").rename_axis("method").dropna(axis="columns", how="all")
     return frame.to_string(
         float_format=lambda value: f"{value:.3f}", formatters={"seconds": lambda value: f"{value:.1f}"}, na_rep="-"
     )

@@ -29,7 +29,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from ..reranking import sampling_kwargs
-from .choices import REGIMES
+from .choices import SYNTHETIC_REGIMES
 
 
 WORDS = ("red", "green", "blue", "gold", "pink", "gray", "teal", "navy", "lime", "plum")
@@ -54,8 +54,8 @@ class SyntheticExpert:
     seed: int = 0
 
     def __post_init__(self):
-        if self.regime not in REGIMES:
-            raise ValueError(f"Unknown `regime` {self.regime!r}; expected one of {REGIMES}.")
+        if self.regime not in SYNTHETIC_REGIMES:
+            raise ValueError(f"Unknown `regime` {self.regime!r}; expected one of {SYNTHETIC_REGIMES}.")
         rng = random.Random(self.seed)
         self._memorised = {}
         for k in range(self.num_prompts):

@@ -114,8 +114,12 @@ def save_tiny_checkpoint(directory: str | Path, corpus: Iterable[str], vocab_siz
     Returns:
         `Path`: `directory`.
     """
+    return save_tiny_model(directory, build_tiny_tokenizer(corpus, vocab_size=vocab_size), **model_kwargs)
+
+
+def save_tiny_model(directory: str | Path, tokenizer: PreTrainedTokenizerFast, **model_kwargs) -> Path:
+    """Build a tiny causal LM for `tokenizer` (`model_kwargs` as in [`build_tiny_causal_lm`]) and save both."""
     directory = Path(directory)
-    tokenizer = build_tiny_tokenizer(corpus, vocab_size=vocab_size)
     model = build_tiny_causal_lm(tokenizer, **model_kwargs)
     tokenizer.save_pretrained(directory)
     model.save_pretrained(directory)
