@@ -71,7 +71,8 @@ def occupancy_weights(position: torch.Tensor, length: torch.Tensor, gamma: float
         gamma (`float`, *optional*, defaults to `1.0`): discount of the occupancy, in `(0, 1]`.
 
     Returns:
-        `torch.Tensor`: the weights, float32, in `(0, 1]` for `t < n`.
+        `torch.Tensor`: the weights, float32, in `(0, 1]` for `t < n`, except that a weight below float32's
+        smallest (about `1e-45`, reached for example at `gamma=0.25` past position 74) rounds to 0.
     """
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"`gamma` must be in (0, 1], got {gamma}.")

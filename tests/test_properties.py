@@ -1,0 +1,152 @@
+"""Closed-form identities of the pure functions, on random inputs (hypothesis)."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trl_irl.discriminator.objective import balanced_loss, class_loss_share, smoothed_targets
+from trl_irl.divergences import DIVERGENCES, policy_reward, reward_slope
+from trl_irl.token_advantages import token_level_advantages
+from trl_irl.token_weighting import occupancy_weights, token_weights
+
+
+# Fast pure functions: many examples, no deadline (the first call of a torch op can be slow)
+settings.register_profile("pure", max_examples=200, deadline=None)
+settings.load_profile("pure")
+
+logits = st.floats(min_value=-20.0, max_value=20.0, allow_nan=False)
+alphas = st.floats(min_value=-2.0, max_value=0.95, allow_nan=False)
+
+
+def _f(divergence: str, u: float, alpha: float) -> float:
+    """The generator `f` of each divergence (the table of `trl_irl.divergences`)."""
+    if divergence == "reverse_kl":
+        return -math.log(u)
+    if divergence == "js":
+        return u * math.log(u) - (1 + u) * math.log((1 + u) / 2)
+    if divergence == "forward_kl":
+        return u * math.log(u)
+    return (u ** (1 - alpha) - (1 - alpha) * u - alpha) / (alpha * (alpha - 1))
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(logit=st.floats(min_value=-8.0, max_value=8.0), alpha=alphas)
+def test_reward_is_the_f_max_reward_up_to_its_constant(divergence, logit, alpha):
+    # r(l) = u f'(u) - f(u) with u = exp(l), shifted so that r(0) = 0; f' by a central difference
+    if divergence == "alpha" and abs(alpha) < 1e-3:
+        alpha = 0.5  # the alpha family's f divides by alpha: its alpha -> 0 limit is the forward KL
+
+    def f_max(value):
+        u, h = math.exp(value), 1e-5 * math.exp(value)
+        derivative = (_f(divergence, u + h, alpha) - _f(divergence, u - h, alpha)) / (2 * h)
+        return u * derivative - _f(divergence, u, alpha)
+
+    expected = f_max(logit) - f_max(0.0)
+    reward = policy_reward(torch.tensor([logit], dtype=torch.float64), divergence, alpha).item()
+    assert reward == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(first=logits, second=logits, alpha=alphas)
+def test_reward_increases_with_the_logit_and_is_zero_at_chance(divergence, first, second, alpha):
+    low, high = sorted((first, second))
+    rewards = policy_reward(torch.tensor([low, high, 0.0]), divergence, alpha)
+    assert torch.isfinite(rewards).all()
+    assert rewards[0] <= rewards[1]
+    assert rewards[2] == 0
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(logit=st.floats(min_value=-10.0, max_value=10.0), alpha=alphas)
+def test_reward_slope_is_the_derivative_of_the_reward(divergence, logit, alpha):
+    point = torch.tensor([logit], dtype=torch.float64, requires_grad=True)
+    policy_reward(point, divergence, alpha).sum().backward()
+    slope = reward_slope(point.detach(), divergence, alpha)
+    assert slope.item() == pytest.approx(point.grad.item(), rel=1e-6, abs=1e-9)
+
+
+@given(logit=st.floats(min_value=-1e6, max_value=1e6), alpha=alphas)
+def test_rewards_stay_finite_and_their_squares_too_for_any_finite_logit(logit, alpha):
+    # GRPO squares rewards in float32 to normalise them (the reason for the exponent clamp)
+    for divergence in DIVERGENCES:
+        reward = policy_reward(torch.tensor([logit]), divergence, alpha)
+        assert torch.isfinite(reward**2).all(), divergence
+
+
+@given(length=st.integers(1, 200), gamma=st.floats(min_value=0.05, max_value=1.0))
+def test_occupancy_weights_are_the_discounted_share_of_the_remaining_trajectory(length, gamma):
+    positions = torch.arange(length)
+    weights = occupancy_weights(positions, torch.full((length,), length), gamma).double()
+    discounts = [gamma**k for k in range(length)]
+    expected = torch.tensor([sum(discounts[t:]) / sum(discounts) for t in range(length)], dtype=torch.float64)
+    assert torch.allclose(weights, expected, rtol=1e-5, atol=1e-6)
+    assert weights[0] == pytest.approx(1.0, abs=1e-6)
+    assert (weights[1:] <= weights[:-1] + 1e-7).all()
+    # Positive, but for weights under float32's smallest (gamma^t < 1e-45), which round to 0
+    assert (weights[expected > 1e-44] > 0).all() and (weights >= 0).all()
+
+
+@given(
+    spans=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    prompt_length=st.integers(0, 5),
+    gamma=st.floats(min_value=0.1, max_value=1.0),
+)
+def test_token_weights_restart_at_every_trained_span(spans, prompt_length, gamma):
+    # One row: an untrained prompt, then completion spans separated by one untrained token each
+    labels, expected = [-100] * prompt_length, [0.0] * prompt_length
+    for length in spans:
+        labels += list(range(5, 5 + length)) + [-100]
+        expected += occupancy_weights(torch.arange(length), torch.full((length,), length), gamma).tolist() + [0.0]
+    weights = token_weights(torch.tensor([labels]), token_weighting="occupancy", gamma=gamma)
+    assert torch.allclose(weights[0], torch.tensor(expected), atol=1e-6)
+    uniform = token_weights(torch.tensor([labels]), token_weighting="uniform")
+    assert torch.equal(uniform[0], (torch.tensor(labels) != -100).float())
+
+
+@given(
+    groups=st.integers(1, 3),
+    num_generations=st.integers(2, 4),
+    length=st.integers(1, 6),
+    data=st.data(),
+)
+def test_token_advantages_are_reward_to_go_minus_the_leave_one_out_baseline(groups, num_generations, length, data):
+    batch = groups * num_generations
+    rewards = torch.tensor(
+        data.draw(st.lists(st.floats(-5, 5), min_size=batch * length, max_size=batch * length))
+    ).view(batch, length)
+    lengths = data.draw(st.lists(st.integers(1, length), min_size=batch, max_size=batch))
+    mask = torch.tensor([[1] * n + [0] * (length - n) for n in lengths])
+    advantages = token_level_advantages(rewards, mask, num_generations)
+    for row in range(batch):
+        group = range(row // num_generations * num_generations, (row // num_generations + 1) * num_generations)
+        for t in range(length):
+            if t >= lengths[row]:
+                assert advantages[row, t] == 0
+                continue
+            to_go = rewards[row, t : lengths[row]].sum().item()
+            others = [rewards[j, t : lengths[j]].sum().item() for j in group if j != row and lengths[j] > t]
+            baseline = sum(others) / len(others) if others else 0.0
+            assert advantages[row, t].item() == pytest.approx(to_go - baseline, abs=1e-4)
+
+
+@given(
+    expert=st.lists(st.floats(-10, 10), min_size=1, max_size=8),
+    policy=st.lists(st.floats(-10, 10), min_size=1, max_size=8),
+    smoothing=st.floats(0.0, 0.9),
+    split=st.integers(0, 8),
+)
+def test_class_loss_shares_of_any_micro_batches_add_up_to_the_balanced_loss(expert, policy, smoothing, split):
+    expert_target, policy_target = smoothed_targets(smoothing)
+    assert expert_target + policy_target == pytest.approx(1.0)
+    logits_expert, logits_policy = torch.tensor(expert), torch.tensor(policy)
+    cut = min(split, len(expert))
+    shares = (
+        class_loss_share(logits_expert[:cut], expert_target, len(expert))
+        + class_loss_share(logits_expert[cut:], expert_target, len(expert))
+        + class_loss_share(logits_policy, policy_target, len(policy))
+    )
+    whole = balanced_loss(logits_expert, logits_policy, expert_target, policy_target)
+    assert shares.item() == pytest.approx(whole.item(), rel=1e-5, abs=1e-6)
