@@ -417,6 +417,37 @@ def test_missing_files_are_named_before_anything_is_launched(tmp_path, monkeypat
         main(argv)
 
 
+def test_env_prints_the_versions_a_bug_report_needs(capsys):
+    import torch
+    import trl
+
+    from trl_irl import __version__
+
+    main(["env"])
+    printed = capsys.readouterr().out
+    assert "trl-irl:" in printed and __version__ in printed
+    assert "trl:" in printed and trl.__version__ in printed
+    assert torch.__version__ in printed and "GPUs:" in printed
+    with pytest.raises(SystemExit):
+        main(["env", "--unknown"])
+
+
+def test_demo_takes_underscored_option_names_as_the_training_commands_do(monkeypatch):
+    import trl_irl.benchmark.comparison as comparison
+
+    seen = {}
+
+    def record(settings, output_dir):
+        seen.update(settings=settings, output_dir=output_dir)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(comparison, "run_comparison", record)
+    with pytest.raises(SystemExit):
+        main(["demo", "--output_dir", "elsewhere", "--num_demonstrations", "8", "--report_to", "tensorboard"])
+    assert seen["output_dir"] == "elsewhere"
+    assert seen["settings"].num_demonstrations == 8 and seen["settings"].report_to == "tensorboard"
+
+
 def test_demo_refuses_a_non_positive_number_of_demonstrations(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--num-demonstrations", "0"])

@@ -147,6 +147,7 @@ def test_train_teacher_reuses_only_a_teacher_trained_with_the_same_settings(tmp_
 def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
     assert "distillation" in default_methods("distil") and "distillation" not in default_methods("rules")
     assert "distillation" not in ComparisonSettings().methods
+    assert "large_sft" not in default_methods("distil") + default_methods("memorise")
     with pytest.raises(ValueError, match="`distillation` needs a teacher's logits"):
         run_comparison(ComparisonSettings(methods=("distillation",)), tmp_path)
 

@@ -2,8 +2,10 @@
 
     trl-irl demo [--quick] [--regime memorise|rules|distil] [--num-demonstrations N] [--output-dir DIR]
     trl-irl sft | weighted_sft | gail | airl | variance_reward --config config.yaml [--key value ...]
+    trl-irl env
 
-`demo` is the embedded default: it needs no data, model or network. The training subcommands follow `trl <method>`:
+`demo` is the embedded default: it needs no data, model or network. `env` prints what a bug report needs, as
+`trl env` does. The training subcommands follow `trl <method>`:
 a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
 class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options, or
 `sft_run`: both checkpoints from one SFT run), any of which can be overridden on the command line. Training runs
@@ -64,6 +66,7 @@ def _demo(argv: list[str]) -> None:
     )
     parser.add_argument(
         "--num-demonstrations",
+        "--num_demonstrations",
         type=_positive_int,
         default=None,
         help="Defaults to 64 (memorise) or 2048 (rules, distil).",
@@ -77,14 +80,25 @@ def _demo(argv: list[str]) -> None:
         help="Default: every method of the regime (distillation, which needs the teacher's logits, in the distil "
         "regime only).",
     )
-    parser.add_argument("--output-dir", default="trl-irl-demo")
+    parser.add_argument(
+        "--output-dir",
+        "--output_dir",
+        default="trl-irl-demo",
+        help="Where each method's run, results.json and the plots go (default: trl-irl-demo).",
+    )
     parser.add_argument(
         "--report-to",
+        "--report_to",
         default="none",
         help="Where the trainers log, as TrainingArguments' report_to: tensorboard, trackio, wandb, ... (each run "
         "under OUTPUT_DIR/<method>).",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Seeds the expert's demonstrations, the evaluation prompts and every trainer (default: 0).",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -201,6 +215,35 @@ def _train(method: str, argv: list[str]) -> None:
         raise SystemExit(f"trl-irl {method}: training failed (exit status {error.returncode}).") from None
 
 
+# The packages whose versions decide what trl-irl does, in the order `trl-irl env` prints them
+ENVIRONMENT_PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "peft", "bitsandbytes", "deepspeed")
+
+
+def _env(argv: list[str]) -> None:
+    import importlib.metadata
+    import platform
+
+    argparse.ArgumentParser(
+        prog="trl-irl env", description="Print the versions and devices a bug report needs (as `trl env`)."
+    ).parse_args(argv)
+    from . import __version__
+
+    lines = {"trl-irl": __version__, "Python": platform.python_version(), "Platform": platform.platform()}
+    for package in ENVIRONMENT_PACKAGES:
+        try:
+            lines[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            lines[package] = "not installed"
+    import torch
+
+    accelerators = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    lines["CUDA"] = torch.version.cuda or "none (CPU build of torch)"
+    lines["GPUs"] = ", ".join(accelerators) or "none"
+    lines["HF_HUB_OFFLINE"] = os.environ.get("HF_HUB_OFFLINE", "unset")
+    width = max(map(len, lines))
+    print("\n".join(f"- {name + ':':<{width + 1}} {value}" for name, value in lines.items()))
+
+
 def _command_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -215,6 +258,7 @@ def _command_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", add_help=False, help="every method against a synthetic expert, exact divergences (no data needed)"
     )
+    commands.add_parser("env", add_help=False, help="versions and devices, for a bug report (as `trl env`)")
     for method, description in TRAINING_METHODS.items():
         # One spelling per method (`weighted_sft`, as in the configs and the demo), and the hyphenated one accepted
         aliases = [method.replace("_", "-")] if "_" in method else []
@@ -229,6 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     command = parsed.command.replace("-", "_")
     if command == "demo":
         _demo(rest)
+    elif command == "env":
+        _env(rest)
     else:
         _train(command, rest)
 

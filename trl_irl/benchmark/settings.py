@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from .choices import METHODS
 
 
-# The methods a regime trains unless told: `distillation` needs the distil regime's teacher's logits
+# The methods a regime trains unless told: `distillation` needs the distil regime's teacher's logits, and
+# `large_sft` (a model of the teacher's size, about 3.5 minutes in the distil regime) is asked for by name
 def default_methods(regime: str) -> tuple[str, ...]:
-    return METHODS if regime == "distil" else tuple(method for method in METHODS if method != "distillation")
+    left_out = {"large_sft"} | ({"distillation"} if regime != "distil" else set())
+    return tuple(method for method in METHODS if method not in left_out)
 
 
 @dataclass
