@@ -1,6 +1,7 @@
 """
 Best-of-N with a learned reward against plain sampling and sampling at temperature 0.6, on unseen prompts of the
-synthetic rule expert (the `rules` regime), where the expert's log-likelihood of every response is exact.
+synthetic rule expert (the `rules` regime) or of the distil regime's teacher, where the expert's log-likelihood of
+every response is exact.
 
     python benchmarks/best_of_n_benchmark.py --seeds 3 [--work-dir runs] [--regime rules]
 
@@ -11,7 +12,8 @@ Per seed, one SFT run of the regime (reused when its checkpoint exists, as the s
 - `self`: `LikelihoodReward(end)`, the sampling model scoring itself (picks its likeliest sample).
 Each condition samples from SFT's end and is measured on the same held-out prompts by the expert's exact
 log-likelihood of the chosen response (smoothed as in the divergences: an invalid response gets `INVALID_MASS`), with
-its standard error over prompts, and by the share of valid responses. Differences are paired within seeds.
+its standard error over prompts, and by the share of valid responses (the distil regime has none: there every
+response has its exact teacher log-likelihood). Differences are paired within seeds.
 Writes `best_of_n_results.json` in the work directory.
 """
 
@@ -42,7 +44,14 @@ def _expert_scores(expert, tokenizer, prompts, completions, completion_ids) -> l
     return scores
 
 
-def _condition(model, tokenizer, expert, prompts, reward, n, temperature, seed) -> dict:
+def _teacher_scores(teacher, prompts, completions, completion_ids) -> list[tuple[float, None]]:
+    """The distil regime's teacher's exact log-likelihood of each response (no response is invalid there)."""
+    from trl_irl.benchmark.teacher import sequence_log_probs
+
+    return [(score, None) for score in sequence_log_probs(teacher.model, teacher.tokenizer, prompts, completion_ids)]
+
+
+def _condition(model, tokenizer, score, prompts, reward, n, temperature, seed) -> dict:
     from trl_irl import best_of_n
 
     def no_preference(prompts, completions, completion_ids, **kwargs):
@@ -53,12 +62,12 @@ def _condition(model, tokenizer, expert, prompts, reward, n, temperature, seed) 
         model, tokenizer, prompts, reward or no_preference, n=n, temperature=temperature, max_new_tokens=12, seed=seed
     )
     seconds = time.perf_counter() - started
-    scores = _expert_scores(expert, tokenizer, kept["prompt"], kept["completion"], kept["completion_ids"])
+    scores = score(kept["prompt"], kept["completion"], kept["completion_ids"])
     log_likelihoods = [score for score, _ in scores]
     return {
         "expert_log_likelihood": statistics.fmean(log_likelihoods),
         "standard_error": statistics.stdev(log_likelihoods) / math.sqrt(len(log_likelihoods)),
-        "valid": statistics.fmean(valid for _, valid in scores),
+        "valid": None if scores[0][1] is None else statistics.fmean(valid for _, valid in scores),
         "seconds": round(seconds, 1),
         "per_prompt": log_likelihoods,
     }
@@ -71,6 +80,7 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     from trl_irl import LikelihoodRatioReward, LikelihoodReward
     from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
     from trl_irl.benchmark.synthetic import SyntheticExpert
+    from trl_irl.benchmark.teacher import load_teacher
 
     settings = ComparisonSettings.for_regime(regime, seed=seed, methods=("sft",), sft_temperatures=())
     if settings.policy_from_sft_step is None:  # the memorise regime: save the middle checkpoint too
@@ -81,10 +91,21 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     middle_path = end_path / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
     end, middle = AutoModelForCausalLM.from_pretrained(end_path), AutoModelForCausalLM.from_pretrained(middle_path)
     tokenizer = AutoTokenizer.from_pretrained(end_path)
-    expert = SyntheticExpert(regime, seed=seed)
+    expert = SyntheticExpert("rules" if regime == "distil" else regime, seed=seed)
+    # In the distil regime the demonstrations' prompts are the same draw (the teacher answers them instead)
     demonstrations = expert.demonstrations(settings.num_demonstrations, seed=seed)
     training_prompts = set(demonstrations["prompt"])
     prompts = expert.evaluation_prompts(num_prompts, seed=seed + 20_000, training_prompts=training_prompts)
+    if regime == "distil":
+        teacher = load_teacher(output_dir / "teacher", tokenizer, expert)
+
+        def score(prompts, completions, completion_ids):
+            return _teacher_scores(teacher, prompts, completions, completion_ids)
+    else:
+
+        def score(prompts, completions, completion_ids):
+            return _expert_scores(expert, tokenizer, prompts, completions, completion_ids)
+
     rewards = {"ratio": LikelihoodRatioReward(end, middle, tokenizer), "self": LikelihoodReward(end, tokenizer)}
     conditions = {"sample": (None, 1, 1.0), "sample_t0.6": (None, 1, 0.6)}
     for n in (4, 16):
@@ -93,10 +114,11 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     results = {}
     for condition, (reward_name, n, temperature) in conditions.items():
         reward = rewards[reward_name] if reward_name else None
-        results[condition] = _condition(end, tokenizer, expert, prompts, reward, n, temperature, seed)
+        results[condition] = _condition(end, tokenizer, score, prompts, reward, n, temperature, seed)
+        valid = results[condition]["valid"]
         log(
             f"[seed {seed}] {condition}: expert log-likelihood {results[condition]['expert_log_likelihood']:.3f} "
-            f"+- {results[condition]['standard_error']:.3f}, valid {results[condition]['valid']:.2f}"
+            f"+- {results[condition]['standard_error']:.3f}" + ("" if valid is None else f", valid {valid:.2f}")
         )
     return results
 
@@ -115,7 +137,7 @@ def paired(results: dict, condition: str, baseline: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--regime", default="rules", choices=["memorise", "rules"])
+    parser.add_argument("--regime", default="rules", choices=["memorise", "rules", "distil"])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num-prompts", type=int, default=256)
     parser.add_argument("--work-dir", default="runs")

@@ -260,7 +260,7 @@ def test_unknown_command_fails_clearly(capsys):
 
     with pytest.raises(SystemExit):
         main(["bc"])
-    assert "invalid choice: 'bc' (choose from 'demo', 'sft', 'weighted_sft'" in capsys.readouterr().err
+    assert "invalid choice: 'bc' (choose from 'demo', 'env', 'sft', 'weighted_sft'" in capsys.readouterr().err
     # The command list, kept free of heavy imports, names the methods the training script knows
     assert set(TRAINING_METHODS) == set(TRAINERS)
 

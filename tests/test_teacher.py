@@ -148,15 +148,20 @@ def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
     assert "distillation" in default_methods("distil") and "distillation" not in default_methods("rules")
     assert "distillation" not in ComparisonSettings().methods
     assert "large_sft" not in default_methods("distil") + default_methods("memorise")
+    assert default_methods("rules") == default_methods("memorise")
     with pytest.raises(ValueError, match="`distillation` needs a teacher's logits"):
         run_comparison(ComparisonSettings(methods=("distillation",)), tmp_path)
 
 
-def test_distil_settings_use_a_student_smaller_than_its_teacher():
+def test_distil_settings_use_a_student_smaller_than_its_teacher_and_the_measured_path():
     settings = ComparisonSettings.for_regime("distil")
     assert settings.hidden_size < settings.teacher_hidden_size
     assert settings.num_hidden_layers < settings.teacher_num_hidden_layers
-    assert settings.policy_from_sft_step == settings.sft_steps // 2
+    # GAIL from SFT's end with a teacher-sized SFT model as its discriminator, against SFT and both limits
+    assert settings.disc_from_large_sft and settings.policy_from_sft_step is None
+    assert settings.methods == ("sft", "gail", "oracle", "distillation")
+    recipe = ComparisonSettings.for_regime("distil", disc_from_large_sft=False, policy_from_sft_step=750)
+    assert recipe.policy_from_sft_step == 750 and not recipe.disc_from_large_sft
 
 
 @pytest.mark.slow
