@@ -9,7 +9,10 @@ Per seed, one SFT run of the regime (reused when its checkpoint exists, as the s
 (the run's end) and the rewards:
 - `ratio`: `LikelihoodRatioReward(end, middle)`, `log pi_end - log pi_middle`, the extrapolation that the
   two-checkpoint recipe's discriminator starts from (Inverse-RLignment's `log pi_SFT - log pi_init`);
-- `self`: `LikelihoodReward(end)`, the sampling model scoring itself (picks its likeliest sample).
+- `self`: `LikelihoodReward(end)`, the sampling model scoring itself (picks its likeliest sample);
+- where the work directory holds a sweep's `large_sft` (distil regime): `large_ratio`,
+  `LikelihoodRatioReward(large_sft, end)` (the reward GAIL starts from with the larger discriminator), and `large`,
+  `LikelihoodReward(large_sft)`.
 Each condition samples from SFT's end and is measured on the same held-out prompts by the expert's exact
 log-likelihood of the chosen response (smoothed as in the divergences: an invalid response gets `INVALID_MASS`), with
 its standard error over prompts, and by the share of valid responses (the distil regime has none: there every
@@ -107,6 +110,13 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
             return _expert_scores(expert, tokenizer, prompts, completions, completion_ids)
 
     rewards = {"ratio": LikelihoodRatioReward(end, middle, tokenizer), "self": LikelihoodReward(end, tokenizer)}
+    if (output_dir / "large_sft" / "model.safetensors").is_file():
+        # The distil regime's larger SFT model (a sweep's `large_sft`): GAIL's best discriminator there, as a reranker
+        large = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft")
+        rewards |= {
+            "large_ratio": LikelihoodRatioReward(large, end, tokenizer),
+            "large": LikelihoodReward(large, tokenizer),
+        }
     conditions = {"sample": (None, 1, 1.0), "sample_t0.6": (None, 1, 0.6)}
     for n in (4, 16):
         for name in rewards:
@@ -147,7 +157,8 @@ def main() -> None:
     results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts) for seed in range(args.seeds)}
     summary = {
         f"{condition} - {baseline}": paired(results, condition, baseline)
-        for condition in ("best_of_4_ratio", "best_of_16_ratio", "best_of_4_self", "best_of_16_self")
+        for condition in next(iter(results.values()))
+        if condition.startswith("best_of_")
         for baseline in ("sample", "sample_t0.6")
     }
     for name, row in summary.items():

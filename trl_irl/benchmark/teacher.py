@@ -51,7 +51,8 @@ def sequence_log_probs(
     model.eval()
     log_probs = []
     try:
-        rows = list(zip(generation_prompt_ids(tokenizer, prompts), completion_ids, strict=True))
+        # Lists, also from a dataset's columns (which the tokenizer does not take)
+        rows = list(zip(generation_prompt_ids(tokenizer, list(prompts)), list(completion_ids), strict=True))
         for chunk in micro_batches(rows, SCORING_BATCH_SIZE):
             prompt_ids, response_ids = zip(*chunk, strict=True)
             token_log_probs, mask = response_log_probs(
