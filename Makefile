@@ -29,8 +29,8 @@ benchmark:
 	bash scripts/setup.sh
 	.venv/bin/python benchmarks/weighted_sft_benchmark.py
 
-# Mutation testing of the pure functions against their fast tests (pyproject's [tool.mutmut]); survivors are listed in
-# docs/mutation.md with why each is left. Several minutes on 2 cores: not part of `make test` or CI
+# Mutation testing of the pure functions against their fast unit and property tests (pyproject's [tool.mutmut]);
+# `mutmut results` lists the survivors. 478 mutants, over 10 minutes on 2 cores: not part of `make test` or CI
 mutation:
 	bash scripts/setup.sh dev,mutation
 	.venv/bin/mutmut run --max-children 2
