@@ -95,9 +95,9 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     end, middle = AutoModelForCausalLM.from_pretrained(end_path), AutoModelForCausalLM.from_pretrained(middle_path)
     tokenizer = AutoTokenizer.from_pretrained(end_path)
     expert = SyntheticExpert("rules" if regime == "distil" else regime, seed=seed)
-    # In the distil regime the demonstrations' prompts are the same draw (the teacher answers them instead)
-    demonstrations = expert.demonstrations(settings.num_demonstrations, seed=seed)
-    training_prompts = set(demonstrations["prompt"])
+    # The demonstrations' prompts (`SyntheticExpert.demonstrations` draws them so; in the distil regime the teacher
+    # answers the same draw)
+    training_prompts = set(expert.prompts(settings.num_demonstrations, seed))
     prompts = expert.evaluation_prompts(num_prompts, seed=seed + 20_000, training_prompts=training_prompts)
     if regime == "distil":
         teacher = load_teacher(output_dir / "teacher", tokenizer, expert)

@@ -33,6 +33,16 @@ def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, temperature: float, max_
     }
 
 
+def forked_random_state(device: torch.device):
+    """
+    `torch.random.fork_rng` for the CPU generator and, on an accelerator, `device`'s too: seeding inside leaves the
+    caller's random state (a training run's, say) as it was on either.
+    """
+    on_cpu = device.type == "cpu"
+    devices = [] if on_cpu else [device.index or 0]
+    return torch.random.fork_rng(devices=devices, device_type="cuda" if on_cpu else device.type)
+
+
 @torch.no_grad()
 def sample_completion_ids(
     model, tokenizer, prompt_ids: list, n: int, temperature: float, max_new_tokens: int
@@ -100,7 +110,7 @@ def best_of_n(
     model.eval()
     rows = {"prompt": [], "completion": [], "score": [], "completion_ids": []}
     try:
-        with torch.random.fork_rng(devices=[]):
+        with forked_random_state(model.device):
             if seed is not None:
                 torch.manual_seed(seed)
             for chunk in micro_batches(list(prompts), prompts_per_batch):

@@ -39,7 +39,7 @@ from trl import DistillationConfig, DistillationTrainer, GRPOConfig, GRPOTrainer
 
 from ..discriminator import LikelihoodRatioDiscriminator
 from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
-from .choices import METHODS
+from .choices import ADVERSARIAL_METHODS, METHODS
 from .monitoring import REWARD_METRICS, DiscriminatorAtStart, DivergenceTracker, ExactReverseKLReward, RewardMonitor
 from .settings import ComparisonSettings
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
@@ -289,7 +289,7 @@ def _check(settings: ComparisonSettings) -> None:
 
 
 def _trains_large_sft(settings: ComparisonSettings) -> bool:
-    adversarial = {"gail", "gail_token", "airl", "airl_token"} & set(settings.methods)
+    adversarial = set(ADVERSARIAL_METHODS) & set(settings.methods)
     return "large_sft" in settings.methods or (settings.disc_from_large_sft and bool(adversarial))
 
 

@@ -28,7 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..reranking import sampling_kwargs
+from ..reranking import forked_random_state, sampling_kwargs
 from .choices import SYNTHETIC_REGIMES
 
 
@@ -174,10 +174,7 @@ def sampled_mean_length(
     """
     # One batch for all prompts (left-padded, as generation needs)
     batch = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt").to(model.device)
-    # fork_rng always restores the CPU generator; on an accelerator, also the model's device's one
-    on_cpu = model.device.type == "cpu"
-    devices = [] if on_cpu else [model.device.index or 0]
-    with torch.random.fork_rng(devices=devices, device_type="cuda" if on_cpu else model.device.type):
+    with forked_random_state(model.device):
         torch.manual_seed(seed)
         generated = model.generate(
             **batch, **sampling_kwargs(tokenizer, temperature, max_new_tokens, samples_per_prompt)

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from trl import SFTConfig, SFTTrainer
 
 from ..discriminator.encoding import micro_batches
-from ..reranking import sample_completion_ids
+from ..reranking import forked_random_state, sample_completion_ids
 from ..rewards import generation_prompt_ids, response_log_probs
 from .synthetic import SyntheticExpert
 
@@ -77,7 +77,7 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with forked_random_state(model.device):
             torch.manual_seed(seed)
             ids = sample_completion_ids(
                 model, tokenizer, generation_prompt_ids(tokenizer, prompts), n, temperature, MAX_NEW_TOKENS
