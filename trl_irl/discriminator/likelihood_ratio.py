@@ -19,14 +19,13 @@ class LikelihoodRatioDiscriminator(Discriminator):
     AIRL's structure `f - c log pi` with `f = log q_phi` and `c = 1`. Initialised from the policy's own (SFT)
     checkpoint, `l = 0` until the policy moves; its optimum is `q_phi = p_exp` (Eq. 16), so `q_phi` is the recovered
     expert and `log q_phi` its reward. Sequence level: the sum over the response's tokens; `token_level=True`: one
-    logit per response token, whose sum is the sequence logit.
+    logit per response token, whose sum is the sequence logit. Arguments not listed here are [`Discriminator`]'s.
 
     Args:
         model: a causal LM (for example `AutoModelForCausalLM.from_pretrained(sft_checkpoint)`); PEFT accepted.
         tokenizer: the policy's tokenizer.
         token_level (`bool`, *optional*, defaults to `False`): one logit per response token rather than per response.
         temperature (`float`, *optional*, defaults to `1.0`): divides `q_phi`'s logits, as the policy's sampling does.
-        Others as [`Discriminator`].
     """
 
     def __init__(

@@ -60,9 +60,8 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
     `center_rewards_coefficient` (applied to the rewards), PEFT and logged metrics as `RewardTrainer`; the logged
     rewards are the first output. Adds the metric `mean_log_scale`.
 
-    Args:
-        As [`~trl.RewardTrainer`]. A model given as a string is loaded with two outputs (one with
-        `learn_variance=False`); a model object must have `num_labels=2` (1 with `learn_variance=False`).
+    The arguments are [`~trl.RewardTrainer`]'s. A model given as a string is loaded with two outputs (one with
+    `learn_variance=False`); a model object must have `num_labels=2` (1 with `learn_variance=False`).
     """
 
     _tag_names = ["trl", "reward-trainer", "trl-irl", "variance-reward"]

@@ -34,11 +34,11 @@ class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
     silently going unweighted.
 
     Args:
-        model, args, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks,
-        optimizers, optimizer_cls_and_kwargs, preprocess_logits_for_metrics, quantization_config, peft_config,
-        formatting_func:
-            As in [`~trl.SFTTrainer`]. `args` may be a [`WeightedSFTConfig`], an [`~trl.SFTConfig`] or a
-            [`~transformers.TrainingArguments`]; the last two get the default weighting (`"occupancy"`).
+        args ([`WeightedSFTConfig`], [`~trl.SFTConfig`] or [`~transformers.TrainingArguments`], *optional*):
+            The last two get the default weighting (`"occupancy"`).
+        model, data_collator, train_dataset, eval_dataset, processing_class, compute_metrics, callbacks, optimizers,
+        optimizer_cls_and_kwargs, preprocess_logits_for_metrics, quantization_config, peft_config, formatting_func:
+            As in [`~trl.SFTTrainer`].
         compute_loss_func:
             Not supported (must be `None`): a custom loss bypasses the token weights.
     """
