@@ -155,7 +155,8 @@ class TRLDocstrings(griffe.Extension):
         exported = next(
             node.value
             for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "__all__" for target in node.targets)
+            if isinstance(node, ast.Assign)
+            and any(getattr(target, "id", None) == "__all__" for target in node.targets)
         )
         self.exported = set(ast.literal_eval(exported))
 

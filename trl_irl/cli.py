@@ -174,7 +174,8 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
         raise SystemExit(
             f"trl-irl {method}: {grpo_only} are `trl grpo` options for a given reward; {method.upper()}'s reward is "
             "its discriminator, learned from the demonstrations. Remove them from the config (choose the "
-            "discriminator with `discriminator_model_name_or_path` and `disc_type`)."
+            "discriminator with `discriminator_model_name_or_path` and `disc_type`). To add a rule or format reward "
+            f"beside the discriminator, use the Python API: `{method.upper()}Trainer(..., reward_funcs=...)`."
         )
     if unknown:
         raise SystemExit(

@@ -24,6 +24,7 @@ from .gail_discriminator import (
     pretrain_on_pool,
     shards_discriminator,
 )
+from .grpo_arguments import combined_reward_funcs, refuse_unsupported_arguments
 from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, require_parent_methods, resolve_config
 
 
@@ -69,6 +70,9 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             as a model id or path (QLoRA, with `peft_config`), as for `GRPOTrainer`.
         tools (`list[Callable]`, *optional*): tools the policy may call, as for `GRPOTrainer`; the discriminator reads
             the prompts as the policy does, with the tools' schema rendered by the chat template.
+        reward_funcs, reward_processing_classes: rewards added to the discriminator's (a format or rule reward), as
+            for `GRPOTrainer`; `reward_weights` weighs the discriminator's first (see `trainer/grpo_arguments.py`).
+        rollout_func, environment_factory: refused: the discriminator must score only what the policy wrote.
     """
 
     _tag_names = ["trl", "grpo", "trl-irl", "gail"]
@@ -106,7 +110,12 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         discriminator_peft_config=None,
         quantization_config=None,
         tools: list | None = None,
+        reward_funcs=None,
+        reward_processing_classes=None,
+        rollout_func=None,
+        environment_factory=None,
     ):
+        refuse_unsupported_arguments(rollout_func=rollout_func, environment_factory=environment_factory)
         policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
@@ -144,9 +153,13 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             demonstrations_per_update=args.disc_demonstrations_per_update,
             completions_per_prompt=args.num_generations,
         )
+        reward_funcs, reward_processing_classes = combined_reward_funcs(
+            self.discriminator_reward, reward_funcs, reward_processing_classes, args, self._name
+        )
         super().__init__(
             model=model,
-            reward_funcs=[self.discriminator_reward],
+            reward_funcs=reward_funcs,
+            reward_processing_classes=reward_processing_classes,
             args=args,
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
