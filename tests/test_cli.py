@@ -35,7 +35,7 @@ def test_comparison_runs_every_method_and_writes_results(tmp_path):
         }, method
         # Only the adversarial methods have a learned reward to follow (16 demonstrations: one held out)
         has_learned_reward = method not in ("sft", "weighted_sft", "large_sft", "oracle", *tempered)
-        assert ({"disc_heldout_acc", "disc_heldout_loss"} <= set(result["final"])) == has_learned_reward, method
+        assert ({"disc/heldout_acc", "disc/heldout_loss"} <= set(result["final"])) == has_learned_reward, method
         # The likelihood-ratio discriminator (the default) is a language model, evaluated like the policy
         assert ("reverse_kl" in result.get("discriminator_final", {})) == has_learned_reward, method
         assert ("reverse_kl" in (result.get("discriminator_start") or {})) == has_learned_reward, method
@@ -149,7 +149,7 @@ def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned
     from trl_irl.benchmark.comparison import results_table
 
     final = {"reverse_kl": 3.0, "forward_kl": 2.0, "js": 0.3, "invalid": 0.5, "mode_coverage": 0.3, "mean_length": 4.0}
-    learned = {"reward_fidelity": 0.35, "disc_heldout_acc": 0.53, "disc_heldout_loss": 0.72}
+    learned = {"reward_fidelity": 0.35, "disc/heldout_acc": 0.53, "disc/heldout_loss": 0.72}
     results = {
         "methods": {
             "sft": {"final": final, "seconds": 107.3},
@@ -159,8 +159,8 @@ def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned
     header, _index_name, sft, gail = results_table(results).splitlines()
     assert header.split() == ["reverse_kl", "forward_kl", "js", "invalid", "mode_coverage", "mean_length"] + [
         "reward_fidelity",
-        "disc_heldout_acc",
-        "disc_heldout_loss",
+        "disc/heldout_acc",
+        "disc/heldout_loss",
         "seconds",
     ]
     assert sft.split() == ["sft", "3.000", "2.000", "0.300", "0.500", "0.300", "4.000", "-", "-", "-", "107.3"]

@@ -685,3 +685,18 @@ def test_tools_and_chat_template_reach_the_discriminator_as_the_policy_sees_them
     assert list(prompt_ids) == list(as_generated)
     assert list(prompt_ids) != list(without_tools["input_ids"]) and "_multiply" in tokenizer.decode(prompt_ids)
     trainer.train()
+
+
+@pytest.mark.parametrize("disable_tqdm", [False, True])
+def test_the_discriminator_pretraining_shows_progress_unless_tqdm_is_off(
+    tmp_path, tiny_model_path, prompt_completion_dataset, capsys, disable_tqdm
+):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_config(tmp_path, max_steps=1, disc_pretraining_steps=3, disable_tqdm=disable_tqdm),
+        train_dataset=prompt_completion_dataset,
+    )
+    capsys.readouterr()
+    trainer.train()
+    shown = "Pre-training the discriminator" in capsys.readouterr().err
+    assert shown != disable_tqdm

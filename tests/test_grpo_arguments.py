@@ -1,9 +1,9 @@
 """GRPO's own arguments in the adversarial trainers: `reward_funcs` beside the discriminator, refusals by name."""
 
 import pytest
+from helpers import adversarial_config
 from trl import GRPOConfig
 
-from helpers import adversarial_config
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
 from trl_irl.trainer.grpo_arguments import combined_reward_funcs, refuse_unsupported_arguments
 
@@ -51,7 +51,10 @@ class TestCombinedRewardFuncs:
         discriminator = object()
         funcs, classes = combined_reward_funcs(discriminator, length_reward, None, self._args(tmp_path), "GAIL")
         assert funcs == [discriminator, length_reward] and classes is None
-        assert combined_reward_funcs(discriminator, None, None, self._args(tmp_path), "GAIL") == ([discriminator], None)
+        assert combined_reward_funcs(discriminator, None, None, self._args(tmp_path), "GAIL") == (
+            [discriminator],
+            None,
+        )
 
     def test_processing_classes_are_aligned_with_the_discriminator_left_out(self, tmp_path):
         tokenizer = object()
@@ -66,7 +69,9 @@ class TestCombinedRewardFuncs:
 
     def test_reward_weights_need_one_weight_per_reward_the_discriminators_first(self, tmp_path):
         args = self._args(tmp_path, reward_weights=[1.0])
-        with pytest.raises(ValueError, match="`reward_weights` has 1 weights for 2 rewards: the discriminator's first"):
+        with pytest.raises(
+            ValueError, match="`reward_weights` has 1 weights for 2 rewards: the discriminator's first"
+        ):
             combined_reward_funcs("disc", length_reward, None, args, "GAIL")
         assert combined_reward_funcs("disc", None, None, args, "GAIL")[0] == ["disc"]
 

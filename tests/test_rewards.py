@@ -93,6 +93,24 @@ class TestDiscriminatorReward:
         )
         assert {"disc/loss", "disc/acc", "disc/acc_expert", "disc/acc_policy", "disc/entropy"} <= set(logged)
 
+    def test_statistics_are_averaged_over_a_batchs_updates(self, discriminator, monkeypatch):
+        update = discriminator.update
+        seen = []
+
+        def recorded_update(*args, **kwargs):
+            result = update(*args, **kwargs)
+            seen.append(dict(result.stats))
+            return result
+
+        monkeypatch.setattr(discriminator, "update", recorded_update)
+        logged = {}
+        DiscriminatorReward(discriminator, _render, updates_per_generation=3)(
+            PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__
+        )
+        assert len(seen) == 3 and len({stats["loss"] for stats in seen}) == 3  # each update learned something
+        for name in ("loss", "acc", "entropy"):
+            assert logged[f"disc/{name}"] == pytest.approx(sum(stats[name] for stats in seen) / 3)
+
     def test_needs_the_demonstration_column(self, discriminator):
         with pytest.raises(KeyError, match="demonstration"):
             DiscriminatorReward(discriminator, _render)(PROMPTS, COMPLETIONS, solution=DEMONSTRATIONS)

@@ -127,7 +127,12 @@ def _demo(argv: list[str]) -> None:
     try:
         from .benchmark.plots import metric_curves
 
-        plots = [str(path) for metric in plotted for path in metric_curves(results, metric, output_dir / metric)]
+        # A figure's file is named after its metric, `/` written `_` (`disc_heldout_acc.png`)
+        plots = [
+            str(path)
+            for metric in plotted
+            for path in metric_curves(results, metric, output_dir / metric.replace("/", "_"))
+        ]
     except ImportError as error:  # the `plots` extra is not installed: the results stand without the figures
         plots = [f"none ({error})"]
     print()

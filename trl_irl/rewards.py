@@ -363,9 +363,10 @@ class DiscriminatorReward:
         self, prompts: list, columns: dict, policy_samples: list, policy_offsets: torch.Tensor | None, stats: dict
     ) -> torch.Tensor:
         """
-        `updates_per_generation` discriminator updates on this batch; their statistics (the last update's) go into
-        `stats`. Returns the policy samples' logits before the first, which its forward gives for free.
+        `updates_per_generation` discriminator updates on this batch; their statistics, averaged over the updates, go
+        into `stats`. Returns the policy samples' logits before the first, which its forward gives for free.
         """
+        totals: dict[str, float] = {}
         for update in range(self.updates_per_generation):
             expert_prompts, demonstrations = self._expert_batch(prompts, columns, update, len(policy_samples))
             result = self.discriminator.update(
@@ -376,7 +377,9 @@ class DiscriminatorReward:
             )
             if update == 0:
                 logits_before_update = result.policy_logits
-        stats.update(result.stats)
+            for name, value in result.stats.items():
+                totals[name] = totals.get(name, 0.0) + value
+        stats.update({name: total / self.updates_per_generation for name, total in totals.items()})
         return logits_before_update
 
     def _rewards(self, logits: torch.Tensor, stats: dict, training: bool) -> torch.Tensor:

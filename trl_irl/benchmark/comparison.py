@@ -23,8 +23,8 @@ Every method is evaluated on the same prompts every `eval_every` steps; adversar
 (their steps count from the end of SFT). The adversarial methods' curves also follow their learned reward:
 `reward_fidelity`, the within-prompt Spearman correlation between the reward the policy was given and the exact
 reward `log p_exp(y | x) - log pi(y | x)` on the same completions (1 for the oracle, by construction), and
-`disc_heldout_acc` / `disc_heldout_loss`, the discriminator on held-out demonstrations against fresh completions;
-each averaged over the generation batches since the previous evaluation.
+`disc/heldout_acc` / `disc/heldout_loss` (the trainers' names), the discriminator on held-out demonstrations against
+fresh completions; each averaged over the generation batches since the previous evaluation.
 """
 
 import dataclasses

@@ -12,7 +12,8 @@ from .synthetic import INVALID_MASS, SyntheticExpert, response_probabilities, wi
 
 
 # Of the adversarial methods only: how good the learned reward is (see `RewardMonitor`)
-REWARD_METRICS = ("reward_fidelity", "disc_heldout_acc", "disc_heldout_loss")
+# The discriminator's held-out statistics under the names the trainers log them by
+REWARD_METRICS = ("reward_fidelity", "disc/heldout_acc", "disc/heldout_loss")
 
 
 class DivergenceTracker(TrainerCallback):
@@ -62,7 +63,7 @@ class RewardMonitor:
             self.values["reward_fidelity"].append(fidelity)
         for name in ("heldout_acc", "heldout_loss"):
             if name in stats:
-                self.values[f"disc_{name}"].append(stats[name])
+                self.values[f"disc/{name}"].append(stats[name])
 
     def flush(self) -> dict[str, float]:
         means = {name: sum(values) / len(values) for name, values in self.values.items() if values}

@@ -7,6 +7,7 @@ field sets each.
 import copy
 
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -226,8 +227,15 @@ def pretrain_on_pool(
         or args.generation_batch_size // num_processes
     )
     heldout = start_demonstrations(pool, encode) if pool.heldout_rows else None
+    # Pre-training can take as long as an SFT run, before `Trainer`'s own progress bar appears: show its own
+    progress = tqdm(
+        total=args.disc_pretraining_steps,
+        desc="Pre-training the discriminator",
+        disable=args.disable_tqdm or process_index != 0,
+    )
 
     def draw_batch(step: int) -> list:
+        progress.update(1)
         return encode(*pool.sample(batch_size, ("pretraining", process_index, step)))
 
     # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where torch's
@@ -241,6 +249,7 @@ def pretrain_on_pool(
         max_grad_norm=args.max_grad_norm,
         heldout=heldout,
     )
+    progress.close()
     logger.info(f"Pre-trained the discriminator for {args.disc_pretraining_steps} steps: {stats}")
     return stats
 
