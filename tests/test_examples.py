@@ -1,0 +1,52 @@
+"""Every config of examples/ runs through the `trl-irl` command: the recipe end to end (SFT saving halfway, then GAIL
+from that run's two checkpoints), with the model, dataset and run length replaced by tiny local ones."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from trl_irl.cli import main
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+# What each test replaces, and so what every example must name (a Hub model and dataset, a run length)
+REPLACED = {"recipe_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"), "recipe_gail.yaml": ("sft_run",)}
+
+
+def _local_config(name: str, directory: Path, **replacements) -> str:
+    config = yaml.safe_load((EXAMPLES / name).read_text())
+    assert set(REPLACED[name]) <= set(config), f"{name} no longer sets {REPLACED[name]}"
+    path = directory / name
+    path.write_text(yaml.safe_dump(config | replacements))
+    return str(path)
+
+
+def test_every_example_is_tested():
+    assert {path.name for path in EXAMPLES.glob("*.yaml")} == set(REPLACED)
+
+
+@pytest.mark.slow
+def test_the_recipe_runs_end_to_end_from_the_examples(tmp_path, tiny_model_path, prompt_completion_dataset):
+    data = tmp_path / "demonstrations.jsonl"
+    prompt_completion_dataset.select(range(16)).to_json(data)
+    local = {"dataset_name": str(data), "report_to": "none"}
+    sft_run = tmp_path / "sft-model"
+    # One epoch of 16 rows in batches of 8: two steps, and the halfway `save_steps: 0.5` saves checkpoint-1
+    sft_config = _local_config(
+        "recipe_sft.yaml", tmp_path, model_name_or_path=tiny_model_path, output_dir=str(sft_run), **local
+    )
+    main(["sft", "--config", sft_config, "--bf16", "false"])
+    assert (sft_run / "checkpoint-1" / "trainer_state.json").is_file() and (sft_run / "model.safetensors").is_file()
+
+    gail_config = _local_config(
+        "recipe_gail.yaml", tmp_path, sft_run=str(sft_run), output_dir=str(tmp_path / "gail-model"), **local
+    )
+    main(
+        ["gail", "--config", gail_config, "--bf16", "false", "--max_steps", "2", "--num_generations", "4"]
+        + ["--max_completion_length", "8", "--per_device_train_batch_size", "8"]
+    )
+    assert (tmp_path / "gail-model" / "discriminator" / "model.safetensors").is_file()
+    training_args = torch.load(tmp_path / "gail-model" / "training_args.bin", weights_only=False)
+    assert type(training_args).__name__ == "GAILConfig" and training_args.max_steps == 2
