@@ -22,6 +22,7 @@ CAUSAL_LMS = (
     "path/to/sft-checkpoint",
     "path/to/your-sft-checkpoint",
     "path/to/policy",
+    "path/to/larger-sft-model",
 )
 ENCODERS = ("answerdotai/ModernBERT-base",)
 # The output directory of an SFT run that saved a checkpoint halfway (`sft_run_checkpoints`)
