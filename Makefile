@@ -3,7 +3,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-fast lint benchmark mutation
+.PHONY: demo test test-fast lint benchmark mutation notebooks
 
 demo:
 	bash scripts/setup.sh plots
@@ -35,3 +35,8 @@ mutation:
 	bash scripts/setup.sh dev,mutation
 	.venv/bin/mutmut run --max-children 2
 	.venv/bin/mutmut results
+
+# Run every notebook on the tiny local models and store it with its outputs (a few minutes on 2 cores)
+notebooks:
+	bash scripts/setup.sh dev
+	.venv/bin/python scripts/run_notebooks.py
