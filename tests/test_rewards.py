@@ -213,3 +213,26 @@ def test_likelihood_reward_loads_its_tokenizer_at_the_model_s_revision(tiny_mode
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording)
     LikelihoodReward.from_pretrained(tiny_model_path, revision="main", trust_remote_code=False)
     assert received == {"revision": "main", "trust_remote_code": False}
+
+
+def test_likelihood_reward_refuses_a_directory_of_another_kind_of_model(tiny_model_path, tmp_path):
+    from trl_irl import LikelihoodReward
+
+    # A `RewardTrainer` model: as a causal LM it would load with a new, random head and score noise
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    classifier.save_pretrained(tmp_path / "reward")
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(tmp_path / "reward")
+    with pytest.raises(ValueError, match=r"reward' holds a LlamaForSequenceClassification, not a causal language"):
+        LikelihoodReward.from_pretrained(tmp_path / "reward")
+    assert LikelihoodReward.from_pretrained(tiny_model_path).model.training is False  # a causal LM loads
+
+
+def test_likelihood_reward_refuses_a_tokenizer_without_padding_when_built(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    from trl_irl import LikelihoodReward
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError, match=r"has no padding token.*tokenizer.pad_token = tokenizer.eos_token"):
+        LikelihoodReward(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer)

@@ -13,8 +13,8 @@ _EXPORTS = {
     "LikelihoodRatioDiscriminator": ".discriminator",
     "policy_reward": ".divergences",
     "DiscriminatorReward": ".rewards",
-    "LikelihoodReward": ".rewards",
-    "LikelihoodRatioReward": ".rewards",
+    "LikelihoodReward": ".likelihood_rewards",
+    "LikelihoodRatioReward": ".likelihood_rewards",
     "best_of_n": ".reranking",
     "occupancy_weights": ".token_weighting",
     "SFTRunCheckpoints": ".sft_run",
@@ -72,8 +72,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from .discriminator import Discriminator, LikelihoodRatioDiscriminator
     from .divergences import policy_reward
+    from .likelihood_rewards import LikelihoodRatioReward, LikelihoodReward
     from .reranking import best_of_n
-    from .rewards import DiscriminatorReward, LikelihoodRatioReward, LikelihoodReward
+    from .rewards import DiscriminatorReward
     from .sft_run import SFTRunCheckpoints, sft_run_checkpoints
     from .token_weighting import occupancy_weights, span_positions, token_weights
     from .trainer import (

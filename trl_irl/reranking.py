@@ -16,7 +16,7 @@ from trl.data_utils import is_conversational
 from trl.trainer.utils import pad
 
 from .discriminator.encoding import micro_batches
-from .rewards import generation_prompt_ids
+from .likelihood_rewards import generation_prompt_ids
 
 
 def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, temperature: float, max_new_tokens: int, n: int) -> dict:

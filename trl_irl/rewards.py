@@ -10,23 +10,17 @@ the batch's prompts). It is a callable object, not an `nn.Module`, because GRPO 
 """
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel
 from transformers.utils import logging
-from trl.data_utils import is_conversational
 
 from .data_utils import DEMONSTRATION_COLUMN, DemonstrationPool
-from .discriminator import (
-    Discriminator,
-    classification_statistics,
-    prompt_response_batch,
-    response_token_log_probs,
-)
+from .discriminator import Discriminator, classification_statistics
 from .discriminator.encoding import micro_batches
 from .discriminator.parallel import process_index
 from .divergences import policy_reward, reward_slope
+from .likelihood_rewards import response_log_probs
 
 
 logger = logging.get_logger(__name__)
@@ -37,40 +31,6 @@ SCORINGS = ("before_update", "after_update")
 SATURATED_SLOPE = 1e-4
 # Share of a training batch's logits beyond which the trainer warns that the discriminator is saturated
 SATURATION_WARNING_FRACTION = 0.9
-
-
-@torch.no_grad()
-def response_log_probs(
-    model: PreTrainedModel, prompt_ids: list, response_ids: list, pad_token_id: int, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    `log p(y_t | x, y_<t)` of every response token under a causal LM, without gradient, at `temperature`.
-
-    Returns:
-        `tuple[torch.Tensor, torch.Tensor]`: the log-probabilities and a mask of the response tokens, both of shape
-        `(N, T - 1)`: position `p` holds the log-probability of token `p + 1` of `prompt + response`.
-    """
-    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id, model.device)
-    return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
-
-
-@torch.no_grad()
-def mean_negative_log_likelihood(
-    model: PreTrainedModel, samples: list, pad_token_id: int, temperature: float = 1.0, micro_batch_size=None
-) -> float:
-    """Mean negative log-likelihood per response token of `(prompt_ids, response_ids)` samples under a causal LM."""
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        for chunk in micro_batches(samples, micro_batch_size):
-            prompt_ids, response_ids = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(model, prompt_ids, response_ids, pad_token_id, temperature)
-            total -= (token_log_probs * mask).sum().item()
-            count += int(mask.sum())
-    finally:
-        model.train(was_training)
-    return total / max(count, 1)
 
 
 class PolicyLogProbOffsets:
@@ -126,88 +86,6 @@ class PolicyLogProbOffsets:
             else:
                 log_pi.append((token_log_probs * mask).sum(dim=1))  # (n,)
         return -self.coef * torch.cat(log_pi)
-
-
-def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> list[list[int]]:
-    """
-    Prompts tokenised as GRPO tokenises them for generation when no trainer is at hand: the text, or the chat
-    template with a generation prompt for conversations. (A trainer's own, with its tools, is `_tokenize_prompts`.)
-    """
-    if not is_conversational({"prompt": prompts[0]}):
-        return tokenizer(prompts)["input_ids"]
-    return tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)[
-        "input_ids"
-    ]
-
-
-class LikelihoodReward:
-    """
-    GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
-
-    This is how the reward model that AIRL leaves behind with `disc_type="likelihood_ratio"`
-    (`<output_dir>/reward_model/`, the recovered expert `q_phi`) serves `GRPOTrainer(reward_funcs=...)`. `q` must share
-    the policy's tokenizer, since GRPO hands over the generated token ids. Prompts are tokenised as GRPO tokenises them
-    for generation (the chat template with a generation prompt for conversations).
-
-    Args:
-        model ([`~transformers.PreTrainedModel`]): a causal LM.
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the policy's (and `model`'s) tokenizer.
-        temperature (`float`, *optional*, defaults to `1.0`): divides `model`'s logits, as during training.
-    """
-
-    __name__ = "likelihood"
-
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, temperature: float = 1.0):
-        self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **model_kwargs) -> "LikelihoodReward":
-        """Load the causal LM and its tokenizer from `path` (a directory or a Hub id)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        # The tokenizer is loaded from the same revision, with the same trust in remote code, as the model
-        tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
-        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
-        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
-
-    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
-        prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
-        token_log_probs, mask = response_log_probs(
-            self.model, prompt_ids, completion_ids, self.tokenizer.pad_token_id, self.temperature
-        )
-        return (token_log_probs * mask).sum(dim=1).tolist()
-
-
-class LikelihoodRatioReward:
-    """
-    GRPO reward function `log q(y | x) - log p(y | x)` between two causal LMs sharing a tokenizer: the
-    likelihood-ratio discriminator's logit, with `q` its `q_phi` (or an SFT checkpoint that knows more) and `p` the
-    policy or the model sampled from. Its optimum moves `p` towards `q`; as a reranker it prefers what `q` finds
-    likelier than `p` does (the extrapolation `log pi_SFT - log pi_init` of arXiv 2405.15624).
-
-    Args:
-        model ([`~transformers.PreTrainedModel`]): `q`.
-        reference_model ([`~transformers.PreTrainedModel`]): `p`.
-        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): both models' tokenizer.
-        temperature (`float`, *optional*, defaults to `1.0`): divides both models' logits.
-    """
-
-    __name__ = "likelihood_ratio"
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        reference_model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        temperature: float = 1.0,
-    ):
-        self.numerator = LikelihoodReward(model, tokenizer, temperature)
-        self.denominator = LikelihoodReward(reference_model, tokenizer, temperature)
-
-    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
-        log_q = self.numerator(prompts, completions, completion_ids)
-        log_p = self.denominator(prompts, completions, completion_ids)
-        return [q - p for q, p in zip(log_q, log_p, strict=True)]
 
 
 class DiscriminatorReward:

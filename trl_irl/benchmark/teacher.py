@@ -25,8 +25,8 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from trl import SFTConfig, SFTTrainer
 
 from ..discriminator.encoding import micro_batches
+from ..likelihood_rewards import generation_prompt_ids, response_log_probs
 from ..reranking import forked_random_state, sample_completion_ids
-from ..rewards import generation_prompt_ids, response_log_probs
 from .synthetic import SyntheticExpert
 
 

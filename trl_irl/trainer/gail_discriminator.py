@@ -20,7 +20,7 @@ from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
-from ..rewards import mean_negative_log_likelihood
+from ..likelihood_rewards import mean_negative_log_likelihood
 from .model_cards import auto_class_of
 from .utils import is_missing_local_path
 

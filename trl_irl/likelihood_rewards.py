@@ -1,0 +1,152 @@
+"""
+Causal language models as GRPO reward functions and rerankers: `LikelihoodReward` (`log q(y | x)`, how AIRL's reward
+model is reused) and `LikelihoodRatioReward` (`log q - log p`, the likelihood-ratio discriminator's logit with a fixed
+`q`), and the log-probabilities of responses they and the discriminator's offsets are built on.
+"""
+
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from trl.data_utils import is_conversational
+
+from .discriminator import prompt_response_batch, response_token_log_probs
+from .discriminator.encoding import micro_batches
+
+
+@torch.no_grad()
+def response_log_probs(
+    model: PreTrainedModel, prompt_ids: list, response_ids: list, pad_token_id: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    `log p(y_t | x, y_<t)` of every response token under a causal LM, without gradient, at `temperature`.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: the log-probabilities and a mask of the response tokens, both of shape
+        `(N, T - 1)`: position `p` holds the log-probability of token `p + 1` of `prompt + response`.
+    """
+    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id, model.device)
+    return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
+
+
+@torch.no_grad()
+def mean_negative_log_likelihood(
+    model: PreTrainedModel, samples: list, pad_token_id: int, temperature: float = 1.0, micro_batch_size=None
+) -> float:
+    """Mean negative log-likelihood per response token of `(prompt_ids, response_ids)` samples under a causal LM."""
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for chunk in micro_batches(samples, micro_batch_size):
+            prompt_ids, response_ids = zip(*chunk, strict=True)
+            token_log_probs, mask = response_log_probs(model, prompt_ids, response_ids, pad_token_id, temperature)
+            total -= (token_log_probs * mask).sum().item()
+            count += int(mask.sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> list[list[int]]:
+    """
+    Prompts tokenised as GRPO tokenises them for generation when no trainer is at hand: the text, or the chat
+    template with a generation prompt for conversations. (A trainer's own, with its tools, is `_tokenize_prompts`.)
+    """
+    if not is_conversational({"prompt": prompts[0]}):
+        return tokenizer(prompts)["input_ids"]
+    return tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
+
+
+def _refuse_another_kind_of_model(config, path) -> None:
+    """
+    A directory of a sequence classifier (say a `RewardTrainer` model) loads as a causal LM with a new, random
+    language-modelling head, only a load report saying so: its reward would be noise. Refuse it by its architecture.
+    """
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
+        raise ValueError(
+            f"{str(path)!r} holds a {architectures[0]}, not a causal language model: `LikelihoodReward` scores "
+            "completions by a causal LM's log-probabilities (AIRL's `reward_model/` with the default "
+            "likelihood-ratio discriminator, or an SFT model). A sequence classifier's score is a GRPO reward as it "
+            "is: pass its path in `reward_funcs`."
+        )
+
+
+class LikelihoodReward:
+    """
+    GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
+
+    This is how the reward model that AIRL leaves behind with `disc_type="likelihood_ratio"`
+    (`<output_dir>/reward_model/`, the recovered expert `q_phi`) serves `GRPOTrainer(reward_funcs=...)`. `q` must share
+    the policy's tokenizer, since GRPO hands over the generated token ids. Prompts are tokenised as GRPO tokenises them
+    for generation (the chat template with a generation prompt for conversations).
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): a causal LM.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the policy's (and `model`'s) tokenizer.
+        temperature (`float`, *optional*, defaults to `1.0`): divides `model`'s logits, as during training.
+    """
+
+    __name__ = "likelihood"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, temperature: float = 1.0):
+        if tokenizer.pad_token_id is None:
+            # Found here rather than at GRPO's first reward: batches of completions need it
+            raise ValueError(
+                f"The tokenizer of `LikelihoodReward` ({tokenizer.name_or_path!r}) has no padding token, which its "
+                "batches need; set one first, e.g. `tokenizer.pad_token = tokenizer.eos_token`."
+            )
+        self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **model_kwargs) -> "LikelihoodReward":
+        """Load the causal LM and its tokenizer from `path` (a directory or a Hub id)."""
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        # The tokenizer is loaded from the same revision, with the same trust in remote code, as the model
+        tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
+        _refuse_another_kind_of_model(AutoConfig.from_pretrained(path, **tokenizer_kwargs), path)
+        model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
+        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
+        prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
+        token_log_probs, mask = response_log_probs(
+            self.model, prompt_ids, completion_ids, self.tokenizer.pad_token_id, self.temperature
+        )
+        return (token_log_probs * mask).sum(dim=1).tolist()
+
+
+class LikelihoodRatioReward:
+    """
+    GRPO reward function `log q(y | x) - log p(y | x)` between two causal LMs sharing a tokenizer: the
+    likelihood-ratio discriminator's logit, with `q` its `q_phi` (or an SFT checkpoint that knows more) and `p` the
+    policy or the model sampled from. Its optimum moves `p` towards `q`; as a reranker it prefers what `q` finds
+    likelier than `p` does (the extrapolation `log pi_SFT - log pi_init` of arXiv 2405.15624).
+
+    Args:
+        model ([`~transformers.PreTrainedModel`]): `q`.
+        reference_model ([`~transformers.PreTrainedModel`]): `p`.
+        tokenizer ([`~transformers.PreTrainedTokenizerBase`]): both models' tokenizer.
+        temperature (`float`, *optional*, defaults to `1.0`): divides both models' logits.
+    """
+
+    __name__ = "likelihood_ratio"
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        reference_model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        temperature: float = 1.0,
+    ):
+        self.numerator = LikelihoodReward(model, tokenizer, temperature)
+        self.denominator = LikelihoodReward(reference_model, tokenizer, temperature)
+
+    def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
+        log_q = self.numerator(prompts, completions, completion_ids)
+        log_p = self.denominator(prompts, completions, completion_ids)
+        return [q - p for q, p in zip(log_q, log_p, strict=True)]
