@@ -5,6 +5,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import torch
 import toy_colors
 from trl import GRPOConfig, SFTConfig, SFTTrainer
 
@@ -217,14 +218,19 @@ def record_hub_uploads(monkeypatch) -> dict:
 
 
 def fake_sft_run(directory: Path, checkpoint_steps, max_steps=None, final_model=True) -> Path:
-    """An SFT output directory with empty weight files: enough for choosing checkpoints, not for loading them."""
+    """
+    An SFT output directory with one-tensor weight files and each checkpoint's `trainer_state.json` (which marks it
+    complete): enough for choosing checkpoints, not for loading them.
+    """
+    from safetensors.torch import save_file
+
     directory.mkdir()
     for step in checkpoint_steps:
         checkpoint = directory / f"checkpoint-{step}"
         checkpoint.mkdir()
-        (checkpoint / "model.safetensors").touch()
-        if max_steps is not None:
-            (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": max_steps}))
+        save_file({"weight": torch.zeros(1)}, checkpoint / "model.safetensors")
+        state = {"global_step": step} | ({} if max_steps is None else {"max_steps": max_steps})
+        (checkpoint / "trainer_state.json").write_text(json.dumps(state))
     if final_model:
-        (directory / "model.safetensors").touch()
+        save_file({"weight": torch.zeros(1)}, directory / "model.safetensors")
     return directory

@@ -599,3 +599,50 @@ def test_a_trl_grpo_config_s_reward_options_are_named_as_not_applying(tmp_path, 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(SystemExit, match="`trl grpo` options for a given reward.*discriminator"):
         main(["gail", "--config", str(tmp_path / "config.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("learning_rate: [0.1, 0.2]", r"`learning_rate: \[0.1, 0.2\]` is of type list, and the field takes float"),
+        ("max_steps: true", "`max_steps: True` is of type bool, and the field takes int"),
+        ("max_steps: null", "`max_steps: None` is of type null"),
+        ("num_generations: 2.5", r"`num_generations: 2.5` is of type float, and the field takes int \| None"),
+        ("lora_target_modules: 5", r"`lora_target_modules: 5` is of type int, and the field takes list\[str\]"),
+        ("disc_init_kwargs: [1]", "`disc_init_kwargs: \\[1\\]` is of type list"),
+        ("reward_weights: {a: 1}", "`reward_weights: {'a': 1}` is of type dict"),
+    ],
+)
+def test_a_yaml_value_of_the_wrong_kind_is_refused_before_anything_is_launched(
+    tmp_path, tiny_model_path, monkeypatch, line, message
+):
+    # TRL's parser makes YAML values argparse defaults: text goes through each option's type, other values do not
+    import accelerate.commands.launch
+
+    monkeypatch.setattr(accelerate.commands.launch, "launch_command", lambda args: pytest.fail("launched"))
+    config = f"model_name_or_path: {tiny_model_path}\ndataset_name: {tmp_path}\nbf16: false\n{line}\n"
+    (tmp_path / "config.yaml").write_text(config)
+    with pytest.raises(SystemExit, match=f"config.yaml', {message}.*Nothing was launched"):
+        main(["gail", "--config", str(tmp_path / "config.yaml")])
+
+
+def test_yaml_values_of_the_right_kind_pass_the_type_check(tmp_path):
+    from trl_irl.scripts.train import check_config_types, make_parser
+
+    config = {
+        "learning_rate": 1e-5,
+        "max_steps": 10,
+        "save_steps": 0.5,
+        "warmup_steps": 0.1,
+        "bf16": False,
+        "fsdp": True,  # accepted by `TrainingArguments` beside its annotated `str`
+        "report_to": ["none"],
+        "reward_weights": [1, 2.5],
+        "model_init_kwargs": {"dtype": "float32"},
+        "max_completion_length": None,
+        "lr_scheduler_type": "cosine",
+        "lora_target_modules": ["q_proj", "v_proj"],
+        "num_processes": 2,  # an `accelerate launch` option: not a field, left to the launcher
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    check_config_types("gail", tmp_path / "config.yaml", make_parser("gail").dataclass_types)

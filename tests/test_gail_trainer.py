@@ -262,6 +262,51 @@ class TestGAILTrainer:
         assert len(warnings) == 1 and "checkpoint-4" in warnings[0] and "trainer_state.json" in warnings[0]
         assert resumed.discriminator_reward.num_generations_seen == 4  # 2 restored from checkpoint-2, then 2 more
 
+    def test_a_save_that_fails_part_way_names_the_file_and_resuming_skips_its_checkpoint(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, caplog
+    ):
+        import trl_irl.discriminator.checkpoint as checkpoint_module
+
+        original = checkpoint_module.torch.save
+
+        def disk_full_in_checkpoint_4(state, path, *args, **kwargs):
+            if "checkpoint-4" in str(path) and str(path).endswith("discriminator_state.pt"):
+                Path(path).write_bytes(
+                    b"PK\x03\x04 half"
+                )  # what a full disk leaves, and torch's message names nothing
+                raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+            return original(state, path, *args, **kwargs)
+
+        monkeypatch.setattr(checkpoint_module.torch, "save", disk_full_in_checkpoint_4)
+        config = _config(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
+        trainer = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+        state_file = tmp_path / "checkpoint-4" / "discriminator" / "discriminator_state.pt"
+        with pytest.raises(OSError, match=f"Writing the discriminator's training state to {state_file} failed"):
+            trainer.train()
+        assert not (tmp_path / "checkpoint-4" / "trainer_state.json").exists()  # not marked complete
+        monkeypatch.setattr(checkpoint_module.torch, "save", original)
+        resumed = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+        with caplog.at_level("WARNING"):
+            resumed.train(resume_from_checkpoint=True)
+        assert resumed.discriminator_reward.num_generations_seen == 4  # from checkpoint-2, then 2 more
+
+    def test_freezing_the_default_copy_of_the_policy_is_refused(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        # Its reward `log q_phi - log pi` is 0 for every completion: the run would train to its end and do nothing
+        for frozen in ({"disc_updates_per_generation": 0}, {"disc_learning_rate": 0.0}):
+            with pytest.raises(ValueError, match=f"`{next(iter(frozen))}=0` freezes the discriminator.*copy"):
+                GAILTrainer(
+                    model=tiny_model_path, args=_config(tmp_path, **frozen), train_dataset=prompt_completion_dataset
+                )
+        # A discriminator given by the user is theirs to freeze (the check of what it knows warns when it is a copy)
+        GAILTrainer(
+            model=tiny_model_path,
+            discriminator=tiny_model_path,
+            args=_config(tmp_path, disc_updates_per_generation=0),
+            train_dataset=prompt_completion_dataset,
+        )
+
     def test_checkpoint_state_is_complete_before_it_is_marked_complete(
         self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
     ):

@@ -125,3 +125,31 @@ def test_an_epoch_based_sft_run_saved_at_half_its_length_gives_the_recipe_s_two_
 
     total = sft.state.max_steps  # 64 rows in batches of 8
     assert (checkpoints.policy_step, checkpoints.discriminator_step) == (total // 2, total)
+
+
+def test_an_interrupted_checkpoint_is_skipped_with_a_warning_naming_it(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    run = fake_sft_run(tmp_path / "sft", [1000, 1500, 2000], max_steps=3000)
+    # Lost while writing: checkpoint-1500's trainer state never came, checkpoint-2000's index names a shard not written
+    (run / "checkpoint-1500" / "trainer_state.json").unlink()
+    (run / "checkpoint-2000" / "model.safetensors").unlink()
+    (run / "checkpoint-2000" / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}})
+    )
+    save_file({"weight": torch.zeros(1)}, run / "checkpoint-2000" / "model-00001-of-00002.safetensors")
+    with caplog.at_level("WARNING", logger="trl_irl.sft_run"):
+        checkpoints = sft_run_checkpoints(run)
+    assert checkpoints.policy_step == 1000  # nearest 1500 of the complete ones
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert "checkpoint-1500 (it has no trainer_state.json" in warning
+    assert "checkpoint-2000 (its model.safetensors.index.json names missing shards ['model-00002-of-00002" in warning
+
+
+def test_a_truncated_final_model_leaves_the_end_to_the_last_complete_checkpoint(tmp_path, caplog):
+    run = fake_sft_run(tmp_path / "sft", [1000, 2000], max_steps=2000)
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:20])  # a write cut short
+    with caplog.at_level("WARNING", logger="trl_irl.sft_run"):
+        checkpoints = sft_run_checkpoints(run)
+    assert checkpoints.discriminator == str(run / "checkpoint-2000") and checkpoints.policy_step == 1000
+    assert "model.safetensors cannot be read" in caplog.text

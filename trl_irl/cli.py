@@ -193,7 +193,7 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
 def _train(method: str, argv: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .scripts.train import check_arguments, make_parser, use_sft_run
+    from .scripts.train import check_arguments, check_config_types, make_parser, use_sft_run
 
     if "--config" in argv:
         position = argv.index("--config")
@@ -203,6 +203,8 @@ def _train(method: str, argv: list[str]) -> None:
     # As `trl <method>`: arguments that are not the method's (from the YAML config or the command line) are
     # `accelerate launch` arguments, and training runs in the processes it launches
     parser = make_parser(method)
+    if "--config" in argv:
+        check_config_types(method, config_file, parser.dataclass_types)
     *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )

@@ -88,7 +88,7 @@ def prepare_demonstrations(
 
 
 def response_text(response) -> str:
-    """A demonstration's text: itself (standard) or its assistant turn's content (conversational)."""
+    """A demonstration's text: itself (standard) or its one assistant turn's content (conversational)."""
     return response if isinstance(response, str) else response[-1]["content"]
 
 
@@ -129,10 +129,31 @@ def _check_prompt_and_demonstration(prompt, demonstration, index: int, name: str
         text = demonstration
     else:
         _check_messages(prompt, index, name, "prompt", text_only=False)
+        _check_one_assistant_turn(demonstration, index, name)
         _check_messages(demonstration, index, name, "completion")
-        text = "".join(message["content"] for message in demonstration)
+        text = demonstration[0]["content"]
     if not text.strip():
         raise ValueError(f"Row {index} of `{name}` has an empty demonstration.")
+
+
+def _check_one_assistant_turn(demonstration: list, index: int, name: str) -> None:
+    """
+    A conversational demonstration is one assistant turn, as each of the policy's completions is: the discriminator
+    compares the two, and a turn of another role, or several messages, would reach it in a form no completion has.
+    """
+    roles = [message.get("role") if isinstance(message, dict) else message for message in demonstration]
+    if len(demonstration) != 1:
+        raise ValueError(
+            f"Row {index} of `{name}` has a completion of {len(demonstration)} messages (roles {roles}), but the "
+            "policy generates one assistant turn, which the discriminator compares with the demonstration: it would "
+            "tell the two apart by the extra messages (or see only the last one). Move the earlier messages into the "
+            "prompt, or give `messages` rows, whose last assistant turn is the demonstration."
+        )
+    if roles[0] != "assistant":
+        raise ValueError(
+            f"Row {index} of `{name}` has a completion with role {roles[0]!r}; the policy's completions are "
+            "assistant turns, so the demonstration must be one too (`role: assistant`)."
+        )
 
 
 class DemonstrationPool:
@@ -233,15 +254,21 @@ class SampleEncoder:
         Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token, cut to
         `max_completion_length` tokens unless `truncate=False` (a cut one ends without it, as a cut completion does).
         """
-        tokenizer = self.tokenizer
-        token_ids = tokenizer([response_text(r) for r in responses], add_special_tokens=False)["input_ids"]
         limit = self.max_completion_length if truncate else None
-        return [(ids + [tokenizer.eos_token_id])[:limit] for ids in token_ids]
+        return [(ids + [self.tokenizer.eos_token_id])[:limit] for ids in self._token_ids(responses)]
+
+    def _token_ids(self, responses: list) -> list[list[int]]:
+        """The demonstrations' tokens, refusing those that hold a special token's text (`special_token_texts`)."""
+        texts = [response_text(response) for response in responses]
+        for text in texts:
+            if found := special_token_texts(self.tokenizer, text):
+                raise ValueError(_special_token_message("A demonstration of this batch", found, self.tokenizer))
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _cut_texts(self, responses: list) -> list:
         """Text demonstrations of more than `max_completion_length` tokens, cut as the policy's completions are."""
         tokenizer, limit = self.tokenizer, self.max_completion_length
-        token_ids = tokenizer([response_text(r) for r in responses], add_special_tokens=False)["input_ids"]
+        token_ids = self._token_ids(responses)
         cut = []
         for response, ids in zip(responses, token_ids, strict=True):
             if len(ids) > limit:
@@ -250,6 +277,39 @@ class SampleEncoder:
                 response = text if isinstance(response, str) else [{**response[-1], "content": text}]
             cut.append(response)
         return cut
+
+
+def special_token_texts(tokenizer: PreTrainedTokenizerBase, text: str) -> list[str]:
+    """The texts of `tokenizer`'s special tokens (end of sequence, padding, chat markers) that `text` holds."""
+    return [token for token in tokenizer.all_special_tokens if token and token in text]
+
+
+def _special_token_message(where: str, found: list[str], tokenizer: PreTrainedTokenizerBase) -> str:
+    ends = " (the end-of-sequence token, which ends every completion)" if tokenizer.eos_token in found else ""
+    return (
+        f"{where} holds the text of the policy tokenizer's special token(s) {found}{ends}. Tokenised, the text "
+        "becomes that token in the middle of the response, and the policy's completions, decoded, drop special "
+        "tokens: no completion can look like it, so the discriminator would learn to spot it. Remove it from the "
+        "data (a chat template's markers or an end-of-sequence token left in the text are the usual cause)."
+    )
+
+
+def refuse_special_token_text(tokenizer: PreTrainedTokenizerBase, train_dataset, eval_dataset=None) -> None:
+    """
+    Refuse, naming the dataset and the row, demonstrations that hold a special token's text; an `IterableDataset`'s
+    are refused as they are read ([`SampleEncoder`]).
+    """
+    datasets = {"train_dataset": train_dataset}
+    if isinstance(eval_dataset, dict):
+        datasets |= {f"eval_dataset[{key!r}]": dataset for key, dataset in eval_dataset.items()}
+    else:
+        datasets["eval_dataset"] = eval_dataset
+    for name, dataset in datasets.items():
+        if not isinstance(dataset, Dataset):
+            continue
+        for index, response in enumerate(dataset[DEMONSTRATION_COLUMN]):
+            if found := special_token_texts(tokenizer, response_text(response)):
+                raise ValueError(_special_token_message(f"Row {index} of `{name}`", found, tokenizer))
 
 
 def warn_about_long_demonstrations(dataset, encoder: SampleEncoder) -> None:

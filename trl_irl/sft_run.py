@@ -13,9 +13,13 @@ from transformers.utils import (
     SAFE_WEIGHTS_NAME,
     WEIGHTS_INDEX_NAME,
     WEIGHTS_NAME,
+    logging,
 )
 
 from .trainer.utils import CHECKPOINT_NAME, TRAINER_STATE_FILE
+
+
+logger = logging.get_logger(__name__)
 
 
 # What `save_pretrained` writes for a whole model or for a PEFT adapter, one file or sharded
@@ -40,6 +44,33 @@ class SFTRunCheckpoints(NamedTuple):
 
 def _holds_model(directory: Path) -> bool:
     return any((directory / name).is_file() for name in _WEIGHT_FILES)
+
+
+def _why_incomplete(directory: Path, is_checkpoint: bool) -> str | None:
+    """
+    Why a save in `directory` did not finish, or `None`: a checkpoint without `trainer_state.json` (which `Trainer`
+    writes last), an index naming a missing shard, or a safetensors file whose header cannot be read.
+    """
+    if is_checkpoint and not (directory / TRAINER_STATE_FILE).is_file():
+        return f"it has no {TRAINER_STATE_FILE}, which `Trainer` writes last"
+    for index_name in (SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_INDEX_NAME):
+        index = directory / index_name
+        if index.is_file():
+            try:
+                shards = set(json.loads(index.read_text())["weight_map"].values())
+            except (ValueError, KeyError) as error:
+                return f"its {index_name} cannot be read ({error})"
+            if missing := sorted(shard for shard in shards if not (directory / shard).is_file()):
+                return f"its {index_name} names missing shards {missing[:3]}"
+    from safetensors import safe_open
+
+    for weights in directory.glob("*.safetensors"):
+        try:
+            with safe_open(weights, framework="pt"):
+                pass
+        except Exception as error:
+            return f"{weights.name} cannot be read ({type(error).__name__})"
+    return None
 
 
 def _trainer_state(directory: Path) -> dict:
@@ -68,11 +99,18 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
-    checkpoints = {}
+    checkpoints, skipped = {}, []
     for path in output_dir.iterdir():
         match = CHECKPOINT_NAME.match(path.name)
         if match and path.is_dir() and _holds_model(path):
-            checkpoints[int(match.group(1))] = path
+            if reason := _why_incomplete(path, is_checkpoint=True):
+                skipped.append(f"{path.name} ({reason})")
+            else:
+                checkpoints[int(match.group(1))] = path
+    if skipped:
+        logger.warning(
+            f"Skipping the SFT run's incomplete checkpoints (interrupted saves): {', '.join(sorted(skipped))}"
+        )
     save_hint = (
         'Save one halfway with `SFTConfig(save_strategy="steps", save_steps=0.5)` (half the run, also when it is '
         "counted in epochs) and train again, or "
@@ -84,7 +122,13 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
             f"no earlier checkpoint of the run for the policy. {save_hint}"
         )
     last_checkpoint_step = max(checkpoints)
-    if _holds_model(output_dir):
+    final_incomplete = _holds_model(output_dir) and _why_incomplete(output_dir, is_checkpoint=False)
+    if final_incomplete:
+        logger.warning(
+            f"The model saved in {str(output_dir)!r} is incomplete ({final_incomplete}): the discriminator is the "
+            "run's last complete checkpoint instead."
+        )
+    if _holds_model(output_dir) and not final_incomplete:
         # The model `save_model` wrote after training: its step is the one `save_state` recorded beside it, or else
         # the end the last checkpoint's run planned (`max_steps`), reached since the final model was saved
         planned = _trainer_state(checkpoints[last_checkpoint_step]).get("max_steps") or 0

@@ -7,6 +7,7 @@ State files are read with `torch.load(weights_only=True)`: a checkpoint download
 when it is resumed. A missing, corrupt or crafted file is refused with an error naming it.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -20,11 +21,34 @@ def process_state_file(process_index: int) -> str:
     return STATE_FILE if process_index == 0 else f"discriminator_state_process{process_index}.pt"
 
 
+@contextmanager
+def naming_the_file(path: str | Path, what: str):
+    """
+    A write that fails part-way (a full disk, a lost mount, no permission) raises an error naming what was written
+    where, instead of the writer's own, which often names nothing (`torch.save`: "file write failed").
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(
+            getattr(error, "errno", None),
+            f"Writing {what} to {path} failed part-way ({reason}): it is incomplete. A checkpoint that holds it is "
+            "not marked complete (its trainer_state.json is written after it), so resuming skips it. Free space or "
+            "fix the permissions, then save again.",
+        ) from error
+
+
 def save_pretrained(discriminator, directory: str | Path, is_main_process: bool = True) -> None:
     """The model (safetensors and config) and tokenizer, written by the main process; sharded, gathered by all."""
     state_dict = discriminator.parallel.model_state_dict(discriminator.model)
     if not is_main_process:
         return
+    with naming_the_file(directory, "the discriminator's weights and tokenizer"):
+        _save_model_and_tokenizer(discriminator, directory, state_dict)
+
+
+def _save_model_and_tokenizer(discriminator, directory: str | Path, state_dict: dict) -> None:
     if discriminator.adapter_name is not None:
         # Only its own adapter, as a PEFT adapter of the shared base (PEFT would put a second adapter in a subfolder
         # named after it): `AutoPeftModelForCausalLM.from_pretrained(directory)` loads q_phi
@@ -54,7 +78,9 @@ def save_state(discriminator, directory: str | Path, process_index: int = 0) -> 
     if process_index == 0:
         state["optimizer"] = optimizer_state
         state["sharded"] = discriminator.sharded
-    torch.save(state, Path(directory) / process_state_file(process_index))
+    path = Path(directory) / process_state_file(process_index)
+    with naming_the_file(path, "the discriminator's training state"):
+        torch.save(state, path)
 
 
 def load(discriminator, directory: str | Path, process_index: int = 0) -> None:

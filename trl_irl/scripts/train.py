@@ -8,7 +8,11 @@
 [`DiscriminatorArguments`] (the discriminator's model and LoRA).
 """
 
+import dataclasses
+import enum
 import sys
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +149,74 @@ def use_sft_run(method: str, model_args: ModelConfig, discriminator_args: Discri
         raise SystemExit(f"trl-irl {method}: `sft_run`: {error}") from None
     model_args.model_name_or_path = checkpoints.policy
     discriminator_args.discriminator_model_name_or_path = checkpoints.discriminator
+
+
+def check_config_types(method: str, config_file: str | Path, dataclass_types) -> None:
+    """
+    Refuse, before anything is launched, YAML values of a kind their field cannot take. TRL's parser makes the YAML's
+    values argparse defaults: text is converted by each option's type (and refused by it), but a list, a mapping, a
+    boolean or a number is kept as it is, and fails, if at all, inside the launched training.
+    """
+    import yaml
+
+    config = yaml.safe_load(Path(config_file).read_text())
+    if not isinstance(config, dict):
+        raise SystemExit(f"trl-irl {method}: the config file {str(config_file)!r} must hold a YAML mapping.")
+    fields = {}
+    for dataclass_type in dataclass_types:
+        hints = typing.get_type_hints(dataclass_type)
+        fields |= {item.name: (hints[item.name], item.default) for item in dataclasses.fields(dataclass_type)}
+    problems = []
+    for key, value in config.items():
+        if key in fields and not isinstance(value, str):
+            annotation, default = fields[key]
+            if not _value_fits(value, annotation, default):
+                kind = "null" if value is None else type(value).__name__
+                problems.append(f"`{key}: {value!r}` is of type {kind}, and the field takes {_type_name(annotation)}")
+    if problems:
+        raise SystemExit(
+            f"trl-irl {method}: in {str(config_file)!r}, " + "; ".join(problems) + ". Nothing was launched."
+        )
+
+
+def _kinds(annotation) -> set:
+    """The kinds of YAML value a field's annotation takes: `list`, `dict`, `bool`, `int`, `float`, `str`, `None`."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_kinds(argument) for argument in typing.get_args(annotation)))
+    if annotation is type(None):
+        return {None}
+    if origin is typing.Literal:
+        return {type(argument) for argument in typing.get_args(annotation)}
+    base = origin or annotation
+    if base in (list, tuple, dict, bool, int, float, str):
+        return {list if base is tuple else base}
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return {str}
+    return {object}  # anything else (`Any`, a class): left to the config class
+
+
+def _value_fits(value, annotation, default) -> bool:
+    kinds = _kinds(annotation)
+    if object in kinds:
+        return True
+    if value is None:
+        return None in kinds or default is None
+    if isinstance(value, bool):
+        return bool(kinds & {bool, str})
+    if isinstance(value, int):
+        return bool(kinds & {int, float, bool, str})
+    if isinstance(value, float):
+        return bool(kinds & {float, str}) or (int in kinds and value.is_integer())
+    if isinstance(value, list):
+        return list in kinds
+    if isinstance(value, dict):
+        return dict in kinds
+    return True
+
+
+def _type_name(annotation) -> str:
+    return str(annotation).replace("typing.", "") if typing.get_origin(annotation) else annotation.__name__
 
 
 def check_arguments(

@@ -11,6 +11,7 @@ from pathlib import Path
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
+from ..discriminator.checkpoint import naming_the_file
 from .model_cards import learned_model_card, policy_card_section
 from .utils import require_parent_methods
 
@@ -131,7 +132,8 @@ class DiscriminatorSaving:
         self.discriminator.save_state(directory, self.accelerator.process_index)
         if self.args.should_save:
             reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
-            (directory / REWARD_STATE_FILE).write_text(json.dumps(reward_state))
+            with naming_the_file(directory / REWARD_STATE_FILE, "the discriminator reward's state"):
+                (directory / REWARD_STATE_FILE).write_text(json.dumps(reward_state))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)

@@ -10,6 +10,7 @@ from ..data_utils import (
     DemonstrationPool,
     SampleEncoder,
     prepare_train_and_eval,
+    refuse_special_token_text,
     warn_about_long_demonstrations,
 )
 from ..rewards import DiscriminatorReward, PolicyLogProbOffsets
@@ -32,6 +33,30 @@ logger = logging.get_logger(__name__)
 
 # Private GRPO methods overridden or called, where no public surface exists (see docs/architecture.md)
 require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
+
+
+def _check_discriminator_choice(discriminator, discriminator_peft_config, args: GAILConfig) -> None:
+    """
+    Refuse discriminator settings that contradict each other, or that would leave the policy unmoved: the default
+    likelihood-ratio discriminator starts as a copy of the policy, so its logit `log q_phi - log pi` is 0 for every
+    completion; frozen, it stays a copy of the start, every reward of the first batch is the same and the policy
+    never moves: a run that trains to its end and does nothing.
+    """
+    if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
+        raise ValueError(
+            "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
+            "policy's own model: leave `discriminator` and `discriminator_peft_config` unset, or set "
+            "`disc_shares_policy_base=False`."
+        )
+    frozen = args.disc_updates_per_generation == 0 or args.disc_learning_rate == 0
+    if discriminator is None and args.disc_type == "likelihood_ratio" and frozen and args.disc_pretraining_steps == 0:
+        setting = "disc_updates_per_generation=0" if args.disc_updates_per_generation == 0 else "disc_learning_rate=0"
+        raise ValueError(
+            f"`{setting}` freezes the discriminator, and without `discriminator` it is a copy of the policy: its "
+            "reward `log q_phi - log pi` is 0 for every completion and the policy would never move. Freeze a "
+            "discriminator that knows more (`discriminator=` a larger or longer-trained SFT model, or "
+            "`disc_pretraining_steps`), or let it train."
+        )
 
 
 class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrainer):
@@ -120,14 +145,9 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
+        _check_discriminator_choice(discriminator, discriminator_peft_config, args)
         train_dataset, eval_dataset = prepare_train_and_eval(train_dataset, eval_dataset)
         demonstration_pool = self._demonstration_pool(train_dataset, args)
-        if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
-            raise ValueError(
-                "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
-                "policy's own model: leave `discriminator` and `discriminator_peft_config` unset, or set "
-                "`disc_shares_policy_base=False`."
-            )
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
         set_seed(args.seed)
         # Sharing the policy's model, the discriminator is built on it once GRPO has made it a PEFT model
@@ -189,6 +209,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             text_renderer=discriminator.tokenizer,
             chat_template_kwargs=self.chat_template_kwargs,
         )
+        refuse_special_token_text(self.processing_class, train_dataset, self.eval_dataset)
         warn_about_long_demonstrations(train_dataset, self.sample_encoder)
         self.discriminator_reward.bind(discriminator, self.sample_encoder, self._logit_offsets())
         discriminator.to(self.accelerator.device)
