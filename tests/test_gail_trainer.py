@@ -307,6 +307,19 @@ class TestGAILTrainer:
             train_dataset=prompt_completion_dataset,
         )
 
+    @pytest.mark.parametrize(("warmup", "warned"), [(2, True), (1, False)])
+    def test_a_warm_up_covering_the_whole_run_is_warned_about(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog, warmup, warned
+    ):
+        # Two steps, each its own generation batch: a warm-up of two zeroes every reward of the run
+        config = _config(tmp_path, max_steps=2, disc_warmup_generations=warmup)
+        trainer = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+        with caplog.at_level("WARNING", logger="trl_irl.trainer.run_checks"):
+            trainer.train()
+        assert ("covers all 2 generation batches of this run" in caplog.text) == warned
+        rewards = [entry["rewards/discriminator/mean"] for entry in trainer.state.log_history[:-1]]
+        assert (rewards == [0.0, 0.0]) == warned
+
     def test_checkpoint_state_is_complete_before_it_is_marked_complete(
         self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
     ):

@@ -79,3 +79,19 @@ class TestCombinedRewardFuncs:
         args = GAILConfig(output_dir=str(tmp_path), bf16=False, disc_level="token")
         with pytest.raises(ValueError, match="`reward_funcs` cannot be combined with `disc_level='token'`"):
             combined_reward_funcs("disc", length_reward, None, args, "GAIL")
+
+
+def test_reward_weights_that_leave_the_policy_unmoved_are_refused_or_warned_about(
+    tmp_path, tiny_model_path, prompt_completion_dataset, caplog
+):
+    def build(weights):
+        args = adversarial_config(GAILConfig, tmp_path, reward_weights=weights)
+        return GAILTrainer(
+            model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset, reward_funcs=length_reward
+        )
+
+    with pytest.raises(ValueError, match=r"Every weight of `reward_weights` \(\[0.0, 0.0\]\) is 0"):
+        build([0.0, 0.0])
+    with caplog.at_level("WARNING", logger="trl_irl.trainer.run_checks"):
+        build([0.0, 1.0])
+    assert "`reward_weights[0]`, the discriminator's, is 0" in caplog.text

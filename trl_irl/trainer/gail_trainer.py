@@ -26,6 +26,7 @@ from .gail_discriminator import (
     shards_discriminator,
 )
 from .grpo_arguments import combined_reward_funcs, refuse_unsupported_arguments
+from .run_checks import WarnIfWarmUpCoversTheRun, check_reward_weights
 from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, require_parent_methods, resolve_config
 
 
@@ -146,6 +147,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
         _check_discriminator_choice(discriminator, discriminator_peft_config, args)
+        check_reward_weights(args.reward_weights)
         train_dataset, eval_dataset = prepare_train_and_eval(train_dataset, eval_dataset)
         demonstration_pool = self._demonstration_pool(train_dataset, args)
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
@@ -191,6 +193,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             tools=tools,
         )
         self._set_up_discriminator(discriminator, train_dataset)
+        self.add_callback(WarnIfWarmUpCoversTheRun())
 
     def _set_up_discriminator(self, discriminator, train_dataset) -> None:
         """Put the discriminator (built, or to build on the policy's own model) in place: checked, bound, placed."""
