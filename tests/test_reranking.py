@@ -102,9 +102,36 @@ def test_likelihood_ratio_reward_is_the_difference_of_the_two_likelihoods(tiny_m
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [({"n": 0}, "`n` must be at least 1"), ({"prompts": []}, "`prompts` is empty")],
+    [
+        ({"n": 0}, "`n` must be an integer of at least 1"),
+        ({"n": 2.5}, r"`n` must be an integer of at least 1, got 2.5"),
+        ({"prompts": []}, "`prompts` is empty"),
+        ({"prompts": "Count to three:"}, "`prompts` must be a list of prompts, got one str"),
+        ({"temperature": 0.0}, "`temperature` must be positive, got 0.0"),
+        ({"temperature": float("nan")}, "`temperature` must be positive, got nan"),
+    ],
 )
 def test_bad_arguments_are_refused_by_name(model_and_tokenizer, arguments, message):
     model, tokenizer = model_and_tokenizer
     with pytest.raises(ValueError, match=message):
         best_of_n(model, tokenizer, **{"prompts": PROMPTS, "reward": LikelihoodReward(model, tokenizer), **arguments})
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        (lambda count: [float("nan")] * count, r"scored 4 of 4 completions as nan \(the first is completion 0"),
+        (lambda count: [0.0] * (count - 1) + [float("inf")], r"scored 1 of 4 completions as inf"),
+        (lambda count: [0.0] * (count - 1) + [None], r"scored 1 of 4 completions as nan"),
+        (lambda count: [0.0], "`reward` returned 1 scores for 4 completions"),
+    ],
+)
+def test_scores_that_cannot_rank_the_samples_are_refused(model_and_tokenizer, scores, message):
+    # A NaN among the scores would be kept or passed over depending on where it falls: refused, naming the sample
+    model, tokenizer = model_and_tokenizer
+
+    def reward(prompts, completions, **kwargs):
+        return scores(len(prompts))
+
+    with pytest.raises(ValueError, match=message):
+        best_of_n(model, tokenizer, PROMPTS[:1], reward, n=4, max_new_tokens=4, seed=0)

@@ -236,3 +236,13 @@ def test_likelihood_reward_refuses_a_tokenizer_without_padding_when_built(tiny_m
     tokenizer.pad_token = None
     with pytest.raises(ValueError, match=r"has no padding token.*tokenizer.pad_token = tokenizer.eos_token"):
         LikelihoodReward(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer)
+
+
+def test_likelihood_reward_takes_its_temperature_when_loaded_and_refuses_one_that_is_not_positive(tiny_model_path):
+    from trl_irl import LikelihoodReward
+
+    # Given to `from_pretrained`, a temperature went to the model's constructor and failed there
+    assert LikelihoodReward.from_pretrained(tiny_model_path, temperature=0.7).temperature == 0.7
+    for temperature in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=r"The `temperature` of `LikelihoodReward` must be positive"):
+            LikelihoodReward.from_pretrained(tiny_model_path, temperature=temperature)

@@ -153,3 +153,11 @@ def test_a_truncated_final_model_leaves_the_end_to_the_last_complete_checkpoint(
         checkpoints = sft_run_checkpoints(run)
     assert checkpoints.discriminator == str(run / "checkpoint-2000") and checkpoints.policy_step == 1000
     assert "model.safetensors cannot be read" in caplog.text
+
+
+def test_a_model_in_memory_is_refused_saying_the_run_s_directory_is_needed(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    # It failed inside `pathlib` with "expected str, bytes or os.PathLike object"
+    with pytest.raises(TypeError, match=r"takes the SFT run's `output_dir` \(a path\), got a LlamaForCausalLM"):
+        sft_run_checkpoints(AutoModelForCausalLM.from_pretrained(tiny_model_path))

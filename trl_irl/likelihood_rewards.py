@@ -99,18 +99,20 @@ class LikelihoodReward:
                 f"The tokenizer of `LikelihoodReward` ({tokenizer.name_or_path!r}) has no padding token, which its "
                 "batches need; set one first, e.g. `tokenizer.pad_token = tokenizer.eos_token`."
             )
+        if not temperature > 0:  # NaN fails it too
+            raise ValueError(f"The `temperature` of `LikelihoodReward` must be positive, got {temperature!r}.")
         self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, **model_kwargs) -> "LikelihoodReward":
-        """Load the causal LM and its tokenizer from `path` (a directory or a Hub id)."""
+    def from_pretrained(cls, path: str | Path, temperature: float = 1.0, **model_kwargs) -> "LikelihoodReward":
+        """Load the causal LM and its tokenizer from `path` (a directory or a Hub id); `model_kwargs` go to the LM."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         # The tokenizer is loaded from the same revision, with the same trust in remote code, as the model
         tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
         _refuse_another_kind_of_model(AutoConfig.from_pretrained(path, **tokenizer_kwargs), path)
         model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
-        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs))
+        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs), temperature)
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
         prompt_ids = generation_prompt_ids(self.tokenizer, prompts)

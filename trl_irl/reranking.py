@@ -7,6 +7,7 @@ The kept completions form a prompt-completion dataset that `SFTTrainer` takes as
 kept ones" step of rejection-sampling fine-tuning).
 """
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -99,10 +100,15 @@ def best_of_n(
         `completion_ids` (its generated token ids, up to and including the end-of-sequence token): a prompt-completion
         dataset that `SFTTrainer` trains on as it is.
     """
-    if n < 1:
-        raise ValueError(f"`n` must be at least 1, got {n}.")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"`n` must be an integer of at least 1, got {n!r}.")
+    if not temperature > 0:  # NaN fails it too
+        raise ValueError(f"`temperature` must be positive, got {temperature!r}; `n=1` with a low one is near greedy.")
     if tokenizer.pad_token_id is None:
         raise ValueError(f"The tokenizer ({tokenizer.name_or_path!r}) has no padding token, which batches need.")
+    if isinstance(prompts, str | dict):
+        # A string would be sampled one character at a time, a message as its keys
+        raise ValueError(f"`prompts` must be a list of prompts, got one {type(prompts).__name__}: wrap it in a list.")
     if not prompts:
         raise ValueError("`prompts` is empty: there is nothing to sample.")
     conversational = is_conversational({"prompt": prompts[0]})
@@ -120,7 +126,9 @@ def best_of_n(
                 repeated = [prompt for prompt in chunk for _ in range(n)]
                 texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
                 completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
-                scores = reward(prompts=repeated, completions=completions, completion_ids=completion_ids)
+                scores = _checked_scores(
+                    reward(prompts=repeated, completions=completions, completion_ids=completion_ids), len(repeated)
+                )
                 for index, prompt in enumerate(chunk):
                     group = range(index * n, (index + 1) * n)
                     best = max(group, key=lambda row: scores[row])  # the first of equal scores
@@ -131,3 +139,20 @@ def best_of_n(
     finally:
         model.train(was_training)
     return Dataset.from_dict(rows)
+
+
+def _checked_scores(scores, expected: int) -> list[float]:
+    """
+    One finite score per completion, or an error saying which: a NaN is neither above nor below any score, so the
+    best of a group holding one would depend on where it falls.
+    """
+    scores = [float("nan") if score is None else float(score) for score in scores]
+    if len(scores) != expected:
+        raise ValueError(f"`reward` returned {len(scores)} scores for {expected} completions: one each.")
+    not_finite = [index for index, score in enumerate(scores) if not math.isfinite(score)]
+    if not_finite:
+        raise ValueError(
+            f"`reward` scored {len(not_finite)} of {expected} completions as {scores[not_finite[0]]} (the first is "
+            f"completion {not_finite[0]} of this batch): every score must be a finite number."
+        )
+    return scores

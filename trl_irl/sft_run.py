@@ -2,6 +2,7 @@
 from its end (docs/gail_trainer.md, "A discriminator that knows more than the policy")."""
 
 import json
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -96,6 +97,12 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     """
     if not 0 < policy_at < 1:
         raise ValueError(f"`policy_at` is a fraction of the SFT run, strictly between 0 and 1; got {policy_at}.")
+    if not isinstance(output_dir, str | os.PathLike):
+        # A model trained in memory has no checkpoints of its run to choose from
+        raise TypeError(
+            f"`sft_run_checkpoints` takes the SFT run's `output_dir` (a path), got a {type(output_dir).__name__}. "
+            "Pass the directory `SFTTrainer` saved its checkpoints in; a model in memory has none."
+        )
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
