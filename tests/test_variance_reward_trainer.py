@@ -188,3 +188,72 @@ def test_the_loss_with_learned_variance_is_the_scaled_bradley_terry_loss(
     expected = -F.logsigmoid((rewards_chosen - rewards_rejected) / scale).mean()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(scale, torch.ones_like(scale))  # the scales took part
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"margin": float("nan")}, r"Row 2 of `train_dataset` has the margin nan: a margin must be a finite number"),
+        ({"margin": float("inf")}, r"Row 2 of `train_dataset` has the margin inf"),
+        ({"margin": None}, r"Row 2 of `train_dataset` has the margin None"),
+        ({"chosen": None}, r"Row 2 of `train_dataset` has None \(a NoneType\) in `chosen`"),
+        ({"rejected": None}, r"Row 2 of `train_dataset` has None \(a NoneType\) in `rejected`"),
+    ],
+)
+def test_a_pair_no_loss_can_use_is_refused_naming_its_row(
+    tmp_path, tiny_model_path, preference_dataset, change, message
+):
+    column, value = next(iter(change.items()))
+    if column == "margin":
+        preference_dataset = preference_dataset.add_column("margin", [1.0] * len(preference_dataset))
+    rows = preference_dataset.to_list()
+    rows[2][column] = value
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match=message):
+        VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=Dataset.from_list(rows))
+
+
+def test_pairs_with_the_same_two_sides_are_warned_about_and_refused_when_all_are(
+    tmp_path, tiny_model_path, preference_dataset, monkeypatch
+):
+    import trl_irl.trainer.row_checks as row_checks
+
+    some_same = preference_dataset.map(
+        lambda row, index: {"rejected": row["chosen"] if index == 7 else row["rejected"]}, with_indices=True
+    )
+    warnings = []
+    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=some_same)
+    assert warnings == [
+        "1 of 64 rows of `train_dataset` (row 7) have the same `chosen` and `rejected`: they teach nothing."
+    ]
+
+    all_same = preference_dataset.map(lambda row: {"rejected": row["chosen"]})
+    with pytest.raises(ValueError, match="64 of 64 rows .* have the same `chosen` and `rejected`: there is nothing"):
+        VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=all_same)
+
+
+def test_pairs_longer_than_max_length_are_counted_and_refused_when_none_is_left(
+    tmp_path, tiny_model_path, preference_dataset, monkeypatch
+):
+    import trl_irl.trainer.row_checks as row_checks
+
+    long_response = " 1" * 60
+    some_long = preference_dataset.map(
+        lambda row, index: {"chosen": long_response if index < 4 else row["chosen"]}, with_indices=True
+    )
+    warnings = []
+    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    trainer = VarianceRewardTrainer(
+        model=tiny_model_path, args=_config(tmp_path, max_length=32), train_dataset=some_long
+    )
+    assert len(trainer.train_dataset) == len(some_long) - 4
+    assert warnings == [
+        "4 of 64 rows of `train_dataset` have a side longer than `max_length=32` tokens and were dropped by "
+        "`RewardTrainer`. Raise `max_length`, or shorten the responses."
+    ]
+
+    all_long = preference_dataset.map(lambda row: {"chosen": long_response})
+    with pytest.raises(ValueError, match="dropped by `RewardTrainer`: no row is left"):
+        VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=32), train_dataset=all_long)

@@ -345,3 +345,82 @@ def test_a_dataset_sft_cannot_read_is_refused_by_name(tmp_path, tiny_model_path,
     dataset = Dataset.from_list(rows) if rows else Dataset.from_dict({"prompt": [], "completion": []})
     with pytest.raises(ValueError, match=message):
         WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=dataset)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (
+            {"prompt": ["2 + 2?", "3 + 3?"], "completion": [" 4", None]},
+            r"Row 1 of `train_dataset` has None .*`completion`",
+        ),
+        ({"prompt": [None, "3 + 3?"], "completion": [" 4", " 6"]}, r"Row 0 of `train_dataset` has None .*`prompt`"),
+        ({"text": [4, 6]}, r"Row 0 of `train_dataset` has 4 \(a int\) in `text`"),
+    ],
+)
+def test_a_row_without_text_is_refused_naming_its_row_and_column(tmp_path, tiny_model_path, columns, message):
+    from datasets import Dataset
+
+    with pytest.raises(ValueError, match=message):
+        WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=Dataset.from_dict(columns))
+
+
+def test_a_row_without_text_in_the_eval_dataset_is_refused_by_the_eval_dataset_s_name(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from datasets import Dataset
+
+    eval_dataset = {"held_out": Dataset.from_dict({"prompt": ["2 + 2?"], "completion": [None]})}
+    with pytest.raises(ValueError, match=r"Row 0 of `eval_dataset\['held_out'\]` has None"):
+        WeightedSFTTrainer(
+            model=tiny_model_path,
+            args=_config(tmp_path),
+            train_dataset=prompt_completion_dataset,
+            eval_dataset=eval_dataset,
+        )
+
+
+def test_blank_completions_are_warned_about_by_row_and_refused_when_no_row_has_one(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    import trl_irl.trainer.row_checks as row_checks
+
+    blank_rows = {3, 9}
+    some_blank = prompt_completion_dataset.map(
+        lambda row, index: {"completion": "  " if index in blank_rows else row["completion"]}, with_indices=True
+    )
+    warnings = []
+    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=some_blank)
+    assert warnings == [
+        f"2 of {len(some_blank)} rows of `train_dataset` (rows 3, 9) have a blank `completion`: they teach nothing."
+    ]
+
+    all_blank = prompt_completion_dataset.map(lambda row: {"completion": ""})
+    with pytest.raises(
+        ValueError, match=r"64 of 64 rows of `train_dataset` \(rows 0, 1, 2, 3, 4, \.\.\.\) have a blank"
+    ):
+        WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=all_blank)
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_and_refused_when_none_is_left(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    import trl_irl.trainer.row_checks as row_checks
+
+    long_prompt = "Count " * 40
+    some_long = prompt_completion_dataset.map(
+        lambda row, index: {"prompt": long_prompt if index < 5 else row["prompt"]}, with_indices=True
+    )
+    warnings = []
+    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    trainer = WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=24), train_dataset=some_long)
+    assert len(trainer.train_dataset) == len(some_long) - 5
+    assert len(warnings) == 1 and warnings[0].startswith("5 of 64 rows of `train_dataset` have no token to learn")
+    assert "`max_length=24`" in warnings[0]
+
+    all_long = prompt_completion_dataset.map(lambda row: {"prompt": long_prompt})
+    with pytest.raises(
+        ValueError, match="64 of 64 rows .*dropped by `SFTTrainer`: no row is left. Raise `max_length`"
+    ):
+        WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=24), train_dataset=all_long)

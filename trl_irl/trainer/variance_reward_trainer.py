@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments, set_seed
 from trl import RewardTrainer
 
+from .row_checks import check_preference_rows, check_rows_kept
 from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
 from .variance_reward_config import VarianceRewardConfig
 
@@ -104,6 +105,8 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
         formats = [("chosen", "rejected"), ("chosen_input_ids", "rejected_input_ids")]
         check_dataset_columns(train_dataset, "train_dataset", formats, "preference")
         check_dataset_columns(eval_dataset, "eval_dataset", formats, "preference")
+        check_preference_rows(train_dataset, "train_dataset")
+        check_preference_rows(eval_dataset, "eval_dataset")
 
         num_outputs = 2 if args.learn_variance else 1
         if isinstance(model, str) and args.learn_variance:
@@ -148,6 +151,7 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
             self.model.register_forward_hook(self._split_reward_and_log_scale)
         else:
             super().__init__(model, args, **parent_kwargs)
+        check_rows_kept(train_dataset, self.train_dataset, "train_dataset", "RewardTrainer", args.max_length)
         self._log_scales = None
 
     def _split_reward_and_log_scale(self, module, args, outputs):

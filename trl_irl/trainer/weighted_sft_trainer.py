@@ -6,6 +6,7 @@ from transformers import TrainingArguments
 from trl import SFTTrainer
 
 from ..token_weighting import token_weights
+from .row_checks import check_rows_kept, check_sft_rows
 from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
 from .weighted_sft_config import WeightedSFTConfig
 
@@ -82,6 +83,8 @@ class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
             formats = [(args.dataset_text_field,), ("prompt", "completion"), ("messages",), ("input_ids",)]
             check_dataset_columns(train_dataset, "train_dataset", formats, "supervised fine-tuning")
             check_dataset_columns(eval_dataset, "eval_dataset", formats, "supervised fine-tuning")
+            check_sft_rows(train_dataset, "train_dataset", args.dataset_text_field)
+            check_sft_rows(eval_dataset, "eval_dataset", args.dataset_text_field)
 
         super().__init__(
             model=model,
@@ -100,6 +103,8 @@ class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
             formatting_func=formatting_func,
         )
 
+        if not args.packing:  # packing changes the number of rows
+            check_rows_kept(train_dataset, self.train_dataset, "train_dataset", "SFTTrainer", args.max_length)
         if self.aux_loss_enabled:
             raise ValueError(
                 "The MoE load-balancing auxiliary loss is not supported by `WeightedSFTTrainer` yet: the check that "
