@@ -234,3 +234,14 @@ def fake_sft_run(directory: Path, checkpoint_steps, max_steps=None, final_model=
     if final_model:
         save_file({"weight": torch.zeros(1)}, directory / "model.safetensors")
     return directory
+
+
+def built_in_memory(auto_class, checkpoint, **config_overrides):
+    """`checkpoint`'s architecture built with `from_config`, as a user builds a model: no checkpoint behind it."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(checkpoint, **config_overrides)
+    config._name_or_path = ""
+    model = auto_class.from_config(config)
+    assert model.name_or_path == ""
+    return model

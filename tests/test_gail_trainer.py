@@ -8,6 +8,7 @@ from helpers import (
     adversarial_config,
     assert_imitates_like_the_oracle,
     assert_resume_is_exact,
+    built_in_memory,
     colours_training_overrides,
     record_hub_uploads,
     train_and_check_both_models_learn,
@@ -758,3 +759,85 @@ def test_the_discriminator_pretraining_shows_progress_unless_tqdm_is_off(
     trainer.train()
     shown = "Pre-training the discriminator" in capsys.readouterr().err
     assert shown != disable_tqdm
+
+
+def _built_in_memory(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    return built_in_memory(AutoModelForCausalLM, tiny_model_path)
+
+
+def _parameters_equal(first, second) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters(), strict=True))
+
+
+def test_a_policy_built_in_memory_trains_with_a_copy_of_itself_as_discriminator(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    policy = _built_in_memory(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    trainer = GAILTrainer(
+        model=policy, args=_config(tmp_path), train_dataset=prompt_completion_dataset, processing_class=tokenizer
+    )
+    discriminator = trainer.discriminator.model
+    # A copy: the same weights (so that `log q_phi - log pi = 0` at the start), none of them shared with the policy
+    assert _parameters_equal(discriminator, trainer.model)
+    assert not {p.data_ptr() for p in discriminator.parameters()} & {p.data_ptr() for p in trainer.model.parameters()}
+    trainer.train()
+    assert not _parameters_equal(discriminator, trainer.model)
+    trainer.save_model()
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "discriminator" / "model.safetensors").is_file()
+
+
+def test_a_policy_changed_in_memory_is_copied_with_its_changes(tmp_path, tiny_model_path, prompt_completion_dataset):
+    from transformers import AutoModelForCausalLM
+
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    with torch.no_grad():  # as after training it in memory: its checkpoint on disk no longer is the policy
+        for parameter in policy.parameters():
+            parameter.add_(0.01)
+    policy.get_input_embeddings().requires_grad_(False)  # frozen in the policy, trained in the discriminator
+    trainer = GAILTrainer(model=policy, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+    assert _parameters_equal(trainer.discriminator.model, policy)
+    assert all(parameter.requires_grad for parameter in trainer.discriminator.model.parameters())
+    assert not policy.get_input_embeddings().weight.requires_grad
+
+
+@pytest.mark.parametrize(
+    ("in_memory", "given", "config", "named"),
+    [
+        ("model", {}, {}, "pass it as `processing_class`"),
+        ("discriminator", {}, {}, "pass it as `discriminator_processing_class`"),
+        ("model", {"processing_class"}, {"disc_type": "classifier"}, "pass `discriminator`"),
+    ],
+)
+def test_what_a_model_built_in_memory_lacks_is_refused_naming_the_argument_to_pass(
+    tmp_path, tiny_model_path, prompt_completion_dataset, in_memory, given, config, named
+):
+    kwargs = {"model": tiny_model_path, in_memory: _built_in_memory(tiny_model_path)}
+    kwargs |= {name: AutoTokenizer.from_pretrained(tiny_model_path) for name in given}
+    with pytest.raises(ValueError, match=rf"built in memory \(its `name_or_path` is empty\).*{named}"):
+        GAILTrainer(args=_config(tmp_path, **config), train_dataset=prompt_completion_dataset, **kwargs)
+
+
+def test_a_peft_policy_s_default_discriminator_has_its_adapter_merged_and_trains_in_full(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    policy = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), LoraConfig(r=4, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():  # a trained adapter: LoRA starts with B = 0, which would leave the base model's outputs
+        for name, parameter in policy.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.5)
+    trainer = GAILTrainer(model=policy, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+    discriminator = trainer.discriminator.model
+    input_ids = torch.tensor([[5, 17, 42, 9, 100]])
+    with torch.no_grad():
+        torch.testing.assert_close(discriminator(input_ids).logits, policy(input_ids).logits)
+        with policy.disable_adapter():  # what loading the base checkpoint again gave: the adapter left out
+            assert not torch.allclose(discriminator(input_ids).logits, policy(input_ids).logits)
+    assert all(parameter.requires_grad for parameter in discriminator.parameters())

@@ -257,3 +257,11 @@ def test_pairs_longer_than_max_length_are_counted_and_refused_when_none_is_left(
     all_long = preference_dataset.map(lambda row: {"chosen": long_response})
     with pytest.raises(ValueError, match="dropped by `RewardTrainer`: no row is left"):
         VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=32), train_dataset=all_long)
+
+
+def test_a_model_built_in_memory_is_refused_without_its_tokenizer(tmp_path, tiny_model_path, preference_dataset):
+    from helpers import built_in_memory
+
+    model = built_in_memory(AutoModelForSequenceClassification, tiny_model_path, num_labels=2)
+    with pytest.raises(ValueError, match=r"built in memory \(its `name_or_path` is empty\).*`processing_class`"):
+        VarianceRewardTrainer(model=model, args=_config(tmp_path), train_dataset=preference_dataset)

@@ -424,3 +424,25 @@ def test_rows_whose_prompt_fills_max_length_are_counted_and_refused_when_none_is
         ValueError, match="64 of 64 rows .*dropped by `SFTTrainer`: no row is left. Raise `max_length`"
     ):
         WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=24), train_dataset=all_long)
+
+
+def test_a_model_built_in_memory_trains_with_its_tokenizer_and_is_refused_without_it(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from helpers import built_in_memory
+
+    with pytest.raises(ValueError, match=r"built in memory \(its `name_or_path` is empty\).*`processing_class`"):
+        WeightedSFTTrainer(
+            model=built_in_memory(AutoModelForCausalLM, tiny_model_path),
+            args=_config(tmp_path),
+            train_dataset=prompt_completion_dataset,
+        )
+    trainer = WeightedSFTTrainer(
+        model=built_in_memory(AutoModelForCausalLM, tiny_model_path),
+        args=_config(tmp_path),
+        train_dataset=prompt_completion_dataset,
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_path),
+    )
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses[-1] < losses[0]

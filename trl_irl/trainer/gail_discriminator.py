@@ -22,7 +22,7 @@ from trl.trainer.utils import get_config_model_id
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
 from ..likelihood_rewards import mean_negative_log_likelihood
 from .model_cards import auto_class_of
-from .utils import is_missing_local_path
+from .utils import check_tokenizer_given, is_built_in_memory, is_missing_local_path
 
 
 logger = logging.get_logger(__name__)
@@ -66,6 +66,53 @@ def discriminator_settings(args) -> dict:
         # which its step does not have)
         "autocast_dtype": torch.bfloat16 if args.bf16 else None,
     }
+
+
+def _trainable_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """
+    A copy of the policy that trains in full, as its checkpoint loaded again would: a PEFT policy's adapter merged
+    into the copy's weights (loading its base checkpoint would leave the adapter out), parameters the policy froze
+    trainable.
+    """
+    from peft import PeftModel
+
+    copied = copy.deepcopy(model)
+    if isinstance(copied, PeftModel):
+        copied = copied.merge_and_unload()
+    return copied.requires_grad_(True)
+
+
+def discriminator_source(
+    model: str | PreTrainedModel,
+    discriminator: str | PreTrainedModel | None,
+    processing_class: PreTrainedTokenizerBase | None,
+    discriminator_processing_class: PreTrainedTokenizerBase | None,
+    args,
+) -> tuple[str | PreTrainedModel, PreTrainedTokenizerBase | None]:
+    """
+    What the discriminator is built on, and its tokenizer (`None`: its checkpoint's). Without `discriminator`, the
+    likelihood ratio starts as a copy of the policy (`log q_phi - log pi = 0` for every completion): a policy given as
+    a path is loaded again, and one given as a model is copied, so that what was done to it in memory (training,
+    edited weights, a model built with `from_config`, a PEFT adapter) is in the copy too; a classifier gets a head on
+    the policy's checkpoint. What needs a checkpoint that a model built in memory lacks is refused, naming the
+    argument to pass.
+    """
+    check_tokenizer_given(model, processing_class)
+    if discriminator is not None:
+        check_tokenizer_given(discriminator, discriminator_processing_class, "discriminator_processing_class")
+        return discriminator, discriminator_processing_class
+    if isinstance(model, str):
+        return model, discriminator_processing_class
+    copyable = getattr(model, "hf_quantizer", None) is None  # a 4- or 8-bit model cannot be trained in full
+    if args.disc_type == "likelihood_ratio" and copyable:
+        return _trainable_copy(model), discriminator_processing_class or processing_class
+    if is_built_in_memory(model):
+        raise ValueError(
+            "The policy was built in memory (its `name_or_path` is empty), and the default discriminator "
+            + ("(a classifier) is a head on" if copyable else "of a quantized policy is loaded from")
+            + " its checkpoint, which it does not have: pass `discriminator` (a model or a path)."
+        )
+    return get_config_model_id(model.config), discriminator_processing_class
 
 
 def build_discriminator(

@@ -4,7 +4,6 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
 from transformers.utils import logging
 from trl import GRPOTrainer
-from trl.trainer.utils import get_config_model_id
 
 from ..data_utils import (
     DemonstrationPool,
@@ -21,6 +20,7 @@ from .gail_discriminator import (
     build_discriminator,
     check_fits_policy,
     discriminator_on_policy_model,
+    discriminator_source,
     knowledge_gap,
     pretrain_on_pool,
     shards_discriminator,
@@ -78,8 +78,9 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             checkpoint: adversarial training refines a policy, it does not teach the task from scratch.
         discriminator (`str` or [`~transformers.PreTrainedModel`], *optional*): a model id or path, or a model. With
             `disc_type="likelihood_ratio"` (the default) a causal LM (`AutoModelForCausalLM`), which must
-            share the policy's tokenizer; defaults to the policy's checkpoint, loaded from where the policy was, so
-            that `l = 0` at the start only if the policy is that checkpoint. With `"classifier"` a one-label sequence
+            share the policy's tokenizer; defaults to a copy of the policy, so that `l = 0` at the start: its
+            checkpoint loaded again, or, for a policy given as a model, a deep copy (with a PEFT adapter merged in),
+            which keeps what was done to it in memory. With `"classifier"` a one-label sequence
             (or, at the token level, token) classifier, loaded with `num_labels=1`; defaults to a classification head
             on the policy's checkpoint.
         args ([`GAILConfig`], *optional*): a `GRPOConfig` is accepted and gets the default discriminator settings.
@@ -142,7 +143,6 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         environment_factory=None,
     ):
         refuse_unsupported_arguments(rollout_func=rollout_func, environment_factory=environment_factory)
-        policy_id = model if isinstance(model, str) else get_config_model_id(model.config)
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
@@ -154,12 +154,12 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         set_seed(args.seed)
         # Sharing the policy's model, the discriminator is built on it once GRPO has made it a PEFT model
         if not args.disc_shares_policy_base:
+            source, tokenizer = discriminator_source(
+                model, discriminator, processing_class, discriminator_processing_class, args
+            )
+            is_policy_checkpoint = discriminator is None and isinstance(source, str)
             discriminator = build_discriminator(
-                discriminator or policy_id,
-                discriminator_processing_class,
-                discriminator_peft_config,
-                args,
-                is_policy_checkpoint=discriminator is None,
+                source, tokenizer, discriminator_peft_config, args, is_policy_checkpoint
             )
         self.discriminator_reward = DiscriminatorReward(
             None,

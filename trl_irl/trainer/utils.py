@@ -150,6 +150,24 @@ def check_dataset_columns(dataset, name: str, accepted: list[tuple[str, ...]], k
         raise ValueError(f"`{name}` has columns {columns}, but a {kind} dataset needs {formats}.")
 
 
+def is_built_in_memory(model) -> bool:
+    """A model object with no checkpoint behind it (`from_config`): its `name_or_path` is empty."""
+    config = getattr(model, "config", None)
+    return config is not None and not get_config_model_id(config)
+
+
+def check_tokenizer_given(model, processing_class, argument: str = "processing_class") -> None:
+    """
+    Refuse a model built in memory given without its tokenizer: the TRL parents would load one from its empty
+    `name_or_path`, failing with a message about Hub repository names.
+    """
+    if processing_class is None and is_built_in_memory(model):
+        raise ValueError(
+            f"The {'policy' if argument == 'processing_class' else 'discriminator'} was built in memory (its "
+            f"`name_or_path` is empty), so there is no checkpoint to load its tokenizer from: pass it as `{argument}`."
+        )
+
+
 def is_missing_local_path(reference: str) -> bool:
     """
     Whether a model or dataset reference is written as a local path (absolute, `./` or `../`, or more than the one

@@ -7,7 +7,13 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Tr
 from trl import RewardTrainer
 
 from .row_checks import check_preference_rows, check_rows_kept
-from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
+from .utils import (
+    SFT_AS_IRL_CITATION,
+    ResumesFromCompleteCheckpoints,
+    check_dataset_columns,
+    check_tokenizer_given,
+    resolve_config,
+)
 from .variance_reward_config import VarianceRewardConfig
 
 
@@ -103,6 +109,7 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
     ):
         args = resolve_config(args, model, VarianceRewardConfig, "VarianceReward")
         formats = [("chosen", "rejected"), ("chosen_input_ids", "rejected_input_ids")]
+        check_tokenizer_given(model, processing_class)
         check_dataset_columns(train_dataset, "train_dataset", formats, "preference")
         check_dataset_columns(eval_dataset, "eval_dataset", formats, "preference")
         check_preference_rows(train_dataset, "train_dataset")

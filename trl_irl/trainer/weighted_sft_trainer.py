@@ -7,7 +7,13 @@ from trl import SFTTrainer
 
 from ..token_weighting import token_weights
 from .row_checks import check_rows_kept, check_sft_rows
-from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, check_dataset_columns, resolve_config
+from .utils import (
+    SFT_AS_IRL_CITATION,
+    ResumesFromCompleteCheckpoints,
+    check_dataset_columns,
+    check_tokenizer_given,
+    resolve_config,
+)
 from .weighted_sft_config import WeightedSFTConfig
 
 
@@ -78,6 +84,7 @@ class WeightedSFTTrainer(ResumesFromCompleteCheckpoints, SFTTrainer):
                 "weights. Use `SFTTrainer` for a custom loss."
             )
 
+        check_tokenizer_given(model, processing_class)
         if formatting_func is None:
             # The formats `SFTTrainer` reads (it fails on others with a `KeyError` on `text`)
             formats = [(args.dataset_text_field,), ("prompt", "completion"), ("messages",), ("input_ids",)]
