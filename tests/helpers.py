@@ -217,6 +217,35 @@ def record_hub_uploads(monkeypatch) -> dict:
     return uploaded
 
 
+def record_trainer_pushes(monkeypatch) -> dict:
+    """
+    Replace the Hub client of `Trainer.push_to_hub` (there is no Hub in the tests) with one that records what would
+    be uploaded: the returned dict gets `repo_id`, `private`, `revision`, the uploaded `files` (paths relative to the
+    pushed folder) and `cards`, each `README.md`'s text by its folder (`""` for the top one).
+    """
+    import transformers.trainer
+
+    recorded = {}
+
+    class RecordingHfApi:
+        def create_repo(self, repo_id, token=None, private=None, exist_ok=False):
+            recorded.update(repo_id=repo_id, private=private)
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, revision=None, **kwargs):
+            folder = Path(folder_path)
+            files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+            recorded.update(upload_repo_id=repo_id, revision=revision, files=files)
+            recorded["cards"] = {
+                ("" if p.parent == folder else str(p.parent.relative_to(folder))): p.read_text()
+                for p in folder.rglob("README.md")
+            }
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: RecordingHfApi())
+    return recorded
+
+
 def fake_sft_run(directory: Path, checkpoint_steps, max_steps=None, final_model=True) -> Path:
     """
     An SFT output directory with one-tensor weight files and each checkpoint's `trainer_state.json` (which marks it

@@ -841,3 +841,31 @@ def test_a_peft_policy_s_default_discriminator_has_its_adapter_merged_and_trains
         with policy.disable_adapter():  # what loading the base checkpoint again gave: the adapter left out
             assert not torch.allclose(discriminator(input_ids).logits, policy(input_ids).logits)
     assert all(parameter.requires_grad for parameter in discriminator.parameters())
+
+
+@pytest.mark.parametrize(("level", "task_type"), [("sequence", "SEQ_CLS"), ("token", "TOKEN_CLS")])
+def test_a_classifier_adapter_that_would_leave_its_new_head_untrained_is_refused(
+    tmp_path, tiny_model_path, prompt_completion_dataset, level, task_type
+):
+    # Without the task type the one-label head stayed random, untrained, and out of the saved adapter
+    args = _config(tmp_path, disc_type="classifier", disc_level=level)
+    lora = {"r": 4, "target_modules": ["q_proj", "v_proj"]}
+    with pytest.raises(
+        ValueError, match=rf"`discriminator_peft_config` has `task_type=None`.*`task_type='{task_type}'`"
+    ):
+        GAILTrainer(
+            model=tiny_model_path,
+            args=args,
+            train_dataset=prompt_completion_dataset,
+            discriminator_peft_config=LoraConfig(**lora),
+        )
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=args,
+        train_dataset=prompt_completion_dataset,
+        discriminator_peft_config=LoraConfig(**lora, task_type=task_type),
+    )
+    head = [
+        name for name, p in trainer.discriminator.model.named_parameters() if p.requires_grad and "lora" not in name
+    ]
+    assert head and all("score" in name for name in head)

@@ -343,3 +343,64 @@ def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(
     assert rewards == pytest.approx(expected(prompts, completions, completion_ids), rel=1e-4, abs=1e-4)
     assert all(torch.equal(param, before[name]) for name, param in trainer.discriminator.model.named_parameters())
     assert not any("disc/loss" in entry for entry in trainer.state.log_history)
+
+
+def test_the_pre_training_and_the_updates_step_at_their_own_rates_with_their_own_clipping(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    # Pre-training: `disc_pretraining_learning_rate` decaying linearly to 0, clipped to `max_grad_norm` as SFT is;
+    # the adversarial updates: `disc_learning_rate`, clipped to `disc_max_grad_norm`. Read at each optimizer step
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(
+            tmp_path,
+            max_steps=2,
+            disc_pretraining_steps=4,
+            disc_pretraining_learning_rate=8e-3,
+            disc_learning_rate=1e-3,
+            max_grad_norm=0.05,
+            disc_max_grad_norm=0.02,
+        ),
+        train_dataset=prompt_completion_dataset,
+    )
+    discriminator_parameters = set(trainer.discriminator.trainable_parameters())
+    steps = []  # (learning rate, gradient norm) of each step of an optimizer of the discriminator's parameters
+
+    def record(optimizer, args, kwargs):
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        if set(parameters) <= discriminator_parameters:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in parameters if p.grad is not None]))
+            steps.append((optimizer.param_groups[0]["lr"], norm.item()))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+    pretraining, updates = steps[:4], steps[4:]
+    assert [rate for rate, _ in pretraining] == pytest.approx([8e-3, 6e-3, 4e-3, 2e-3])
+    assert updates and all(rate == pytest.approx(1e-3) for rate, _ in updates)
+    assert all(norm <= 0.05 * (1 + 1e-4) for _, norm in pretraining)
+    assert all(norm <= 0.02 * (1 + 1e-4) for _, norm in updates)
+    # The norms before clipping were larger: the clipping acted
+    logged = [entry["disc/grad_norm"] for entry in trainer.state.log_history if "disc/grad_norm" in entry]
+    assert logged and all(norm > 0.02 for norm in logged)
+
+
+def test_without_held_out_demonstrations_it_trains_on_every_row_and_logs_no_held_out_figure(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(tmp_path, disc_heldout_fraction=0.0),
+        train_dataset=prompt_completion_dataset,
+    )
+    pool = trainer.discriminator_reward.demonstration_pool
+    assert pool.heldout_rows == [] and sorted(pool.training_rows) == list(range(len(prompt_completion_dataset)))
+    trainer.train()
+    logged = set().union(*trainer.state.log_history)
+    assert not {key for key in logged if "heldout" in key}
+    # What the discriminator knows at the start is measured on training rows instead
+    assert {"disc/loss", "disc/start_knowledge_gap"} <= logged

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import adversarial_config, record_hub_uploads
+from helpers import adversarial_config, record_hub_uploads, record_trainer_pushes
 from huggingface_hub import ModelCard
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
@@ -182,3 +182,79 @@ def test_a_standalone_push_points_its_example_at_its_own_repository(
     trainer.push_reward_model_to_hub("someone/airl-reward")
     [example] = _python_blocks(uploaded["card"])
     assert "from_pretrained('someone/airl-reward')" in example and "subfolder" not in example
+
+
+def test_airl_pushes_the_policy_and_its_reward_model_with_linked_cards(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    recorded = record_trainer_pushes(monkeypatch)
+    trainer = _trainer(
+        "airl", tmp_path, tiny_model_path, prompt_completion_dataset, hub_model_id="someone/airl-policy"
+    )
+    trainer.push_to_hub()
+    assert recorded["repo_id"] == "someone/airl-policy"
+    assert {"model.safetensors", "README.md", "reward_model/model.safetensors", "reward_model/README.md"} <= set(
+        recorded["files"]
+    )
+    reward_model_card = ModelCard(recorded["cards"]["reward_model"])
+    assert {"trl-irl", "airl", "reward-model"} <= set(reward_model_card.data.tags)
+    assert "from_pretrained('someone/airl-policy', subfolder='reward_model')" in reward_model_card.content
+    assert "subfolder='reward_model'" in recorded["cards"][""]
+
+
+@pytest.mark.parametrize(
+    ("disc_type", "task_type", "scored"),
+    [("likelihood_ratio", None, "token_log_probs"), ("classifier", "SEQ_CLS", "logit")],
+)
+def test_a_lora_discriminator_is_pushed_as_its_adapter_with_a_card_whose_example_loads_it(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, disc_type, task_type, scored
+):
+    # Its card's example used `from_pretrained` on the adapter's folder, which fails ("Should have a `model_type`"),
+    # and a push left the card pointing at the local directory
+    from peft import LoraConfig
+
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=adversarial_config(GAILConfig, tmp_path, disc_type=disc_type, hub_model_id="someone/gail-policy"),
+        train_dataset=prompt_completion_dataset,
+        discriminator_peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type=task_type),
+    )
+    trainer.save_model()
+    [example] = _python_blocks((tmp_path / "discriminator" / "README.md").read_text())
+    namespace = {}
+    exec(example, namespace)  # loads the base model and the adapter from the saved directory, offline
+    assert namespace[scored].numel() >= 1
+
+    recorded = record_trainer_pushes(monkeypatch)
+    trainer.push_to_hub()
+    discriminator_files = {path for path in recorded["files"] if path.startswith("discriminator/")}
+    assert {"discriminator/adapter_model.safetensors", "discriminator/adapter_config.json"} <= discriminator_files
+    assert "discriminator/model.safetensors" not in discriminator_files  # the adapter, not a copy of the base model
+    for card in (recorded["cards"]["discriminator"], recorded["cards"][""]):
+        assert "PeftModel.from_pretrained(base, 'someone/gail-policy', subfolder='discriminator')" in card
+
+
+@pytest.mark.parametrize("trainer_name", ["weighted_sft", "variance_reward"])
+def test_the_other_trainers_push_their_model_with_a_card_naming_the_method(
+    tmp_path, tiny_model_path, prompt_completion_dataset, preference_dataset, monkeypatch, trainer_name
+):
+    from helpers import fast_config
+
+    from trl_irl import VarianceRewardConfig, VarianceRewardTrainer, WeightedSFTConfig, WeightedSFTTrainer
+
+    recorded = record_trainer_pushes(monkeypatch)
+    trainer_class, config_class, dataset, tag = {
+        "weighted_sft": (WeightedSFTTrainer, WeightedSFTConfig, prompt_completion_dataset, "weighted-sft"),
+        "variance_reward": (VarianceRewardTrainer, VarianceRewardConfig, preference_dataset, "variance-reward"),
+    }[trainer_name]
+    args = fast_config(
+        config_class, tmp_path, max_steps=2, hub_model_id=f"someone/{trainer_name}", hub_private_repo=True
+    )
+    trainer = trainer_class(model=tiny_model_path, args=args, train_dataset=dataset)
+    trainer.train()
+    trainer.push_to_hub()
+    assert (recorded["repo_id"], recorded["private"]) == (f"someone/{trainer_name}", True)
+    assert {"model.safetensors", "config.json", "README.md"} <= set(recorded["files"])
+    card = ModelCard(recorded["cards"][""])
+    assert {"trl-irl", tag} <= set(card.data.tags)
+    assert "2403.12017" in card.content  # the paper the method comes from

@@ -446,3 +446,39 @@ def test_a_model_built_in_memory_trains_with_its_tokenizer_and_is_refused_withou
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses[-1] < losses[0]
+
+
+def test_a_training_step_descends_the_hand_computed_occupancy_weighted_loss(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    # One batch holding the whole dataset, plain SGD, no clipping: the step is `-lr` times the gradient of
+    # `-sum_t w_t log pi(a_t | s_t) / (trained tokens)`, where the k-th of a completion's n trained tokens weighs
+    # (n - k) / n
+    dataset = prompt_completion_dataset.select(range(8))
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    learning_rate = 0.5
+    trainer = WeightedSFTTrainer(
+        model=policy,
+        args=_config(tmp_path, max_steps=1, max_grad_norm=0.0, lr_scheduler_type="constant"),
+        train_dataset=dataset,
+        optimizers=(torch.optim.SGD(policy.parameters(), lr=learning_rate), None),
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(dataset))])
+    trained = batch["labels"][:, 1:] != -100
+    weights = torch.zeros(trained.shape)
+    for row in range(len(dataset)):
+        positions = trained[row].nonzero().squeeze(-1)
+        n = len(positions)
+        assert n > 1 and torch.equal(positions, torch.arange(positions[0], positions[0] + n))  # one completion span
+        weights[row, positions] = (n - torch.arange(n)) / n
+    logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    log_probs = logits.log_softmax(-1).gather(-1, batch["labels"][:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    hand_loss = -(weights * log_probs).sum() / trained.sum()
+    hand_loss.backward()
+
+    trainer.train()
+
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(hand_loss.item(), rel=1e-5)
+    for (name, after), before in zip(policy.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(after.detach(), before.detach() - learning_rate * before.grad, msg=name)

@@ -25,6 +25,11 @@ require_parent_methods(
 )
 
 
+def _holds_adapter(directory: Path) -> bool:
+    """Whether a discriminator saved in `directory` is a PEFT adapter (LoRA), loaded on its base model."""
+    return (directory / "adapter_config.json").is_file()
+
+
 class DiscriminatorSaving:
     """
     Mixin of the adversarial trainers, which set `discriminator`, `discriminator_reward`, `discriminator_dir` (where
@@ -46,7 +51,8 @@ class DiscriminatorSaving:
         """
         self.discriminator.save_pretrained(output_dir, is_main_process=self.args.should_save)
         if self.args.should_save:
-            card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name)
+            adapter = _holds_adapter(Path(output_dir))
+            card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name, adapter)
             card.save(Path(output_dir, "README.md"))
 
     def _discriminator_base_model(self) -> str | None:
@@ -57,7 +63,9 @@ class DiscriminatorSaving:
     # What the model saved beside the policy is, in its card
     _card_role = "discriminator"
 
-    def _discriminator_card(self, load_from: str, subfolder: str | None = None, dataset_name: str | None = None):
+    def _discriminator_card(
+        self, load_from: str, subfolder: str | None = None, dataset_name: str | None = None, adapter: bool = False
+    ):
         return learned_model_card(
             role=self._card_role,
             trainer_name=self._name,
@@ -68,6 +76,7 @@ class DiscriminatorSaving:
             dataset_name=dataset_name,
             load_from=load_from,
             subfolder=subfolder,
+            adapter=adapter,
         )
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None):
@@ -81,9 +90,11 @@ class DiscriminatorSaving:
         output_dir = Path(self.args.output_dir)
         # Pushing sets `hub_model_id`; a card made locally points at the directory
         load_from = getattr(self, "hub_model_id", None) or self.args.hub_model_id or str(output_dir)
-        if (output_dir / self.discriminator_dir / "config.json").is_file():
-            card = self._discriminator_card(load_from, self.discriminator_dir, dataset_name)
-            card.save(output_dir / self.discriminator_dir / "README.md")
+        saved = output_dir / self.discriminator_dir
+        adapter = _holds_adapter(saved)
+        if (saved / "config.json").is_file() or adapter:
+            card = self._discriminator_card(load_from, self.discriminator_dir, dataset_name, adapter)
+            card.save(saved / "README.md")
         readme = output_dir / "README.md"
         if readme.is_file():
             section = policy_card_section(
@@ -92,6 +103,7 @@ class DiscriminatorSaving:
                 self.args.disc_level,
                 load_from,
                 self.discriminator_dir,
+                adapter,
             )
             readme.write_text(readme.read_text().rstrip() + "\n" + section)
 

@@ -115,6 +115,22 @@ def discriminator_source(
     return get_config_model_id(model.config), discriminator_processing_class
 
 
+def _refuse_an_adapter_without_the_head(peft_config, args) -> None:
+    """
+    A classifier's one-label head is new: an adapter whose task type does not name it leaves it frozen at its random
+    start and out of the saved adapter, so that the discriminator reloaded has another random head.
+    """
+    if args.disc_type != "classifier" or getattr(peft_config, "modules_to_save", None):
+        return
+    task_type = "TOKEN_CLS" if args.disc_level == "token" else "SEQ_CLS"
+    if str(getattr(peft_config, "task_type", None)) != task_type:
+        raise ValueError(
+            f"`discriminator_peft_config` has `task_type={getattr(peft_config, 'task_type', None)!r}`, but a "
+            "classifier discriminator's one-label head is new: without it the head stays at its random start and is "
+            f"left out of the saved adapter. Set `task_type={task_type!r}` (or list the head in `modules_to_save`)."
+        )
+
+
 def build_discriminator(
     discriminator: str | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -164,6 +180,8 @@ def build_discriminator(
         tokenizer = AutoTokenizer.from_pretrained(get_config_model_id(model.config), **tokenizer_kwargs)
     if peft_config is not None:
         from peft import get_peft_model
+
+        _refuse_an_adapter_without_the_head(peft_config, args)
 
         model = get_peft_model(model, peft_config)
     settings = {**discriminator_settings(args), "adapter_name": adapter_name}

@@ -41,15 +41,27 @@ def auto_class_of(disc_type: str, level: str) -> str:
     return _AUTO_CLASSES[disc_type, level][0]
 
 
-def load_example(auto_class: str, load_from: str, subfolder: str | None) -> str:
-    """Python that loads the model and its tokenizer from `load_from` (and `subfolder`) and scores a text."""
+def load_example(auto_class: str, load_from: str, subfolder: str | None, adapter: bool = False) -> str:
+    """
+    Python that loads the model and its tokenizer from `load_from` (and `subfolder`) and scores a text; a PEFT
+    `adapter` on the base model its config names (peft's `AutoPeftModel*` would look for the base in `subfolder` too).
+    """
     where = repr(load_from) + (f", subfolder={subfolder!r}" if subfolder else "")
-    return (
-        f"from transformers import {auto_class}, AutoTokenizer\n\n"
-        f"model = {auto_class}.from_pretrained({where})\n"
-        f"tokenizer = AutoTokenizer.from_pretrained({where})\n"
-        f"{_SCORING[auto_class]}"
-    )
+    if adapter:
+        # A classifier's base gets the one-label head the adapter's saved head fits
+        head = "" if auto_class == "AutoModelForCausalLM" else ", num_labels=1"
+        loading = (
+            "from peft import PeftConfig, PeftModel\n"
+            f"from transformers import {auto_class}, AutoTokenizer\n\n"
+            f"adapter = PeftConfig.from_pretrained({where})\n"
+            f"base = {auto_class}.from_pretrained(adapter.base_model_name_or_path{head})\n"
+            f"model = PeftModel.from_pretrained(base, {where})\n"
+        )
+    else:
+        loading = (
+            f"from transformers import {auto_class}, AutoTokenizer\n\nmodel = {auto_class}.from_pretrained({where})\n"
+        )
+    return f"{loading}tokenizer = AutoTokenizer.from_pretrained({where})\n{_SCORING[auto_class]}"
 
 
 def _description(role: str, disc_type: str, level: str, divergence: str) -> str:
@@ -99,10 +111,11 @@ def learned_model_card(
     dataset_name: str | None,
     load_from: str,
     subfolder: str | None = None,
+    adapter: bool = False,
 ) -> ModelCard:
     """
     The card of a discriminator (`role="discriminator"`) or of AIRL's reward model (`role="reward model"`), with Hub
-    metadata and an example that loads it from `load_from` (and `subfolder`).
+    metadata and an example that loads it from `load_from` (and `subfolder`), as a PEFT adapter if `adapter`.
     """
     auto_class, pipeline_tag = _AUTO_CLASSES[disc_type, level]
     tags = ["trl-irl", trainer_name.lower(), "reward-model" if role == "reward model" else "discriminator"]
@@ -123,6 +136,7 @@ def learned_model_card(
         if role == "reward model"
         else "GAIL (Ho and Ermon, 2016, arXiv 1606.03476)"
     )
+    with_peft = " and PEFT (a LoRA adapter on the base model)" if adapter else ""
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -131,10 +145,10 @@ def learned_model_card(
 
 {_description(role, disc_type, level, divergence)}
 
-Base model: {base_model or "a local checkpoint"}. Level: {level}. Load it with `{auto_class}`:
+Base model: {base_model or "a local checkpoint"}. Level: {level}. Load it with `{auto_class}`{with_peft}:
 
 ```python
-{load_example(auto_class, load_from, subfolder)}
+{load_example(auto_class, load_from, subfolder, adapter)}
 ```
 
 Trained with [trl-irl](https://github.com/trl-irl/trl-irl), following {paper} and Supervised Fine-Tuning as Inverse
@@ -143,7 +157,9 @@ Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
     return ModelCard(content)
 
 
-def policy_card_section(role: str, disc_type: str, level: str, load_from: str, subfolder: str) -> str:
+def policy_card_section(
+    role: str, disc_type: str, level: str, load_from: str, subfolder: str, adapter: bool = False
+) -> str:
     """What the policy's card says about the discriminator or reward model saved beside it, and how to load it."""
     auto_class = auto_class_of(disc_type, level)
     what = (
@@ -157,6 +173,6 @@ def policy_card_section(role: str, disc_type: str, level: str, load_from: str, s
 This repository also holds {what}, in the `{subfolder}/` folder, with a card of its own. Load it with:
 
 ```python
-{load_example(auto_class, load_from, subfolder)}
+{load_example(auto_class, load_from, subfolder, adapter)}
 ```
 """
