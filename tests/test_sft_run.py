@@ -161,3 +161,72 @@ def test_a_model_in_memory_is_refused_saying_the_run_s_directory_is_needed(tiny_
     # It failed inside `pathlib` with "expected str, bytes or os.PathLike object"
     with pytest.raises(TypeError, match=r"takes the SFT run's `output_dir` \(a path\), got a LlamaForCausalLM"):
         sft_run_checkpoints(AutoModelForCausalLM.from_pretrained(tiny_model_path))
+
+
+def test_a_lora_sft_run_gives_its_adapter_checkpoints_which_gail_loads_on_their_base_model(
+    tiny_model_path, prompt_completion_dataset, tmp_path
+):
+    from peft import LoraConfig, PeftModel
+
+    args = fast_config(SFTConfig, tmp_path / "sft", max_steps=4, save_strategy="steps", save_steps=2)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
+    sft = SFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset, peft_config=lora)
+    sft.train()
+    sft.save_model()
+
+    checkpoints = sft_run_checkpoints(tmp_path / "sft")
+
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (2, 4)
+    assert (tmp_path / "sft" / "checkpoint-2" / "adapter_model.safetensors").is_file()
+    trainer = GAILTrainer(
+        model=checkpoints.policy,
+        discriminator=checkpoints.discriminator,
+        args=adversarial_config(GAILConfig, tmp_path / "gail"),
+        train_dataset=prompt_completion_dataset,
+    )
+    # Each is its base model with the adapter of its point of the run: the two score alike only if both loaded it
+    input_ids = torch.tensor([[5, 17, 42, 9, 100]])
+    with torch.no_grad():
+        end = sft.model.eval()(input_ids).logits
+        halfway = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), checkpoints.policy)
+        torch.testing.assert_close(trainer.discriminator.model.eval()(input_ids).logits, end)
+        torch.testing.assert_close(trainer.model.eval()(input_ids).logits, halfway.eval()(input_ids).logits)
+        assert not torch.allclose(end, halfway(input_ids).logits)
+    # Both adapters train on (loaded by `from_pretrained` they were frozen, for inference: nothing to train)
+    models = {"policy": trainer.model, "discriminator": trainer.discriminator.model}
+    before = {
+        (role, name): parameter.detach().clone()
+        for role, model in models.items()
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad
+    }
+    assert {role for role, _ in before} == {"policy", "discriminator"}
+    assert all("lora" in name for _, name in before)
+    trainer.train()
+    for role, model in models.items():
+        changed = [not torch.equal(p, before[role, n]) for n, p in model.named_parameters() if (role, n) in before]
+        assert any(changed), role
+
+
+@pytest.mark.parametrize("layout", ["pytorch_model.bin", "sharded"])
+def test_checkpoints_saved_as_pytorch_bins_or_in_shards_are_chosen(tmp_path, layout):
+    from safetensors.torch import save_file
+
+    run = fake_sft_run(tmp_path / "sft", [], final_model=False)
+    for step in (1000, 2000):
+        checkpoint = run / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step, "max_steps": 2000}))
+        if layout == "pytorch_model.bin":
+            torch.save({"weight": torch.zeros(1)}, checkpoint / "pytorch_model.bin")
+        else:
+            shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+            for index, shard in enumerate(shards):
+                save_file({f"weight_{index}": torch.zeros(1)}, checkpoint / shard)
+            weight_map = {f"weight_{index}": shard for index, shard in enumerate(shards)}
+            (checkpoint / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+    checkpoints = sft_run_checkpoints(run)
+
+    assert (checkpoints.policy_step, checkpoints.discriminator_step) == (1000, 2000)
+    assert checkpoints.discriminator == str(run / "checkpoint-2000")

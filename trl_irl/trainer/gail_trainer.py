@@ -27,7 +27,13 @@ from .gail_discriminator import (
 )
 from .grpo_arguments import combined_reward_funcs, refuse_unsupported_arguments
 from .run_checks import WarnIfWarmUpCoversTheRun, check_reward_weights
-from .utils import SFT_AS_IRL_CITATION, ResumesFromCompleteCheckpoints, require_parent_methods, resolve_config
+from .utils import (
+    SFT_AS_IRL_CITATION,
+    ResumesFromCompleteCheckpoints,
+    policy_from_adapter_checkpoint,
+    require_parent_methods,
+    resolve_config,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -175,6 +181,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             demonstrations_per_update=args.disc_demonstrations_per_update,
             completions_per_prompt=args.num_generations,
         )
+        model = policy_from_adapter_checkpoint(model, args.model_init_kwargs)
         reward_funcs, reward_processing_classes = combined_reward_funcs(
             self.discriminator_reward, reward_funcs, reward_processing_classes, args, self._name
         )

@@ -168,6 +168,24 @@ def check_tokenizer_given(model, processing_class, argument: str = "processing_c
         )
 
 
+def is_adapter_checkpoint(path: str) -> bool:
+    """A local directory holding a PEFT adapter (a LoRA SFT run's checkpoint), not a whole model."""
+    return os.path.isfile(os.path.join(path, "adapter_config.json"))
+
+
+def policy_from_adapter_checkpoint(model, model_init_kwargs: dict | None):
+    """
+    A policy given as the path of a PEFT adapter (a LoRA SFT run's checkpoint), loaded on the base model its config
+    names with the adapter trainable, so that GRPO trains it on: GRPO's own loading reads the path as a whole
+    model's and fails ("Should have a `model_type` key"). Anything else is returned as it is.
+    """
+    if not (isinstance(model, str) and is_adapter_checkpoint(model)):
+        return model
+    from peft import AutoPeftModelForCausalLM
+
+    return AutoPeftModelForCausalLM.from_pretrained(model, is_trainable=True, **(model_init_kwargs or {}))
+
+
 def is_missing_local_path(reference: str) -> bool:
     """
     Whether a model or dataset reference is written as a local path (absolute, `./` or `../`, or more than the one
