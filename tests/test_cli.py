@@ -646,3 +646,40 @@ def test_yaml_values_of_the_right_kind_pass_the_type_check(tmp_path):
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     check_config_types("gail", tmp_path / "config.yaml", make_parser("gail").dataclass_types)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], {"regime": "memorise", "seed": 0, "num_demonstrations": 64}),
+        (["--regime", "rules", "--seed", "3"], {"regime": "rules", "seed": 3, "num_demonstrations": 2048}),
+        (
+            ["--regime", "distil", "--seed", "1", "--num-demonstrations", "512"],
+            {
+                "regime": "distil",
+                "seed": 1,
+                "num_demonstrations": 512,
+                "methods": ("sft", "gail", "oracle", "distillation"),
+            },
+        ),
+    ],
+)
+def test_demo_runs_the_regime_and_seed_it_is_given(monkeypatch, argv, expected):
+    import trl_irl.benchmark.comparison as comparison
+
+    seen = {}
+
+    def record(settings, output_dir):
+        seen["settings"] = settings
+        raise SystemExit("recorded")
+
+    monkeypatch.setattr(comparison, "run_comparison", record)
+    with pytest.raises(SystemExit, match="recorded"):
+        main(["demo", *argv])
+    settings = seen["settings"]
+    for field, value in expected.items():
+        assert getattr(settings, field) == value, field
+    # Each regime's settings are its own, not the default's with a name changed
+    assert settings == comparison.ComparisonSettings.for_regime(
+        expected["regime"], seed=expected["seed"], num_demonstrations=expected["num_demonstrations"], report_to="none"
+    )

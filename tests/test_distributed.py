@@ -98,23 +98,25 @@ def test_adversarial_replicas_stay_identical_across_two_processes(
         assert torch.equal(param, rank1["policy"][name]), f"policy {name} differs across processes"
 
 
-@pytest.mark.parametrize("replay_buffer_size", [0, 8])
+# replay buffer, pre-training steps, sharded, the discriminator a second adapter on the LoRA policy
+@pytest.mark.parametrize("extra", [["0"], ["8"], ["0", "0", "0", "1"]], ids=["plain", "replay", "shared_base"])
 def test_adversarial_resume_on_two_processes_ends_where_the_uninterrupted_run_does(
-    tmp_path, tiny_model_path, prompt_completion_dataset, replay_buffer_size
+    tmp_path, tiny_model_path, prompt_completion_dataset, extra
 ):
     # Each process draws its own demonstrations, keeps its own replay buffer (of its own completions) and restores
     # its own random state: both must resume exactly. Before each process saved its own, process 1 resumed with
-    # process 0's buffer and random state.
+    # process 0's buffer and random state. Sharing the policy's base, the discriminator's adapter is restored into
+    # the DDP-wrapped policy model.
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
     torchrun = _torchrun()
     script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
     options = ["sequence", "gail", "4"]
-    _run([*torchrun, *script, str(tmp_path), *options, "", str(replay_buffer_size)], cwd=tmp_path)
+    _run([*torchrun, *script, str(tmp_path), *options, "", *extra], cwd=tmp_path)
     uninterrupted = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     checkpoint = tmp_path / "checkpoint-2"
     assert (checkpoint / "discriminator" / "discriminator_state_process1.pt").is_file()
-    _run([*torchrun, *script, str(tmp_path), *options, str(checkpoint), str(replay_buffer_size)], cwd=tmp_path)
+    _run([*torchrun, *script, str(tmp_path), *options, str(checkpoint), *extra], cwd=tmp_path)
     resumed = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
 
     for rank in (0, 1):
@@ -173,17 +175,20 @@ def test_a_sharded_discriminator_steps_saves_and_resumes_as_a_replicated_one(
     assert any(not torch.equal(saved["sharded"][name], initial[name]) for name in initial if name in saved["sharded"])
 
 
+# The likelihood ratio (pre-trained here) refuses a replay buffer: with one, the discriminator is a classifier
+@pytest.mark.parametrize(("replay_buffer_size", "pretraining_steps"), [(0, 2), (8, 0)])
 def test_gail_with_a_sharded_discriminator_trains_checkpoints_and_resumes_on_two_processes(
-    tmp_path, tiny_model_path, prompt_completion_dataset
+    tmp_path, tiny_model_path, prompt_completion_dataset, replay_buffer_size, pretraining_steps
 ):
-    # The trainer's side of FSDP2: the discriminator sharded (as under an FSDP2 launch) is pre-trained, updated,
-    # gathered into each checkpoint by every process and restored on resume, ending where an uninterrupted run ends
+    # The trainer's side of FSDP2: the discriminator sharded (as under an FSDP2 launch) is pre-trained or trained with
+    # a replay buffer of past completions, gathered into each checkpoint by every process and restored on resume,
+    # ending where an uninterrupted run ends
     data_path = tmp_path / "demonstrations.json"
     prompt_completion_dataset.select(range(16)).to_json(data_path)
     torchrun = _torchrun()
     script = [str(Path(__file__).parent / "distributed" / "train_gail.py"), tiny_model_path, str(data_path)]
     options = ["sequence", "gail", "4"]
-    extra = ["0", "2", "1"]  # no replay buffer, 2 pre-training steps, sharded
+    extra = [str(replay_buffer_size), str(pretraining_steps), "1"]  # the last: sharded
     _run([*torchrun, *script, str(tmp_path), *options, "", *extra], cwd=tmp_path)
     uninterrupted = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     _run([*torchrun, *script, str(tmp_path), *options, str(tmp_path / "checkpoint-2"), *extra], cwd=tmp_path)

@@ -131,13 +131,14 @@ def test_likelihood_ratio_gail_trains_both_models(tmp_path, tiny_model_path, pro
     assert {"disc/heldout_acc", "disc/heldout_loss", "disc/loss"} <= set(trainer.state.log_history[0])
 
 
+@pytest.mark.parametrize("level", ["sequence", "token"])
 def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
-    tmp_path, tiny_model_path, prompt_completion_dataset
+    tmp_path, tiny_model_path, prompt_completion_dataset, level
 ):
     from helpers import one_step_grpo_config
     from trl import GRPOTrainer
 
-    config = _likelihood_ratio_config(tmp_path, AIRLConfig)
+    config = _likelihood_ratio_config(tmp_path, AIRLConfig, disc_level=level)
     assert (config.log_prob_coef, config.log_prob_reduction) == (1.0, "sum")
     trainer = AIRLTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
     trainer.train()
@@ -149,13 +150,17 @@ def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
         torch.testing.assert_close(saved, trained, msg=name)
     assert "AutoModelForCausalLM" in (tmp_path / "reward_model" / "README.md").read_text()
 
-    # The reward is log q_phi(y | x), the discriminator's own output
+    # The reward is log q_phi(y | x), the discriminator's own output: at the token level, the sum of its token terms
     reward = LikelihoodReward.from_pretrained(tmp_path / "reward_model")
     tokenizer = reward.tokenizer
     completion_ids = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 9")["input_ids"]]
     rewards = reward([PROMPT, PROMPT], [" 1 2 3", " 9"], completion_ids)
     samples = [(tuple(tokenizer(PROMPT)["input_ids"]), tuple(ids)) for ids in completion_ids]
-    torch.testing.assert_close(torch.tensor(rewards), trainer.discriminator.logits(samples))
+    logits = trainer.discriminator.logits(samples)
+    if level == "token":
+        assert logits.shape == (sum(len(ids) for ids in completion_ids),)
+        logits = torch.stack([part.sum() for part in logits.split([len(ids) for ids in completion_ids])])
+    torch.testing.assert_close(torch.tensor(rewards), logits)
     grpo = GRPOTrainer(
         model=tiny_model_path,
         reward_funcs=reward,

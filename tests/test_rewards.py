@@ -246,3 +246,36 @@ def test_likelihood_reward_takes_its_temperature_when_loaded_and_refuses_one_tha
     for temperature in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match=r"The `temperature` of `LikelihoodReward` must be positive"):
             LikelihoodReward.from_pretrained(tiny_model_path, temperature=temperature)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_likelihood_reward_of_a_conversation_is_the_completion_s_log_likelihood_after_the_chat_template(
+    tiny_model_path, temperature
+):
+    from transformers import AutoModelForCausalLM
+
+    from trl_irl import LikelihoodReward
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    prompts = [
+        [{"role": "user", "content": "Count from 1 by 1, 3 numbers:"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Count from 5 by 2, 2 numbers:"}],
+    ]
+    completion_ids = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 5 7")["input_ids"]]
+    completions = [[{"role": "assistant", "content": tokenizer.decode(ids)}] for ids in completion_ids]
+
+    rewards = LikelihoodReward(model, tokenizer, temperature=temperature)(
+        prompts=prompts, completions=completions, completion_ids=completion_ids
+    )
+
+    for prompt, ids, reward in zip(prompts, completion_ids, rewards, strict=True):
+        # By hand: the prompt as GRPO renders it for generation, then the completion's tokens, one sequence at a time
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+        prompt_ids = prompt_ids["input_ids"]
+        sequence = torch.tensor([prompt_ids + ids])
+        with torch.no_grad():
+            log_probs = (model(sequence).logits[0, :-1] / temperature).log_softmax(-1)
+        targets = sequence[0, 1:]
+        token_log_probs = log_probs.gather(-1, targets[:, None])[:, 0][len(prompt_ids) - 1 :]
+        assert reward == pytest.approx(token_log_probs.sum().item(), rel=1e-5, abs=1e-5)

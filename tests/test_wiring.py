@@ -304,3 +304,38 @@ def test_evaluation_scores_without_training_the_discriminator(
     assert "eval_disc/loss" not in metrics  # no update during evaluation
     assert _unchanged(discriminator_before, trainer.discriminator.model)
     assert trainer.discriminator_reward.num_generations_seen == 0
+
+
+def test_in_a_run_rewards_stay_within_reward_clip_and_the_gradient_penalty_is_paid(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    # What the unit tests check of each, in a trainer run: GRPO receives clipped rewards, the discriminator's loss
+    # carries the R1 penalty on demonstrations
+    clip = 0.05
+    args = adversarial_config(
+        GAILConfig,
+        tmp_path,
+        disc_type="classifier",
+        divergence="reverse_kl",  # its reward is the logit itself, unbounded without the clip
+        reward_clip=clip,
+        disc_gradient_penalty=1.0,
+        disc_learning_rate=3e-2,
+        max_steps=4,
+    )
+    trainer = GAILTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
+    scored = []
+    original_call = type(trainer.discriminator_reward).__call__
+
+    def recording_call(self, *call_args, **kwargs):
+        rewards = original_call(self, *call_args, **kwargs)
+        scored.extend(rewards)
+        return rewards
+
+    monkeypatch.setattr(type(trainer.discriminator_reward), "__call__", recording_call)
+    trainer.train()
+    assert scored and all(abs(reward) <= clip + 1e-7 for reward in scored)  # float32's 0.05
+    assert any(abs(reward) == pytest.approx(clip) for reward in scored)  # the clip acted
+    penalties = [
+        entry["disc/gradient_penalty"] for entry in trainer.state.log_history if "disc/gradient_penalty" in entry
+    ]
+    assert penalties and all(penalty > 0 for penalty in penalties)
