@@ -150,3 +150,85 @@ def test_class_loss_shares_of_any_micro_batches_add_up_to_the_balanced_loss(expe
     )
     whole = balanced_loss(logits_expert, logits_policy, expert_target, policy_target)
     assert shares.item() == pytest.approx(whole.item(), rel=1e-5, abs=1e-6)
+
+
+# The likelihood ratio `log q(y | x) - log p(y | x)`: scored here with bigram "models" (each token's logits a row of
+# a table, indexed by the token before it), whose log-likelihoods have a closed form, through the same batching and
+# log-probability code as the discriminator and `LikelihoodReward`
+VOCABULARY = 7
+token_ids = st.lists(st.integers(1, VOCABULARY - 1), min_size=1, max_size=5)
+samples = st.lists(st.tuples(token_ids, token_ids), min_size=1, max_size=4)  # (prompt ids, response ids)
+
+
+def _bigram_log_likelihoods(table: torch.Tensor, samples: list, temperature: float = 1.0) -> torch.Tensor:
+    """Each response's log-likelihood through `prompt_response_batch` and `response_token_log_probs`."""
+    from trl_irl.discriminator.encoding import prompt_response_batch, response_token_log_probs
+
+    prompt_ids, response_ids = zip(*samples, strict=True)
+    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id=0, device="cpu")
+    log_probs, mask = response_token_log_probs(
+        table[batch["input_ids"]], batch["input_ids"], response_mask, temperature
+    )
+    return (log_probs * mask).sum(dim=1)
+
+
+def _by_hand(table: torch.Tensor, prompt: list, response: list, temperature: float = 1.0) -> float:
+    sequence = prompt + response
+    return sum(
+        (table[sequence[i - 1]] / temperature).log_softmax(-1)[sequence[i]].item()
+        for i in range(len(prompt), len(sequence))
+    )
+
+
+tables = st.integers(0, 2**16).map(
+    lambda seed: torch.randn(VOCABULARY, VOCABULARY, generator=torch.Generator().manual_seed(seed)) * 3
+)
+
+
+@given(q=tables, p=tables, batch=samples, temperature=st.floats(0.3, 2.0))
+def test_the_likelihood_ratio_is_the_difference_of_closed_form_log_likelihoods_whatever_the_batch(
+    q, p, batch, temperature
+):
+    ratio = _bigram_log_likelihoods(q, batch, temperature) - _bigram_log_likelihoods(p, batch, temperature)
+    for index, (prompt, response) in enumerate(batch):
+        expected = _by_hand(q, prompt, response, temperature) - _by_hand(p, prompt, response, temperature)
+        assert ratio[index].item() == pytest.approx(expected, rel=1e-5, abs=1e-4)
+        # Alone, padded differently, the same figure
+        alone = _bigram_log_likelihoods(q, [(prompt, response)], temperature)
+        alone -= _bigram_log_likelihoods(p, [(prompt, response)], temperature)
+        assert alone.item() == pytest.approx(ratio[index].item(), rel=1e-5, abs=1e-5)
+    # A model against itself: 0 for every response; swapping the two flips the sign
+    assert torch.equal(_bigram_log_likelihoods(q, batch) - _bigram_log_likelihoods(q, batch), torch.zeros(len(batch)))
+    swapped = _bigram_log_likelihoods(p, batch, temperature) - _bigram_log_likelihoods(q, batch, temperature)
+    torch.testing.assert_close(swapped, -ratio)
+
+
+pairs = st.integers(1, 6).flatmap(
+    lambda size: st.tuples(*[st.lists(st.floats(-5, 5), min_size=size, max_size=size) for _ in range(5)])
+)
+
+
+@given(pair=pairs, factor=st.floats(0.1, 10.0))
+def test_the_variance_loss_keeps_its_closed_forms(pair, factor):
+    from trl_irl import variance_bradley_terry_loss
+
+    chosen, rejected, scale_chosen, scale_rejected, margin = (torch.tensor(values) for values in pair)
+    difference = chosen - rejected - margin
+    # Unit scales: the Bradley-Terry loss; equal scales V: the Bradley-Terry loss of the difference over V
+    zeros = torch.zeros_like(chosen)
+    bradley_terry = -torch.nn.functional.logsigmoid(difference).mean()
+    torch.testing.assert_close(variance_bradley_terry_loss(chosen, rejected, zeros, zeros, margin), bradley_terry)
+    equal = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_chosen, margin)
+    torch.testing.assert_close(equal, -torch.nn.functional.logsigmoid(difference / scale_chosen.exp()).mean())
+    # Rewards, margins and scales multiplied together by any factor: the same loss
+    loss = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_rejected, margin)
+    log_factor = math.log(factor)
+    scaled = variance_bradley_terry_loss(
+        chosen * factor, rejected * factor, scale_chosen + log_factor, scale_rejected + log_factor, margin * factor
+    )
+    torch.testing.assert_close(scaled, loss, rtol=1e-4, atol=1e-5)
+    # Swapping the two sides: -log sigmoid(d) + log sigmoid(-d) = -d, per pair, scaled by the pair's scale
+    scale = ((2 * scale_chosen).exp() / 2 + (2 * scale_rejected).exp() / 2).sqrt()
+    swapped = variance_bradley_terry_loss(rejected, chosen, scale_rejected, scale_chosen)
+    unmargined = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_rejected)
+    torch.testing.assert_close(unmargined - swapped, -((chosen - rejected) / scale).mean(), rtol=1e-4, atol=1e-5)
