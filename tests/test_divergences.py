@@ -83,11 +83,23 @@ class TestPolicyReward:
         (gradient,) = torch.autograd.grad(policy_reward(logits, divergence, alpha=alpha).sum(), logits)
         torch.testing.assert_close(reward_slope(logits.detach(), divergence, alpha=alpha), gradient)
 
-    def test_rejects_unknown_divergence_and_alpha_one(self):
-        with pytest.raises(ValueError, match="divergence"):
-            policy_reward(LOGITS, "wasserstein")
-        with pytest.raises(ValueError, match="alpha"):
+    @pytest.mark.parametrize("function", [policy_reward, reward_slope])
+    def test_rejects_unknown_divergence(self, function):
+        with pytest.raises(ValueError, match=r"Unknown `divergence` 'wasserstein'; expected one of \("):
+            function(LOGITS, "wasserstein")
+
+    def test_rejects_alpha_one(self):
+        with pytest.raises(
+            ValueError, match=r"^`alpha=1` is the limit `divergence='reverse_kl'`; use that instead\.$"
+        ):
             policy_reward(LOGITS, "alpha", alpha=1.0)
+        # Its slope is the limit's, 1: nothing to refuse there
+        torch.testing.assert_close(reward_slope(LOGITS, "alpha", alpha=1.0), torch.ones_like(LOGITS))
+
+    @pytest.mark.parametrize("function", [policy_reward, reward_slope])
+    def test_defaults_are_jensen_shannon_and_alpha_one_half(self, function):
+        torch.testing.assert_close(function(LOGITS), function(LOGITS, "js", alpha=0.5))
+        torch.testing.assert_close(function(LOGITS, "alpha"), function(LOGITS, "alpha", alpha=0.5))
 
 
 def _train_one_step_policy(reward_of_logit, steps: int = 3000, learning_rate: float = 0.1) -> tuple[torch.Tensor, ...]:

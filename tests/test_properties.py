@@ -232,3 +232,47 @@ def test_the_variance_loss_keeps_its_closed_forms(pair, factor):
     swapped = variance_bradley_terry_loss(rejected, chosen, scale_rejected, scale_chosen)
     unmargined = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_rejected)
     torch.testing.assert_close(unmargined - swapped, -((chosen - rejected) / scale).mean(), rtol=1e-4, atol=1e-5)
+
+
+@given(
+    expert=st.lists(st.sampled_from([-3.0, -0.5, 0.0, 0.5, 2.0]), min_size=1, max_size=8),
+    policy=st.lists(st.sampled_from([-3.0, -0.5, 0.0, 0.5, 2.0]), min_size=1, max_size=8),
+)
+def test_classification_statistics_count_each_class_and_a_tie_as_half_right(expert, policy):
+    from trl_irl.discriminator.objective import classification_statistics
+
+    statistics = classification_statistics(torch.tensor(expert), torch.tensor(policy))
+    right_expert = sum(1.0 if logit > 0 else 0.5 if logit == 0 else 0.0 for logit in expert) / len(expert)
+    right_policy = sum(1.0 if logit < 0 else 0.5 if logit == 0 else 0.0 for logit in policy) / len(policy)
+    assert statistics["acc_expert"].item() == pytest.approx(right_expert)
+    assert statistics["acc_policy"].item() == pytest.approx(right_policy)
+    assert statistics["acc"].item() == pytest.approx((right_expert + right_policy) / 2)
+    # The class-balanced cross-entropy: -log sigmoid(l) for demonstrations, -log(1 - sigmoid(l)) for samples
+    loss_expert = sum(math.log1p(math.exp(-logit)) for logit in expert) / len(expert)
+    loss_policy = sum(math.log1p(math.exp(logit)) for logit in policy) / len(policy)
+    assert statistics["loss"].item() == pytest.approx((loss_expert + loss_policy) / 2, rel=1e-5)
+    assert all(not value.requires_grad for value in statistics.values())
+
+
+@given(
+    num_samples=st.integers(1, 4),
+    length=st.integers(1, 3),
+    hidden=st.integers(1, 3),
+    total=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
+def test_the_gradient_penalty_of_a_linear_logit_is_its_weights_squared_norm_per_sample(
+    num_samples, length, hidden, total, seed
+):
+    from trl_irl.discriminator.objective import input_gradient_penalty
+
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = torch.randn(num_samples, length, hidden, generator=generator, requires_grad=True)
+    weights = torch.randn(length, hidden, generator=generator, requires_grad=True)
+    # logit_i = <w, e_i>: its gradient at e_i is w, so each sample adds |w|^2, and the share is divided by `total`
+    logits = (embeddings * weights).sum(dim=(1, 2))
+    penalty = input_gradient_penalty(logits, embeddings, total)
+    assert penalty.item() == pytest.approx(num_samples * weights.pow(2).sum().item() / total, rel=1e-5)
+    # Differentiable in the weights (double backward): d/dw of n |w|^2 / total = 2 n w / total
+    (gradient,) = torch.autograd.grad(penalty, weights)
+    torch.testing.assert_close(gradient, 2 * num_samples * weights.detach() / total)

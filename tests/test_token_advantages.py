@@ -1,6 +1,9 @@
+import re
+
+import pytest
 import torch
 
-from trl_irl.token_advantages import token_level_advantages
+from trl_irl.token_advantages import place_token_advantages, token_level_advantages
 
 
 def test_reward_to_go_minus_leave_one_out_baseline_by_hand():
@@ -40,3 +43,121 @@ def test_is_unbiased_for_a_one_token_bandit():
     estimate = torch.autograd.grad((log_probs * advantages[:, 0]).mean(), logits)[0]
     # The leave-one-out baseline is independent of the completion's own action: no bias, only Monte Carlo noise
     torch.testing.assert_close(estimate, true_gradient, atol=0.02, rtol=0.05)
+
+
+def test_a_boolean_mask_is_a_mask_of_ones_and_zeros():
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.5, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    torch.testing.assert_close(
+        token_level_advantages(rewards, mask.bool(), num_generations=2), token_level_advantages(rewards, mask, 2)
+    )
+
+
+def test_completions_that_do_not_form_groups_are_refused():
+    with pytest.raises(ValueError, match="3 completions do not form groups of 2"):
+        token_level_advantages(torch.zeros(3, 2), torch.ones(3, 2), num_generations=2)
+
+
+class _OneProcess:
+    """The accelerator of a single process: gathering and padding across processes leave tensors as they are."""
+
+    process_index = 0
+
+    def gather(self, tensor):
+        return tensor
+
+    def pad_across_processes(self, tensor, dim=0):
+        return tensor
+
+
+def _grpo_output(lengths, length):
+    mask = torch.tensor([[1] * n + [0] * (length - n) for n in lengths])
+    return {"advantages": torch.zeros(len(lengths)), "completion_mask": mask}
+
+
+def test_placed_advantages_are_the_token_level_advantages_of_the_rewards_laid_out_on_the_mask():
+    lengths, length = [3, 1, 2, 2], 4
+    token_rewards = [torch.tensor([1.0, -1.0, 2.0]), torch.tensor([0.5]), torch.tensor([3.0, 1.0]), torch.zeros(2)]
+    placed = place_token_advantages(_grpo_output(lengths, length), token_rewards, _OneProcess(), 2, False)
+    rewards = torch.zeros(4, length)
+    for row, values in enumerate(token_rewards):
+        rewards[row, : len(values)] = values
+    expected = token_level_advantages(rewards, _grpo_output(lengths, length)["completion_mask"], 2)
+    assert placed.shape == (4, length)
+    torch.testing.assert_close(placed, expected)
+
+
+def test_placing_a_truncated_completion_masked_out_keeps_it_out_of_the_baselines():
+    # `mask_truncated_completions`: its mask row is all zero though it has rewards
+    token_rewards = [torch.tensor([1.0, 1.0]), torch.tensor([5.0, 5.0])]
+    output = {"advantages": torch.zeros(2), "completion_mask": torch.tensor([[1, 1], [0, 0]])}
+    placed = place_token_advantages(output, token_rewards, _OneProcess(), 2, mask_truncated_completions=True)
+    torch.testing.assert_close(placed, torch.tensor([[2.0, 1.0], [0.0, 0.0]]))
+    with pytest.raises(RuntimeError, match="TRL changed"):
+        place_token_advantages(output, token_rewards, _OneProcess(), 2, mask_truncated_completions=False)
+
+
+@pytest.mark.parametrize(
+    ("output", "token_rewards"),
+    [
+        ({"completion_mask": torch.ones(2, 2, dtype=torch.long)}, [torch.ones(2)] * 2),  # no advantages
+        ({"advantages": torch.zeros(2)}, [torch.ones(2)] * 2),  # no completion mask
+        (
+            {"advantages": torch.zeros(2, 1), "completion_mask": torch.ones(2, 2, dtype=torch.long)},
+            [torch.ones(2)] * 2,
+        ),
+        ({"advantages": torch.zeros(2), "completion_mask": torch.ones(2, dtype=torch.long)}, [torch.ones(2)] * 2),
+        ({"advantages": torch.zeros(3), "completion_mask": torch.ones(2, 2, dtype=torch.long)}, [torch.ones(2)] * 2),
+        ({"advantages": torch.zeros(2), "completion_mask": torch.ones(3, 2, dtype=torch.long)}, [torch.ones(2)] * 2),
+        ({"advantages": torch.zeros(2), "completion_mask": torch.ones(2, 2, dtype=torch.long)}, [torch.ones(3)] * 2),
+        ({"advantages": torch.zeros(2), "completion_mask": torch.ones(2, 2, dtype=torch.long)}, None),
+    ],
+)
+def test_placing_refuses_what_grpo_no_longer_returns(output, token_rewards):
+    message = (
+        "`GRPOTrainer._generate_and_score_completions` no longer returns what the token-level discriminator relies "
+        "on (one `advantages` value and one `completion_mask` row per completion, aligned with the completions given "
+        "to the reward function). TRL changed; the per-token advantages cannot be placed safely, and `GAILTrainer` "
+        "must be updated for it."
+    )
+    with pytest.raises(RuntimeError, match=f"^{re.escape(message)}$"):
+        place_token_advantages(output, token_rewards, _OneProcess(), 2, False)
+
+
+class _SecondOfTwoProcesses:
+    """
+    Process 1 of 2, process 0's rewards and mask given: padding across processes pads along `dim` to the longer of
+    the two, gathering puts process 0's rows first, as accelerate does.
+    """
+
+    process_index = 1
+
+    def __init__(self, first_rewards, first_mask):
+        self.first = {True: first_rewards, False: first_mask}  # by whether the tensor is floating point
+
+    def pad_across_processes(self, tensor, dim=0):
+        first = self.first[tensor.is_floating_point()]
+        length = max(tensor.shape[dim], first.shape[dim])
+        padded = tensor.new_zeros(*tensor.shape[:dim], length, *tensor.shape[dim + 1 :])
+        padded.narrow(dim, 0, tensor.shape[dim]).copy_(tensor)
+        return padded
+
+    def gather(self, tensor):
+        first = self.first[tensor.is_floating_point()]
+        first = torch.nn.functional.pad(first, (0, tensor.shape[1] - first.shape[1]))
+        return torch.cat([first, tensor])
+
+
+def test_a_group_straddling_two_processes_gets_the_whole_group_s_baseline_and_each_process_its_rows():
+    # Process 0 holds completions 0-1 (at most 3 tokens), process 1 completions 2-3 (at most 2): groups of 4
+    first_rewards = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    first_mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    token_rewards = [torch.tensor([0.5, 0.5]), torch.tensor([2.0])]
+    output = {"advantages": torch.zeros(2), "completion_mask": torch.tensor([[1, 1], [1, 0]])}
+
+    placed = place_token_advantages(output, token_rewards, _SecondOfTwoProcesses(first_rewards, first_mask), 4, False)
+
+    rewards = torch.cat([first_rewards, torch.tensor([[0.5, 0.5, 0.0], [2.0, 0.0, 0.0]])])
+    mask = torch.cat([first_mask, torch.tensor([[1, 1, 0], [1, 0, 0]])])
+    whole = token_level_advantages(rewards, mask, num_generations=4)
+    torch.testing.assert_close(placed, whole[2:, :2])  # this process's rows, at its own length

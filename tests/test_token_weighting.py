@@ -32,6 +32,15 @@ class TestSpanPositions:
         assert position.tolist() == [[0, 1, 0], [0, 0, 1]]
         assert length.tolist() == [[2, 2, 1], [1, 2, 2]]
 
+    def test_a_span_at_the_first_position_starts_there(self):
+        # Nothing trained "before" position 0: a completion that starts the row is a span from its first token
+        position, length = span_positions(torch.tensor([[5, 6, -100, 7]]))
+        assert position.tolist() == [[0, 1, 0, 0]] and length.tolist() == [[2, 2, 1, 1]]
+
+    def test_more_rows_than_positions(self):
+        position, length = span_positions(torch.tensor([[-100, 5], [6, 7], [8, -100]]))
+        assert position.tolist() == [[0, 0], [0, 1], [0, 0]] and length.tolist() == [[1, 1], [2, 2], [1, 1]]
+
 
 class TestOccupancyWeights:
     def test_undiscounted_is_n_minus_t_over_n(self):
@@ -53,9 +62,10 @@ class TestOccupancyWeights:
             )
             torch.testing.assert_close(occupancy_weights(t, torch.full_like(t, n), gamma), expected)
 
-    def test_rejects_gamma_outside_the_unit_interval(self):
-        with pytest.raises(ValueError, match="gamma"):
-            occupancy_weights(torch.tensor([0]), torch.tensor([1]), gamma=0.0)
+    @pytest.mark.parametrize("gamma", [0.0, -0.5, 1.5, float("nan")])
+    def test_rejects_gamma_outside_the_unit_interval(self, gamma):
+        with pytest.raises(ValueError, match=r"`gamma` must be in \(0, 1\]"):
+            occupancy_weights(torch.tensor([0]), torch.tensor([1]), gamma=gamma)
 
 
 class TestTokenWeights:
@@ -68,6 +78,15 @@ class TestTokenWeights:
     def test_uniform_is_one_on_trained_tokens(self):
         weights = token_weights(_labels([-100, 5, 6, -100]), token_weighting="uniform")
         assert weights.tolist() == [[0.0, 1.0, 1.0, 0.0]]
+
+    def test_packed_sequences_are_weighted_each_from_its_own_start(self):
+        # Two sequences packed in one row, the second's completion right after the first's: the position ids say
+        # where the second starts, without them the two completions would be one span
+        labels = torch.tensor([[-100, 5, 6, 7, 8]])
+        position_ids = torch.tensor([[1, 2, 3, 0, 1]])
+        packed = token_weights(labels, position_ids)
+        torch.testing.assert_close(packed, torch.tensor([[0.0, 1.0, 1 / 2, 1.0, 1 / 2]]), rtol=0, atol=1e-6)
+        assert not torch.equal(token_weights(labels), packed)
 
     def test_rejects_unknown_weighting(self):
         with pytest.raises(ValueError, match="token_weighting"):
