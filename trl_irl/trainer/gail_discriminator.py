@@ -95,9 +95,8 @@ def discriminator_source(
     a path is loaded again, and one given as a model is copied, so that what was done to it in memory (training,
     edited weights, a model built with `from_config`, a PEFT adapter) is in the copy too; a classifier gets a head on
     the policy's checkpoint. What needs a checkpoint that a model built in memory lacks is refused, naming the
-    argument to pass.
+    argument to pass (the policy's own tokenizer is checked by the trainer).
     """
-    check_tokenizer_given(model, processing_class)
     if discriminator is not None:
         check_tokenizer_given(discriminator, discriminator_processing_class, "discriminator_processing_class")
         return discriminator, discriminator_processing_class
@@ -195,7 +194,6 @@ def build_discriminator(
         from peft import get_peft_model
 
         _refuse_an_adapter_without_the_head(peft_config, args)
-
         model = get_peft_model(model, peft_config)
     settings = {**discriminator_settings(args), "adapter_name": adapter_name}
     try:

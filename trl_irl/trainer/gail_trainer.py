@@ -30,6 +30,7 @@ from .run_checks import WarnIfWarmUpCoversTheRun, check_reward_weights
 from .utils import (
     SFT_AS_IRL_CITATION,
     ResumesFromCompleteCheckpoints,
+    check_tokenizer_given,
     policy_from_adapter_checkpoint,
     require_parent_methods,
     resolve_config,
@@ -154,6 +155,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
         _check_discriminator_choice(discriminator, discriminator_peft_config, args)
         check_reward_weights(args.reward_weights)
+        check_tokenizer_given(model, processing_class)
         train_dataset, eval_dataset = prepare_train_and_eval(train_dataset, eval_dataset)
         demonstration_pool = self._demonstration_pool(train_dataset, args)
         # A new classification head is initialised here, before GRPO seeds: seed it, so that runs are reproducible
