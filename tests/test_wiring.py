@@ -306,11 +306,20 @@ def test_evaluation_scores_without_training_the_discriminator(
     assert trainer.discriminator_reward.num_generations_seen == 0
 
 
-def test_in_a_run_rewards_stay_within_reward_clip_and_the_gradient_penalty_is_paid(
+def test_in_a_run_rewards_stay_within_reward_clip_the_targets_are_smoothed_and_the_gradient_penalty_is_paid(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
     # What the unit tests check of each, in a trainer run: GRPO receives clipped rewards, the discriminator's loss
-    # carries the R1 penalty on demonstrations
+    # aims at the smoothed targets and carries the R1 penalty on demonstrations
+    import trl_irl.discriminator.discriminator as discriminator_module
+
+    targets, class_loss_share = set(), discriminator_module.class_loss_share
+
+    def recording_share(logits, target, num_logits):
+        targets.add(round(target, 6))
+        return class_loss_share(logits, target, num_logits)
+
+    monkeypatch.setattr(discriminator_module, "class_loss_share", recording_share)
     clip = 0.05
     args = adversarial_config(
         GAILConfig,
@@ -318,6 +327,7 @@ def test_in_a_run_rewards_stay_within_reward_clip_and_the_gradient_penalty_is_pa
         disc_type="classifier",
         divergence="reverse_kl",  # its reward is the logit itself, unbounded without the clip
         reward_clip=clip,
+        disc_label_smoothing=0.2,
         disc_gradient_penalty=1.0,
         disc_learning_rate=3e-2,
         max_steps=4,
@@ -339,3 +349,4 @@ def test_in_a_run_rewards_stay_within_reward_clip_and_the_gradient_penalty_is_pa
         entry["disc/gradient_penalty"] for entry in trainer.state.log_history if "disc/gradient_penalty" in entry
     ]
     assert penalties and all(penalty > 0 for penalty in penalties)
+    assert targets == {0.9, 0.1}  # 1 - 0.2 / 2 for demonstrations, 0.2 / 2 for the policy's samples
