@@ -149,6 +149,7 @@ def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
     assert "distillation" not in ComparisonSettings().methods
     assert "large_sft" not in default_methods("distil") + default_methods("memorise")
     assert default_methods("rules") == default_methods("memorise")
+    assert not any("sdft" in default_methods(regime) for regime in ("memorise", "rules", "distil"))  # by name only
     with pytest.raises(ValueError, match="`distillation` needs a teacher's logits"):
         run_comparison(ComparisonSettings(methods=("distillation",)), tmp_path)
 
@@ -166,6 +167,7 @@ def test_distil_settings_use_a_student_smaller_than_its_teacher_and_the_measured
 
 @pytest.mark.slow
 def test_distil_comparison_trains_every_method_against_the_teacher(tmp_path):
+    # TRL's experimental SDFTTrainer included: the model its own teacher, the demonstration in its prompt
     settings = ComparisonSettings.for_regime(
         "distil",
         num_demonstrations=16,
@@ -179,7 +181,7 @@ def test_distil_comparison_trains_every_method_against_the_teacher(tmp_path):
         teacher_steps=4,
         # Fewer rows than demonstrations: TRL's DistillationTrainer drops an incomplete last batch
         adversarial_batch_size=8,
-        methods=("sft", "gail", "oracle", "distillation"),
+        methods=("sft", "gail", "oracle", "distillation", "sdft"),
     )
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
     assert set(results["methods"]) == {*settings.methods, "sft_temperature_0.8", "sft_temperature_0.6"}

@@ -78,8 +78,9 @@ def _demo_parser() -> argparse.ArgumentParser:
         choices=METHODS,
         default=None,
         type=lambda name: name.replace("-", "_"),
-        help="Default: every method but large_sft and distillation (memorise, rules); sft, gail, oracle and "
-        "distillation (distil, which alone has a teacher's logits for distillation).",
+        help="Default: every method but large_sft, distillation and sdft (memorise, rules); sft, gail, oracle and "
+        "distillation (distil, which alone has a teacher's logits for distillation). sdft is TRL's experimental "
+        "SDFTTrainer, asked for by name.",
     )
     parser.add_argument(
         "--output-dir",

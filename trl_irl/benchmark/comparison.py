@@ -18,6 +18,8 @@ larger causal LM whose text the smaller policy learns from (`benchmark.teacher`)
 - `distillation` (distil regime only): TRL's `DistillationTrainer` from the SFT checkpoint with the teacher's
   logits, the white-box alternative to learning from its text, with the adversarial methods' batch, learning rate,
   steps and completion length.
+- `sdft` (asked for by name): TRL's experimental `SDFTTrainer` from the SFT checkpoint, the model its own teacher
+  with the demonstration in its prompt, with the same batch, learning rate, steps and completion length.
 
 Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
 (their steps count from the end of SFT). The adversarial methods' curves also follow their learned reward:
@@ -240,6 +242,27 @@ def _build_distillation(run: _Comparison, method: str) -> _Built:
     return _Built(trainer, tracker)
 
 
+def _build_sdft(run: _Comparison, method: str) -> _Built:
+    """
+    TRL's `SDFTTrainer` (experimental) from the SFT checkpoint: on-policy self-distillation whose teacher is the model
+    itself with the demonstration in its prompt (`privileged_context`), with the adversarial methods' batch, learning
+    rate and steps. It needs no teacher's logits, and relies on the model learning from what is in its context.
+    """
+    from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # experimental: imported when asked for
+
+    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
+    sdft_fields = {field.name for field in dataclasses.fields(SDFTConfig)}
+    settings = {k: v for k, v in run.adversarial_settings.items() if k in sdft_fields}
+    demonstrations = run.demonstrations.map(lambda row: {"privileged_context": row["completion"]})
+    trainer = SDFTTrainer(
+        model=str(run.output_dir / "sft"),
+        args=SDFTConfig(str(run.output_dir / method), **settings),
+        train_dataset=demonstrations,
+        callbacks=[tracker],
+    )
+    return _Built(trainer, tracker)
+
+
 def _build_weighted_sft(run: _Comparison, method: str) -> _Built:
     return _build_sft(run, method, WeightedSFTConfig, WeightedSFTTrainer)
 
@@ -271,6 +294,7 @@ BUILDERS = {
     "airl_token": _build_airl_token,
     "oracle": _build_oracle,
     "distillation": _build_distillation,
+    "sdft": _build_sdft,
 }
 assert tuple(BUILDERS) == METHODS, "every method has its builder, in the order the methods are trained"
 

@@ -12,7 +12,7 @@ from .choices import METHODS
 def default_methods(regime: str) -> tuple[str, ...]:
     if regime == "distil":
         return ("sft", "gail", "oracle", "distillation")
-    return tuple(method for method in METHODS if method not in ("large_sft", "distillation"))
+    return tuple(method for method in METHODS if method not in ("large_sft", "distillation", "sdft"))
 
 
 @dataclass
