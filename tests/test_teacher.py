@@ -196,3 +196,37 @@ def test_distil_comparison_trains_every_method_against_the_teacher(tmp_path):
     assert "gail" in results_table(results) and "invalid" not in results_table(results)
     # The likelihood-ratio discriminator's q_phi is measured against the teacher like the policy
     assert results["methods"]["gail"]["discriminator_start"]["reverse_kl_se"] > 0
+
+
+@pytest.mark.parametrize(
+    ("demonstration_first", "template"), [(False, None), (True, "{privileged_context}\n\n{prompt}")]
+)
+def test_sdft_gets_the_demonstration_as_privileged_context_and_the_template_asked_for(
+    tmp_path, monkeypatch, demonstration_first, template
+):
+    import trl.experimental.sdft as sdft
+
+    received = {}
+
+    class RecordingSDFTTrainer(sdft.SDFTTrainer):
+        def __init__(self, *args, **kwargs):
+            received.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sdft, "SDFTTrainer", RecordingSDFTTrainer)
+    settings = ComparisonSettings(
+        num_demonstrations=16,
+        sft_steps=2,
+        adversarial_steps=1,
+        eval_every=2,
+        num_eval_prompts=4,
+        hidden_size=32,
+        methods=("sft", "sdft"),
+        sdft_demonstration_first=demonstration_first,
+    )
+    run_comparison(settings, tmp_path, log=lambda *args: None)
+    dataset = received["train_dataset"]
+    assert dataset["privileged_context"] == dataset["completion"]
+    expected = template or sdft.SDFTConfig(output_dir=str(tmp_path), bf16=False).teacher_prompt_template
+    assert received["args"].teacher_prompt_template == expected
+    assert received["model"].endswith("/sft")  # from the SFT checkpoint

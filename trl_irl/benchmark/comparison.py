@@ -253,6 +253,8 @@ def _build_sdft(run: _Comparison, method: str) -> _Built:
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
     sdft_fields = {field.name for field in dataclasses.fields(SDFTConfig)}
     settings = {k: v for k, v in run.adversarial_settings.items() if k in sdft_fields}
+    if run.settings.sdft_demonstration_first:
+        settings["teacher_prompt_template"] = "{privileged_context}\n\n{prompt}"
     demonstrations = run.demonstrations.map(lambda row: {"privileged_context": row["completion"]})
     trainer = SDFTTrainer(
         model=str(run.output_dir / "sft"),

@@ -68,6 +68,9 @@ class ComparisonSettings:
     teacher_hidden_size: int = 256
     teacher_num_hidden_layers: int = 4
     teacher_steps: int = 1500
+    # `sdft`'s teacher prompt puts the demonstration before the prompt (`{privileged_context}\n\n{prompt}`) instead of
+    # after it (TRL's default, `{prompt}\n\n{privileged_context}`, where a text model's next token ends the response)
+    sdft_demonstration_first: bool = False
 
     def __post_init__(self):
         if self.methods is None:
