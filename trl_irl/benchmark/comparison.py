@@ -44,6 +44,7 @@ from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, Weighted
 from .choices import ADVERSARIAL_METHODS, METHODS
 from .monitoring import REWARD_METRICS, DiscriminatorAtStart, DivergenceTracker, ExactReverseKLReward, RewardMonitor
 from .settings import ComparisonSettings
+from .sft_records import reusable_sft_record, write_sft_record
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
 from .teacher import MAX_NEW_TOKENS, TeacherExpert, TeacherReverseKLReward, load_teacher, train_teacher
 from .tiny_models import build_tiny_tokenizer, save_tiny_model
@@ -69,38 +70,6 @@ __all__ = [
     "results_table",
     "run_comparison",
 ]
-
-
-# Beside the SFT checkpoint: the settings it was trained with and its curve, so that a later run can reuse it
-SFT_RECORD_FILE = "comparison_sft.json"
-# The settings that determine the SFT checkpoint and its evaluation
-_SFT_FIELDS = (
-    "regime",
-    "num_demonstrations",
-    "sft_steps",
-    "eval_every",
-    "num_eval_prompts",
-    "seed",
-    "hidden_size",
-    "num_hidden_layers",
-    "sft_learning_rate",
-    "teacher_hidden_size",
-    "teacher_num_hidden_layers",
-    "teacher_steps",
-)
-
-
-def _sft_settings(settings: ComparisonSettings) -> dict:
-    return {name: getattr(settings, name) for name in _SFT_FIELDS}
-
-
-def _reusable_sft_record(directory: Path, settings: ComparisonSettings) -> dict | None:
-    """The SFT result saved in `directory` by a run with the same SFT settings, or `None`."""
-    record_path = directory / SFT_RECORD_FILE
-    if not record_path.is_file() or not (directory / "model.safetensors").is_file():
-        return None
-    record = json.loads(record_path.read_text())
-    return record["result"] if record["settings"] == _sft_settings(settings) else None
 
 
 @dataclass
@@ -397,8 +366,7 @@ def _train(run: _Comparison, method: str, base_metrics: dict) -> dict:
     result = {"curve": curve, "final": curve[-1], "seconds": round(time.perf_counter() - started, 1)}
     if method in ("sft", "large_sft"):
         built.trainer.save_model()
-        record = {"settings": _sft_settings(run.settings), "result": result}
-        (run.output_dir / method / SFT_RECORD_FILE).write_text(json.dumps(record))
+        write_sft_record(run.output_dir / method, run.settings, result)
     if built.discriminator_at_start is not None:
         # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than the
         # policy, the policy would have something left to learn from it (without the KL term, the optimum of the
@@ -426,7 +394,7 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         if m in settings.methods or (m == "sft" and needs_sft) or (m == "large_sft" and _trains_large_sft(settings))
     ]
     for method in order:
-        reused = _reusable_sft_record(output_dir / method, settings) if method in ("sft", "large_sft") else None
+        reused = reusable_sft_record(output_dir / method, settings) if method in ("sft", "large_sft") else None
         middle_saved = (
             method == "large_sft" or run.sft_middle is None or (run.sft_middle / "model.safetensors").is_file()
         )
