@@ -12,7 +12,10 @@ Per seed, one SFT run of the regime (reused when its checkpoint exists, as the s
 - `self`: `LikelihoodReward(end)`, the sampling model scoring itself (picks its likeliest sample);
 - where the work directory holds a sweep's `large_sft` (distil regime): `large_ratio`,
   `LikelihoodRatioReward(large_sft, end)` (the reward GAIL starts from with the larger discriminator), and `large`,
-  `LikelihoodReward(large_sft)`.
+  `LikelihoodReward(large_sft)`;
+- where it holds a sweep's `airl` (its `reward_model/`): `airl`, `LikelihoodReward(reward_model)`, AIRL's learned
+  `f_theta = log q_phi` (with the distil defaults, `large_sft` after the adversarial updates).
+`ratio` needs SFT's middle checkpoint, which the distil regime's defaults do not save: without it, it is left out.
 Each condition samples from SFT's end and is measured on the same held-out prompts by the expert's exact
 log-likelihood of the chosen response (smoothed as in the divergences: an invalid response gets `INVALID_MASS`), with
 its standard error over prompts, and by the share of valid responses (the distil regime has none: there every
@@ -92,7 +95,7 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     run_comparison(settings, output_dir, log=log)
     end_path = output_dir / "sft"
     middle_path = end_path / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
-    end, middle = AutoModelForCausalLM.from_pretrained(end_path), AutoModelForCausalLM.from_pretrained(middle_path)
+    end = AutoModelForCausalLM.from_pretrained(end_path)
     tokenizer = AutoTokenizer.from_pretrained(end_path)
     expert = SyntheticExpert("rules" if regime == "distil" else regime, seed=seed)
     # The demonstrations' prompts (`SyntheticExpert.demonstrations` draws them so; in the distil regime the teacher
@@ -109,7 +112,12 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
         def score(prompts, completions, completion_ids):
             return _expert_scores(expert, tokenizer, prompts, completions, completion_ids)
 
-    rewards = {"ratio": LikelihoodRatioReward(end, middle, tokenizer), "self": LikelihoodReward(end, tokenizer)}
+    rewards = {"self": LikelihoodReward(end, tokenizer)}
+    if middle_path.is_dir():  # a sweep whose SFT saved no middle checkpoint (the distil defaults) has no `ratio`
+        middle = AutoModelForCausalLM.from_pretrained(middle_path)
+        rewards = {"ratio": LikelihoodRatioReward(end, middle, tokenizer)} | rewards
+    else:
+        log(f"[seed {seed}] no {middle_path.name} in {end_path}: no `ratio` reranker")
     if (output_dir / "large_sft" / "model.safetensors").is_file():
         # The distil regime's larger SFT model (a sweep's `large_sft`): GAIL's best discriminator there, as a reranker
         large = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft")
@@ -117,6 +125,11 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
             "large_ratio": LikelihoodRatioReward(large, end, tokenizer),
             "large": LikelihoodReward(large, tokenizer),
         }
+    if (output_dir / "airl" / "reward_model" / "model.safetensors").is_file():
+        # A sweep's AIRL (with the distil defaults, `large_sft` as its discriminator): the reward model it leaves,
+        # `f_theta = log q_phi` after the adversarial updates, against `large`, the same model before them
+        airl = AutoModelForCausalLM.from_pretrained(output_dir / "airl" / "reward_model")
+        rewards["airl"] = LikelihoodReward(airl, tokenizer)
     conditions = {"sample": (None, 1, 1.0), "sample_t0.6": (None, 1, 0.6)}
     for n in (4, 16):
         for name in rewards:

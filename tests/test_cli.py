@@ -683,3 +683,14 @@ def test_demo_runs_the_regime_and_seed_it_is_given(monkeypatch, argv, expected):
     assert settings == comparison.ComparisonSettings.for_regime(
         expected["regime"], seed=expected["seed"], num_demonstrations=expected["num_demonstrations"], report_to="none"
     )
+
+
+def test_comparison_keeps_airl_s_reward_model_for_reranking(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    settings = _one_adversarial_step_settings(sft_steps=2, eval_every=1, methods=("sft", "airl"))
+    run_comparison(settings, tmp_path, log=lambda *args: None)
+    reward_model = tmp_path / "airl" / "reward_model"
+    # The likelihood-ratio AIRL's f_theta = log q_phi: a causal LM, loadable on its own
+    assert (reward_model / "README.md").is_file()
+    assert AutoModelForCausalLM.from_pretrained(reward_model).config.hidden_size == 32

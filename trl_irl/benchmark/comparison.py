@@ -367,6 +367,9 @@ def _train(run: _Comparison, method: str, base_metrics: dict) -> dict:
     if method in ("sft", "large_sft"):
         built.trainer.save_model()
         write_sft_record(run.output_dir / method, run.settings, result)
+    if isinstance(built.trainer, AIRLTrainer):
+        # What AIRL leaves behind for new prompts: its reward model, which `best_of_n_benchmark.py` reranks with
+        built.trainer.save_reward_model(run.output_dir / method / "reward_model")
     if built.discriminator_at_start is not None:
         # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than the
         # policy, the policy would have something left to learn from it (without the KL term, the optimum of the
