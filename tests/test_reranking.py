@@ -105,6 +105,7 @@ def test_likelihood_ratio_reward_is_the_difference_of_the_two_likelihoods(tiny_m
     [
         ({"n": 0}, "`n` must be an integer of at least 1"),
         ({"n": 2.5}, r"`n` must be an integer of at least 1, got 2.5"),
+        ({"n": True}, r"`n` must be an integer of at least 1, got True"),
         ({"prompts": []}, "`prompts` is empty"),
         ({"prompts": "Count to three:"}, "`prompts` must be a list of prompts, got one str"),
         ({"temperature": 0.0}, "`temperature` must be positive, got 0.0"),
