@@ -69,24 +69,7 @@ def test_the_saved_card_has_metadata_and_an_example_that_runs(
 def test_push_to_hub_uploads_the_policy_and_the_discriminator_with_linked_cards(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
-    import transformers.trainer
-
-    recorded = {}
-
-    class RecordingHfApi:
-        def create_repo(self, repo_id, token=None, private=None, exist_ok=False):
-            recorded.update(repo_id=repo_id, private=private)
-            return type("RepoUrl", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, repo_id, folder_path, revision=None, **kwargs):
-            folder = Path(folder_path)
-            recorded.update(upload_repo_id=repo_id, revision=revision)
-            recorded["files"] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-            recorded["policy_card"] = (folder / "README.md").read_text()
-            recorded["discriminator_card"] = (folder / "discriminator" / "README.md").read_text()
-            return "https://huggingface.co/someone/gail-policy/commit/0"
-
-    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: RecordingHfApi())
+    recorded = record_trainer_pushes(monkeypatch)
     trainer = _trainer(
         "gail",
         tmp_path,
@@ -106,9 +89,9 @@ def test_push_to_hub_uploads_the_policy_and_the_discriminator_with_linked_cards(
         recorded["files"]
     )
     # The policy's card says where the discriminator is and how to load it from the pushed repository
-    assert "subfolder='discriminator'" in recorded["policy_card"]
-    assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in recorded["policy_card"]
-    discriminator_card = ModelCard(recorded["discriminator_card"])
+    assert "subfolder='discriminator'" in recorded["cards"][""]
+    assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in recorded["cards"][""]
+    discriminator_card = ModelCard(recorded["cards"]["discriminator"])
     assert discriminator_card.data.datasets == ["someone/demonstrations"]
     assert "from_pretrained('someone/gail-policy', subfolder='discriminator')" in discriminator_card.content
 
