@@ -22,7 +22,13 @@ from trl.trainer.utils import get_config_model_id
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
 from ..likelihood_rewards import mean_negative_log_likelihood
 from .model_cards import auto_class_of
-from .utils import check_tokenizer_given, is_adapter_checkpoint, is_built_in_memory, is_missing_local_path
+from .utils import (
+    check_tokenizer_given,
+    is_adapter_checkpoint,
+    is_built_in_memory,
+    is_missing_local_path,
+    load_trainable_adapter,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -130,17 +136,6 @@ def _refuse_an_adapter_without_the_head(peft_config, args) -> None:
         )
 
 
-def _load_trainable_adapter(path: str, auto_class_name: str, init_kwargs: dict):
-    """
-    The adapter in `path` on the base model its config names, trainable: `from_pretrained` of the auto class loads an
-    adapter frozen, for inference, which would leave the discriminator nothing to train.
-    """
-    import peft
-
-    peft_class = getattr(peft, auto_class_name.replace("AutoModel", "AutoPeftModel"))
-    return peft_class.from_pretrained(path, is_trainable=True, **init_kwargs)
-
-
 def build_discriminator(
     discriminator: str | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -182,7 +177,7 @@ def build_discriminator(
         # A classifier has one label: its expert-is-high logit
         head = {} if likelihood_ratio else {"num_labels": 1}
         if is_adapter_checkpoint(discriminator):
-            model = _load_trainable_adapter(discriminator, auto_class.__name__, {**head, **init_kwargs})
+            model = load_trainable_adapter(discriminator, auto_class.__name__, {**head, **init_kwargs})
         else:
             model = auto_class.from_pretrained(discriminator, **head, **init_kwargs)
     else:

@@ -181,9 +181,18 @@ def policy_from_adapter_checkpoint(model, model_init_kwargs: dict | None):
     """
     if not (isinstance(model, str) and is_adapter_checkpoint(model)):
         return model
-    from peft import AutoPeftModelForCausalLM
+    return load_trainable_adapter(model, "AutoModelForCausalLM", model_init_kwargs or {})
 
-    return AutoPeftModelForCausalLM.from_pretrained(model, is_trainable=True, **(model_init_kwargs or {}))
+
+def load_trainable_adapter(path: str, auto_class_name: str, init_kwargs: dict):
+    """
+    The adapter in `path` on the base model its config names (loaded with the `auto_class_name` auto class's PEFT
+    twin), trainable: `from_pretrained` of the auto class itself loads an adapter frozen, for inference.
+    """
+    import peft
+
+    peft_class = getattr(peft, auto_class_name.replace("AutoModel", "AutoPeftModel"))
+    return peft_class.from_pretrained(path, is_trainable=True, **init_kwargs)
 
 
 def is_missing_local_path(reference: str) -> bool:
