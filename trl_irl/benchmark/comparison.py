@@ -116,6 +116,11 @@ class _Comparison:
             "max_steps": settings.adversarial_steps,
         }
 
+    def adversarial_settings_for(self, config_class, leave_out: tuple[str, ...] = ()) -> dict:
+        """The adversarial methods' settings that `config_class` takes (a baseline trainer's), less `leave_out`."""
+        fields = {field.name for field in dataclasses.fields(config_class)} - set(leave_out)
+        return {key: value for key, value in self.adversarial_settings.items() if key in fields}
+
     def exact_reward(self) -> ExactReverseKLReward | TeacherReverseKLReward:
         """The exact reverse-KL reward of this regime's expert; its `policy` is set once the trainer exists."""
         if isinstance(self.expert, TeacherExpert):
@@ -151,8 +156,7 @@ def _build_oracle(run: _Comparison, method: str) -> _Built:
     """GRPO from the SFT checkpoint with the exact reverse-KL reward and the adversarial methods' GRPO settings."""
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
     reward = run.exact_reward()
-    grpo_fields = {field.name for field in dataclasses.fields(GRPOConfig)}
-    grpo_settings = {k: v for k, v in run.adversarial_settings.items() if k in grpo_fields}
+    grpo_settings = run.adversarial_settings_for(GRPOConfig)
     trainer = GRPOTrainer(
         model=str(run.output_dir / "sft"),
         reward_funcs=reward,
@@ -199,8 +203,7 @@ def _build_distillation(run: _Comparison, method: str) -> _Built:
     ceiling of learning from its text), on-policy, with the adversarial methods' batch, learning rate and steps.
     """
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    distillation_fields = {field.name for field in dataclasses.fields(DistillationConfig)}
-    settings = {k: v for k, v in run.adversarial_settings.items() if k in distillation_fields and k != "beta"}
+    settings = run.adversarial_settings_for(DistillationConfig, leave_out=("beta",))
     trainer = DistillationTrainer(
         model=str(run.output_dir / "sft"),
         teacher_model=run.expert.model,
@@ -220,8 +223,7 @@ def _build_sdft(run: _Comparison, method: str) -> _Built:
     from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # experimental: imported when asked for
 
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    sdft_fields = {field.name for field in dataclasses.fields(SDFTConfig)}
-    settings = {k: v for k, v in run.adversarial_settings.items() if k in sdft_fields}
+    settings = run.adversarial_settings_for(SDFTConfig)
     if run.settings.sdft_demonstration_first:
         settings["teacher_prompt_template"] = "{privileged_context}\n\n{prompt}"
     demonstrations = run.demonstrations.map(lambda row: {"privileged_context": row["completion"]})
