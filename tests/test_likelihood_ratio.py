@@ -20,10 +20,10 @@ def _likelihood_ratio_config(tmp_path, config_class=GAILConfig, **overrides):
     return adversarial_config(config_class, tmp_path, disc_type="likelihood_ratio", **overrides)
 
 
-def _log_q(model, tokenizer, prompt, response_ids, temperature=1.0) -> torch.Tensor:
-    """`log q(y_t | x, y_<t)` of each response token, computed directly."""
+def _log_q(model, tokenizer, prompt, response_ids, temperature=1.0, grad=False) -> torch.Tensor:
+    """`log q(y_t | x, y_<t)` of each response token, computed directly (differentiable with `grad`)."""
     prompt_ids = tokenizer(prompt)["input_ids"]
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         logits = model(input_ids=torch.tensor([prompt_ids + response_ids])).logits[0] / temperature
     log_probs = logits.log_softmax(-1)[len(prompt_ids) - 1 : -1]
     return log_probs.gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
@@ -409,3 +409,125 @@ def test_without_held_out_demonstrations_it_trains_on_every_row_and_logs_no_held
     assert not {key for key in logged if "heldout" in key}
     # What the discriminator knows at the start is measured on training rows instead
     assert {"disc/loss", "disc/start_knowledge_gap"} <= logged
+
+
+class TestLikelihoodTerm:
+    """`likelihood_weight` (`disc_likelihood_weight`): SFT's loss on the update's demonstrations, beside the BCE."""
+
+    @staticmethod
+    def _samples(tokenizer):
+        prompt_ids = tuple(tokenizer(PROMPT)["input_ids"])
+        demonstrations = [" 1 2 3", " 2 3 4"]
+        policy = [" 7", " 1 1"]
+        encode = [tuple(tokenizer(text)["input_ids"]) + (tokenizer.eos_token_id,) for text in demonstrations]
+        return [(prompt_ids, ids) for ids in encode], [(prompt_ids, tuple(tokenizer(t)["input_ids"])) for t in policy]
+
+    @pytest.mark.parametrize(("token_level", "micro_batch_size"), [(False, None), (True, None), (False, 1)])
+    def test_an_update_steps_on_the_cross_entropy_plus_the_weighted_negative_log_likelihood(
+        self, tiny_model_path, token_level, micro_batch_size
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        expert, policy = self._samples(tokenizer)
+        # The logit offsets `-log pi`: any constants, here made up, so that the cross-entropy's terms are not 0
+        expert_offsets = torch.tensor([0.4, -0.3]) if not token_level else None
+        policy_offsets = torch.tensor([1.1, 0.2]) if not token_level else None
+        weight, learning_rate = 0.7, 0.5
+
+        # By hand: the balanced cross-entropy of l = log q + offset, plus `weight` x SFT's loss on the demonstrations
+        reference = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        expert_log_q = [_log_q(reference, tokenizer, PROMPT, list(ids), grad=True) for _, ids in expert]
+        policy_log_q = [_log_q(reference, tokenizer, PROMPT, list(ids), grad=True) for _, ids in policy]
+        if token_level:
+            logits_expert, logits_policy = torch.cat(expert_log_q), torch.cat(policy_log_q)
+        else:
+            logits_expert = torch.stack([q.sum() for q in expert_log_q]) + expert_offsets
+            logits_policy = torch.stack([q.sum() for q in policy_log_q]) + policy_offsets
+        nll = -torch.cat(expert_log_q).mean()
+        loss = 0.5 * (
+            torch.nn.functional.softplus(-logits_expert).mean() + torch.nn.functional.softplus(logits_policy).mean()
+        )
+        reference.zero_grad()
+        (loss + weight * nll).backward()
+        expected = [param - learning_rate * param.grad for param in reference.parameters()]
+
+        discriminator = LikelihoodRatioDiscriminator(
+            AutoModelForCausalLM.from_pretrained(tiny_model_path),
+            tokenizer,
+            token_level=token_level,
+            micro_batch_size=micro_batch_size,
+            likelihood_weight=weight,
+        )
+        discriminator.optimizer = torch.optim.SGD(discriminator.model.parameters(), lr=learning_rate)
+        update = discriminator.update(expert, policy, expert_offsets, policy_offsets)
+
+        assert update.stats["nll_expert"] == pytest.approx(nll.item(), rel=1e-5)
+        assert update.stats["loss"] == pytest.approx((loss + weight * nll).item(), rel=1e-5)
+        for stepped, hand in zip(discriminator.model.parameters(), expected, strict=True):
+            torch.testing.assert_close(stepped, hand, rtol=1e-4, atol=1e-6)
+
+    def test_without_the_weight_the_step_is_the_cross_entropy_s_and_the_likelihood_is_still_logged(
+        self, tiny_model_path
+    ):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        expert, policy = self._samples(tokenizer)
+        steps = {}
+        for weight in (0.0, 1.0):
+            discriminator = LikelihoodRatioDiscriminator(
+                AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer, likelihood_weight=weight
+            )
+            discriminator.optimizer = torch.optim.SGD(discriminator.model.parameters(), lr=0.5)
+            steps[weight] = (discriminator.update(expert, policy).stats, list(discriminator.model.parameters()))
+        (plain, plain_params), (weighted, weighted_params) = steps[0.0], steps[1.0]
+        assert plain["nll_expert"] == pytest.approx(weighted["nll_expert"])
+        assert weighted["loss"] == pytest.approx(plain["loss"] + plain["nll_expert"], rel=1e-5)
+        assert not all(torch.equal(a, b) for a, b in zip(plain_params, weighted_params, strict=True))
+
+    def test_it_keeps_q_phi_on_the_demonstrations_the_cross_entropy_alone_pushes_it_off(self, tiny_model_path):
+        # Policy samples that are the demonstrations' own words: the cross-entropy lowers q_phi on them, and with it
+        # on the demonstrations; the likelihood term holds q_phi's likelihood of the demonstrations
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        expert, _ = self._samples(tokenizer)
+        prompt_ids = expert[0][0]
+        policy = [(prompt_ids, tuple(tokenizer(text)["input_ids"])) for text in (" 1 2", " 2 3", " 1 2 3 4")]
+        nll = {}
+        for weight in (0.0, 1.0):
+            discriminator = LikelihoodRatioDiscriminator(
+                AutoModelForCausalLM.from_pretrained(tiny_model_path),
+                tokenizer,
+                learning_rate=3e-3,
+                likelihood_weight=weight,
+            )
+            start = discriminator.negative_log_likelihood(expert)
+            for _ in range(10):
+                discriminator.update(expert, policy)
+            nll[weight] = discriminator.negative_log_likelihood(expert) - start
+        assert nll[1.0] < nll[0.0]
+        assert nll[1.0] < 0  # the term does more than slow the drift: q_phi fits the demonstrations better
+
+    @pytest.mark.parametrize("weight", [-0.5, float("nan")])
+    def test_a_weight_below_zero_or_nan_is_refused_by_name(self, tmp_path, tiny_model_path, weight):
+        with pytest.raises(ValueError, match="likelihood_weight"):
+            LikelihoodRatioDiscriminator(
+                AutoModelForCausalLM.from_pretrained(tiny_model_path),
+                AutoTokenizer.from_pretrained(tiny_model_path),
+                likelihood_weight=weight,
+            )
+        with pytest.raises(ValueError, match="disc_likelihood_weight"):
+            _likelihood_ratio_config(tmp_path, disc_likelihood_weight=weight)
+
+    def test_a_classifier_with_the_weight_is_refused_by_name(self, tmp_path):
+        with pytest.raises(ValueError, match="disc_likelihood_weight"):
+            adversarial_config(GAILConfig, tmp_path, disc_type="classifier", disc_likelihood_weight=1.0)
+
+    def test_gail_passes_the_weight_and_logs_the_demonstrations_likelihood(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        trainer = GAILTrainer(
+            model=tiny_model_path,
+            args=_likelihood_ratio_config(tmp_path, disc_likelihood_weight=0.5),
+            train_dataset=prompt_completion_dataset,
+        )
+        assert trainer.discriminator.likelihood_weight == 0.5
+        trainer.train()
+        logged = [entry["disc/nll_expert"] for entry in trainer.state.log_history if "disc/nll_expert" in entry]
+        assert logged and all(value > 0 for value in logged)

@@ -8,12 +8,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import checkpoint
 from .adapters import adapter_parameters, check_shared_model, with_own_adapter
-from .encoding import micro_batches
+from .encoding import micro_batches, num_response_tokens
 from .objective import (
     balanced_loss,
     captured_input_embeddings,
     class_loss_share,
-    input_gradient_penalty,
+    demonstration_terms,
     smoothed_targets,
     update_statistics,
 )
@@ -30,13 +30,25 @@ class DiscriminatorUpdate:
 
     Attributes:
         stats (`dict[str, float]`): of the update's batch before the step, averaged across processes: `loss`, `acc`,
-            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy`, `grad_norm` (before clipping), and
-            `gradient_penalty` when on.
+            `acc_expert`, `acc_policy`, `entropy`, `logit_expert`, `logit_policy`, `grad_norm` (before clipping),
+            `gradient_penalty` when on and, for a likelihood ratio, `nll_expert` (`q_phi`'s negative log-likelihood
+            per token of the demonstrations).
         policy_logits (`torch.Tensor`): the fresh policy samples' logits before the step, as `logits` gives them.
     """
 
     stats: dict[str, float]
     policy_logits: torch.Tensor
+
+
+def _check_arguments(tokenizer: PreTrainedTokenizerBase, label_smoothing: float) -> None:
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
+            "padding token, which batches of samples of different lengths need. Set one, for example "
+            "`tokenizer.pad_token = tokenizer.eos_token`."
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
 
 
 class Discriminator:
@@ -66,6 +78,9 @@ class Discriminator:
         scorer (*optional*): one of `trl_irl.discriminator.scorers`; defaults to a `SequenceClassifierScorer`.
     """
 
+    # Weight of SFT's loss on the demonstrations in each update: a likelihood ratio's to set (`demonstration_terms`)
+    likelihood_weight = 0.0
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -87,14 +102,7 @@ class Discriminator:
         if adapter_name is not None:
             check_shared_model(model, adapter_name, gradient_penalty)
         self.adapter_name = adapter_name
-        if tokenizer.pad_token_id is None:
-            raise ValueError(
-                f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
-                "padding token, which batches of samples of different lengths need. Set one, for example "
-                "`tokenizer.pad_token = tokenizer.eos_token`."
-            )
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+        _check_arguments(tokenizer, label_smoothing)
         self.model, self.tokenizer, self.learning_rate = model, tokenizer, learning_rate
         prepare_model(
             model, tokenizer, self.trainable_parameters(), own_model=adapter_name is None, eager=gradient_penalty > 0
@@ -222,15 +230,15 @@ class Discriminator:
         replayed = self.replay_buffer.draw(len(policy_samples))
         expert_target, policy_target = smoothed_targets(self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        logits_expert, penalty = self._accumulate(
-            expert_samples, expert_logit_offsets, expert_target, with_penalty=self.gradient_penalty > 0
+        logits_expert, expert_terms = self._accumulate(
+            expert_samples, expert_logit_offsets, expert_target, demonstrations=True
         )
         logits_policy, _ = self._accumulate(policy_samples + replayed, policy_logit_offsets, policy_target)
         loss = balanced_loss(logits_expert, logits_policy, expert_target, policy_target)
-        stats = {}
-        if penalty is not None:
-            loss = loss + self.gradient_penalty * penalty
-            stats["gradient_penalty"] = penalty
+        for name, value in expert_terms.items():
+            if self._term_weights[name] > 0:
+                loss = loss + self._term_weights[name] * value
+        stats = dict(expert_terms)
         grad_norm = self._step(loss, self.optimizer)
         self.replay_buffer.add(policy_samples)
         stats.update(update_statistics(logits_expert, logits_policy, loss))
@@ -247,30 +255,40 @@ class Discriminator:
         parameters = [param for param in self.trainable_parameters() if param.grad is not None]
         return guarded_step(loss, optimizer, parameters, self.parallel, max_grad_norm or self.max_grad_norm)
 
+    @property
+    def _term_weights(self) -> dict[str, float]:
+        """The weight of each term that only demonstrations carry (`objective.demonstration_terms`)."""
+        return {"gradient_penalty": self.gradient_penalty, "nll_expert": self.likelihood_weight}
+
     def _accumulate(
-        self, samples: list, logit_offsets: torch.Tensor | None, target: float, with_penalty: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, samples: list, logit_offsets: torch.Tensor | None, target: float, demonstrations: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """
         Forward and backward `samples`, `micro_batch_size` at a time, for half the class-balanced cross-entropy
-        towards `target` (and, with `with_penalty`, the gradient penalty's share). Gradients accumulate in the
-        parameters. Returns the logits, detached, and the penalty (without its weight) or `None`.
+        towards `target` and, for `demonstrations`, the terms only they carry (`objective.demonstration_terms`), each
+        with its weight where that is positive. Gradients accumulate in the parameters. Returns the logits, detached,
+        and those terms over all the samples, without their weights.
         """
-        num_logits = self.scorer.num_logits(samples)
-        logits, penalty, start = [], torch.zeros((), device=self.device), 0
+        with_penalty = demonstrations and self.gradient_penalty > 0
+        # Where the outputs are log-likelihoods, SFT's loss on the demonstrations is one of their terms
+        num_tokens = num_response_tokens(samples) if demonstrations and self.scorer.outputs_log_likelihoods else 0
+        num_logits, logits, terms, start = self.scorer.num_logits(samples), [], {}, 0
         for chunk in micro_batches(samples, self.micro_batch_size):
-            chunk_logits, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
+            outputs, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
             count = self.scorer.num_logits(chunk)
+            chunk_logits = outputs
             if logit_offsets is not None:
-                chunk_logits = chunk_logits + logit_offsets[start : start + count].to(chunk_logits.device)
+                chunk_logits = outputs + logit_offsets[start : start + count].to(outputs.device)
             start += count
             loss = class_loss_share(chunk_logits, target, num_logits)
-            if with_penalty:
-                chunk_penalty = input_gradient_penalty(chunk_logits, embeddings, len(samples))
-                loss = loss + self.gradient_penalty * chunk_penalty
-                penalty = penalty + chunk_penalty.detach()
+            chunk_terms = demonstration_terms(outputs, chunk_logits, embeddings, len(samples), num_tokens)
+            for name, value in chunk_terms.items():
+                if self._term_weights[name] > 0:
+                    loss = loss + self._term_weights[name] * value
+                terms[name] = terms.get(name, 0.0) + value.detach()
             loss.backward()
             logits.append(chunk_logits.detach())
-        return torch.cat(logits), (penalty if with_penalty else None)
+        return torch.cat(logits), terms
 
     def save_pretrained(self, directory: str | Path, is_main_process: bool = True) -> None:
         """The model and tokenizer, loadable with `from_pretrained(directory)` (see `checkpoint.save_pretrained`)."""

@@ -26,6 +26,11 @@ class LikelihoodRatioDiscriminator(Discriminator):
         tokenizer: the policy's tokenizer.
         token_level (`bool`, *optional*, defaults to `False`): one logit per response token rather than per response.
         temperature (`float`, *optional*, defaults to `1.0`): divides `q_phi`'s logits, as the policy's sampling does.
+        likelihood_weight (`float`, *optional*, defaults to `0.0`): weight of a maximum-likelihood term in each
+            update, `q_phi`'s mean negative log-likelihood per response token of the update's demonstrations (SFT's
+            loss), added to the cross-entropy. Its minimiser is the cross-entropy's, `q_phi = p_exp`, so it keeps the
+            target and anchors the path: the cross-entropy alone lowers `q_phi` wherever the policy samples, good
+            responses included, and lets `q_phi` drift from the demonstrations it was trained on.
     """
 
     def __init__(
@@ -34,9 +39,14 @@ class LikelihoodRatioDiscriminator(Discriminator):
         tokenizer: PreTrainedTokenizerBase,
         token_level: bool = False,
         temperature: float = 1.0,
+        likelihood_weight: float = 0.0,
         **kwargs,
     ):
+        # Written so that NaN, which compares false with everything, is refused too
+        if not likelihood_weight >= 0:
+            raise ValueError(f"`likelihood_weight` must be >= 0, got {likelihood_weight}.")
         super().__init__(model, tokenizer, scorer=LikelihoodRatioScorer(token_level, temperature), **kwargs)
+        self.likelihood_weight = likelihood_weight
 
     @property
     def temperature(self) -> float:

@@ -51,6 +51,28 @@ def input_gradient_penalty(logits: torch.Tensor, embeddings: torch.Tensor, num_s
     return gradients.pow(2).sum(dim=(1, 2)).sum() / num_samples
 
 
+def demonstration_terms(
+    outputs: torch.Tensor,
+    logits: torch.Tensor,
+    embeddings: torch.Tensor | None,
+    num_samples: int,
+    num_response_tokens: int = 0,
+) -> dict[str, torch.Tensor]:
+    """
+    A chunk of demonstrations' shares of the terms that only demonstrations carry, unweighted and differentiable:
+    `gradient_penalty`, the R1 penalty of its `logits`, where their input `embeddings` were captured; and, where the
+    model's `outputs` (before any logit offset) are log-likelihoods of the responses, summed per response or per token
+    (`num_response_tokens` of them in all), `nll_expert`, their mean negative log-likelihood per response token: SFT's
+    loss. Both are divided by the class's totals, so that micro-batches add up to the whole.
+    """
+    terms = {}
+    if embeddings is not None:
+        terms["gradient_penalty"] = input_gradient_penalty(logits, embeddings, num_samples)
+    if num_response_tokens > 0:
+        terms["nll_expert"] = -outputs.sum() / num_response_tokens
+    return terms
+
+
 @contextmanager
 def captured_input_embeddings(model: torch.nn.Module, enabled: bool = True):
     """

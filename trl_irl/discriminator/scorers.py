@@ -27,6 +27,9 @@ class SequenceClassifierScorer:
     min_prompt_tokens = 0
     # Whether a token's logit must not see the tokens after it (checked on the model)
     needs_causal_model = False
+    # Whether the model's outputs, before any offset, are log-likelihoods of the response (which a maximum-likelihood
+    # term on demonstrations can train)
+    outputs_log_likelihoods = False
     # The shape of the logits on one sequence of `T` tokens, and the class that gives it, for the error that refuses
     # another model
     expected = ("(1, 1)", "AutoModelForSequenceClassification", "a sequence-level discriminator")
@@ -96,6 +99,7 @@ class LikelihoodRatioScorer:
     # A next-token model needs one token before the response to score its first
     min_prompt_tokens = 1
     needs_causal_model = True
+    outputs_log_likelihoods = True
     expected = ("(1, T, V)", "AutoModelForCausalLM", "a likelihood-ratio discriminator")
 
     def __init__(self, token_level: bool = False, temperature: float = 1.0):

@@ -88,6 +88,13 @@ class GAILConfig(GRPOConfig):
             Discriminator inputs longer than this many tokens keep their last `disc_max_length` tokens (the response
             end is always seen; the start of a long prompt is dropped). Defaults to the discriminator's
             `max_position_embeddings`.
+        disc_likelihood_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of a maximum-likelihood term in each update of the likelihood-ratio discriminator: `q_phi`'s mean
+            negative log-likelihood per token of the update's demonstrations (SFT's loss on them), added to the
+            cross-entropy. Both terms are minimised by `q_phi = p_exp`, so the target stays the same; the term keeps
+            what a discriminator given by the user (a larger or longer-trained SFT model) knows of the demonstrations,
+            which the cross-entropy alone erodes (it lowers `q_phi` on every policy sample, good ones included).
+            `disc/nll_expert` logs that negative log-likelihood whatever the weight.
         disc_label_smoothing (`float`, *optional*, defaults to `0.0`):
             Discriminator targets become `1 - eps/2` (expert) and `eps/2` (policy).
         disc_gradient_penalty (`float`, *optional*, defaults to `0.0`):
@@ -215,6 +222,13 @@ class GAILConfig(GRPOConfig):
             "`max_position_embeddings`."
         },
     )
+    disc_likelihood_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of a maximum-likelihood (SFT) term on the demonstrations in each update of the "
+            "likelihood-ratio discriminator, which keeps what q_phi knows of them."
+        },
+    )
     disc_label_smoothing: float = field(
         default=0.0, metadata={"help": "Discriminator targets become 1 - eps/2 (expert) and eps/2 (policy)."}
     )
@@ -337,6 +351,7 @@ class GAILConfig(GRPOConfig):
             "disc_replay_buffer_size",
             "disc_warmup_generations",
             "disc_pretraining_steps",
+            "disc_likelihood_weight",
         ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
@@ -346,6 +361,12 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`disc_micro_batch_size` must be positive, got {self.disc_micro_batch_size}.")
         if self.disc_max_length is not None and self.disc_max_length <= 0:
             raise ValueError(f"`disc_max_length` must be positive, got {self.disc_max_length}.")
+        if self.disc_likelihood_weight > 0 and self.disc_type != "likelihood_ratio":
+            raise ValueError(
+                "`disc_likelihood_weight` trains the likelihood-ratio discriminator's language model by maximum "
+                f"likelihood on the demonstrations, and `disc_type` is {self.disc_type!r}, whose outputs are no "
+                "likelihood. Set `disc_type='likelihood_ratio'` or `disc_likelihood_weight=0`."
+            )
         if self.disc_shares_policy_base and self.disc_type != "likelihood_ratio":
             raise ValueError(
                 "`disc_shares_policy_base` puts the likelihood-ratio discriminator's language model on the policy's "

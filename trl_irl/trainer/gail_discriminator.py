@@ -194,7 +194,12 @@ def build_discriminator(
     try:
         if likelihood_ratio:
             return LikelihoodRatioDiscriminator(
-                model, tokenizer, token_level=token_level, temperature=args.temperature, **settings
+                model,
+                tokenizer,
+                token_level=token_level,
+                temperature=args.temperature,
+                likelihood_weight=args.disc_likelihood_weight,
+                **settings,
             )
         return (TokenDiscriminator if token_level else Discriminator)(model, tokenizer, **settings)
     except ValueError as error:
