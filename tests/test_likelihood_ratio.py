@@ -321,6 +321,50 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
     assert first["disc/start_nll_discriminator"] == pytest.approx(first["disc/pretraining_heldout_nll_end"])
 
 
+def test_with_an_evaluation_set_the_gap_is_also_measured_there_and_the_warning_reads_it(
+    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+):
+    # Pre-trained on the counting demonstrations, the discriminator knows more of the held-out ones (the gap of the
+    # test above), and less of text it never saw: the evaluation set's demonstrations, which decide the warning
+    import trl_irl.trainer.gail_discriminator as gail_discriminator
+
+    warnings = []
+    monkeypatch.setattr(gail_discriminator.logger, "warning", warnings.append)
+    eval_dataset = Dataset.from_dict(
+        {"prompt": ["Say hello:", "Greet me:"], "completion": [" Hello, how are you?", " I am fine, thank you."]}
+    )
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=_likelihood_ratio_config(
+            tmp_path, max_steps=1, disc_pretraining_steps=10, disc_pretraining_learning_rate=1e-2
+        ),
+        train_dataset=prompt_completion_dataset,
+        eval_dataset=eval_dataset,
+    )
+    trainer.train()
+    first = trainer.state.log_history[0]
+    assert first["disc/start_knowledge_gap"] > 0.1
+    assert first["disc/start_eval_knowledge_gap"] < 0
+    assert len(warnings) == 1 and "2 evaluation (`eval_dataset`) demonstrations" in warnings[0]
+    assert "disc/start_eval_knowledge_gap" in warnings[0]
+    # The policy's figure on the evaluation demonstrations, by hand (its weights at the start are the checkpoint's)
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = trainer.processing_class
+    token_log_probs = [
+        _log_q(
+            policy,
+            tokenizer,
+            row["prompt"],
+            tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id],
+        )
+        for row in eval_dataset
+    ]
+    assert first["disc/start_eval_nll_policy"] == pytest.approx(-torch.cat(token_log_probs).mean().item(), rel=1e-5)
+    assert first["disc/start_eval_knowledge_gap"] == pytest.approx(
+        first["disc/start_eval_nll_policy"] - first["disc/start_eval_nll_discriminator"]
+    )
+
+
 def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(
     tmp_path, tiny_model_path, prompt_completion_dataset
 ):

@@ -7,6 +7,7 @@ field sets each.
 import copy
 
 import torch
+from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
@@ -19,6 +20,7 @@ from transformers import (
 from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
+from ..data_utils import DemonstrationPool
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
 from ..likelihood_rewards import mean_negative_log_likelihood
 from .model_cards import auto_class_of
@@ -335,37 +337,52 @@ def pretrain_on_pool(
 KNOWLEDGE_GAP_WARNING = 0.01
 
 
-def knowledge_gap(discriminator: Discriminator, policy, pool, encode, args) -> dict[str, float]:
+def knowledge_gap(discriminator: Discriminator, policy, pool, encode, args, eval_dataset=None) -> dict[str, float]:
     """
     How much more than the policy the likelihood-ratio discriminator knows of the demonstrations when training starts:
     the policy's and `q_phi`'s negative log-likelihood per token of up to 256 held-out demonstrations (training ones
     when none are held out), and their difference, `knowledge_gap` (nats per token; 0 for a copy of the policy). The
     reward `log q_phi - log pi` can only teach what `q_phi` knows better; updates may add to it, or erase it.
-    Empty for a classifier, whose logits are no likelihood.
+
+    Held out from the discriminator's updates, those demonstrations may still be rows that a user's SFT of the
+    discriminator (or of the policy) trained on, where the gap measures memorisation too. With an `eval_dataset` (one
+    set of demonstrations, which no SFT of the user's should have seen), the same is measured on up to 256 of them
+    (`start_eval_*`), and the warning, once, reads that gap. Empty for a classifier, whose logits are no likelihood.
     """
     if not isinstance(discriminator, LikelihoodRatioDiscriminator) or pool is None:
         return {}
-    heldout = bool(pool.heldout_rows)
     samples = start_demonstrations(pool, encode)
-    nll_policy = mean_negative_log_likelihood(
-        policy, samples, encode.tokenizer.pad_token_id, args.temperature, args.disc_micro_batch_size
-    )
-    nll_discriminator = discriminator.negative_log_likelihood(samples)
-    gap = nll_policy - nll_discriminator
-    where = "held-out" if heldout else "training (none are held out: `disc_heldout_fraction=0`)"
+    where = "held-out" if pool.heldout_rows else "training (none are held out: `disc_heldout_fraction=0`)"
+    stats = _likelihood_gap(discriminator, policy, samples, encode.tokenizer.pad_token_id, args, "start_")
+    prefix = "start_"
+    if isinstance(eval_dataset, Dataset) and len(eval_dataset) > 0:
+        eval_pool = DemonstrationPool(eval_dataset, seed=args.seed)
+        samples, where, prefix = start_demonstrations(eval_pool, encode), "evaluation (`eval_dataset`)", "start_eval_"
+        stats |= _likelihood_gap(discriminator, policy, samples, encode.tokenizer.pad_token_id, args, prefix)
+    nll_policy, nll_discriminator = stats[f"{prefix}nll_policy"], stats[f"{prefix}nll_discriminator"]
+    gap = stats[f"{prefix}knowledge_gap"]
     if gap < KNOWLEDGE_GAP_WARNING:
         logger.warning(
             f"The discriminator knows no more of the demonstrations than the policy: on {len(samples)} {where} "
             f"demonstrations its negative log-likelihood is {nll_discriminator:.3f} nats per token, the policy's "
-            f"{nll_policy:.3f} (`disc/start_knowledge_gap` {gap:.3f}). Its reward starts at 0 and teaches only what "
+            f"{nll_policy:.3f} (`disc/{prefix}knowledge_gap` {gap:.3f}). Its reward starts at 0 and teaches only what "
             "its own updates learn; the measured gains over SFT came with a discriminator that knew more: the end of "
             "the SFT run whose middle is the policy (`sft_run_checkpoints`), a larger model trained by SFT on the "
             "same demonstrations, or `disc_pretraining_steps`. See docs/which_trainer.md."
         )
     else:
         logger.info(f"The discriminator knows {gap:.3f} nats per token more than the policy ({where} demonstrations).")
+    return stats
+
+
+def _likelihood_gap(discriminator, policy, samples: list, pad_token_id: int, args, prefix: str) -> dict[str, float]:
+    """The policy's and `q_phi`'s negative log-likelihood per token of `samples`, and the first minus the second."""
+    nll_policy = mean_negative_log_likelihood(
+        policy, samples, pad_token_id, args.temperature, args.disc_micro_batch_size
+    )
+    nll_discriminator = discriminator.negative_log_likelihood(samples)
     return {
-        "start_nll_policy": nll_policy,
-        "start_nll_discriminator": nll_discriminator,
-        "start_knowledge_gap": gap,
+        f"{prefix}nll_policy": nll_policy,
+        f"{prefix}nll_discriminator": nll_discriminator,
+        f"{prefix}knowledge_gap": nll_policy - nll_discriminator,
     }

@@ -294,14 +294,11 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     def _prepare_training(self, checkpoint: str | None) -> None:
         if checkpoint is None:
             self._pretrain_discriminator()
+            reward, encode = self.discriminator_reward, self.sample_encoder
             gap = knowledge_gap(
-                self.discriminator,
-                self.model,
-                self.discriminator_reward.demonstration_pool,
-                self.sample_encoder,
-                self.args,
+                self.discriminator, self.model, reward.demonstration_pool, encode, self.args, self.eval_dataset
             )
-            self.discriminator_reward.pending_stats |= gap
+            reward.pending_stats |= gap
         else:
             self._refuse_incomplete_checkpoint(checkpoint)
 
