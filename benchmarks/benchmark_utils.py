@@ -18,8 +18,13 @@ from transformers import TrainerCallback
 PRESETS = {
     # ~10M parameters: fits the 2-core CPU machines
     "10m": {"hidden_size": 256, "num_hidden_layers": 8, "num_attention_heads": 8, "vocab_size": 4096},
-    # ~1.2B parameters, Llama-3.2-1B-like shape, random weights: for a GPU
+    # ~38M parameters: a discriminator larger than the 10m policy (GAD's setting), on CPU
+    "40m": {"hidden_size": 512, "num_hidden_layers": 8, "num_attention_heads": 8, "vocab_size": 4096},
+    # ~1.6B parameters (untied head), Llama-3.2-1B-like shape, random weights: for a GPU
     "1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "vocab_size": 128256},
+    # ~3.2B parameters: a discriminator larger than the 1b policy, for a GPU (trained in full, its float32 weights and
+    # AdamW state take about 51 GB beside the policy's 26 GB: an H200, or `--lora-discriminator` on an H100)
+    "3b": {"hidden_size": 2560, "num_hidden_layers": 24, "num_attention_heads": 20, "vocab_size": 128256},
 }
 WORDS = "the a of to and in is it you that he was for on are with as his they be at one have this from".split()
 
