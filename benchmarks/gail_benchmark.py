@@ -51,6 +51,7 @@ def design_ratio(
     demonstration_tokens: float,
     updates_per_generation: int,
     likelihood_ratio: bool = True,
+    lora_discriminator: bool = False,
 ) -> float:
     """
     GAIL's step over GRPO's with a frozen reward model of the discriminator's size, in floating-point work per
@@ -64,7 +65,8 @@ def design_ratio(
     discriminator on the completions and on the demonstrations, a forward of both models on the held-out
     demonstrations (the discriminator's scores of the completions come from its first update's forward); the
     likelihood ratio adds the policy's forward for `log pi` of the completions and of each update's demonstrations.
-    With no updates (frozen) the discriminator scores the completions with a forward of its own.
+    With no updates (frozen) the discriminator scores the completions with a forward of its own. A LoRA
+    discriminator's backward computes no gradient of its frozen weights: about one forward instead of two.
     """
     policy, discriminator = policy_parameters, discriminator_parameters
     grpo = policy * completion_tokens + discriminator * completion_tokens + 3 * policy * completion_tokens
@@ -72,7 +74,8 @@ def design_ratio(
     gail += (policy if likelihood_ratio else 0) * demonstration_tokens + discriminator * demonstration_tokens
     if updates_per_generation == 0:
         gail += discriminator * completion_tokens
-    gail += updates_per_generation * 3 * discriminator * (completion_tokens + demonstration_tokens)
+    backward = 1 if lora_discriminator else 2
+    gail += updates_per_generation * (1 + backward) * discriminator * (completion_tokens + demonstration_tokens)
     if likelihood_ratio:
         gail += policy * completion_tokens + updates_per_generation * policy * demonstration_tokens
     return gail / grpo
@@ -297,7 +300,12 @@ def main() -> None:
         updates = 2 if args.disc_type == "likelihood_ratio" else 1  # the trainer's defaults
     discriminator += f", {updates} updates per generation batch"
     predicted = design_ratio(
-        parameters["policy"], parameters["discriminator"], *tokens, updates, args.disc_type == "likelihood_ratio"
+        parameters["policy"],
+        parameters["discriminator"],
+        *tokens,
+        updates,
+        likelihood_ratio=args.disc_type == "likelihood_ratio",
+        lora_discriminator=args.lora_discriminator,
     )
     print(
         f"matmul parameters: policy {parameters['policy'] / 1e6:.1f}M, discriminator "
