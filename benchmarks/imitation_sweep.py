@@ -154,7 +154,9 @@ def main() -> None:
                     results = run_comparison(settings, tmp, log=lambda *_: None)
             for method, result in results["methods"].items():
                 # With its wall-clock time, to compare methods at equal time (SFT trained on for longer, say)
-                final = result["final"] | {"seconds": result["seconds"]}
+                # With the part of it spent evaluating apart (`evaluation_seconds`), where the comparison timed it
+                times = ("seconds", "train_seconds", "evaluation_seconds")
+                final = result["final"] | {key: result[key] for key in times if key in result}
                 if "discriminator_final" in result:
                     final["discriminator_start_reverse_kl"] = result["discriminator_start"]["reverse_kl"]
                     final["discriminator_reverse_kl"] = result["discriminator_final"]["reverse_kl"]

@@ -148,6 +148,9 @@ def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
     assert "distillation" in default_methods("distil") and "distillation" not in default_methods("rules")
     assert "distillation" not in ComparisonSettings().methods
     assert "large_sft" not in default_methods("distil") + default_methods("memorise")
+    # The other uses of the larger model and the frozen variants are asked for by name too
+    for method in ("gail_frozen", "airl_frozen", "proxy_distillation", "proxy_sequence_distillation"):
+        assert not any(method in default_methods(regime) for regime in ("memorise", "rules", "distil")), method
     assert default_methods("rules") == default_methods("memorise")
     assert not any("sdft" in default_methods(regime) for regime in ("memorise", "rules", "distil"))  # by name only
     with pytest.raises(ValueError, match="`distillation` needs a teacher's logits"):
@@ -156,6 +159,8 @@ def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
 
 def test_distil_settings_use_a_student_smaller_than_its_teacher_and_the_measured_path():
     settings = ComparisonSettings.for_regime("distil")
+    # SFT's best temperature is chosen from a grid of 0.3 to 1.0 (1.0: the `sft` row itself)
+    assert settings.sft_temperatures == (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
     assert settings.hidden_size < settings.teacher_hidden_size
     assert settings.num_hidden_layers < settings.teacher_num_hidden_layers
     # GAIL from SFT's end with a teacher-sized SFT model as its discriminator, against SFT and both limits
@@ -184,7 +189,8 @@ def test_distil_comparison_trains_every_method_against_the_teacher(tmp_path):
         methods=("sft", "gail", "oracle", "distillation", "sdft"),
     )
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
-    assert set(results["methods"]) == {*settings.methods, "sft_temperature_0.8", "sft_temperature_0.6"}
+    tempered = {f"sft_temperature_{temperature}" for temperature in settings.sft_temperatures}
+    assert set(results["methods"]) == {*settings.methods, *tempered}
     for method, result in results["methods"].items():
         final = result["final"]
         assert math.isfinite(final["reverse_kl"]) and final["reverse_kl_se"] > 0, method

@@ -3,9 +3,13 @@ What `trl-irl demo` offers to choose, kept apart from the modules that use them 
 `trl-irl demo --help` answers at once.
 """
 
-# The methods `trl_irl.benchmark.comparison` trains and compares
-ADVERSARIAL_METHODS = ("gail", "gail_token", "airl", "airl_token")
-METHODS = ("sft", "weighted_sft", "large_sft", *ADVERSARIAL_METHODS, "oracle", "distillation", "sdft")
+# The methods `trl_irl.benchmark.comparison` trains and compares, in the order it trains them
+ADVERSARIAL_METHODS = ("gail", "gail_token", "airl", "airl_token", "gail_frozen", "airl_frozen")
+# The non-adversarial uses of the larger SFT model (`large_sft`) that the adversarial methods can take as discriminator
+PROXY_METHODS = ("proxy_distillation", "proxy_sequence_distillation")
+METHODS = ("sft", "weighted_sft", "large_sft", *ADVERSARIAL_METHODS, "oracle", "distillation", *PROXY_METHODS, "sdft")
+# Trained only when asked for by name: they need the distil regime's teacher or a larger model, or are experimental
+BY_NAME_ONLY = ("large_sft", "gail_frozen", "airl_frozen", "distillation", *PROXY_METHODS, "sdft")
 # The synthetic expert's regimes (`benchmark.synthetic`): 8 prompts seen in training, or a rule on unseen prompts
 SYNTHETIC_REGIMES = ("memorise", "rules")
 # ... and a larger LM trained on the rules as the expert, whose text a smaller student learns from

@@ -2,24 +2,11 @@
 
 The expert is a synthetic one (`benchmark.synthetic`, regimes `memorise` and `rules`) or, in the `distil` regime, a
 larger causal LM whose text the smaller policy learns from (`benchmark.teacher`). Used by `trl-irl demo` and
-`benchmarks/imitation_sweep.py`. Methods:
+`benchmarks/imitation_sweep.py`. How each method trains is in `benchmark.methods`; this module prepares the expert,
+the data and the models, trains the methods in order and evaluates them alike.
 
-- `sft`: TRL's `SFTTrainer` (the baseline), from the base model; its checkpoint is also evaluated sampling at each of
-  `sft_temperatures` (rows `sft_temperature_0.8`, ...): sharpening alone lowers the reverse KL, at no training cost.
-- `weighted_sft`: `WeightedSFTTrainer` (occupancy weights), from the base model, same steps.
-- `large_sft`: TRL's `SFTTrainer` on a model of the teacher's size (`teacher_hidden_size`, ...), same steps: a
-  larger model than the policy, and with `disc_from_large_sft` the adversarial methods' discriminator.
-- `gail`, `gail_token`, `airl`, `airl_token`: the adversarial trainers (sequence or token level), started from the SFT
-  checkpoint, as adversarial imitation is meant to be used, or with `policy_from_sft_step` from an earlier checkpoint
-  of the same SFT run, with their discriminator from its end.
-- `oracle`: TRL's `GRPOTrainer` from the SFT checkpoint with the exact reverse-KL reward
-  `log p_exp(y | x) - log pi(y | x)` (the expert smoothed as in the metrics): the best reward any discriminator could
-  hand out, with the same GRPO settings as the adversarial methods.
-- `distillation` (distil regime only): TRL's `DistillationTrainer` from the SFT checkpoint with the teacher's
-  logits, the white-box alternative to learning from its text, with the adversarial methods' batch, learning rate,
-  steps and completion length.
-- `sdft` (asked for by name): TRL's experimental `SDFTTrainer` from the SFT checkpoint, the model its own teacher
-  with the demonstration in its prompt, with the same batch, learning rate, steps and completion length.
+SFT's checkpoint (and `large_sft`'s, where trained) is also evaluated sampling at each of `sft_temperatures` (rows
+`sft_temperature_0.8`, `large_sft_temperature_0.8`, ...): sharpening alone lowers the reverse KL, at no training cost.
 
 Every method is evaluated on the same prompts every `eval_every` steps; adversarial curves continue the SFT curve
 (their steps count from the end of SFT). The adversarial methods' curves also follow their learned reward:
@@ -27,26 +14,26 @@ Every method is evaluated on the same prompts every `eval_every` steps; adversar
 reward `log p_exp(y | x) - log pi(y | x)` on the same completions (1 for the oracle, by construction), and
 `disc/heldout_acc` / `disc/heldout_loss` (the trainers' names), the discriminator on held-out demonstrations against
 fresh completions; each averaged over the generation batches since the previous evaluation.
+
+Each method's `seconds` is its wall-clock time; `evaluation_seconds` the part of it spent evaluating and following
+the learned reward against the exact one (work a user's run does not do), and `train_seconds` the rest.
 """
 
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from trl import DistillationConfig, DistillationTrainer, GRPOConfig, GRPOTrainer, SFTConfig, SFTTrainer
 
-from ..discriminator import LikelihoodRatioDiscriminator
-from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, WeightedSFTConfig, WeightedSFTTrainer
-from .choices import ADVERSARIAL_METHODS, METHODS
-from .monitoring import REWARD_METRICS, DiscriminatorAtStart, DivergenceTracker, ExactReverseKLReward, RewardMonitor
+from ..trainer import AIRLTrainer
+from .choices import ADVERSARIAL_METHODS, METHODS, PROXY_METHODS
+from .methods import BUILDERS, ComparisonRun
+from .monitoring import REWARD_METRICS, ExactReverseKLReward, Stopwatch
 from .settings import ComparisonSettings
 from .sft_records import reusable_sft_record, write_sft_record
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
-from .teacher import MAX_NEW_TOKENS, TeacherExpert, TeacherReverseKLReward, load_teacher, train_teacher
+from .teacher import TeacherExpert, load_teacher, train_teacher
 from .tiny_models import build_tiny_tokenizer, save_tiny_model
 
 
@@ -72,206 +59,6 @@ __all__ = [
 ]
 
 
-@dataclass
-class _Comparison:
-    """What every method's builder needs: the settings, the expert, the data, the shared trainer settings."""
-
-    settings: ComparisonSettings
-    output_dir: Path
-    expert: SyntheticExpert | TeacherExpert
-    demonstrations: object
-    tokenizer: object
-    base: Path
-    large_base: Path | None
-    sft_middle: Path | None
-    evaluate: object
-    common: dict
-
-    @property
-    def sft_settings(self) -> dict:
-        settings = self.settings
-        return {
-            **self.common,
-            "learning_rate": settings.sft_learning_rate,
-            "per_device_train_batch_size": 16,
-            "max_steps": settings.sft_steps,
-        }
-
-    @property
-    def adversarial_settings(self) -> dict:
-        settings = self.settings
-        return {
-            **self.common,
-            "learning_rate": settings.adversarial_learning_rate,
-            "disc_learning_rate": settings.disc_learning_rate,
-            "beta": settings.adversarial_kl_coef,
-            "disc_warmup_generations": settings.disc_warmup_generations,
-            "disc_type": settings.disc_type,
-            "disc_updates_per_generation": settings.disc_updates_per_generation,
-            "disc_demonstration_source": settings.disc_demonstration_source,
-            "scale_rewards": settings.scale_rewards,
-            "per_device_train_batch_size": settings.adversarial_batch_size,
-            "num_generations": 8,
-            "max_completion_length": MAX_NEW_TOKENS,
-            "max_steps": settings.adversarial_steps,
-        }
-
-    def adversarial_settings_for(self, config_class, leave_out: tuple[str, ...] = ()) -> dict:
-        """The adversarial methods' settings that `config_class` takes (a baseline trainer's), less `leave_out`."""
-        fields = {field.name for field in dataclasses.fields(config_class)} - set(leave_out)
-        return {key: value for key, value in self.adversarial_settings.items() if key in fields}
-
-    def exact_reward(self) -> ExactReverseKLReward | TeacherReverseKLReward:
-        """The exact reverse-KL reward of this regime's expert; its `policy` is set once the trainer exists."""
-        if isinstance(self.expert, TeacherExpert):
-            return TeacherReverseKLReward(self.expert)
-        return ExactReverseKLReward(self.expert, self.tokenizer)
-
-
-@dataclass
-class _Built:
-    trainer: object
-    tracker: DivergenceTracker
-    discriminator_at_start: DiscriminatorAtStart | None = None
-
-
-def _build_sft(run: _Comparison, method: str, config_class=None, trainer_class=None) -> _Built:
-    """TRL's SFT (or, through `config_class`, `trainer_class`, WeightedSFT) from the base model (or the large one)."""
-    config_class, trainer_class = config_class or SFTConfig, trainer_class or SFTTrainer
-    tracker = DivergenceTracker(run.evaluate, 0, run.settings.eval_every)
-    saving = {}
-    if method == "sft" and run.sft_middle is not None:
-        # SFT's checkpoint where the adversarial methods' policy starts; saving changes nothing in the run
-        saving = {"save_strategy": "steps", "save_steps": run.settings.policy_from_sft_step, "save_only_model": True}
-    trainer = trainer_class(
-        model=str(run.large_base if method == "large_sft" else run.base),
-        args=config_class(str(run.output_dir / method), **run.sft_settings | saving),
-        train_dataset=run.demonstrations,
-        callbacks=[tracker],
-    )
-    return _Built(trainer, tracker)
-
-
-def _build_oracle(run: _Comparison, method: str) -> _Built:
-    """GRPO from the SFT checkpoint with the exact reverse-KL reward and the adversarial methods' GRPO settings."""
-    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    reward = run.exact_reward()
-    grpo_settings = run.adversarial_settings_for(GRPOConfig)
-    trainer = GRPOTrainer(
-        model=str(run.output_dir / "sft"),
-        reward_funcs=reward,
-        args=GRPOConfig(str(run.output_dir / method), **grpo_settings),
-        train_dataset=run.demonstrations,
-        callbacks=[tracker],
-    )
-    reward.policy = trainer.model
-    return _Built(trainer, tracker)
-
-
-def _build_adversarial(run: _Comparison, method: str, config_class, trainer_class, level: str) -> _Built:
-    """GAIL or AIRL at `level`, from the SFT checkpoint (or its middle, with the discriminator from its end)."""
-    settings = run.settings
-    reward_monitor = RewardMonitor(run.exact_reward())
-    tracker = DivergenceTracker(run.evaluate, settings.sft_steps, settings.eval_every, reward_monitor)
-    discriminator = settings.discriminator_checkpoint
-    if discriminator is not None:
-        discriminator = discriminator.format(seed=settings.seed, num_demonstrations=settings.num_demonstrations)
-    elif settings.disc_from_large_sft:
-        discriminator = str(run.output_dir / "large_sft")
-    elif run.sft_middle is not None:
-        discriminator = str(run.output_dir / "sft")
-    config = run.adversarial_settings | settings.adversarial_config
-    trainer = trainer_class(
-        model=str(run.sft_middle or run.output_dir / "sft"),
-        discriminator=discriminator,
-        args=config_class(str(run.output_dir / method), disc_level=level, **config),
-        train_dataset=run.demonstrations,
-        callbacks=[tracker],
-    )
-    reward_monitor.exact_reward.policy = trainer.model
-    trainer.discriminator_reward.on_scored = reward_monitor
-    built = _Built(trainer, tracker)
-    if isinstance(trainer.discriminator, LikelihoodRatioDiscriminator):
-        built.discriminator_at_start = DiscriminatorAtStart(run.evaluate, trainer.discriminator)
-        trainer.add_callback(built.discriminator_at_start)
-    return built
-
-
-def _build_distillation(run: _Comparison, method: str) -> _Built:
-    """
-    TRL's `DistillationTrainer` from the SFT checkpoint with the distil regime's teacher (its logits, the white-box
-    ceiling of learning from its text), on-policy, with the adversarial methods' batch, learning rate and steps.
-    """
-    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    settings = run.adversarial_settings_for(DistillationConfig, leave_out=("beta",))
-    trainer = DistillationTrainer(
-        model=str(run.output_dir / "sft"),
-        teacher_model=run.expert.model,
-        args=DistillationConfig(str(run.output_dir / method), **settings),
-        train_dataset=run.demonstrations,
-        callbacks=[tracker],
-    )
-    return _Built(trainer, tracker)
-
-
-def _build_sdft(run: _Comparison, method: str) -> _Built:
-    """
-    TRL's `SDFTTrainer` (experimental) from the SFT checkpoint: on-policy self-distillation whose teacher is the model
-    itself with the demonstration in its prompt (`privileged_context`), with the adversarial methods' batch, learning
-    rate and steps. It needs no teacher's logits, and relies on the model learning from what is in its context.
-    """
-    from trl.experimental.sdft import SDFTConfig, SDFTTrainer  # experimental: imported when asked for
-
-    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
-    settings = run.adversarial_settings_for(SDFTConfig)
-    if run.settings.sdft_demonstration_first:
-        settings["teacher_prompt_template"] = "{privileged_context}\n\n{prompt}"
-    demonstrations = run.demonstrations.map(lambda row: {"privileged_context": row["completion"]})
-    trainer = SDFTTrainer(
-        model=str(run.output_dir / "sft"),
-        args=SDFTConfig(str(run.output_dir / method), **settings),
-        train_dataset=demonstrations,
-        callbacks=[tracker],
-    )
-    return _Built(trainer, tracker)
-
-
-def _build_weighted_sft(run: _Comparison, method: str) -> _Built:
-    return _build_sft(run, method, WeightedSFTConfig, WeightedSFTTrainer)
-
-
-def _build_gail(run: _Comparison, method: str) -> _Built:
-    return _build_adversarial(run, method, GAILConfig, GAILTrainer, "sequence")
-
-
-def _build_gail_token(run: _Comparison, method: str) -> _Built:
-    return _build_adversarial(run, method, GAILConfig, GAILTrainer, "token")
-
-
-def _build_airl(run: _Comparison, method: str) -> _Built:
-    return _build_adversarial(run, method, AIRLConfig, AIRLTrainer, "sequence")
-
-
-def _build_airl_token(run: _Comparison, method: str) -> _Built:
-    return _build_adversarial(run, method, AIRLConfig, AIRLTrainer, "token")
-
-
-# One builder per method of `METHODS`
-BUILDERS = {
-    "sft": _build_sft,
-    "weighted_sft": _build_weighted_sft,
-    "large_sft": _build_sft,
-    "gail": _build_gail,
-    "gail_token": _build_gail_token,
-    "airl": _build_airl,
-    "airl_token": _build_airl_token,
-    "oracle": _build_oracle,
-    "distillation": _build_distillation,
-    "sdft": _build_sdft,
-}
-assert tuple(BUILDERS) == METHODS, "every method has its builder, in the order the methods are trained"
-
-
 def _check(settings: ComparisonSettings) -> None:
     unknown = set(settings.methods) - set(METHODS)
     if unknown:
@@ -287,10 +74,11 @@ def _check(settings: ComparisonSettings) -> None:
 
 def _trains_large_sft(settings: ComparisonSettings) -> bool:
     adversarial = set(ADVERSARIAL_METHODS) & set(settings.methods)
-    return "large_sft" in settings.methods or (settings.disc_from_large_sft and bool(adversarial))
+    proxies = set(PROXY_METHODS) & set(settings.methods)
+    return "large_sft" in settings.methods or bool(proxies) or (settings.disc_from_large_sft and bool(adversarial))
 
 
-def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
+def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
     """The expert, its demonstrations and evaluation prompts, the base model, and the evaluation."""
     synthetic = SyntheticExpert("rules" if settings.regime == "distil" else settings.regime, seed=settings.seed)
     # The distil regime's tokenizer is learned from its teacher's training data, the rule expert's demonstrations
@@ -323,6 +111,9 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
     if settings.policy_from_sft_step is not None:
         sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
 
+    stopwatch = Stopwatch()
+
+    @stopwatch.timed
     def evaluate(model, temperature: float = 1.0):
         was_training = model.training
         model.eval()
@@ -340,32 +131,52 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> _Comparison:
         "logging_steps": settings.eval_every,
         "seed": settings.seed,
     }
-    return _Comparison(
-        settings, output_dir, expert, demonstrations, tokenizer, base, large_base, sft_middle, evaluate, common
+    paths = {"base": base, "large_base": large_base, "sft_middle": sft_middle}
+    return ComparisonRun(
+        settings,
+        output_dir,
+        expert,
+        demonstrations,
+        tokenizer,
+        **paths,
+        evaluate=evaluate,
+        common=common,
+        stopwatch=stopwatch,
     )
 
 
-def _add_sft_rows(run: _Comparison, results: dict) -> None:
-    """Once SFT exists: SFT sampled at each of `sft_temperatures`, and where the adversarial policy starts."""
+def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
+    """
+    Once SFT (`method`: `sft` or `large_sft`) exists: it sampled at each of `sft_temperatures`, and (for `sft`) where
+    the adversarial policy starts.
+    """
     settings = run.settings
-    if "sft" in settings.methods:
-        model = AutoModelForCausalLM.from_pretrained(run.output_dir / "sft")
+    if method in settings.methods:
+        model = AutoModelForCausalLM.from_pretrained(run.output_dir / method)
         for temperature in settings.sft_temperatures:
             point = {"step": settings.sft_steps, **run.evaluate(model, temperature)}
-            results["methods"][f"sft_temperature_{temperature}"] = {"curve": [point], "final": point, "seconds": 0.0}
-    if run.sft_middle is not None:
+            row = {"curve": [point], "final": point, "seconds": 0.0}
+            results["methods"][f"{method}_temperature_{temperature}"] = row
+    if method == "sft" and run.sft_middle is not None:
         point = {"step": settings.policy_from_sft_step}
         results["policy_start"] = point | run.evaluate(AutoModelForCausalLM.from_pretrained(run.sft_middle))
 
 
-def _train(run: _Comparison, method: str, base_metrics: dict) -> dict:
+def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     """Train one method; its curve, final metrics and time (and, for the likelihood ratio, `q_phi`'s metrics)."""
-    started = time.perf_counter()
+    started, evaluation_started = time.perf_counter(), run.stopwatch.seconds
     built = BUILDERS[method](run, method)
     built.trainer.train()
     from_base = method in ("sft", "weighted_sft", "large_sft")
     curve = [base_metrics, *built.tracker.curve] if from_base else built.tracker.curve
-    result = {"curve": curve, "final": curve[-1], "seconds": round(time.perf_counter() - started, 1)}
+    seconds, evaluation_seconds = time.perf_counter() - started, run.stopwatch.seconds - evaluation_started
+    result = {
+        "curve": curve,
+        "final": curve[-1],
+        "seconds": round(seconds, 1),
+        "evaluation_seconds": round(evaluation_seconds, 1),
+        "train_seconds": round(seconds - evaluation_seconds, 1),
+    }
     if method in ("sft", "large_sft"):
         built.trainer.save_model()
         write_sft_record(run.output_dir / method, run.settings, result)
@@ -409,15 +220,14 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             log(f"[{method}] reusing the checkpoint of an earlier run with the same SFT settings")
             if method in settings.methods:
                 results["methods"][method] = reused
-            if method == "sft":
-                _add_sft_rows(run, results)
+            _add_sft_rows(run, results, method)
             continue
         log(f"[{method}] training")
         result = _train(run, method, base_metrics)
         if method in settings.methods:
             results["methods"][method] = result
-        if method == "sft":
-            _add_sft_rows(run, results)
+        if method in ("sft", "large_sft"):
+            _add_sft_rows(run, results, method)
         log(f"[{method}] done in {result['seconds']:.0f} s: reverse KL {result['final']['reverse_kl']:.3f}")
     results["sft_start"] = results["methods"].get("sft", {}).get("final")
     results["expert_mean_length"] = base_metrics["expert_mean_length"]

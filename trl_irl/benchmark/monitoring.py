@@ -3,7 +3,9 @@ What a comparison measures while each method trains: exact divergences from the 
 learned reward's fidelity to the exact one, and the likelihood-ratio discriminator's `q_phi` as a generator.
 """
 
+import functools
 import math
+import time
 
 from transformers import TrainerCallback
 
@@ -14,6 +16,24 @@ from .synthetic import INVALID_MASS, SyntheticExpert, response_probabilities, wi
 # Of the adversarial methods only: how good the learned reward is (see `RewardMonitor`)
 # The discriminator's held-out statistics under the names the trainers log them by
 REWARD_METRICS = ("reward_fidelity", "disc/heldout_acc", "disc/heldout_loss")
+
+
+class Stopwatch:
+    """Adds up the seconds spent inside the functions it wraps (`@stopwatch.timed`)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, function):
+        @functools.wraps(function)
+        def timed_function(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed_function
 
 
 class DivergenceTracker(TrainerCallback):
@@ -49,14 +69,19 @@ class RewardMonitor:
     Follows an adversarial trainer's learned reward (as its `discriminator_reward.on_scored`): on each generation
     batch, the within-prompt Spearman correlation between the rewards handed out and the exact reverse-KL rewards of
     the same completions (`ExactReverseKLReward`, from the policy as it sampled them), and the discriminator's
-    held-out statistics. `flush` returns their means since the last call.
+    held-out statistics. `flush` returns their means since the last call. Its time (the exact reward's forwards) adds
+    to `stopwatch`, where one is given.
     """
 
-    def __init__(self, exact_reward: "ExactReverseKLReward"):
+    def __init__(self, exact_reward: "ExactReverseKLReward", stopwatch: Stopwatch | None = None):
         self.exact_reward = exact_reward
+        self.stopwatch = stopwatch or Stopwatch()
         self.values: dict[str, list[float]] = {name: [] for name in REWARD_METRICS}
 
     def __call__(self, prompts, completions, completion_ids, rewards, stats):
+        self.stopwatch.timed(self._record)(prompts, completions, completion_ids, rewards, stats)
+
+    def _record(self, prompts, completions, completion_ids, rewards, stats):
         exact = self.exact_reward(prompts, completions, completion_ids)
         fidelity = within_prompt_spearman(prompts, rewards, exact)
         if fidelity is not None:

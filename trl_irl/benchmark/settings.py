@@ -3,7 +3,7 @@
 import dataclasses
 from dataclasses import dataclass
 
-from .choices import METHODS
+from .choices import BY_NAME_ONLY, METHODS
 
 
 # The methods a regime trains unless told. `distillation` needs the distil regime's teacher's logits; `large_sft` (a
@@ -12,7 +12,7 @@ from .choices import METHODS
 def default_methods(regime: str) -> tuple[str, ...]:
     if regime == "distil":
         return ("sft", "gail", "oracle", "distillation")
-    return tuple(method for method in METHODS if method not in ("large_sft", "distillation", "sdft"))
+    return tuple(method for method in METHODS if method not in BY_NAME_ONLY)
 
 
 @dataclass
@@ -129,6 +129,8 @@ class ComparisonSettings:
                 "eval_every": 50,
                 "adversarial_batch_size": 64,
                 "adversarial_learning_rate": 3e-4,
+                # SFT's best temperature from a grid, as a user would pick it (1.0 is the `sft` row itself)
+                "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
             }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20, "teacher_steps": 100}

@@ -1,0 +1,250 @@
+"""Does the adversarial part pay? Every use of the same larger SFT model, paired within seeds, with intervals.
+
+    python benchmarks/counterfactuals.py run --seeds 3 4 5 6 7 --work-dir runs_counterfactuals
+    python benchmarks/counterfactuals.py report --sweeps benchmarks/results/counterfactuals \
+        --output docs/results/counterfactuals_distil_2048.json
+
+In the distil regime (a teacher LM whose log-probabilities are exact; the user has its text only) a user who trained
+a larger SFT model (`large_sft`) can use it in several ways. `run` trains, for each seed, in the same run and on the
+same demonstrations: SFT (sampled at temperatures 0.3 to 1.0), `large_sft` (sampled at the same temperatures), GAIL
+with `large_sft` as discriminator trained and frozen, TRL's `DistillationTrainer` with `large_sft` as teacher
+(`proxy_distillation`), SFT on `large_sft`'s samples (`proxy_sequence_distillation`), and the white-box ceiling
+(`distillation`, the true teacher's logits); then, where time allows (`--extras`), AIRL trained and frozen and the
+oracle. Each seed's jobs are `imitation_sweep.py` runs with one thread each, two at a time (the machine's two
+cores), sharing the seed's teacher and SFT checkpoints; every job writes its own JSON as soon as it ends.
+
+`report` merges those JSONs and prints, for each pair that decides a recommendation, the per-seed differences of
+the exact reverse and forward KL, their mean with a 95% t-interval over seeds, and an exact sign test
+(`trl_irl.benchmark.paired`); "best
+temperature" rows take, per seed, the temperature with the lowest reverse KL (chosen on the evaluation prompts: an
+optimistic baseline, the harder one to beat). A method is called better only where the interval excludes 0.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from trl_irl.benchmark.paired import paired_statistics
+
+
+REGIME = "distil"
+# Each seed's jobs after its `base` job (the teacher, SFT and `large_sft`, whose checkpoints the others reuse)
+CORE_JOBS = {
+    "base": ("sft", "large_sft"),
+    "gail": ("gail",),
+    "gail_frozen": ("gail_frozen",),
+    "distillation": ("distillation", "proxy_distillation", "proxy_sequence_distillation"),
+}
+EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",)}
+# The checkpoints a seed's later jobs take from its base job
+SHARED = ("teacher", "sft", "large_sft")
+# (method, reference): the pairs that decide what the README recommends
+PAIRS = (
+    ("gail", "sft_best_temperature"),
+    ("gail_frozen", "sft_best_temperature"),
+    ("gail", "gail_frozen"),
+    ("proxy_distillation", "sft_best_temperature"),
+    ("proxy_sequence_distillation", "sft_best_temperature"),
+    ("gail", "proxy_distillation"),
+    ("gail_frozen", "proxy_distillation"),
+    ("gail", "proxy_sequence_distillation"),
+    ("large_sft_best_temperature", "sft_best_temperature"),
+    ("gail", "large_sft_best_temperature"),
+    ("proxy_distillation", "large_sft_best_temperature"),
+    ("airl", "sft_best_temperature"),
+    ("airl", "airl_frozen"),
+    ("airl", "proxy_distillation"),
+    ("distillation", "proxy_distillation"),
+)
+METRICS = ("reverse_kl", "forward_kl")
+
+
+def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.Namespace) -> list[str]:
+    overrides = ["--set", *args.overrides] if args.overrides else []
+    return [
+        sys.executable,
+        str(Path(__file__).with_name("imitation_sweep.py")),
+        *("--regime", REGIME, "--demonstrations", str(args.demonstrations), "--seeds", "1", "--first-seed", str(seed)),
+        *("--methods", *methods, "--work-dir", str(args.work_dir / job), "--output-dir", str(args.output_dir)),
+        *("--name", f"counterfactuals_seed{seed}_{job}", *overrides),
+    ]
+
+
+def _share_base_checkpoints(work_dir: Path, demonstrations: int, seed: int, job: str) -> None:
+    """Link the seed's teacher and SFT checkpoints into the job's folder, where `run_comparison` reuses them."""
+    run_dir = f"{REGIME}-{demonstrations}-seed{seed}"
+    (work_dir / job / run_dir).mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        link = work_dir / job / run_dir / name
+        if not link.exists():
+            link.symlink_to((work_dir / "base" / run_dir / name).resolve(), target_is_directory=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    jobs = [(seed, job, methods) for seed in args.seeds for job, methods in CORE_JOBS.items()]
+    if args.extras:
+        jobs += [(seed, job, methods) for seed in args.seeds for job, methods in EXTRA_JOBS.items()]
+    done, failed, running, lock = set(), set(), set(), threading.Lock()
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    # One thread per job, two jobs side by side: deterministic runs, and the two cores both busy
+    environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def next_job():
+        with lock:
+            for seed, job, methods in jobs:
+                if job != "base" and (seed, "base") in failed:
+                    done.add((seed, job))  # nothing to build on: skipped
+                    continue
+                ready = job == "base" or (seed, "base") in done
+                if (seed, job) not in done | running and ready:
+                    running.add((seed, job))
+                    return seed, job, methods
+            return None
+
+    def worker():
+        while jobs_left():
+            picked = next_job()
+            if picked is None:
+                time.sleep(5)
+                continue
+            seed, job, methods = picked
+            if job != "base":
+                _share_base_checkpoints(args.work_dir, args.demonstrations, seed, job)
+            log = args.output_dir / f"counterfactuals_seed{seed}_{job}.log"
+            started = time.perf_counter()
+            with log.open("w") as out:
+                command = _job_command(seed, job, methods, args)
+                code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=environment)
+            print(f"seed {seed} {job}: exit {code} after {time.perf_counter() - started:.0f} s", flush=True)
+            with lock:
+                running.discard((seed, job))
+                done.add((seed, job))
+                if code != 0:
+                    failed.add((seed, job))
+
+    def jobs_left():
+        with lock:
+            return len(done) < len(jobs)
+
+    workers = [threading.Thread(target=worker) for _ in range(args.workers)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+
+def _finals_by_seed(sweeps: Path) -> dict[int, dict[str, dict]]:
+    """Each seed's final metrics per row, from every job's JSON in `sweeps`; best-temperature rows added."""
+    by_seed: dict[int, dict[str, dict]] = {}
+    for path in sorted(sweeps.glob("imitation_sweep_distil_counterfactuals_seed*.json")):
+        record = json.loads(path.read_text())
+        seed = record["args"]["first_seed"]
+        for method, by_count in record["runs"].items():
+            (runs,) = by_count.values()  # one number of demonstrations per job
+            by_seed.setdefault(seed, {})[method] = runs[0]
+    for rows in by_seed.values():
+        for model in ("sft", "large_sft"):
+            grid = {name: row for name, row in rows.items() if name.partition("_temperature")[0] == model}
+            if model in grid:
+                best = min(grid, key=lambda name: grid[name]["reverse_kl"])
+                temperature = float(best.rpartition("_")[2]) if best != model else 1.0
+                rows[f"{model}_best_temperature"] = grid[best] | {"temperature": temperature}
+    return by_seed
+
+
+def paired(by_seed: dict[int, dict[str, dict]], method: str, reference: str, metric: str) -> dict | None:
+    """
+    Per-seed differences `method - reference` of `metric` (`paired_statistics`: mean, 95% t-interval over seeds,
+    sign test), beside each seed's evaluation noise: the two evaluations' standard errors combined.
+    """
+    seeds = sorted(seed for seed, rows in by_seed.items() if method in rows and reference in rows)
+    differences = [by_seed[seed][method][metric] - by_seed[seed][reference][metric] for seed in seeds]
+    result = paired_statistics(differences)
+    if result is None:
+        return None
+    evaluation_se = [
+        math.hypot(by_seed[seed][method][f"{metric}_se"], by_seed[seed][reference][f"{metric}_se"]) for seed in seeds
+    ]
+    return {"seeds": seeds, **result, "evaluation_se": evaluation_se}
+
+
+def summary_rows(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """Per row: mean and standard deviation over seeds of each metric and of the training time."""
+    names = sorted({name for rows in by_seed.values() for name in rows})
+    summary = {}
+    for name in names:
+        runs = [rows[name] for rows in by_seed.values() if name in rows]
+        summary[name] = {"seeds": len(runs)}
+        for metric in (*METRICS, "seconds", "train_seconds", "evaluation_seconds", "temperature"):
+            values = [run[metric] for run in runs if metric in run]
+            if values:
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                summary[name][metric] = [statistics.fmean(values), spread]
+    return summary
+
+
+def report(args: argparse.Namespace) -> None:
+    by_seed = _finals_by_seed(args.sweeps)
+    pairs = {
+        f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in METRICS}
+        for method, reference in PAIRS
+    }
+    pairs = {name: values for name, values in pairs.items() if values["reverse_kl"] is not None}
+    record = {
+        "regime": REGIME,
+        "threads_per_run": 1,
+        "seeds": sorted(by_seed),
+        "summary": summary_rows(by_seed),
+        "pairs": pairs,
+        "runs": {str(seed): rows for seed, rows in sorted(by_seed.items())},
+    }
+    if args.output:
+        args.output.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"seeds {record['seeds']}, one thread per run\n")
+    print("| row | seeds | reverse KL | forward KL | train s | evaluation s |\n|---|---|---|---|---|---|")
+    for name, row in record["summary"].items():
+        cells = [
+            f"{row[key][0]:.3f} +- {row[key][1]:.3f}" if key in row else "-" for key in (*METRICS, "train_seconds")
+        ]
+        cells.append(f"{row['evaluation_seconds'][0]:.0f}" if "evaluation_seconds" in row else "-")
+        print(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
+    print("\n| pair | metric | per seed | mean [95% interval] | better in | sign p | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    for name, by_metric in pairs.items():
+        for metric, result in by_metric.items():
+            per_seed = ", ".join(f"{difference:+.3f}" for difference in result["differences"])
+            interval = f"{result['mean']:+.3f} [{result['interval'][0]:+.3f}, {result['interval'][1]:+.3f}]"
+            print(
+                f"| {name} | {metric} | {per_seed} | {interval} | {result['better_in']}/{len(result['seeds'])} | "
+                f"{result['sign_test_p']:.3f} | {result['verdict']} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run")
+    run_parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5, 6, 7])
+    run_parser.add_argument("--work-dir", type=Path, required=True)
+    run_parser.add_argument("--demonstrations", type=int, default=2048)
+    run_parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/counterfactuals"))
+    run_parser.add_argument("--workers", type=int, default=2, help="Jobs side by side, one thread each.")
+    run_parser.add_argument("--extras", action="store_true", help="Then AIRL trained and frozen, and the oracle.")
+    # Shorter runs for a check of the harness; the figures in docs/results come from the regime's own settings
+    run_parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
+    report_parser = commands.add_parser("report")
+    report_parser.add_argument("--sweeps", type=Path, default=Path("benchmarks/results/counterfactuals"))
+    report_parser.add_argument("--output", type=Path, help="Where to write the merged JSON.")
+    args = parser.parse_args()
+    run(args) if args.command == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

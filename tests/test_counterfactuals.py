@@ -1,0 +1,184 @@
+"""The non-adversarial uses of the larger SFT model, the frozen discriminator, costs, and the paired report."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import trl_irl.benchmark.methods as methods
+from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
+from trl_irl.benchmark.monitoring import Stopwatch
+
+
+COUNTERFACTUALS_PATH = Path(__file__).parents[1] / "benchmarks" / "counterfactuals.py"
+
+
+@pytest.fixture(scope="module")
+def counterfactuals():
+    spec = importlib.util.spec_from_file_location("counterfactuals", COUNTERFACTUALS_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recording(monkeypatch, name: str) -> list:
+    """Every trainer of class `name` that the comparison builds, with the keyword arguments it was built with."""
+    built = []
+    parent = getattr(methods, name)
+
+    class Recording(parent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append((self, kwargs))
+
+    monkeypatch.setattr(methods, name, Recording)
+    return built
+
+
+@pytest.fixture(scope="module")
+def proxy_comparison(tmp_path_factory):
+    """One tiny comparison with every use of the larger SFT model, its trainers recorded."""
+    monkeypatch = pytest.MonkeyPatch()
+    recorded = {name: _recording(monkeypatch, name) for name in ("GAILTrainer", "DistillationTrainer", "SFTTrainer")}
+    output_dir = tmp_path_factory.mktemp("proxies")
+    settings = ComparisonSettings(
+        num_demonstrations=16,
+        sft_steps=4,
+        adversarial_steps=3,
+        eval_every=3,
+        num_eval_prompts=4,
+        hidden_size=32,
+        teacher_hidden_size=48,
+        adversarial_batch_size=8,
+        disc_warmup_generations=0,
+        disc_from_large_sft=True,
+        methods=("large_sft", "gail", "gail_frozen", "proxy_distillation", "proxy_sequence_distillation"),
+    )
+    try:
+        results = run_comparison(settings, output_dir, log=lambda *args: None)
+    finally:
+        monkeypatch.undo()
+    return settings, output_dir, results, recorded
+
+
+def test_the_frozen_discriminator_never_moves_and_the_trained_one_does(proxy_comparison):
+    _, output_dir, _, recorded = proxy_comparison
+    large_sft = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft").state_dict()
+    (trained, trained_kwargs), (frozen, frozen_kwargs) = recorded["GAILTrainer"]
+    assert trained_kwargs["discriminator"] == frozen_kwargs["discriminator"] == str(output_dir / "large_sft")
+    assert frozen_kwargs["args"].disc_updates_per_generation == 0
+    assert trained_kwargs["args"].disc_updates_per_generation != 0
+
+    def moved(trainer):
+        state = trainer.discriminator.model.state_dict()
+        return any(not torch.equal(state[name], large_sft[name]) for name in large_sft)
+
+    assert moved(trained) and not moved(frozen)
+
+
+def test_proxy_distillation_takes_the_larger_sft_model_as_teacher_with_the_adversarial_settings(proxy_comparison):
+    settings, output_dir, _, recorded = proxy_comparison
+    ((_, kwargs),) = recorded["DistillationTrainer"]
+    assert kwargs["teacher_model"] == str(output_dir / "large_sft")
+    assert kwargs["model"] == str(output_dir / "sft")
+    args = kwargs["args"]
+    assert (args.learning_rate, args.per_device_train_batch_size, args.max_steps) == (
+        settings.adversarial_learning_rate,
+        settings.adversarial_batch_size,
+        settings.adversarial_steps,
+    )
+
+
+def test_sequence_distillation_trains_on_as_many_larger_model_samples_as_the_on_policy_methods_draw(
+    proxy_comparison,
+):
+    settings, output_dir, _, recorded = proxy_comparison
+    by_output = {Path(kwargs["args"].output_dir).name: kwargs for _, kwargs in recorded["SFTTrainer"]}
+    kwargs = by_output["proxy_sequence_distillation"]
+    assert kwargs["model"] == str(output_dir / "sft")
+    samples = kwargs["train_dataset"]
+    drawn = settings.adversarial_steps * settings.adversarial_batch_size
+    assert 0 < len(samples) <= drawn and all(completion.strip() for completion in samples["completion"])
+    # The demonstrations' prompts, each as often as the others give or take one (before empty samples are left out)
+    demonstrations = by_output["sft"]["train_dataset"]
+    counts = [samples["prompt"].count(prompt) for prompt in set(demonstrations["prompt"])]
+    assert max(counts) - min(counts) <= 1 + (drawn - len(samples))
+    assert set(samples["prompt"]) <= set(demonstrations["prompt"])
+    assert kwargs["args"].max_steps == settings.adversarial_steps
+    assert kwargs["args"].per_device_train_batch_size == settings.adversarial_batch_size
+
+
+def test_larger_model_samples_leave_out_empty_ones(proxy_comparison, monkeypatch):
+    # A larger model that always ends at once leaves nothing to learn from: every sample is empty and left out
+    _, output_dir, _, recorded = proxy_comparison
+    sft_kwargs = {Path(kwargs["args"].output_dir).name: kwargs for _, kwargs in recorded["SFTTrainer"]}["sft"]
+    run = methods.ComparisonRun.__new__(methods.ComparisonRun)
+    run.demonstrations, run.output_dir = sft_kwargs["train_dataset"], output_dir
+    run.tokenizer, run.settings = AutoTokenizer.from_pretrained(output_dir / "base"), ComparisonSettings()
+
+    def ends_at_once(model, tokenizer, prompts, n, seed):
+        return [prompt for prompt in prompts for _ in range(n)], [[tokenizer.eos_token_id]] * (len(prompts) * n)
+
+    monkeypatch.setattr(methods, "sample", ends_at_once)
+    assert len(methods.larger_model_samples(run, 10)) == 0
+
+
+def test_the_larger_model_is_a_row_at_every_temperature_and_costs_are_split(proxy_comparison):
+    settings, _, results, _ = proxy_comparison
+    rows = results["methods"]
+    assert {f"large_sft_temperature_{t}" for t in settings.sft_temperatures} <= set(rows)
+    assert rows["large_sft_temperature_0.6"]["final"]["reverse_kl"] != rows["large_sft"]["final"]["reverse_kl"]
+    for method in settings.methods:
+        result = rows[method]
+        assert result["train_seconds"] > 0 and result["evaluation_seconds"] >= 0, method
+        assert result["train_seconds"] + result["evaluation_seconds"] == pytest.approx(result["seconds"], abs=0.11)
+
+
+def test_stopwatch_adds_up_the_time_inside_what_it_wraps_also_when_it_fails():
+    stopwatch = Stopwatch()
+
+    @stopwatch.timed
+    def fails():
+        raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fails()
+    spent = stopwatch.seconds
+    assert spent > 0
+    assert stopwatch.timed(lambda: 3)() == 3 and stopwatch.seconds > spent
+
+
+def test_paired_difference_has_the_t_interval_and_the_exact_sign_test(counterfactuals):
+    by_seed = {
+        seed: {"a": {"reverse_kl": a, "reverse_kl_se": 0.3}, "b": {"reverse_kl": 5.0, "reverse_kl_se": 0.4}}
+        for seed, a in zip((3, 4, 5), (4.0, 3.0, 2.0), strict=True)
+    }
+    result = counterfactuals.paired(by_seed, "a", "b", "reverse_kl")
+    assert result["differences"] == [-1.0, -2.0, -3.0]
+    # mean -2, standard deviation 1, t(0.975, 2 degrees of freedom) = 4.302653
+    half_width = 4.302653 / math.sqrt(3)
+    assert result["interval"] == pytest.approx([-2 - half_width, -2 + half_width], abs=1e-5)
+    assert result["verdict"] == "within noise" and result["better_in"] == 3
+    assert result["sign_test_p"] == pytest.approx(0.25)  # both tails of 1/8
+    assert result["evaluation_se"] == pytest.approx([0.5] * 3)
+    by_seed[6] = {"a": {"reverse_kl": 2.0, "reverse_kl_se": 0.3}, "b": {"reverse_kl": 4.0, "reverse_kl_se": 0.4}}
+    assert counterfactuals.paired(by_seed, "a", "b", "reverse_kl")["verdict"] == "better"
+    assert counterfactuals.paired({3: by_seed[3]}, "a", "b", "reverse_kl") is None
+
+
+def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactuals, tmp_path):
+    import json
+
+    for seed, best in ((3, "sft_temperature_0.7"), (4, "sft")):
+        rows = {"sft": 1.0, "sft_temperature_0.7": 0.8, "sft_temperature_0.4": 0.9}
+        if best == "sft":
+            rows = {"sft": 0.5, "sft_temperature_0.7": 0.8}
+        runs = {name: {"2048": [{"reverse_kl": value}]} for name, value in rows.items()}
+        record = {"args": {"first_seed": seed}, "runs": runs}
+        (tmp_path / f"imitation_sweep_distil_counterfactuals_seed{seed}_base.json").write_text(json.dumps(record))
+    by_seed = counterfactuals._finals_by_seed(tmp_path)
+    assert by_seed[3]["sft_best_temperature"] == {"reverse_kl": 0.8, "temperature": 0.7}
+    assert by_seed[4]["sft_best_temperature"] == {"reverse_kl": 0.5, "temperature": 1.0}
