@@ -67,16 +67,16 @@ def _one_adversarial_step_settings(**overrides) -> ComparisonSettings:
 
 def _record_gail_trainer_calls(monkeypatch) -> list[dict]:
     """The keyword arguments of every `GAILTrainer` the comparison builds, in order."""
-    import trl_irl.benchmark.comparison as comparison
+    import trl_irl.benchmark.methods as methods
 
     calls = []
 
-    class RecordingGAILTrainer(comparison.GAILTrainer):
+    class RecordingGAILTrainer(methods.GAILTrainer):
         def __init__(self, *args, **kwargs):
             calls.append(kwargs)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(comparison, "GAILTrainer", RecordingGAILTrainer)
+    monkeypatch.setattr(methods, "GAILTrainer", RecordingGAILTrainer)
     return calls
 
 
@@ -225,12 +225,15 @@ def _write_config(tmp_path, model_path, dataset, num_rows: int, **options) -> st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sft", "weighted_sft", "gail", "airl"])
+@pytest.mark.parametrize("method", ["sft", "weighted_sft", "gail", "airl", "distillation"])
 def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, prompt_completion_dataset, method):
     import torch
 
     adversarial = method in ("gail", "airl")
     options = {"num_generations": 4, "max_completion_length": 8} if adversarial else {}
+    if method == "distillation":
+        # TRL's DistillationTrainer with a teacher of the same tokenizer (here the policy's own checkpoint)
+        options = {"teacher_model_name_or_path": tiny_model_path, "max_completion_length": 8}
     config = _write_config(
         tmp_path, tiny_model_path, prompt_completion_dataset, 16, per_device_train_batch_size=8, **options
     )
@@ -246,6 +249,7 @@ def test_training_commands_run_from_a_yaml_config(tmp_path, tiny_model_path, pro
             "weighted_sft": "WeightedSFTConfig",
             "gail": "GAILConfig",
             "airl": "AIRLConfig",
+            "distillation": "DistillationConfig",
         }[method]
     )
     if adversarial:
@@ -409,6 +413,15 @@ def test_a_missing_split_is_named(tmp_path, prompt_completion_dataset, options, 
         (["gail", "--config", "missing.yaml"], "`--config` file 'missing.yaml' does not exist"),
         (["sft", "--model_name_or_path", "./no-model", "--dataset_name", "d", "--bf16", "False"], "'./no-model'"),
         (["sft", "--model_name_or_path", "org/model", "--dataset_name", "d.jsonl", "--bf16", "False"], "'d.jsonl'"),
+        (
+            ["distillation", "--model_name_or_path", "org/model", "--dataset_name", "d", "--bf16", "False"],
+            "`teacher_model_name_or_path` is required",
+        ),
+        (
+            ["distillation", "--model_name_or_path", "org/model", "--dataset_name", "d", "--bf16", "False"]
+            + ["--teacher_model_name_or_path", "./no-teacher"],
+            "'./no-teacher' does not exist",
+        ),
     ],
 )
 def test_missing_files_are_named_before_anything_is_launched(tmp_path, monkeypatch, argv, message):

@@ -12,7 +12,13 @@ from trl_irl.cli import main
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 # What each test replaces, and so what every example must name (a Hub model and dataset, a run length)
-REPLACED = {"recipe_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"), "recipe_gail.yaml": ("sft_run",)}
+REPLACED = {
+    "recipe_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
+    "recipe_gail.yaml": ("sft_run",),
+    "larger_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
+    "distillation_from_larger_sft.yaml": ("model_name_or_path", "teacher_model_name_or_path", "dataset_name"),
+    "gail_larger_discriminator.yaml": ("model_name_or_path", "discriminator_model_name_or_path", "dataset_name"),
+}
 
 
 def _local_config(name: str, directory: Path, **replacements) -> str:
@@ -50,3 +56,48 @@ def test_the_recipe_runs_end_to_end_from_the_examples(tmp_path, tiny_model_path,
     assert (tmp_path / "gail-model" / "discriminator" / "model.safetensors").is_file()
     training_args = torch.load(tmp_path / "gail-model" / "training_args.bin", weights_only=False)
     assert type(training_args).__name__ == "GAILConfig" and training_args.max_steps == 2
+
+
+def test_the_gail_examples_use_the_settings_the_benchmark_measured():
+    # The settings that do not depend on the model's size; learning rates do, and the examples say so
+    from trl_irl.benchmark.settings import ComparisonSettings
+
+    for name, regime in (("gail_larger_discriminator.yaml", "distil"), ("recipe_gail.yaml", "rules")):
+        config = yaml.safe_load((EXAMPLES / name).read_text())
+        measured = ComparisonSettings.for_regime(regime)
+        assert config["beta"] == measured.adversarial_kl_coef, name
+        assert config["disc_warmup_generations"] == measured.disc_warmup_generations, name
+        assert config["num_generations"] == 8, name  # every comparison's GRPO group (benchmark/methods.py)
+        assert "disc_updates_per_generation" not in config, name  # the trainers' default, as measured
+
+
+@pytest.mark.slow
+def test_the_larger_model_recipe_runs_from_the_examples(tmp_path, tiny_model_path, prompt_completion_dataset):
+    # The larger model is the tiny model again here: what is tested is that each config runs as written
+    data = tmp_path / "demonstrations.jsonl"
+    prompt_completion_dataset.select(range(16)).to_json(data)
+    local = {"dataset_name": str(data), "report_to": "none"}
+    larger = tmp_path / "larger-sft-model"
+    config = _local_config(
+        "larger_sft.yaml", tmp_path, model_name_or_path=tiny_model_path, output_dir=str(larger), **local
+    )
+    main(["sft", "--config", config, "--bf16", "false", "--max_steps", "2"])
+    assert (larger / "model.safetensors").is_file()
+    short = ["--bf16", "false", "--max_steps", "2", "--max_completion_length", "8"]
+    for name, method, model_key in (
+        ("distillation_from_larger_sft.yaml", "distillation", "teacher_model_name_or_path"),
+        ("gail_larger_discriminator.yaml", "gail", "discriminator_model_name_or_path"),
+    ):
+        output_dir = tmp_path / method
+        config = _local_config(
+            name,
+            tmp_path,
+            model_name_or_path=tiny_model_path,
+            output_dir=str(output_dir),
+            **{model_key: str(larger)},
+            **local,
+        )
+        main([method, "--config", config, *short, "--per_device_train_batch_size", "8"])
+        training_args = torch.load(output_dir / "training_args.bin", weights_only=False)
+        assert getattr(training_args, "teacher_model_name_or_path", str(larger)) == str(larger)
+        assert training_args.max_steps == 2 and (output_dir / "model.safetensors").is_file()

@@ -1,7 +1,7 @@
 """The `trl-irl` command.
 
     trl-irl demo [--quick] [--regime memorise|rules|distil] [--num-demonstrations N] [--output-dir DIR]
-    trl-irl sft | weighted_sft | gail | airl | variance_reward --config config.yaml [--key value ...]
+    trl-irl sft | weighted_sft | gail | airl | variance_reward | distillation --config config.yaml [--key value ...]
     trl-irl env
 
 `demo` is the embedded default: it needs no data, model or network. `env` prints what a bug report needs, as
@@ -30,6 +30,7 @@ TRAINING_METHODS = {
     "gail": "adversarial imitation on top of GRPO (GAILTrainer)",
     "airl": "GAIL with AIRL's discriminator, leaving a reward model (AIRLTrainer)",
     "variance_reward": "a Bradley-Terry reward model with a learned per-response scale (VarianceRewardTrainer)",
+    "distillation": "TRL's DistillationTrainer, with a larger SFT model as teacher_model_name_or_path",
 }
 
 
@@ -78,9 +79,11 @@ def _demo_parser() -> argparse.ArgumentParser:
         choices=METHODS,
         default=None,
         type=lambda name: name.replace("-", "_"),
-        help="Default: every method but large_sft, distillation and sdft (memorise, rules); sft, gail, oracle and "
-        "distillation (distil, which alone has a teacher's logits for distillation). sdft is TRL's experimental "
-        "SDFTTrainer, asked for by name.",
+        help="Default: every method but those asked for by name (memorise, rules); sft, gail, oracle and "
+        "distillation (distil, which alone has a teacher's logits for distillation). By name: large_sft (a model of "
+        "the teacher's size trained by SFT), gail_frozen and airl_frozen (the discriminator never updates), "
+        "proxy_distillation (TRL's DistillationTrainer with large_sft as teacher), proxy_sequence_distillation (SFT "
+        "on large_sft's samples), and sdft (TRL's experimental SDFTTrainer).",
     )
     parser.add_argument(
         "--output-dir",
@@ -194,7 +197,7 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
 def _train(method: str, argv: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .scripts.train import check_arguments, check_config_types, make_parser, use_sft_run
+    from .scripts.train import check_arguments, check_config_types, check_teacher, make_parser, use_sft_run
 
     if "--config" in argv:
         position = argv.index("--config")
@@ -209,7 +212,7 @@ def _train(method: str, argv: list[str]) -> None:
     *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
-    script_args, _, model_args, dataset_args = parsed[:4]
+    script_args, training_args, model_args, dataset_args = parsed[:4]
     discriminator_args = parsed[4] if len(parsed) > 4 else None
     use_sft_run(method, model_args, discriminator_args)
     if discriminator_args is not None and discriminator_args.sft_run is not None:
@@ -218,6 +221,8 @@ def _train(method: str, argv: list[str]) -> None:
             f"{discriminator_args.discriminator_model_name_or_path}"
         )
     check_arguments(method, script_args, model_args, dataset_args)
+    if method == "distillation":
+        check_teacher(training_args, model_args)
     launch_parser = launch_command_parser()
     launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)
     script_argv = _without(argv, cli_remaining)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from trl import (
     DatasetMixtureConfig,
+    DistillationConfig,
+    DistillationTrainer,
     ModelConfig,
     ScriptArguments,
     SFTConfig,
@@ -46,6 +48,8 @@ TRAINERS = {
     "gail": (GAILConfig, GAILTrainer),
     "airl": (AIRLConfig, AIRLTrainer),
     "variance_reward": (VarianceRewardConfig, VarianceRewardTrainer),
+    # TRL's on-policy distillation, for the recipe that uses a larger SFT model's logits (`teacher_model_name_or_path`)
+    "distillation": (DistillationConfig, DistillationTrainer),
 }
 ADVERSARIAL_METHODS = ("gail", "airl")
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -249,6 +253,28 @@ def check_arguments(
         )
 
 
+def check_teacher(training_args: DistillationConfig, model_args: ModelConfig) -> None:
+    """
+    `distillation` needs `teacher_model_name_or_path`, an existing model, loaded as TRL's `distillation` script loads
+    it (unquantized, the policy's `dtype` and attention; `teacher_model_init_kwargs` over that).
+    """
+    teacher = training_args.teacher_model_name_or_path
+    if teacher is None:
+        raise SystemExit(
+            "trl-irl distillation: `teacher_model_name_or_path` is required: the model whose logits the policy learns "
+            "(a larger model trained by SFT on the same demonstrations, with the policy's tokenizer)."
+        )
+    if is_missing_local_path(teacher):
+        raise SystemExit(f"trl-irl distillation: `teacher_model_name_or_path` {teacher!r} does not exist.")
+    kwargs = {
+        "revision": training_args.teacher_model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    training_args.teacher_model_init_kwargs = {**kwargs, **(training_args.teacher_model_init_kwargs or {})}
+
+
 def load_datasets(
     script_args: ScriptArguments, training_args, dataset_args: DatasetMixtureConfig | None = None
 ) -> tuple:
@@ -315,6 +341,8 @@ def main(
     method = canonical_method(method)
     use_sft_run(method, model_args, discriminator_args)
     check_arguments(method, script_args, model_args, dataset_args)
+    if method == "distillation":
+        check_teacher(training_args, model_args)
     trainer_class = TRAINERS[method][1]
     training_args.model_init_kwargs = model_init_kwargs(training_args, model_args)
     train_dataset, eval_dataset = load_datasets(script_args, training_args, dataset_args)
@@ -325,6 +353,8 @@ def main(
             "discriminator": discriminator_args.discriminator_model_name_or_path,
             "discriminator_peft_config": discriminator_peft_config(discriminator_args, training_args),
         }
+    if method == "distillation":
+        discriminator_kwargs = {"teacher_model": training_args.teacher_model_name_or_path}
     trainer = trainer_class(
         model=model_args.model_name_or_path,
         args=training_args,
