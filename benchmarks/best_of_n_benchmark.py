@@ -162,12 +162,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regime", default="rules", choices=["memorise", "rules", "distil"])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="Seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--num-prompts", type=int, default=256)
     parser.add_argument("--work-dir", default="runs")
     args = parser.parse_args()
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts) for seed in range(args.seeds)}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts) for seed in seeds}
     summary = {
         f"{condition} - {baseline}": paired(results, condition, baseline)
         for condition in next(iter(results.values()))

@@ -35,6 +35,7 @@ discriminator.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -228,6 +229,7 @@ def main() -> None:
         help="LoRA policies; GAIL's likelihood-ratio discriminator a second adapter on the policy's model.",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default).")
+    parser.add_argument("--output", type=Path, help="Also write the results as JSON here.")
     # Internal: run one trainer and print its results
     parser.add_argument("--method", choices=["grpo", "gail"], help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
@@ -321,6 +323,22 @@ def main() -> None:
         f"peak memory: GRPO {peaks['grpo'] / 2**30:.2f} GiB, GAIL {peaks['gail'] / 2**30:.2f} GiB; "
         f"ratio {peaks['gail'] / peaks['grpo']:.3f}   target <= 1.3 with the LoRA discriminator"
     )
+    if args.output:
+        record = {
+            "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+            "date": time.strftime("%Y-%m-%d"),
+            "device": first["device"],
+            "discriminator": discriminator,
+            "policy_parameters": first["num_parameters"],
+            "matmul_parameters": parameters,
+            "median_step_seconds": medians,
+            "time_ratio": medians["gail"] / medians["grpo"],
+            "design_ratio": predicted,
+            "peak_memory_bytes": peaks,
+            "memory_ratio": peaks["gail"] / peaks["grpo"],
+            "runs": runs,
+        }
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ on fresh test pairs we report:
 """
 
 import argparse
+import json
 import math
 import random
 import statistics
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--train-pairs", type=int, default=2000)
     parser.add_argument("--test-pairs", type=int, default=4000)
     parser.add_argument("--epochs", type=float, default=6)
+    parser.add_argument("--output", type=Path, help="Also write every seed's results as JSON here.")
     args = parser.parse_args()
 
     results = {"reward": [], "variance_reward": [], "oracle": []}
@@ -172,6 +174,14 @@ def main() -> None:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             cells.append(f"{statistics.mean(values):.3f} +- {spread:.3f}")
         print(f"{method:<16}" + "".join(f"{cell:>22}" for cell in cells))
+    if args.output:
+        record = {
+            "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
+            "date": time.strftime("%Y-%m-%d"),
+            # One row per seed, in seed order, for each trainer: paired within seeds by position
+            "runs": results,
+        }
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":
