@@ -144,6 +144,34 @@ def test_train_teacher_reuses_only_a_teacher_trained_with_the_same_settings(tmp_
     assert trained[0]["args"].max_steps == 2
 
 
+def test_a_teacher_is_reused_from_a_base_of_the_same_architecture_in_another_folder(
+    tmp_path, tiny_model_path, monkeypatch
+):
+    # Work folders that share one teacher each build the same base model in a folder of their own
+    import shutil
+
+    from transformers import AutoConfig, AutoTokenizer
+
+    demonstrations = RULES.demonstrations(8, seed=0)
+    directory = tmp_path / "teacher"
+    train_teacher(directory, tiny_model_path, demonstrations, steps=1, seed=0)
+    same_base = shutil.copytree(tiny_model_path, tmp_path / "elsewhere" / "large_base")
+    trained = []
+    original = teacher_module.SFTTrainer
+    monkeypatch.setattr(
+        teacher_module, "SFTTrainer", lambda *args, **kwargs: trained.append(kwargs) or original(*args, **kwargs)
+    )
+    train_teacher(directory, same_base, demonstrations, steps=1, seed=0)
+    assert not trained
+    # Another architecture is another teacher, whatever the folder is called
+    wider = build_tiny_causal_lm(AutoTokenizer.from_pretrained(tiny_model_path), hidden_size=48)
+    wider.save_pretrained(tmp_path / "wider")
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(tmp_path / "wider")
+    assert AutoConfig.from_pretrained(same_base).hidden_size != 48
+    train_teacher(directory, tmp_path / "wider", demonstrations, steps=1, seed=0)
+    assert len(trained) == 1
+
+
 def test_distillation_is_a_method_of_the_distil_regime_only(tmp_path):
     assert "distillation" in default_methods("distil") and "distillation" not in default_methods("rules")
     assert "distillation" not in ComparisonSettings().methods

@@ -190,14 +190,12 @@ class TeacherReverseKLReward:
 def train_teacher(directory: Path, base: Path, demonstrations: Dataset, steps: int, seed: int) -> Path:
     """
     Train the teacher by SFT on `demonstrations` (the rule expert's) from the (larger) base model in `base`, and save
-    it to `directory`. A teacher saved there by a run with the same settings is reused (CPU training is
-    deterministic); one trained otherwise is trained again.
+    it to `directory`. A teacher saved there by a run with the same settings, from a base of the same architecture
+    wherever that lies, is reused (CPU training is deterministic); one trained otherwise is trained again.
     """
     record = {"base": str(base), "num_demonstrations": len(demonstrations), "steps": steps, "seed": seed}
-    record_path = directory / TEACHER_RECORD_FILE
-    if (directory / "model.safetensors").is_file() and record_path.is_file():
-        if json.loads(record_path.read_text()) == record:
-            return directory
+    if _is_trained_teacher(directory, base, record):
+        return directory
     config = SFTConfig(
         str(directory),
         learning_rate=1e-3,
@@ -212,8 +210,26 @@ def train_teacher(directory: Path, base: Path, demonstrations: Dataset, steps: i
     trainer = SFTTrainer(model=str(base), args=config, train_dataset=demonstrations)
     trainer.train()
     trainer.save_model()
-    record_path.write_text(json.dumps(record))
+    (directory / TEACHER_RECORD_FILE).write_text(json.dumps(record))
     return directory
+
+
+# What decides a teacher besides its base model's architecture (the base's path does not: work folders that share one
+# teacher, as benchmarks/counterfactuals.py's jobs do, each build the same base in a folder of their own)
+TEACHER_SETTINGS = ("num_demonstrations", "steps", "seed")
+ARCHITECTURE = ("model_type", "hidden_size", "num_hidden_layers", "intermediate_size", "vocab_size")
+
+
+def _is_trained_teacher(directory: Path, base: Path, record: dict) -> bool:
+    """Whether `directory` holds a teacher trained with `record`'s settings from a base of `base`'s architecture."""
+    record_path = directory / TEACHER_RECORD_FILE
+    if not ((directory / "model.safetensors").is_file() and record_path.is_file()):
+        return False
+    saved = json.loads(record_path.read_text())
+    if any(saved.get(key) != record[key] for key in TEACHER_SETTINGS):
+        return False
+    teacher_config, base_config = (json.loads((path / "config.json").read_text()) for path in (directory, Path(base)))
+    return all(teacher_config.get(key) == base_config.get(key) for key in ARCHITECTURE)
 
 
 def load_teacher(directory: Path, tokenizer: PreTrainedTokenizerBase, prompts_from: SyntheticExpert) -> TeacherExpert:
