@@ -79,7 +79,7 @@ def _condition(model, tokenizer, score, prompts, reward, n, temperature, seed) -
     }
 
 
-def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print) -> dict:
+def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print, eval_every: int | None = None) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -88,7 +88,8 @@ def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print
     from trl_irl.benchmark.synthetic import SyntheticExpert
     from trl_irl.benchmark.teacher import load_teacher
 
-    settings = ComparisonSettings.for_regime(regime, seed=seed, methods=("sft",), sft_temperatures=())
+    overrides = {} if eval_every is None else {"eval_every": eval_every}
+    settings = ComparisonSettings.for_regime(regime, seed=seed, methods=("sft",), sft_temperatures=(), **overrides)
     if settings.policy_from_sft_step is None:  # the memorise regime: save the middle checkpoint too
         settings = dataclasses.replace(settings, policy_from_sft_step=settings.sft_steps // 2)
     output_dir = work_dir / f"{regime}-{settings.num_demonstrations}-seed{seed}"
@@ -165,11 +166,17 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="Seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--num-prompts", type=int, default=256)
     parser.add_argument("--work-dir", default="runs")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        help="The SFT runs' evaluation interval, where it differs from the regime's: SFT checkpoints are reused only "
+        "from runs with the same settings (benchmarks/counterfactuals.py's later seeds used 480).",
+    )
     args = parser.parse_args()
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts) for seed in seeds}
+    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts, eval_every=args.eval_every) for seed in seeds}
     summary = {
         f"{condition} - {baseline}": paired(results, condition, baseline)
         for condition in next(iter(results.values()))

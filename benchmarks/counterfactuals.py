@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from trl_irl.benchmark.paired import paired_statistics
+from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics
 
 
 REGIME = "distil"
@@ -62,6 +62,12 @@ PAIRS = (
     ("airl", "airl_frozen"),
     ("airl", "proxy_distillation"),
     ("distillation", "proxy_distillation"),
+    # Each at its best temperature (the trained methods' ends sampled at 0.3 to 1.0 where the run did so)
+    ("gail_best_temperature", "sft_best_temperature"),
+    ("gail_best_temperature", "proxy_distillation_best_temperature"),
+    ("gail_frozen_best_temperature", "proxy_distillation_best_temperature"),
+    ("proxy_distillation_best_temperature", "sft_best_temperature"),
+    ("proxy_sequence_distillation_best_temperature", "sft_best_temperature"),
 )
 METRICS = ("reverse_kl", "forward_kl")
 
@@ -88,7 +94,8 @@ def _share_base_checkpoints(work_dir: Path, demonstrations: int, seed: int, job:
 
 
 def run(args: argparse.Namespace) -> None:
-    jobs = [(seed, job, methods) for seed in args.seeds for job, methods in CORE_JOBS.items()]
+    # Every seed's base job first: the others wait for it, and two lanes stay busy longest that way
+    jobs = [(seed, job, methods) for job, methods in CORE_JOBS.items() for seed in args.seeds]
     if args.extras:
         jobs += [(seed, job, methods) for seed in args.seeds for job, methods in EXTRA_JOBS.items()]
     done, failed, running, lock = set(), set(), set(), threading.Lock()
@@ -150,12 +157,7 @@ def _finals_by_seed(sweeps: Path) -> dict[int, dict[str, dict]]:
             (runs,) = by_count.values()  # one number of demonstrations per job
             by_seed.setdefault(seed, {})[method] = runs[0]
     for rows in by_seed.values():
-        for model in ("sft", "large_sft"):
-            grid = {name: row for name, row in rows.items() if name.partition("_temperature")[0] == model}
-            if model in grid:
-                best = min(grid, key=lambda name: grid[name]["reverse_kl"])
-                temperature = float(best.rpartition("_")[2]) if best != model else 1.0
-                rows[f"{model}_best_temperature"] = grid[best] | {"temperature": temperature}
+        add_best_temperature_rows(rows)
     return by_seed
 
 

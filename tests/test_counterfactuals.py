@@ -55,6 +55,7 @@ def proxy_comparison(tmp_path_factory):
         adversarial_batch_size=8,
         disc_warmup_generations=0,
         disc_from_large_sft=True,
+        method_temperatures=(0.7,),
         methods=("large_sft", "gail", "gail_frozen", "proxy_distillation", "proxy_sequence_distillation"),
     )
     try:
@@ -131,6 +132,11 @@ def test_the_larger_model_is_a_row_at_every_temperature_and_costs_are_split(prox
     rows = results["methods"]
     assert {f"large_sft_temperature_{t}" for t in settings.sft_temperatures} <= set(rows)
     assert rows["large_sft_temperature_0.6"]["final"]["reverse_kl"] != rows["large_sft"]["final"]["reverse_kl"]
+    # Every other method's end at `method_temperatures` too: the same model, sampled sharper
+    for method in settings.methods[1:]:
+        sharper = rows[f"{method}_temperature_0.7"]["final"]
+        assert sharper["reverse_kl"] != rows[method]["final"]["reverse_kl"], method
+        assert sharper["step"] == rows[method]["final"]["step"], method
     for method in settings.methods:
         result = rows[method]
         assert result["train_seconds"] > 0 and result["evaluation_seconds"] >= 0, method
@@ -182,3 +188,29 @@ def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactual
     by_seed = counterfactuals._finals_by_seed(tmp_path)
     assert by_seed[3]["sft_best_temperature"] == {"reverse_kl": 0.8, "temperature": 0.7}
     assert by_seed[4]["sft_best_temperature"] == {"reverse_kl": 0.5, "temperature": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("differences", "lower_is_better", "better_in", "verdict"),
+    [
+        ([-1.0, -1.2, -0.8], True, 3, "better"),
+        ([-1.0, -1.2, -0.8], False, 0, "worse"),
+        ([1.0, 1.2, 0.8], False, 3, "better"),
+        ([0.5, -0.5, 0.1], True, 1, "within noise"),
+    ],
+)
+def test_paired_statistics_direction_and_verdict(differences, lower_is_better, better_in, verdict):
+    from trl_irl.benchmark.paired import paired_statistics
+
+    result = paired_statistics(differences, lower_is_better=lower_is_better)
+    assert result["better_in"] == better_in and result["verdict"] == verdict
+    assert result["mean"] == pytest.approx(sum(differences) / 3)
+
+
+def test_paired_statistics_leaves_ties_out_of_the_sign_test():
+    from trl_irl.benchmark.paired import paired_statistics
+
+    # Two better, one tie: the sign test is over the 2 untied seeds (p = 2 * 1/4)
+    assert paired_statistics([-1.0, -2.0, 0.0])["sign_test_p"] == pytest.approx(0.5)
+    assert paired_statistics([0.0, 0.0])["sign_test_p"] == 1.0
+    assert paired_statistics([-1.0]) is None

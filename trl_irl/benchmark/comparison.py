@@ -163,7 +163,10 @@ def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
 
 
 def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
-    """Train one method; its curve, final metrics and time (and, for the likelihood ratio, `q_phi`'s metrics)."""
+    """
+    Train one method; its curve, final metrics and time (and, for the likelihood ratio, `q_phi`'s metrics, and its
+    end sampled at each of `method_temperatures`, under `temperatures`).
+    """
     started, evaluation_started = time.perf_counter(), run.stopwatch.seconds
     built = BUILDERS[method](run, method)
     built.trainer.train()
@@ -183,6 +186,12 @@ def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     if isinstance(built.trainer, AIRLTrainer):
         # What AIRL leaves behind for new prompts: its reward model, which `best_of_n_benchmark.py` reranks with
         built.trainer.save_reward_model(run.output_dir / method / "reward_model")
+    if method not in ("sft", "large_sft"):  # those two have rows of their own at `sft_temperatures`
+        model = built.trainer.model
+        result["temperatures"] = {
+            str(temperature): {"step": curve[-1]["step"], **run.evaluate(model, temperature)}
+            for temperature in run.settings.method_temperatures
+        }
     if built.discriminator_at_start is not None:
         # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than the
         # policy, the policy would have something left to learn from it (without the KL term, the optimum of the
@@ -226,6 +235,9 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
         result = _train(run, method, base_metrics)
         if method in settings.methods:
             results["methods"][method] = result
+            for temperature, point in result.pop("temperatures", {}).items():
+                row = {"curve": [point], "final": point, "seconds": 0.0}
+                results["methods"][f"{method}_temperature_{temperature}"] = row
         if method in ("sft", "large_sft"):
             _add_sft_rows(run, results, method)
         log(f"[{method}] done in {result['seconds']:.0f} s: reverse KL {result['final']['reverse_kl']:.3f}")

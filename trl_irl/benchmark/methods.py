@@ -75,21 +75,10 @@ class ComparisonRun:
 
     @property
     def adversarial_settings(self) -> dict:
-        settings = self.settings
         return {
             **self.common,
-            "learning_rate": settings.adversarial_learning_rate,
-            "disc_learning_rate": settings.disc_learning_rate,
-            "beta": settings.adversarial_kl_coef,
-            "disc_warmup_generations": settings.disc_warmup_generations,
-            "disc_type": settings.disc_type,
-            "disc_updates_per_generation": settings.disc_updates_per_generation,
-            "disc_demonstration_source": settings.disc_demonstration_source,
-            "scale_rewards": settings.scale_rewards,
-            "per_device_train_batch_size": settings.adversarial_batch_size,
-            "num_generations": 8,
+            **self.settings.adversarial_trainer_settings(),
             "max_completion_length": MAX_NEW_TOKENS,
-            "max_steps": settings.adversarial_steps,
         }
 
     def adversarial_settings_for(self, config_class, leave_out: tuple[str, ...] = ()) -> dict:

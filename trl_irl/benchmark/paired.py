@@ -8,6 +8,26 @@ import math
 import statistics
 
 
+TEMPERATURE_INFIX = "_temperature_"
+
+
+def add_best_temperature_rows(rows: dict[str, dict]) -> None:
+    """
+    For each row sampled at other temperatures too (`sft` beside `sft_temperature_0.8`, ...), add
+    `{row}_best_temperature`: the one with the lowest reverse KL, with its `temperature` (1.0 for the row itself).
+    Chosen per seed on the evaluation prompts: an optimistic choice, the harder baseline to beat.
+    """
+    for name in [name for name in rows if TEMPERATURE_INFIX not in name and not name.endswith("_best_temperature")]:
+        grid = {1.0: rows[name]}
+        for other, row in rows.items():
+            prefix, _, temperature = other.partition(TEMPERATURE_INFIX)
+            if prefix == name and temperature:
+                grid[float(temperature)] = row
+        if len(grid) > 1:
+            best = min(grid, key=lambda temperature: grid[temperature]["reverse_kl"])
+            rows[f"{name}_best_temperature"] = grid[best] | {"temperature": best}
+
+
 def paired_statistics(differences: list[float], lower_is_better: bool = True) -> dict | None:
     """
     Mean, 95% t-interval and exact sign test of per-seed `differences` (method minus reference); `verdict` is

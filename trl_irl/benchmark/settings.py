@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from .choices import BY_NAME_ONLY, METHODS
 
 
+# Completions per prompt of every GRPO-based method (the group GRPO's baseline is taken over)
+NUM_GENERATIONS = 8
+
+
 # The methods a regime trains unless told. `distillation` needs the distil regime's teacher's logits; `large_sft` (a
 # model of the teacher's size, about 3.5 minutes in the distil regime) is asked for by name. The distil regime trains
 # the path measured there (GAIL with `large_sft` as discriminator) against SFT and the two limits, about 13 minutes
@@ -50,6 +54,9 @@ class ComparisonSettings:
     # The SFT checkpoint is also evaluated sampling at these temperatures (rows `sft_temperature_0.8`, ...): sharpening
     # lowers the reverse KL for free, a baseline that costs no training
     sft_temperatures: tuple[float, ...] = (0.8, 0.6)
+    # Every other method's end is evaluated at these temperatures too (rows `gail_temperature_0.8`, ...): a
+    # mode-seeking method is then compared with the others each at its best temperature
+    method_temperatures: tuple[float, ...] = ()
     # The adversarial methods' discriminator checkpoint (default: a copy of the SFT start); `{seed}` and
     # `{num_demonstrations}` are filled in, so that a sweep can give each seed a discriminator trained longer than its
     # policy: `"runs_sft3000/rules-{num_demonstrations}-seed{seed}/sft"`
@@ -75,6 +82,25 @@ class ComparisonSettings:
     def __post_init__(self):
         if self.methods is None:
             self.methods = default_methods(self.regime)
+
+    def adversarial_trainer_settings(self) -> dict:
+        """
+        The GRPO and discriminator settings of the adversarial methods (and, where they apply, of the oracle and the
+        distillation baselines), less `adversarial_config`: what docs/benchmarks.md lists beside the trainers' own.
+        """
+        return {
+            "learning_rate": self.adversarial_learning_rate,
+            "disc_learning_rate": self.disc_learning_rate,
+            "beta": self.adversarial_kl_coef,
+            "disc_warmup_generations": self.disc_warmup_generations,
+            "disc_type": self.disc_type,
+            "disc_updates_per_generation": self.disc_updates_per_generation,
+            "disc_demonstration_source": self.disc_demonstration_source,
+            "scale_rewards": self.scale_rewards,
+            "per_device_train_batch_size": self.adversarial_batch_size,
+            "num_generations": NUM_GENERATIONS,
+            "max_steps": self.adversarial_steps,
+        }
 
     @classmethod
     def for_regime(cls, regime: str, quick: bool = False, **overrides) -> "ComparisonSettings":
@@ -131,6 +157,7 @@ class ComparisonSettings:
                 "adversarial_learning_rate": 3e-4,
                 # SFT's best temperature from a grid, as a user would pick it (1.0 is the `sft` row itself)
                 "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+                "method_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
             }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20, "teacher_steps": 100}
