@@ -79,7 +79,9 @@ def _condition(model, tokenizer, score, prompts, reward, n, temperature, seed) -
     }
 
 
-def run_seed(regime: str, seed: int, work_dir: Path, num_prompts: int, log=print, eval_every: int | None = None) -> dict:
+def run_seed(
+    regime: str, seed: int, work_dir: Path, num_prompts: int, log=print, eval_every: int | None = None
+) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -176,7 +178,9 @@ def main() -> None:
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    results = {seed: run_seed(args.regime, seed, work_dir, args.num_prompts, eval_every=args.eval_every) for seed in seeds}
+    results = {
+        seed: run_seed(args.regime, seed, work_dir, args.num_prompts, eval_every=args.eval_every) for seed in seeds
+    }
     summary = {
         f"{condition} - {baseline}": paired(results, condition, baseline)
         for condition in next(iter(results.values()))
