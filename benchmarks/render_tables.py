@@ -1,0 +1,640 @@
+"""The results tables of README.md and docs/benchmarks.md, rendered from the JSON in docs/results/.
+
+    python benchmarks/render_tables.py           # rewrite every table in place
+    python benchmarks/render_tables.py --check   # exit 1 where a table differs from what its JSON gives
+
+A table sits between `<!-- table: NAME -->` and `<!-- /table -->` in a Markdown file; the text between is replaced by
+`TABLES[NAME]()`. Every figure in a table is computed here from a results JSON: a comparison is paired within seeds
+(`trl_irl.benchmark.paired`: the mean difference with its 95% t-interval over seeds, and in how many seeds the method
+was better); words written here (`Row.note`) carry no figures, so that no figure can drift from its data
+(tests/test_rendered_tables.py re-renders every table and fails where one differs, and refuses a note with a digit).
+"""
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
+sys.path.insert(0, str(ROOT))
+
+from trl_irl.benchmark.choices import REGIMES  # noqa: E402
+from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics  # noqa: E402
+
+
+# The counterfactuals of issue 33 (benchmarks/counterfactuals.py report), and the order their rows are shown in
+COUNTERFACTUALS = "counterfactuals_distil_2048"
+COUNTERFACTUAL_ORDER = (
+    "sft",
+    "sft_best_temperature",
+    "large_sft",
+    "large_sft_best_temperature",
+    "gail",
+    "gail_frozen",
+    "airl",
+    "airl_frozen",
+    "proxy_distillation",
+    "proxy_sequence_distillation",
+    "distillation",
+    "oracle",
+    "gail_best_temperature",
+    "gail_frozen_best_temperature",
+    "proxy_distillation_best_temperature",
+    "proxy_sequence_distillation_best_temperature",
+    "distillation_best_temperature",
+)
+
+
+def _in_order(summary: dict) -> list[str]:
+    """The rows of a counterfactuals summary in `COUNTERFACTUAL_ORDER` (temperature rows left out)."""
+    return [name for name in COUNTERFACTUAL_ORDER if name in summary]
+
+
+def seed_rows(stems: str, count: str | None = None) -> dict[int, dict[str, dict]]:
+    """
+    Each seed's final metrics per row of the results JSON `stems` (several joined by `+`, merged by seed): an
+    imitation sweep's (`runs[row][count]` in seed order from `first_seed`) or a counterfactuals report's.
+    """
+    by_seed: dict[int, dict[str, dict]] = {}
+    for stem in stems.split("+"):
+        record = json.loads((RESULTS / f"{stem}.json").read_text())
+        if "pairs" in record:  # a counterfactuals report: `runs[seed][row]`
+            for seed, rows in record["runs"].items():
+                by_seed.setdefault(int(seed), {}).update(rows)
+            continue
+        first_seed = record["args"].get("first_seed") or 0
+        for row, by_count in record["runs"].items():
+            runs = by_count[count] if count is not None else next(iter(by_count.values()))
+            for index, final in enumerate(runs):
+                by_seed.setdefault(first_seed + index, {})[row] = final
+    for rows in by_seed.values():
+        if not any(name.endswith("_best_temperature") for name in rows):  # a counterfactuals report has them
+            add_best_temperature_rows(rows)
+    return by_seed
+
+
+def best_of_n_rows(stems: str) -> dict[int, dict[str, dict]]:
+    """
+    A Best-of-N JSON's conditions per seed (several joined by `+`, merged by seed), each with its mean expert
+    log-likelihood (higher is better).
+    """
+    by_seed = {}
+    for stem in stems.split("+"):
+        record = json.loads((RESULTS / f"{stem}.json").read_text())
+        by_seed |= {int(seed): conditions for seed, conditions in record["results"].items()}
+    return by_seed
+
+
+@dataclass(frozen=True)
+class Paired:
+    """`method` against `reference` on `metric`, each `FILE:ROW` (FILE: a results stem, or several joined by +)."""
+
+    method: str
+    reference: str
+    metric: str = "reverse_kl"
+    count: str | None = None
+    # Best-of-N JSONs: conditions compared by the expert's log-likelihood of the chosen response
+    best_of_n: bool = False
+
+    def statistics(self) -> dict:
+        (method_file, method_row), (reference_file, reference_row) = (
+            self.method.rsplit(":", 1),
+            self.reference.rsplit(":", 1),
+        )
+        if self.best_of_n:
+            method_runs, reference_runs = best_of_n_rows(method_file), best_of_n_rows(reference_file)
+            metric = "expert_log_likelihood"
+        else:
+            method_runs, reference_runs = seed_rows(method_file, self.count), seed_rows(reference_file, self.count)
+            metric = self.metric
+        seeds = sorted(
+            seed
+            for seed in method_runs.keys() & reference_runs.keys()
+            if method_row in method_runs[seed] and reference_row in reference_runs[seed]
+        )
+        differences = [method_runs[s][method_row][metric] - reference_runs[s][reference_row][metric] for s in seeds]
+        result = paired_statistics(differences, lower_is_better=not self.best_of_n)
+        if result is None:
+            raise ValueError(f"{self}: fewer than 2 seeds in common")
+        return {"seeds": seeds, **result}
+
+    def cell(self, label: str = "") -> str:
+        """`label: better in k of n, mean [low, high] metric`, with the verdict where the interval excludes 0."""
+        result = self.statistics()
+        units = {"reverse_kl": "reverse KL", "forward_kl": "forward KL"}
+        unit = units.get(self.metric) or units[self.metric.removeprefix("discriminator_")] + " of the discriminator"
+        unit = "log-likelihood" if self.best_of_n else unit
+        low, high = result["interval"]
+        verdict = {"better": "**better**", "worse": "**worse**", "within noise": "within noise"}[result["verdict"]]
+        text = (
+            f"better in {result['better_in']} of {len(result['seeds'])}, {unit} {result['mean']:+.3f} "
+            f"[{low:+.3f}, {high:+.3f}]: {verdict}"
+        )
+        return f"{label}: {text}" if label else text
+
+
+@dataclass(frozen=True)
+class Row:
+    """A summary row: words (no figures), and the paired comparisons that make its result."""
+
+    trainer: str
+    against: str
+    regime: str
+    comparisons: tuple[tuple[str, Paired], ...]
+    details: str
+    note: str = ""
+
+    def seeds(self) -> int:
+        return max(len(comparison.statistics()["seeds"]) for _, comparison in self.comparisons)
+
+    def result(self) -> str:
+        cells = "; ".join(comparison.cell(label) for label, comparison in self.comparisons)
+        return cells + (f". {self.note}" if self.note else "")
+
+
+ONE_THREAD = "imitation_sweep_distil_2048_gail_oracle_one_thread"
+AIRL_ONE_THREAD = "imitation_sweep_distil_2048_airl_large_sft_discriminator"
+FROZEN_ONE_THREAD = "imitation_sweep_distil_2048_large_sft_discriminator_frozen_one_thread"
+LARGE = "imitation_sweep_distil_2048_large_sft_discriminator"
+BEST_OF_N = "best_of_n_distil_2048_one_thread"
+# Best-of-N on the counterfactuals' seeds (3 to 7: the same SFT and larger models)
+BEST_OF_N_5 = "best_of_n_distil_2048_counterfactuals"
+C = COUNTERFACTUALS
+
+
+def _versus_best_sft(method: str) -> Paired:
+    return Paired(f"{C}:{method}", f"{C}:sft_best_temperature")
+
+
+# The counterfactuals first: every use of the same larger SFT model, 5 seeds none of which chose a setting
+COUNTERFACTUAL_ROWS = (
+    Row(
+        "`GAILTrainer`, the larger SFT model as `discriminator`, trained",
+        "SFT at its best temperature (0.3 to 1.0, per seed)",
+        "distil, 2048 demonstrations",
+        (("", _versus_best_sft("gail")), ("forward", Paired(f"{C}:gail", f"{C}:sft_best_temperature", "forward_kl"))),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "the same, frozen (`disc_updates_per_generation=0`)",
+        "SFT at its best temperature; GAIL trained",
+        "distil, 2048",
+        (("", _versus_best_sft("gail_frozen")), ("trained minus frozen", Paired(f"{C}:gail", f"{C}:gail_frozen"))),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "TRL's `DistillationTrainer`, the larger SFT model as `teacher_model`",
+        "SFT at its best temperature; GAIL trained",
+        "distil, 2048",
+        (
+            ("", _versus_best_sft("proxy_distillation")),
+            ("GAIL minus it", Paired(f"{C}:gail", f"{C}:proxy_distillation")),
+        ),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "TRL's `SFTTrainer` on the larger SFT model's samples",
+        "SFT at its best temperature; GAIL trained",
+        "distil, 2048",
+        (
+            ("", _versus_best_sft("proxy_sequence_distillation")),
+            ("GAIL minus it", Paired(f"{C}:gail", f"{C}:proxy_sequence_distillation")),
+        ),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "the larger SFT model itself, at its best temperature",
+        "SFT at its best temperature",
+        "distil, 2048",
+        (("", _versus_best_sft("large_sft_best_temperature")),),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "each sampled at its best temperature: GAIL, and `DistillationTrainer` with the larger model as teacher",
+        "SFT at its best temperature; each other",
+        "distil, 2048 (seeds 5 to 7, whose runs sampled every method's end at 0.3 to 1.0)",
+        (
+            ("GAIL", _versus_best_sft("gail_best_temperature")),
+            ("distillation from the larger model", _versus_best_sft("proxy_distillation_best_temperature")),
+            (
+                "GAIL minus it",
+                Paired(f"{C}:gail_best_temperature", f"{C}:proxy_distillation_best_temperature"),
+            ),
+        ),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "Best-of-16 reranked by the larger SFT model's likelihood",
+        "the student reranking its own 16 samples; SFT sampled at temperature 0.6",
+        "distil, 2048, 256 unseen prompts",
+        (
+            (
+                "minus the student's own",
+                Paired(f"{BEST_OF_N_5}:best_of_16_large", f"{BEST_OF_N_5}:best_of_16_self", best_of_n=True),
+            ),
+            (
+                "minus temperature 0.6",
+                Paired(f"{BEST_OF_N_5}:best_of_16_large", f"{BEST_OF_N_5}:sample_t0.6", best_of_n=True),
+            ),
+            (
+                "the student's own minus temperature 0.6",
+                Paired(f"{BEST_OF_N_5}:best_of_16_self", f"{BEST_OF_N_5}:sample_t0.6", best_of_n=True),
+            ),
+        ),
+        "#does-a-learned-reward-help-as-a-reranker",
+    ),
+    Row(
+        "TRL's `DistillationTrainer` with the teacher's own logits (the white-box ceiling)",
+        "SFT at its best temperature; the larger model as teacher",
+        "distil, 2048",
+        (
+            ("", _versus_best_sft("distillation")),
+            ("minus the proxy", Paired(f"{C}:distillation", f"{C}:proxy_distillation")),
+        ),
+        "#every-use-of-the-larger-model",
+    ),
+)
+# Earlier readings, 3 seeds each (seeds 0 to 2 chose the distil settings)
+EARLIER_ROWS = (
+    Row(
+        "`GAILTrainer`, a larger SFT model as `discriminator`",
+        "SFT at its best temperature (1.0, 0.8 or 0.6)",
+        "distil, 2048, first reading (two threads)",
+        (("", Paired(f"{LARGE}:gail", f"{LARGE}:sft_best_temperature")),),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "`GAILTrainer` and `AIRLTrainer`, the same setting, second reading (one thread)",
+        "SFT at its best temperature (1.0, 0.8 or 0.6)",
+        "distil, 2048",
+        (
+            ("GAIL", Paired(f"{ONE_THREAD}:gail", f"{ONE_THREAD}:sft_best_temperature")),
+            ("AIRL", Paired(f"{AIRL_ONE_THREAD}:airl", f"{AIRL_ONE_THREAD}:sft_best_temperature")),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "`GAILTrainer`, the larger discriminator frozen",
+        "SFT at its best temperature; the same trained",
+        "distil, 2048, two readings",
+        (
+            ("one thread", Paired(f"{FROZEN_ONE_THREAD}:gail", f"{FROZEN_ONE_THREAD}:sft_best_temperature")),
+            ("trained minus frozen, one thread", Paired(f"{ONE_THREAD}:gail", f"{FROZEN_ONE_THREAD}:gail")),
+            (
+                "trained minus frozen, two threads",
+                Paired(f"{LARGE}:gail", "imitation_sweep_distil_2048_large_sft_discriminator_frozen:gail"),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "the trained discriminator with SFT's loss on its demonstrations (`disc_likelihood_weight=1`)",
+        "the defaults (one thread)",
+        "distil, 2048",
+        (
+            ("GAIL", Paired("imitation_sweep_distil_2048_likelihood_weight_1:gail", f"{ONE_THREAD}:gail")),
+            ("AIRL", Paired("imitation_sweep_distil_2048_likelihood_weight_1:airl", f"{AIRL_ONE_THREAD}:airl")),
+            (
+                "GAIL's discriminator as a generator",
+                Paired(
+                    "imitation_sweep_distil_2048_likelihood_weight_1:gail",
+                    f"{ONE_THREAD}:gail",
+                    "discriminator_reverse_kl",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+        note="The discriminator memorises its training rows",
+    ),
+    Row(
+        "the trained discriminator at a tenth of the learning rate (`disc_learning_rate=1e-5`)",
+        "the defaults (one thread)",
+        "distil, 2048",
+        (("", Paired("imitation_sweep_distil_2048_large_sft_discriminator_disc_lr_1e-5:gail", f"{ONE_THREAD}:gail")),),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "SFT for twice the steps, at its best temperature",
+        "SFT at its best temperature (two threads)",
+        "distil, 2048",
+        (
+            (
+                "",
+                Paired(
+                    "imitation_sweep_distil_2048_sft3000:sft_best_temperature",
+                    f"{LARGE}:sft_best_temperature",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "TRL's `DistillationTrainer` (needs the teacher's logits)",
+        "GRPO with the exact sequence reward; SFT at its best temperature",
+        "distil, 2048",
+        (
+            (
+                "against the exact reward",
+                Paired("imitation_sweep_distil_2048_recipe:distillation", "imitation_sweep_distil_2048_recipe:oracle"),
+            ),
+            (
+                "forward",
+                Paired(
+                    "imitation_sweep_distil_2048_recipe:distillation",
+                    "imitation_sweep_distil_2048_recipe:sft_best_temperature",
+                    "forward_kl",
+                ),
+            ),
+        ),
+        "#with-the-teachers-logits",
+    ),
+    Row(
+        "TRL's experimental `SDFTTrainer` (the model its own teacher, the demonstration in its context)",
+        "SFT",
+        "distil, 2048",
+        (
+            (
+                "TRL's teacher prompt",
+                Paired("imitation_sweep_distil_2048_sdft:sdft", "imitation_sweep_distil_2048_sdft:sft"),
+            ),
+            (
+                "the demonstration first",
+                Paired(
+                    "imitation_sweep_distil_2048_sdft_demonstration_first:sdft",
+                    "imitation_sweep_distil_2048_sdft_demonstration_first:sft",
+                ),
+            ),
+        ),
+        "#with-the-teachers-logits",
+        note="It collapses to empty or one-word responses",
+    ),
+    Row(
+        "`GAILTrainer` / `AIRLTrainer`, two checkpoints of one SFT run",
+        "SFT for 4500 steps (about the same time)",
+        "rules, 2048",
+        (
+            (
+                "GAIL",
+                Paired(
+                    "imitation_sweep_rules_mid_policy_end_discriminator+imitation_sweep_rules_mid_end_seeds34:gail",
+                    "imitation_sweep_rules_sft4500+imitation_sweep_rules_sft4500_seeds34:sft",
+                ),
+            ),
+            (
+                "AIRL",
+                Paired(
+                    "imitation_sweep_rules_mid_policy_end_discriminator+imitation_sweep_rules_mid_end_seeds34:airl",
+                    "imitation_sweep_rules_sft4500+imitation_sweep_rules_sft4500_seeds34:sft",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "the same recipe",
+        "SFT at its best temperature (1.0, 0.8 or 0.6)",
+        "distil, 2048",
+        (
+            (
+                "GAIL",
+                Paired(
+                    "imitation_sweep_distil_2048_recipe:gail",
+                    "imitation_sweep_distil_2048_recipe:sft_best_temperature",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "`GAILTrainer`, a larger SFT model as `discriminator`, trained or frozen",
+        "SFT at its best temperature (1.0, 0.8 or 0.6)",
+        "memorise, 32",
+        (
+            (
+                "trained",
+                Paired(
+                    "imitation_sweep_memorise_32_large_sft_discriminator:gail",
+                    "imitation_sweep_memorise_32_large_sft_discriminator:sft_best_temperature",
+                ),
+            ),
+            (
+                "frozen",
+                Paired(
+                    "imitation_sweep_memorise_32_large_sft_discriminator_frozen:gail",
+                    "imitation_sweep_memorise_32_large_sft_discriminator_frozen:sft_best_temperature",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "`GAILTrainer`, the defaults (a copy of the policy as discriminator)",
+        "SFT",
+        "memorise, 32",
+        (
+            (
+                "",
+                Paired(
+                    "imitation_sweep_memorise_32_one_thread_default_copy:gail",
+                    "imitation_sweep_memorise_32_one_thread_default_copy:sft",
+                ),
+            ),
+        ),
+        "#does-adversarial-imitation-beat-sft",
+    ),
+    Row(
+        "Best-of-16 reranked by the larger SFT model's likelihood, or by AIRL's reward model",
+        "SFT sampled at temperature 0.6; the student reranking its own samples",
+        "distil, 2048 (one thread)",
+        (
+            ("larger model", Paired(f"{BEST_OF_N}:best_of_16_large", f"{BEST_OF_N}:sample_t0.6", best_of_n=True)),
+            ("AIRL's", Paired(f"{BEST_OF_N}:best_of_16_airl", f"{BEST_OF_N}:sample_t0.6", best_of_n=True)),
+            (
+                "AIRL's minus the larger model's",
+                Paired(f"{BEST_OF_N}:best_of_16_airl", f"{BEST_OF_N}:best_of_16_large", best_of_n=True),
+            ),
+            (
+                "larger model minus the student's own",
+                Paired(f"{BEST_OF_N}:best_of_16_large", f"{BEST_OF_N}:best_of_16_self", best_of_n=True),
+            ),
+        ),
+        "#does-a-learned-reward-help-as-a-reranker",
+    ),
+    Row(
+        "Best-of-16 reranked by the two-checkpoint ratio",
+        "SFT sampled at temperature 0.6",
+        "rules, 2048",
+        (
+            (
+                "",
+                Paired("best_of_n_rules_2048:best_of_16_ratio", "best_of_n_rules_2048:sample_t0.6", best_of_n=True),
+            ),
+        ),
+        "#does-a-learned-reward-help-as-a-reranker",
+    ),
+    Row(
+        "`WeightedSFTTrainer` (occupancy weights)",
+        "`SFTTrainer`",
+        "rules, 512 / 2048 / 8192",
+        tuple(
+            (
+                f"{count}",
+                Paired("imitation_sweep_rules:weighted_sft", "imitation_sweep_rules:sft", count=str(count)),
+            )
+            for count in (512, 2048, 8192)
+        ),
+        "#does-weightedsft-beat-sft",
+    ),
+)
+
+
+def summary_table(rows: tuple[Row, ...], readme: bool = False) -> str:
+    """A Markdown table of `rows` (`readme`: with links into docs/benchmarks.md)."""
+    header = "| trainer | against | where | seeds | result (method minus reference) | details |"
+    if not readme:
+        header = header.replace("| trainer |", "| trainer and setting |")
+    lines = [header, "|---|---|---|---|---|---|"]
+    for row in rows:
+        cells = f"| {row.trainer} | {row.against} | {row.regime} | {row.seeds()} | {row.result()} |"
+        if readme:
+            lines.append(f"{cells} [benchmarks](docs/benchmarks.md{row.details}) |")
+        else:
+            lines.append(f"{cells} [{row.details.lstrip('#').replace('-', ' ')}]({row.details}) |")
+    return "\n".join(lines)
+
+
+def counterfactual_costs() -> str:
+    """Each method's training time without evaluation, mean and spread over seeds, and its ratio to SFT's."""
+    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    summary = record["summary"]
+    lines = [
+        "| method | training seconds (mean +- sd over seeds) | ratio to the student's SFT | evaluation seconds |",
+        "|---|---|---|---|",
+    ]
+    sft = summary["sft"]["train_seconds"][0]
+    for name in _in_order(summary):
+        row = summary[name]
+        if "train_seconds" not in row or "temperature" in name:
+            continue
+        mean, spread = row["train_seconds"]
+        evaluation = row["evaluation_seconds"][0]
+        lines.append(f"| {name} | {mean:.0f} +- {spread:.0f} | {mean / sft:.2f} | {evaluation:.0f} |")
+    return "\n".join(lines)
+
+
+def counterfactual_rows() -> str:
+    """Every row of the counterfactuals: reverse and forward KL, mean +- sd over seeds, and the best temperatures."""
+    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    lines = [f"Seeds {', '.join(map(str, record['seeds']))}; one thread per run.", ""]
+    lines += ["| row | reverse KL | forward KL | temperature chosen |", "|---|---|---|---|"]
+    for name in _in_order(record["summary"]):
+        row = record["summary"][name]
+        cells = [f"{row[metric][0]:.3f} +- {row[metric][1]:.3f}" for metric in ("reverse_kl", "forward_kl")]
+        if "temperature" in row:
+            per_seed = [rows[name]["temperature"] for rows in record["runs"].values() if name in rows]
+            cells.append(", ".join(f"{t:.1f}" for t in per_seed))
+        else:
+            cells.append("-")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def counterfactual_pairs() -> str:
+    """
+    The pairs that decide a recommendation: each seed's difference with its evaluation's standard error (the two
+    evaluations' combined), then the mean over seeds with its 95% t-interval and the exact sign test's p.
+    """
+    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    lines = ["| method minus reference | metric | per seed (+- evaluation's standard error) | mean [95% interval] | "]
+    lines[0] += "better in | sign test p |"
+    lines.append("|---|---|---|---|---|---|")
+    for name, by_metric in record["pairs"].items():
+        for metric, result in by_metric.items():
+            per_seed = ", ".join(
+                f"{difference:+.3f} (+-{error:.3f})"
+                for difference, error in zip(result["differences"], result["evaluation_se"], strict=True)
+            )
+            low, high = result["interval"]
+            cells = [
+                f"`{name}`",
+                metric.replace("_kl", " KL"),
+                per_seed,
+                f"{result['mean']:+.3f} [{low:+.3f}, {high:+.3f}]",
+                f"{result['better_in']} of {len(result['seeds'])}",
+                f"{result['sign_test_p']:.3f}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def benchmark_settings() -> str:
+    """The settings every adversarial method of the benchmark trains with, beside what `GAILConfig()` ships."""
+    from trl_irl import GAILConfig
+    from trl_irl.benchmark.settings import ComparisonSettings
+
+    shipped = GAILConfig(output_dir="unused", bf16=False, report_to="none")
+    regimes = {regime: ComparisonSettings.for_regime(regime).adversarial_trainer_settings() for regime in REGIMES}
+    lines = ["| setting | `GAILConfig()` | " + " | ".join(f"{regime} benchmark" for regime in regimes) + " |"]
+    lines.append("|---|---|" + "---|" * len(regimes))
+    for name in regimes["distil"]:
+        default = getattr(shipped, name)
+        cells = [_setting(settings[name]) for settings in regimes.values()]
+        differs = any(settings[name] not in (default, None) for settings in regimes.values())
+        name = f"**`{name}`**" if differs else f"`{name}`"
+        lines.append(f"| {name} | {_setting(default)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _setting(value) -> str:
+    """A setting as the docs write it (`None`: the trainer's default for the discriminator type)."""
+    if value is None:
+        return "trainer's default"
+    return f"{value:g}" if isinstance(value, float) else str(getattr(value, "value", value))
+
+
+TABLES = {
+    "readme_results": lambda: summary_table(COUNTERFACTUAL_ROWS, readme=True),
+    "counterfactuals": lambda: summary_table(COUNTERFACTUAL_ROWS),
+    "counterfactual_rows": counterfactual_rows,
+    "counterfactual_pairs": counterfactual_pairs,
+    "counterfactual_costs": counterfactual_costs,
+    "earlier_readings": lambda: summary_table(EARLIER_ROWS),
+    "benchmark_settings": benchmark_settings,
+}
+# A table's body is every line between its two markers (none before it is first rendered)
+TABLE_PATTERN = re.compile(r"(<!-- table: (?P<name>[a-z_]+) -->\n)(?P<body>(?:(?!<!-- ).*\n)*?)(<!-- /table -->)")
+
+
+def render(text: str) -> str:
+    """`text` with every table's body rendered anew."""
+
+    def table(match: re.Match) -> str:
+        return match.group(1) + TABLES[match.group("name")]() + "\n" + match.group(4)
+
+    return TABLE_PATTERN.sub(table, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="Change nothing; exit 1 where a table is out of date.")
+    args = parser.parse_args()
+    stale = []
+    for path in DOCUMENTS:
+        text = path.read_text()
+        rendered = render(text)
+        if rendered != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(rendered)
+    if stale:
+        print(("Out of date: " if args.check else "Rendered: ") + ", ".join(stale))
+    sys.exit(1 if stale and args.check else 0)
+
+
+if __name__ == "__main__":
+    main()
