@@ -83,6 +83,10 @@ def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.N
     ]
 
 
+def _job_json(output_dir: Path, seed: int, job: str) -> Path:
+    return output_dir / f"imitation_sweep_{REGIME}_counterfactuals_seed{seed}_{job}.json"
+
+
 def _share_base_checkpoints(work_dir: Path, demonstrations: int, seed: int, job: str) -> None:
     """Link the seed's teacher and SFT checkpoints into the job's folder, where `run_comparison` reuses them."""
     run_dir = f"{REGIME}-{demonstrations}-seed{seed}"
@@ -98,7 +102,11 @@ def run(args: argparse.Namespace) -> None:
     jobs = [(seed, job, methods) for job, methods in CORE_JOBS.items() for seed in args.seeds]
     if args.extras:
         jobs += [(seed, job, methods) for seed in args.seeds for job, methods in EXTRA_JOBS.items()]
+    if args.jobs:
+        jobs = [(seed, job, methods) for seed, job, methods in jobs if job in args.jobs or job == "base"]
     done, failed, running, lock = set(), set(), set(), threading.Lock()
+    # A job whose JSON is already in the output folder (an earlier run's) is done: a run can be extended or resumed
+    done |= {(seed, job) for seed, job, _ in jobs if _job_json(args.output_dir, seed, job).is_file()}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     # One thread per job, two jobs side by side: deterministic runs, and the two cores both busy
     environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -239,6 +247,9 @@ def main() -> None:
     run_parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/counterfactuals"))
     run_parser.add_argument("--workers", type=int, default=2, help="Jobs side by side, one thread each.")
     run_parser.add_argument("--extras", action="store_true", help="Then AIRL trained and frozen, and the oracle.")
+    run_parser.add_argument(
+        "--jobs", nargs="+", help="Only these jobs of each seed (of base, gail, gail_frozen, distillation, airl, ...)."
+    )
     # Shorter runs for a check of the harness; the figures in docs/results come from the regime's own settings
     run_parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     report_parser = commands.add_parser("report")

@@ -58,7 +58,8 @@ def _in_order(summary: dict) -> list[str]:
 def seed_rows(stems: str, count: str | None = None) -> dict[int, dict[str, dict]]:
     """
     Each seed's final metrics per row of the results JSON `stems` (several joined by `+`, merged by seed): an
-    imitation sweep's (`runs[row][count]` in seed order from `first_seed`) or a counterfactuals report's.
+    imitation sweep's (`runs[row][count]` in seed order from `first_seed`), a counterfactuals report's, or one whose
+    `runs[row]` is a list in seed order from 0 (`variance_reward_benchmark.py`).
     """
     by_seed: dict[int, dict[str, dict]] = {}
     for stem in stems.split("+"):
@@ -69,7 +70,10 @@ def seed_rows(stems: str, count: str | None = None) -> dict[int, dict[str, dict]
             continue
         first_seed = record["args"].get("first_seed") or 0
         for row, by_count in record["runs"].items():
-            runs = by_count[count] if count is not None else next(iter(by_count.values()))
+            if isinstance(by_count, list):
+                runs = by_count
+            else:
+                runs = by_count[count] if count is not None else next(iter(by_count.values()))
             for index, final in enumerate(runs):
                 by_seed.setdefault(first_seed + index, {})[row] = final
     for rows in by_seed.values():
@@ -100,6 +104,8 @@ class Paired:
     count: str | None = None
     # Best-of-N JSONs: conditions compared by the expert's log-likelihood of the chosen response
     best_of_n: bool = False
+    # Where a higher `metric` is better (an accuracy)
+    higher_is_better: bool = False
 
     def statistics(self) -> dict:
         (method_file, method_row), (reference_file, reference_row) = (
@@ -118,7 +124,7 @@ class Paired:
             if method_row in method_runs[seed] and reference_row in reference_runs[seed]
         )
         differences = [method_runs[s][method_row][metric] - reference_runs[s][reference_row][metric] for s in seeds]
-        result = paired_statistics(differences, lower_is_better=not self.best_of_n)
+        result = paired_statistics(differences, lower_is_better=not (self.best_of_n or self.higher_is_better))
         if result is None:
             raise ValueError(f"{self}: fewer than 2 seeds in common")
         return {"seeds": seeds, **result}
@@ -126,7 +132,7 @@ class Paired:
     def cell(self, label: str = "") -> str:
         """`label: better in k of n, mean [low, high] metric`, with the verdict where the interval excludes 0."""
         result = self.statistics()
-        units = {"reverse_kl": "reverse KL", "forward_kl": "forward KL"}
+        units = {"reverse_kl": "reverse KL", "forward_kl": "forward KL", "accuracy_true_order": "accuracy"}
         unit = units.get(self.metric) or units[self.metric.removeprefix("discriminator_")] + " of the discriminator"
         unit = "log-likelihood" if self.best_of_n else unit
         low, high = result["interval"]
@@ -490,6 +496,23 @@ EARLIER_ROWS = (
         ),
         "#does-weightedsft-beat-sft",
     ),
+    Row(
+        "`VarianceRewardTrainer`",
+        "`RewardTrainer`",
+        "noisy synthetic preferences, 2000 pairs",
+        (
+            (
+                "accuracy against the true order",
+                Paired(
+                    "variance_reward_2000:variance_reward",
+                    "variance_reward_2000:reward",
+                    "accuracy_true_order",
+                    higher_is_better=True,
+                ),
+            ),
+        ),
+        "#variancereward-against-reward-on-noisy-preferences",
+    ),
 )
 
 
@@ -572,6 +595,50 @@ def counterfactual_pairs() -> str:
     return "\n".join(lines)
 
 
+# The step-time and memory readings with a JSON: (results stem, trainer, baseline, setting)
+COST_READINGS = (
+    ("weighted_sft_10m_cpu", "`WeightedSFTTrainer`", "`SFTTrainer`", "10.5M-parameter Llama"),
+    (
+        "gail_benchmark_10m_copy",
+        "`GAILTrainer`, a copy of the policy as discriminator, trained",
+        "`GRPOTrainer` with that copy frozen as reward",
+        "10.5M-parameter policy",
+    ),
+    (
+        "gail_benchmark_10m_40m",
+        "`GAILTrainer`, a discriminator 4 times the policy, trained",
+        "`GRPOTrainer` with that model frozen as reward",
+        "10.5M-parameter policy, 36M discriminator",
+    ),
+    (
+        "gail_benchmark_10m_40m_frozen",
+        "`GAILTrainer`, the same discriminator frozen",
+        "`GRPOTrainer` with that model frozen as reward",
+        "10.5M-parameter policy, 36M discriminator",
+    ),
+)
+
+
+def costs() -> str:
+    """Step time and peak memory against the TRL baseline in the same run, with the design's ratio where computed."""
+    lines = [
+        "| trainer | against | setting | date, machine | threads | time ratio | design ratio | memory ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for stem, trainer, baseline, setting in COST_READINGS:
+        path = RESULTS / f"{stem}.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        design = f"{record['design_ratio']:.2f}" if "design_ratio" in record else "-"
+        threads = record["args"]["threads"] if "args" in record else record.get("threads", "-")
+        where = f"{record.get('date', '-')}, {record.get('device', 'CPU')}"
+        cells = [trainer, baseline, setting, where, str(threads or "torch's default")]
+        cells += [f"{record['time_ratio']:.2f}", design, f"{record['memory_ratio']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def benchmark_settings() -> str:
     """The settings every adversarial method of the benchmark trains with, beside what `GAILConfig()` ships."""
     from trl_irl import GAILConfig
@@ -605,6 +672,7 @@ TABLES = {
     "counterfactual_costs": counterfactual_costs,
     "earlier_readings": lambda: summary_table(EARLIER_ROWS),
     "benchmark_settings": benchmark_settings,
+    "costs": costs,
 }
 # A table's body is every line between its two markers (none before it is first rendered)
 TABLE_PATTERN = re.compile(r"(<!-- table: (?P<name>[a-z_]+) -->\n)(?P<body>(?:(?!<!-- ).*\n)*?)(<!-- /table -->)")
