@@ -1,5 +1,6 @@
 """Settings and starting points shared by the trainer tests."""
 
+import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -8,6 +9,15 @@ import pytest
 import torch
 import toy_colors
 from trl import GRPOConfig, SFTConfig, SFTTrainer
+
+
+def load_benchmark_script(name: str):
+    """A script of benchmarks/ (`imitation_sweep`, ...), imported as a module: the scripts are not a package."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> str:

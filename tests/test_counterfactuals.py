@@ -1,11 +1,11 @@
 """The non-adversarial uses of the larger SFT model, the frozen discriminator, costs, and the paired report."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_benchmark_script
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import trl_irl.benchmark.methods as methods
@@ -13,15 +13,9 @@ from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
 from trl_irl.benchmark.monitoring import Stopwatch
 
 
-COUNTERFACTUALS_PATH = Path(__file__).parents[1] / "benchmarks" / "counterfactuals.py"
-
-
 @pytest.fixture(scope="module")
 def counterfactuals():
-    spec = importlib.util.spec_from_file_location("counterfactuals", COUNTERFACTUALS_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("counterfactuals")
 
 
 def _recording(monkeypatch, name: str) -> list:

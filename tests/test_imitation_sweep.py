@@ -1,20 +1,12 @@
 """The sweep script's own logic: what `--set` accepts and the paired tables it prints (no training here)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-
-SWEEP_PATH = Path(__file__).parents[1] / "benchmarks" / "imitation_sweep.py"
+from helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("imitation_sweep", SWEEP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("imitation_sweep")
 
 
 def test_set_routes_trainer_settings_to_the_adversarial_config(sweep):

@@ -1,22 +1,15 @@
 """The results tables of README.md and docs/benchmarks.md are what their JSON gives (benchmarks/render_tables.py)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-
-RENDER_PATH = Path(__file__).parents[1] / "benchmarks" / "render_tables.py"
+from helpers import load_benchmark_script
 
 
 @pytest.fixture(scope="module")
 def render_tables():
-    spec = importlib.util.spec_from_file_location("render_tables", RENDER_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("render_tables")
 
 
 def test_every_table_in_the_docs_is_rendered_from_its_json(render_tables):
