@@ -218,7 +218,14 @@ def test_distil_comparison_trains_every_method_against_the_teacher(tmp_path):
     )
     results = run_comparison(settings, tmp_path, log=lambda *args: None)
     tempered = {f"sft_temperature_{temperature}" for temperature in settings.sft_temperatures}
-    assert set(results["methods"]) == {*settings.methods, *tempered}
+    # Every other method's end at each of `method_temperatures` too
+    tempered |= {
+        f"{method}_temperature_{temperature}"
+        for method in settings.methods
+        if method != "sft"
+        for temperature in settings.method_temperatures
+    }
+    assert settings.method_temperatures and set(results["methods"]) == {*settings.methods, *tempered}
     for method, result in results["methods"].items():
         final = result["final"]
         assert math.isfinite(final["reverse_kl"]) and final["reverse_kl_se"] > 0, method
