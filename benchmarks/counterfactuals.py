@@ -13,11 +13,15 @@ with `large_sft` as discriminator trained and frozen, TRL's `DistillationTrainer
 oracle. Each seed's jobs are `imitation_sweep.py` runs with one thread each, two at a time (the machine's two
 cores), sharing the seed's teacher and SFT checkpoints; every job writes its own JSON as soon as it ends.
 
+A job whose JSON is already in the output folder is skipped, so that `--extras --jobs airl airl_frozen` adds AIRL to
+seeds already run; `--set KEY=VALUE` passes settings to every job (`eval_every=480`: fewer evaluations, the same
+final figures; a seed's later jobs must use its base job's settings, or they train SFT again).
+
 `report` merges those JSONs and prints, for each pair that decides a recommendation, the per-seed differences of
 the exact reverse and forward KL, their mean with a 95% t-interval over seeds, and an exact sign test
-(`trl_irl.benchmark.paired`); "best
-temperature" rows take, per seed, the temperature with the lowest reverse KL (chosen on the evaluation prompts: an
-optimistic baseline, the harder one to beat). A method is called better only where the interval excludes 0.
+(`trl_irl.benchmark.paired`); "best temperature" rows take, per seed, the temperature with the lowest reverse KL
+(chosen on the evaluation prompts: an optimistic baseline, the harder one to beat). A method is called better only
+where the interval excludes 0.
 """
 
 import argparse
@@ -61,6 +65,7 @@ PAIRS = (
     ("airl", "sft_best_temperature"),
     ("airl", "airl_frozen"),
     ("airl", "proxy_distillation"),
+    ("airl_frozen", "sft_best_temperature"),
     ("distillation", "proxy_distillation"),
     # Each at its best temperature (the trained methods' ends sampled at 0.3 to 1.0 where the run did so)
     ("gail_best_temperature", "sft_best_temperature"),
