@@ -66,6 +66,8 @@ PAIRS = (
     ("airl", "airl_frozen"),
     ("airl", "proxy_distillation"),
     ("airl_frozen", "sft_best_temperature"),
+    ("airl_frozen", "proxy_distillation"),
+    ("airl_frozen", "gail_frozen"),
     ("distillation", "proxy_distillation"),
     # Each at its best temperature (the trained methods' ends sampled at 0.3 to 1.0 where the run did so)
     ("gail_best_temperature", "sft_best_temperature"),

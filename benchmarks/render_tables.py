@@ -44,6 +44,8 @@ COUNTERFACTUAL_ORDER = (
     "oracle",
     "gail_best_temperature",
     "gail_frozen_best_temperature",
+    "airl_best_temperature",
+    "airl_frozen_best_temperature",
     "proxy_distillation_best_temperature",
     "proxy_sequence_distillation_best_temperature",
     "distillation_best_temperature",
@@ -191,6 +193,19 @@ COUNTERFACTUAL_ROWS = (
         "SFT at its best temperature; GAIL trained",
         "distil, 2048",
         (("", _versus_best_sft("gail_frozen")), ("trained minus frozen", Paired(f"{C}:gail", f"{C}:gail_frozen"))),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "`AIRLTrainer`, the larger SFT model as `discriminator`, trained and frozen",
+        "SFT at its best temperature; each other; `DistillationTrainer` with the larger model as teacher",
+        "distil, 2048",
+        (
+            ("trained", _versus_best_sft("airl")),
+            ("frozen", _versus_best_sft("airl_frozen")),
+            ("trained minus frozen", Paired(f"{C}:airl", f"{C}:airl_frozen")),
+            ("trained minus the distillation", Paired(f"{C}:airl", f"{C}:proxy_distillation")),
+            ("frozen minus the distillation", Paired(f"{C}:airl_frozen", f"{C}:proxy_distillation")),
+        ),
         "#every-use-of-the-larger-model",
     ),
     Row(
