@@ -128,16 +128,22 @@ def test_load_teacher_refuses_another_vocabulary_naming_the_directory(tmp_path, 
         load_teacher(tmp_path / "teacher", tokenizer, RULES)
 
 
-def test_train_teacher_reuses_only_a_teacher_trained_with_the_same_settings(tmp_path, tiny_model_path, monkeypatch):
-    demonstrations = RULES.demonstrations(8, seed=0)
-    directory = tmp_path / "teacher"
-    train_teacher(directory, tiny_model_path, demonstrations, steps=1, seed=0)
-    assert json.loads((directory / teacher_module.TEACHER_RECORD_FILE).read_text())["steps"] == 1
+def _record_teacher_trainings(monkeypatch) -> list[dict]:
+    """The keyword arguments of every SFT run that trains a teacher from here on, in order."""
     trained = []
     original = teacher_module.SFTTrainer
     monkeypatch.setattr(
         teacher_module, "SFTTrainer", lambda *args, **kwargs: trained.append(kwargs) or original(*args, **kwargs)
     )
+    return trained
+
+
+def test_train_teacher_reuses_only_a_teacher_trained_with_the_same_settings(tmp_path, tiny_model_path, monkeypatch):
+    demonstrations = RULES.demonstrations(8, seed=0)
+    directory = tmp_path / "teacher"
+    train_teacher(directory, tiny_model_path, demonstrations, steps=1, seed=0)
+    assert json.loads((directory / teacher_module.TEACHER_RECORD_FILE).read_text())["steps"] == 1
+    trained = _record_teacher_trainings(monkeypatch)
     train_teacher(directory, tiny_model_path, demonstrations, steps=1, seed=0)
     assert not trained
     train_teacher(directory, tiny_model_path, demonstrations, steps=2, seed=0)
@@ -156,11 +162,7 @@ def test_a_teacher_is_reused_from_a_base_of_the_same_architecture_in_another_fol
     directory = tmp_path / "teacher"
     train_teacher(directory, tiny_model_path, demonstrations, steps=1, seed=0)
     same_base = shutil.copytree(tiny_model_path, tmp_path / "elsewhere" / "large_base")
-    trained = []
-    original = teacher_module.SFTTrainer
-    monkeypatch.setattr(
-        teacher_module, "SFTTrainer", lambda *args, **kwargs: trained.append(kwargs) or original(*args, **kwargs)
-    )
+    trained = _record_teacher_trainings(monkeypatch)
     train_teacher(directory, same_base, demonstrations, steps=1, seed=0)
     assert not trained
     # Another architecture is another teacher, whatever the folder is called
