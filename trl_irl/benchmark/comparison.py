@@ -145,6 +145,15 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
     )
 
 
+def _temperature_rows(run: ComparisonRun, method: str, model, temperatures, step: int) -> dict[str, dict]:
+    """`model` (`method` at `step`) sampled at each of `temperatures`: one row each, `{method}_temperature_{t}`."""
+    rows = {}
+    for temperature in temperatures:
+        point = {"step": step, **run.evaluate(model, temperature)}
+        rows[f"{method}_temperature_{temperature}"] = {"curve": [point], "final": point, "seconds": 0.0}
+    return rows
+
+
 def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
     """
     Once SFT (`method`: `sft` or `large_sft`) exists: it sampled at each of `sft_temperatures`, and (for `sft`) where
@@ -153,10 +162,7 @@ def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
     settings = run.settings
     if method in settings.methods:
         model = AutoModelForCausalLM.from_pretrained(run.output_dir / method)
-        for temperature in settings.sft_temperatures:
-            point = {"step": settings.sft_steps, **run.evaluate(model, temperature)}
-            row = {"curve": [point], "final": point, "seconds": 0.0}
-            results["methods"][f"{method}_temperature_{temperature}"] = row
+        results["methods"] |= _temperature_rows(run, method, model, settings.sft_temperatures, settings.sft_steps)
     if method == "sft" and run.sft_middle is not None:
         point = {"step": settings.policy_from_sft_step}
         results["policy_start"] = point | run.evaluate(AutoModelForCausalLM.from_pretrained(run.sft_middle))
@@ -165,7 +171,7 @@ def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
 def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     """
     Train one method; its curve, final metrics and time (and, for the likelihood ratio, `q_phi`'s metrics, and its
-    end sampled at each of `method_temperatures`, under `temperatures`).
+    end sampled at each of `method_temperatures`, under `temperature_rows`).
     """
     started, evaluation_started = time.perf_counter(), run.stopwatch.seconds
     built = BUILDERS[method](run, method)
@@ -187,11 +193,8 @@ def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
         # What AIRL leaves behind for new prompts: its reward model, which `best_of_n_benchmark.py` reranks with
         built.trainer.save_reward_model(run.output_dir / method / "reward_model")
     if method not in ("sft", "large_sft"):  # those two have rows of their own at `sft_temperatures`
-        model = built.trainer.model
-        result["temperatures"] = {
-            str(temperature): {"step": curve[-1]["step"], **run.evaluate(model, temperature)}
-            for temperature in run.settings.method_temperatures
-        }
+        temperatures, step = run.settings.method_temperatures, curve[-1]["step"]
+        result["temperature_rows"] = _temperature_rows(run, method, built.trainer.model, temperatures, step)
     if built.discriminator_at_start is not None:
         # The likelihood-ratio discriminator's q_phi is a language model too: if it were closer to the expert than the
         # policy, the policy would have something left to learn from it (without the KL term, the optimum of the
@@ -233,11 +236,10 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
             continue
         log(f"[{method}] training")
         result = _train(run, method, base_metrics)
+        temperature_rows = result.pop("temperature_rows", {})
         if method in settings.methods:
             results["methods"][method] = result
-            for temperature, point in result.pop("temperatures", {}).items():
-                row = {"curve": [point], "final": point, "seconds": 0.0}
-                results["methods"][f"{method}_temperature_{temperature}"] = row
+            results["methods"] |= temperature_rows
         if method in ("sft", "large_sft"):
             _add_sft_rows(run, results, method)
         log(f"[{method}] done in {result['seconds']:.0f} s: reverse KL {result['final']['reverse_kl']:.3f}")
