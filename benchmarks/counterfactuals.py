@@ -3,15 +3,18 @@
     python benchmarks/counterfactuals.py run --seeds 3 4 5 6 7 --work-dir runs_counterfactuals
     python benchmarks/counterfactuals.py report --sweeps benchmarks/results/counterfactuals \
         --output docs/results/counterfactuals_distil_2048.json
+    python benchmarks/counterfactuals.py run --regime memorise --extras --work-dir runs_counterfactuals_memorise
 
 In the distil regime (a teacher LM whose log-probabilities are exact; the user has its text only) a user who trained
 a larger SFT model (`large_sft`) can use it in several ways. `run` trains, for each seed, in the same run and on the
 same demonstrations: SFT (sampled at temperatures 0.3 to 1.0), `large_sft` (sampled at the same temperatures), GAIL
 with `large_sft` as discriminator trained and frozen, TRL's `DistillationTrainer` with `large_sft` as teacher
-(`proxy_distillation`), SFT on `large_sft`'s samples (`proxy_sequence_distillation`), and the white-box ceiling
-(`distillation`, the true teacher's logits); then, where time allows (`--extras`), AIRL trained and frozen and the
-oracle. Each seed's jobs are `imitation_sweep.py` runs with one thread each, two at a time (the machine's two
-cores), sharing the seed's teacher and SFT checkpoints; every job writes its own JSON as soon as it ends.
+(`proxy_distillation`, and at TRL's JSD `proxy_distillation_jsd`), SFT on `large_sft`'s samples
+(`proxy_sequence_distillation`), and the white-box ceiling (`distillation`, the true teacher's logits); then, where
+time allows (`--extras`), AIRL trained and frozen and the oracle. Each seed's jobs are `imitation_sweep.py` runs
+with one thread each, two at a time (the machine's two cores), sharing the seed's teacher and SFT checkpoints; every
+job writes its own JSON as soon as it ends. In the memorise regime (`--regime memorise`: 32 demonstrations of 8
+prompts, an exact expert, no teacher's logits) the same uses of a larger SFT model are trained, less the ceiling.
 
 A job whose JSON is already in the output folder is skipped, so that `--extras --jobs airl airl_frozen` adds AIRL to
 seeds already run; `--set KEY=VALUE` passes settings to every job (`eval_every=480`: fewer evaluations, the same
@@ -33,21 +36,56 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics
 
 
-REGIME = "distil"
-# Each seed's jobs after its `base` job (the teacher, SFT and `large_sft`, whose checkpoints the others reuse)
-CORE_JOBS = {
-    "base": ("sft", "large_sft"),
-    "gail": ("gail",),
-    "gail_frozen": ("gail_frozen",),
-    "distillation": ("distillation", "proxy_distillation", "proxy_sequence_distillation"),
+# SFT's and every method's end sampled at these temperatures too (1.0 is the row itself): best temperatures from a grid
+TEMPERATURE_GRID = "(0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)"
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What each seed of a regime trains: its jobs after `base`, and the settings every job of the regime shares."""
+
+    demonstrations: int
+    jobs: dict[str, tuple[str, ...]]
+    settings: tuple[str, ...] = ()
+
+
+REGIMES = {
+    # The distil regime's own settings (`ComparisonSettings.for_regime`) already take the larger model and the grid
+    "distil": Regime(
+        demonstrations=2048,
+        jobs={
+            "base": ("sft", "large_sft"),
+            "gail": ("gail",),
+            "gail_frozen": ("gail_frozen",),
+            "distillation": ("distillation", "proxy_distillation", "proxy_sequence_distillation"),
+            "proxy_distillation_jsd": ("proxy_distillation_jsd",),
+        },
+    ),
+    # 32 demonstrations of 8 prompts (the reading where a larger SFT model was the discriminator); no teacher's logits
+    "memorise": Regime(
+        demonstrations=32,
+        jobs={
+            "base": ("sft", "large_sft"),
+            "gail": ("gail",),
+            "gail_frozen": ("gail_frozen",),
+            "distillation": ("proxy_distillation", "proxy_sequence_distillation"),
+            "proxy_distillation_jsd": ("proxy_distillation_jsd",),
+        },
+        settings=(
+            "disc_from_large_sft=True",
+            f"sft_temperatures={TEMPERATURE_GRID}",
+            f"method_temperatures={TEMPERATURE_GRID}",
+        ),
+    ),
 }
 EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",)}
-# The checkpoints a seed's later jobs take from its base job
+# The checkpoints a seed's later jobs take from its base job (the teacher: the distil regime's only)
 SHARED = ("teacher", "sft", "large_sft")
 # (method, reference): the pairs that decide what the README recommends
 PAIRS = (
@@ -55,6 +93,8 @@ PAIRS = (
     ("gail_frozen", "sft_best_temperature"),
     ("gail", "gail_frozen"),
     ("proxy_distillation", "sft_best_temperature"),
+    ("proxy_distillation_jsd", "sft_best_temperature"),
+    ("proxy_distillation_jsd", "proxy_distillation"),
     ("proxy_sequence_distillation", "sft_best_temperature"),
     ("gail", "proxy_distillation"),
     ("gail_frozen", "proxy_distillation"),
@@ -74,46 +114,50 @@ PAIRS = (
     ("gail_best_temperature", "proxy_distillation_best_temperature"),
     ("gail_frozen_best_temperature", "proxy_distillation_best_temperature"),
     ("proxy_distillation_best_temperature", "sft_best_temperature"),
+    ("proxy_distillation_jsd_best_temperature", "sft_best_temperature"),
     ("proxy_sequence_distillation_best_temperature", "sft_best_temperature"),
 )
 METRICS = ("reverse_kl", "forward_kl")
 
 
 def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.Namespace) -> list[str]:
-    overrides = ["--set", *args.overrides] if args.overrides else []
+    regime = REGIMES[args.regime]
+    overrides = [*regime.settings, *args.overrides]
+    overrides = ["--set", *overrides] if overrides else []
     return [
         sys.executable,
         str(Path(__file__).with_name("imitation_sweep.py")),
-        *("--regime", REGIME, "--demonstrations", str(args.demonstrations), "--seeds", "1", "--first-seed", str(seed)),
+        *("--regime", args.regime, "--demonstrations", str(regime.demonstrations)),
+        *("--seeds", "1", "--first-seed", str(seed)),
         *("--methods", *methods, "--work-dir", str(args.work_dir / job), "--output-dir", str(args.output_dir)),
         *("--name", f"counterfactuals_seed{seed}_{job}", *overrides),
     ]
 
 
-def _job_json(output_dir: Path, seed: int, job: str) -> Path:
-    return output_dir / f"imitation_sweep_{REGIME}_counterfactuals_seed{seed}_{job}.json"
+def _job_json(output_dir: Path, regime: str, seed: int, job: str) -> Path:
+    return output_dir / f"imitation_sweep_{regime}_counterfactuals_seed{seed}_{job}.json"
 
 
-def _share_base_checkpoints(work_dir: Path, demonstrations: int, seed: int, job: str) -> None:
+def _share_base_checkpoints(work_dir: Path, regime: str, seed: int, job: str) -> None:
     """Link the seed's teacher and SFT checkpoints into the job's folder, where `run_comparison` reuses them."""
-    run_dir = f"{REGIME}-{demonstrations}-seed{seed}"
+    run_dir = f"{regime}-{REGIMES[regime].demonstrations}-seed{seed}"
     (work_dir / job / run_dir).mkdir(parents=True, exist_ok=True)
     for name in SHARED:
         link = work_dir / job / run_dir / name
-        if not link.exists():
+        if not link.exists() and (work_dir / "base" / run_dir / name).exists():
             link.symlink_to((work_dir / "base" / run_dir / name).resolve(), target_is_directory=True)
 
 
 def run(args: argparse.Namespace) -> None:
     # Every seed's base job first: the others wait for it, and two lanes stay busy longest that way
-    jobs = [(seed, job, methods) for job, methods in CORE_JOBS.items() for seed in args.seeds]
+    jobs = [(seed, job, methods) for job, methods in REGIMES[args.regime].jobs.items() for seed in args.seeds]
     if args.extras:
         jobs += [(seed, job, methods) for seed in args.seeds for job, methods in EXTRA_JOBS.items()]
     if args.jobs:
         jobs = [(seed, job, methods) for seed, job, methods in jobs if job in args.jobs or job == "base"]
     done, failed, running, lock = set(), set(), set(), threading.Lock()
     # A job whose JSON is already in the output folder (an earlier run's) is done: a run can be extended or resumed
-    done |= {(seed, job) for seed, job, _ in jobs if _job_json(args.output_dir, seed, job).is_file()}
+    done |= {(seed, job) for seed, job, _ in jobs if _job_json(args.output_dir, args.regime, seed, job).is_file()}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     # One thread per job, two jobs side by side: deterministic runs, and the two cores both busy
     environment = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -138,8 +182,8 @@ def run(args: argparse.Namespace) -> None:
                 continue
             seed, job, methods = picked
             if job != "base":
-                _share_base_checkpoints(args.work_dir, args.demonstrations, seed, job)
-            log = args.output_dir / f"counterfactuals_seed{seed}_{job}.log"
+                _share_base_checkpoints(args.work_dir, args.regime, seed, job)
+            log = args.output_dir / f"counterfactuals_{args.regime}_seed{seed}_{job}.log"
             started = time.perf_counter()
             with log.open("w") as out:
                 command = _job_command(seed, job, methods, args)
@@ -162,10 +206,10 @@ def run(args: argparse.Namespace) -> None:
         thread.join()
 
 
-def _finals_by_seed(sweeps: Path) -> dict[int, dict[str, dict]]:
-    """Each seed's final metrics per row, from every job's JSON in `sweeps`; best-temperature rows added."""
+def _finals_by_seed(sweeps: Path, regime: str) -> dict[int, dict[str, dict]]:
+    """Each seed's final metrics per row, from the JSONs of `regime`'s jobs in `sweeps`; best temperatures added."""
     by_seed: dict[int, dict[str, dict]] = {}
-    for path in sorted(sweeps.glob("imitation_sweep_distil_counterfactuals_seed*.json")):
+    for path in sorted(sweeps.glob(f"imitation_sweep_{regime}_counterfactuals_seed*.json")):
         record = json.loads(path.read_text())
         seed = record["args"]["first_seed"]
         for method, by_count in record["runs"].items():
@@ -208,14 +252,14 @@ def summary_rows(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
 
 
 def report(args: argparse.Namespace) -> None:
-    by_seed = _finals_by_seed(args.sweeps)
+    by_seed = _finals_by_seed(args.sweeps, args.regime)
     pairs = {
         f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in METRICS}
         for method, reference in PAIRS
     }
     pairs = {name: values for name, values in pairs.items() if values["reverse_kl"] is not None}
     record = {
-        "regime": REGIME,
+        "regime": args.regime,
         "threads_per_run": 1,
         "seeds": sorted(by_seed),
         "summary": summary_rows(by_seed),
@@ -250,7 +294,6 @@ def main() -> None:
     run_parser = commands.add_parser("run")
     run_parser.add_argument("--seeds", type=int, nargs="+", default=[3, 4, 5, 6, 7])
     run_parser.add_argument("--work-dir", type=Path, required=True)
-    run_parser.add_argument("--demonstrations", type=int, default=2048)
     run_parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/counterfactuals"))
     run_parser.add_argument("--workers", type=int, default=2, help="Jobs side by side, one thread each.")
     run_parser.add_argument("--extras", action="store_true", help="Then AIRL trained and frozen, and the oracle.")
@@ -260,6 +303,8 @@ def main() -> None:
     # Shorter runs for a check of the harness; the figures in docs/results come from the regime's own settings
     run_parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE")
     report_parser = commands.add_parser("report")
+    for command in (run_parser, report_parser):
+        command.add_argument("--regime", choices=REGIMES, default="distil")
     report_parser.add_argument("--sweeps", type=Path, default=Path("benchmarks/results/counterfactuals"))
     report_parser.add_argument("--output", type=Path, help="Where to write the merged JSON.")
     args = parser.parse_args()

@@ -50,7 +50,14 @@ def proxy_comparison(tmp_path_factory):
         disc_warmup_generations=0,
         disc_from_large_sft=True,
         method_temperatures=(0.7,),
-        methods=("large_sft", "gail", "gail_frozen", "proxy_distillation", "proxy_sequence_distillation"),
+        methods=(
+            "large_sft",
+            "gail",
+            "gail_frozen",
+            "proxy_distillation",
+            "proxy_distillation_jsd",
+            "proxy_sequence_distillation",
+        ),
     )
     try:
         results = run_comparison(settings, output_dir, log=lambda *args: None)
@@ -76,15 +83,20 @@ def test_the_frozen_discriminator_never_moves_and_the_trained_one_does(proxy_com
 
 def test_proxy_distillation_takes_the_larger_sft_model_as_teacher_with_the_adversarial_settings(proxy_comparison):
     settings, output_dir, _, recorded = proxy_comparison
-    ((_, kwargs),) = recorded["DistillationTrainer"]
-    assert kwargs["teacher_model"] == str(output_dir / "large_sft")
-    assert kwargs["model"] == str(output_dir / "sft")
-    args = kwargs["args"]
-    assert (args.learning_rate, args.per_device_train_batch_size, args.max_steps) == (
-        settings.adversarial_learning_rate,
-        settings.adversarial_batch_size,
-        settings.adversarial_steps,
-    )
+    (_, reverse_kl), (_, jsd) = recorded["DistillationTrainer"]
+    for kwargs in (reverse_kl, jsd):
+        assert kwargs["teacher_model"] == str(output_dir / "large_sft")
+        assert kwargs["model"] == str(output_dir / "sft")
+        args = kwargs["args"]
+        assert (args.learning_rate, args.per_device_train_batch_size, args.max_steps) == (
+            settings.adversarial_learning_rate,
+            settings.adversarial_batch_size,
+            settings.adversarial_steps,
+        )
+    # DistillationConfig's `beta` picks the divergence: its default (reverse KL), and the JSD of the `_jsd` variant;
+    # GRPO's `beta` of the adversarial settings is never passed on
+    assert reverse_kl["args"].beta == 1.0 and settings.adversarial_kl_coef != 1.0
+    assert (Path(jsd["args"].output_dir).name, jsd["args"].beta) == ("proxy_distillation_jsd", 0.5)
 
 
 def test_sequence_distillation_trains_on_as_many_larger_model_samples_as_the_on_policy_methods_draw(
@@ -179,7 +191,7 @@ def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactual
         runs = {name: {"2048": [{"reverse_kl": value}]} for name, value in rows.items()}
         record = {"args": {"first_seed": seed}, "runs": runs}
         (tmp_path / f"imitation_sweep_distil_counterfactuals_seed{seed}_base.json").write_text(json.dumps(record))
-    by_seed = counterfactuals._finals_by_seed(tmp_path)
+    by_seed = counterfactuals._finals_by_seed(tmp_path, "distil")
     assert by_seed[3]["sft_best_temperature"] == {"reverse_kl": 0.8, "temperature": 0.7}
     assert by_seed[4]["sft_best_temperature"] == {"reverse_kl": 0.5, "temperature": 1.0}
 

@@ -82,7 +82,8 @@ def _demo_parser() -> argparse.ArgumentParser:
         help="Default: every method but those asked for by name (memorise, rules); sft, gail, oracle and "
         "distillation (distil, which alone has a teacher's logits for distillation). By name: large_sft (a model of "
         "the teacher's size trained by SFT), gail_frozen and airl_frozen (the discriminator never updates), "
-        "proxy_distillation (TRL's DistillationTrainer with large_sft as teacher), proxy_sequence_distillation (SFT "
+        "proxy_distillation (TRL's DistillationTrainer with large_sft as teacher; proxy_distillation_jsd: the same "
+        "at beta=0.5), proxy_sequence_distillation (SFT "
         "on large_sft's samples), and sdft (TRL's experimental SDFTTrainer).",
     )
     parser.add_argument(

@@ -21,6 +21,8 @@ of `METHODS` and evaluates them alike. Methods:
   steps and completion length.
 - `proxy_distillation`: the same trainer and settings with `large_sft` as `teacher_model`: what a user who trained a
   larger SFT model can do with its logits, without any discriminator.
+- `proxy_distillation_jsd`: the same at TRL's symmetric generalised Jensen-Shannon divergence (`beta=0.5`, GKD's
+  choice) instead of `DistillationConfig`'s default reverse KL (`beta=1`): distillation at a setting of its own.
 - `proxy_sequence_distillation`: TRL's `SFTTrainer` from the SFT checkpoint on `large_sft`'s samples of the
   demonstrations' prompts (sequence-level distillation, GAD's baseline), as many samples as the on-policy methods
   draw, at their batch, learning rate and steps.
@@ -169,14 +171,22 @@ def _build_adversarial(
     return built
 
 
+# `DistillationConfig.beta` of `proxy_distillation_jsd`: 0 is forward KL, 1 (TRL's default) reverse KL, 0.5 the JSD
+JSD_BETA = 0.5
+
+
 def _build_distillation(run: ComparisonRun, method: str) -> BuiltMethod:
     """
     TRL's `DistillationTrainer` from the SFT checkpoint, on-policy, with the adversarial methods' batch, learning rate
     and steps, and as teacher the distil regime's teacher (`distillation`: its logits, the white-box ceiling of
-    learning from its text) or `large_sft` (`proxy_distillation`: the larger model a user with only text can train).
+    learning from its text) or `large_sft` (`proxy_distillation`: the larger model a user with only text can train;
+    `proxy_distillation_jsd`: the same at the generalised JSD with `beta=0.5`). GRPO's `beta` (a KL coefficient) is
+    not DistillationConfig's (which divergence), so it is never passed on.
     """
     tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
     settings = run.adversarial_settings_for(DistillationConfig, leave_out=("beta",))
+    if method == "proxy_distillation_jsd":
+        settings["beta"] = JSD_BETA
     teacher = run.expert.model if method == "distillation" else str(run.output_dir / "large_sft")
     trainer = DistillationTrainer(
         model=str(run.output_dir / "sft"),
@@ -299,6 +309,7 @@ BUILDERS = {
     "oracle": _build_oracle,
     "distillation": _build_distillation,
     "proxy_distillation": _build_distillation,
+    "proxy_distillation_jsd": _build_distillation,
     "proxy_sequence_distillation": _build_proxy_sequence_distillation,
     "sdft": _build_sdft,
 }
