@@ -121,8 +121,10 @@ class TestDiscriminator:
         expert, policy = _texts()
         discriminator.update(expert, policy[:4])
         seen = []
-        forward = discriminator._forward
-        monkeypatch.setattr(discriminator, "_forward", lambda texts, **kw: seen.append(texts) or forward(texts, **kw))
+        forward = discriminator.model_logits
+        monkeypatch.setattr(
+            discriminator, "model_logits", lambda texts, **kw: seen.append(texts) or forward(texts, **kw)
+        )
         discriminator.update(expert, policy[4:6])
         policy_batch = seen[1]
         assert policy_batch[:2] == policy[4:6]

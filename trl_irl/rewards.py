@@ -305,6 +305,15 @@ class DiscriminatorReward:
 
     def _expert_batch(self, prompts: list, columns: dict, update: int, num_policy_samples: int) -> tuple[list, list]:
         """The prompts and demonstrations of one update: drawn from the pool, or the batch's own."""
+        if self.discriminator.pairs_samples:
+            # A pairwise loss: each completion against the demonstration of its own prompt, row for row
+            if self.demonstration_pool is not None:
+                raise ValueError(
+                    "The discriminator's pairwise loss pairs each completion with the demonstration of its prompt, "
+                    "which a pool's random draw does not give: use the batch's own demonstrations "
+                    "(`disc_demonstration_source='batch'`)."
+                )
+            return prompts, list(columns[DEMONSTRATION_COLUMN])
         if self.demonstration_pool is not None:
             count = self.demonstrations_per_update or num_policy_samples
             return self.demonstration_pool.sample(count, self._draw_key(update))

@@ -4,7 +4,9 @@ The discriminator of adversarial imitation, one job per module:
 - `scorers`: the kinds of model (sequence classifier, token classifier, likelihood ratio): what each checks, reads
   and selects;
 - `encoding`: samples made into batches;
-- `objective`: the balanced cross-entropy, label smoothing, the R1 penalty and the statistics (pure functions);
+- `objective`: the balanced cross-entropy, the pairwise loss, label smoothing, the R1 penalty and the statistics
+  (pure functions);
+- `losses`: what an update minimises (the balanced cross-entropy or GAD's pairwise loss), a micro-batch at a time;
 - `replay`: the replay buffer of past policy samples;
 - `parallel`: replicated or sharded (FSDP2) across processes;
 - `adapters`: a discriminator sharing a LoRA policy's base model;

@@ -8,15 +8,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from . import checkpoint
 from .adapters import adapter_parameters, check_shared_model, with_own_adapter
-from .encoding import micro_batches, num_response_tokens
-from .objective import (
-    balanced_loss,
-    captured_input_embeddings,
-    class_loss_share,
-    demonstration_terms,
-    smoothed_targets,
-    update_statistics,
-)
+from .encoding import micro_batches
+from .losses import LOSSES
+from .objective import captured_input_embeddings
 from .optimizer import adamw, guarded_step
 from .parallel import Replicated, Sharded, average_across_processes, check_can_shard, move_to_device
 from .replay import ReplayBuffer
@@ -40,7 +34,7 @@ class DiscriminatorUpdate:
     policy_logits: torch.Tensor
 
 
-def _check_arguments(tokenizer: PreTrainedTokenizerBase, label_smoothing: float) -> None:
+def _check_arguments(tokenizer: PreTrainedTokenizerBase, label_smoothing: float, loss_type: str) -> None:
     if tokenizer.pad_token_id is None:
         raise ValueError(
             f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no "
@@ -49,6 +43,24 @@ def _check_arguments(tokenizer: PreTrainedTokenizerBase, label_smoothing: float)
         )
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"`label_smoothing` must be in [0, 1), got {label_smoothing}.")
+    if loss_type not in LOSSES:
+        raise ValueError(f"`loss_type` must be one of {list(LOSSES)}, got {loss_type!r}.")
+
+
+def _check_pairs(loss_type: str, token_level: bool, replay_buffer_size: int) -> None:
+    """The pairwise loss pairs whole responses to one prompt: not tokens, not replayed samples (whose pair is gone)."""
+    if not LOSSES[loss_type].pairs_samples:
+        return
+    if token_level:
+        raise ValueError(
+            "The pairwise loss (`loss_type='bradley_terry'`) compares whole responses to the same prompt; a "
+            "token-level discriminator has one logit per token. Use a sequence-level discriminator."
+        )
+    if replay_buffer_size > 0:
+        raise ValueError(
+            "The pairwise loss (`loss_type='bradley_terry'`) pairs each policy sample with a demonstration of its "
+            "prompt; replayed samples have none. Set the replay buffer size (`replay_buffer_size`) to 0."
+        )
 
 
 class Discriminator:
@@ -76,6 +88,9 @@ class Discriminator:
         adapter_name (`str`, *optional*): the discriminator's own adapter on a PEFT model it shares with the policy:
             only this adapter is trained, and it is active (in eval mode) for the discriminator's forwards only.
         scorer (*optional*): one of `trl_irl.discriminator.scorers`; defaults to a `SequenceClassifierScorer`.
+        loss_type (`str`, *optional*, defaults to `"bce"`): what an update minimises (`losses.LOSSES`): `"bce"`, the
+            class-balanced cross-entropy; `"bradley_terry"`, the pairwise loss of each demonstration against the
+            policy sample at the same position, which must answer the same prompt (sequence level, no replay).
     """
 
     # Weight of SFT's loss on the demonstrations in each update: a likelihood ratio's to set (`demonstration_terms`)
@@ -96,13 +111,16 @@ class Discriminator:
         micro_batch_size: int | None = None,
         adapter_name: str | None = None,
         scorer=None,
+        loss_type: str = "bce",
     ):
         self.scorer = scorer or SequenceClassifierScorer()
         self.scorer.check_model(model)
         if adapter_name is not None:
             check_shared_model(model, adapter_name, gradient_penalty)
         self.adapter_name = adapter_name
-        _check_arguments(tokenizer, label_smoothing)
+        _check_arguments(tokenizer, label_smoothing, loss_type)
+        _check_pairs(loss_type, self.scorer.token_level, replay_buffer_size)
+        self.loss_type, self.loss = loss_type, LOSSES[loss_type]()
         self.model, self.tokenizer, self.learning_rate = model, tokenizer, learning_rate
         prepare_model(
             model, tokenizer, self.trainable_parameters(), own_model=adapter_name is None, eager=gradient_penalty > 0
@@ -188,7 +206,9 @@ class Discriminator:
         self.optimizer = self._new_optimizer()
         return self
 
-    def _forward(self, samples: list, capture_embeddings: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def model_logits(
+        self, samples: list, capture_embeddings: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (one per sample, or one per scored token) and, if asked, the input embeddings they come from."""
         batch, positions = self.scorer.model_inputs(samples, self.tokenizer, self.max_length, self.device)
         with captured_input_embeddings(self.model, enabled=capture_embeddings) as captured:
@@ -203,8 +223,18 @@ class Discriminator:
         Expert-is-high logits of `samples`, one per sample (or per response token), float32, without gradient: the
         model's output plus `logit_offsets` if given (AIRL's `-c log pi`).
         """
-        logits = self._forward(samples)[0].float()
+        return self.forward_logits(samples, logit_offsets)
+
+    def forward_logits(self, samples: list, logit_offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """`logits` without the adapter switch and `no_grad`, for use in an update; `micro_batch_size` at a time."""
+        chunks = micro_batches(samples, self.micro_batch_size)
+        logits = torch.cat([self.model_logits(chunk)[0].float() for chunk in chunks])
         return logits if logit_offsets is None else logits + logit_offsets.to(logits.device)
+
+    @property
+    def pairs_samples(self) -> bool:
+        """Whether an update pairs each demonstration with the policy sample at its position (same prompt)."""
+        return self.loss.pairs_samples
 
     @with_own_adapter
     def update(
@@ -228,20 +258,15 @@ class Discriminator:
         if policy_logit_offsets is not None and self.replay_buffer.capacity > 0:
             raise ValueError("Logit offsets are not supported with the replay buffer: replayed samples have none.")
         replayed = self.replay_buffer.draw(len(policy_samples))
-        expert_target, policy_target = smoothed_targets(self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        logits_expert, expert_terms = self._accumulate(
-            expert_samples, expert_logit_offsets, expert_target, demonstrations=True
+        accumulated = self.loss.accumulate(
+            self, expert_samples, policy_samples + replayed, expert_logit_offsets, policy_logit_offsets
         )
-        logits_policy, _ = self._accumulate(policy_samples + replayed, policy_logit_offsets, policy_target)
-        loss = balanced_loss(logits_expert, logits_policy, expert_target, policy_target)
-        for name, value in expert_terms.items():
-            if self._term_weights[name] > 0:
-                loss = loss + self._term_weights[name] * value
-        stats = dict(expert_terms)
+        logits_expert, logits_policy, loss = accumulated.logits_expert, accumulated.logits_policy, accumulated.loss
+        stats = dict(accumulated.expert_terms)
         grad_norm = self._step(loss, self.optimizer)
         self.replay_buffer.add(policy_samples)
-        stats.update(update_statistics(logits_expert, logits_policy, loss))
+        stats.update(self.loss.statistics(logits_expert, logits_policy, loss))
         stats["grad_norm"] = grad_norm.detach().to(logits_expert.device)
         with torch.no_grad():
             values = average_across_processes(torch.stack(list(stats.values())).to(self.device))
@@ -256,39 +281,9 @@ class Discriminator:
         return guarded_step(loss, optimizer, parameters, self.parallel, max_grad_norm or self.max_grad_norm)
 
     @property
-    def _term_weights(self) -> dict[str, float]:
+    def term_weights(self) -> dict[str, float]:
         """The weight of each term that only demonstrations carry (`objective.demonstration_terms`)."""
         return {"gradient_penalty": self.gradient_penalty, "nll_expert": self.likelihood_weight}
-
-    def _accumulate(
-        self, samples: list, logit_offsets: torch.Tensor | None, target: float, demonstrations: bool = False
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """
-        Forward and backward `samples`, `micro_batch_size` at a time, for half the class-balanced cross-entropy
-        towards `target` and, for `demonstrations`, the terms only they carry (`objective.demonstration_terms`), each
-        with its weight where that is positive. Gradients accumulate in the parameters. Returns the logits, detached,
-        and those terms over all the samples, without their weights.
-        """
-        with_penalty = demonstrations and self.gradient_penalty > 0
-        # Where the outputs are log-likelihoods, SFT's loss on the demonstrations is one of their terms
-        num_tokens = num_response_tokens(samples) if demonstrations and self.scorer.outputs_log_likelihoods else 0
-        num_logits, logits, terms, start = self.scorer.num_logits(samples), [], {}, 0
-        for chunk in micro_batches(samples, self.micro_batch_size):
-            outputs, embeddings = self._forward(chunk, capture_embeddings=with_penalty)
-            count = self.scorer.num_logits(chunk)
-            chunk_logits = outputs
-            if logit_offsets is not None:
-                chunk_logits = outputs + logit_offsets[start : start + count].to(outputs.device)
-            start += count
-            loss = class_loss_share(chunk_logits, target, num_logits)
-            chunk_terms = demonstration_terms(outputs, chunk_logits, embeddings, len(samples), num_tokens)
-            for name, value in chunk_terms.items():
-                if self._term_weights[name] > 0:
-                    loss = loss + self._term_weights[name] * value
-                terms[name] = terms.get(name, 0.0) + value.detach()
-            loss.backward()
-            logits.append(chunk_logits.detach())
-        return torch.cat(logits), terms
 
     def save_pretrained(self, directory: str | Path, is_main_process: bool = True) -> None:
         """The model and tokenizer, loadable with `from_pretrained(directory)` (see `checkpoint.save_pretrained`)."""

@@ -67,7 +67,7 @@ class LikelihoodRatioDiscriminator(Discriminator):
         total = torch.zeros((), device=self.device)
         for chunk in micro_batches(demonstrations, self.micro_batch_size):
             # The logits are `log q_phi` per response token or summed per response: their sum is the same either way
-            loss = -self._forward(chunk)[0].sum() / num_tokens
+            loss = -self.model_logits(chunk)[0].sum() / num_tokens
             loss.backward()
             total = total + loss.detach()
         self._step(total, optimizer, max_grad_norm)
@@ -78,7 +78,7 @@ class LikelihoodRatioDiscriminator(Discriminator):
     def negative_log_likelihood(self, demonstrations: list) -> float:
         """Mean negative log-likelihood per response token of `demonstrations` under `q_phi`, without gradient."""
         total = sum(
-            -self._forward(chunk)[0].sum().item() for chunk in micro_batches(demonstrations, self.micro_batch_size)
+            -self.model_logits(chunk)[0].sum().item() for chunk in micro_batches(demonstrations, self.micro_batch_size)
         )
         return total / self._num_response_tokens(demonstrations)
 

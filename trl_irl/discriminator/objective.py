@@ -7,9 +7,15 @@ Eq. 18 / 20 of arXiv 2403.12017,
 
     loss = -1/2 E_expert[log D] - 1/2 E_policy[log(1 - D)]
 
-so that the expert and policy batches weigh the same whatever their sizes. Label smoothing `eps` moves the targets to
-`1 - eps/2` (expert) and `eps/2` (policy); the gradient penalty is the zero-centred R1 penalty (Mescheder et al.
-2018) `E_expert[||d logit / d embeddings||^2]`, taken at the input embeddings since text cannot be differentiated.
+so that the expert and policy batches weigh the same whatever their sizes. The pairwise (Bradley-Terry) loss of GAD
+(arXiv 2511.10643) instead compares a demonstration and a policy sample of the same prompt, pair by pair,
+
+    loss = -E_pairs[log sigmoid(logit_expert - logit_policy)]
+
+so that only differences of logits between responses to one prompt are learned. Label smoothing `eps` moves the
+targets to `1 - eps/2` (expert, or expert-above-policy for a pair) and `eps/2` (policy); the gradient penalty is the
+zero-centred R1 penalty (Mescheder et al. 2018) `E_expert[||d logit / d embeddings||^2]`, taken at the input
+embeddings since text cannot be differentiated.
 """
 
 from contextlib import contextmanager
@@ -42,6 +48,27 @@ def balanced_loss(
     )
 
 
+def pairwise_loss(logits_expert: torch.Tensor, logits_policy: torch.Tensor, expert_target: float) -> torch.Tensor:
+    """
+    The Bradley-Terry loss of pairs (the `i`-th demonstration against the `i`-th policy sample, same prompt): the
+    binary cross-entropy of `logits_expert - logits_policy` towards `expert_target` (1 unsmoothed:
+    `softplus(logits_policy - logits_expert)`), averaged over the pairs.
+    """
+    differences = logits_expert - logits_policy
+    return F.binary_cross_entropy_with_logits(differences, torch.full_like(differences, expert_target))
+
+
+def pair_loss_share(differences: torch.Tensor, expert_target: float, num_pairs: int) -> torch.Tensor:
+    """
+    This chunk's share of the pairwise loss for a backward through one side of its pairs: `differences` are
+    `logits_expert - logits_policy` with the other side's logits detached, the loss summed over the chunk and divided
+    by all the pairs. A backward through each side adds up to the gradient of `pairwise_loss` (each side's logits
+    get their part of it); the values are each the whole loss, so neither is to be added to the other.
+    """
+    targets = torch.full_like(differences, expert_target)
+    return F.binary_cross_entropy_with_logits(differences, targets, reduction="sum") / num_pairs
+
+
 def input_gradient_penalty(logits: torch.Tensor, embeddings: torch.Tensor, num_samples: int) -> torch.Tensor:
     """
     This chunk's share of the R1 penalty: the squared norm of the logits' gradient at the input `embeddings`
@@ -71,6 +98,14 @@ def demonstration_terms(
     if num_response_tokens > 0:
         terms["nll_expert"] = -outputs.sum() / num_response_tokens
     return terms
+
+
+def with_weighted_terms(loss: torch.Tensor, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """`loss` plus each term times its weight, where that is positive (a term of weight 0 stays out of the graph)."""
+    for name, value in terms.items():
+        if weights[name] > 0:
+            loss = loss + weights[name] * value
+    return loss
 
 
 @contextmanager
@@ -113,6 +148,25 @@ def classification_statistics(logits_expert: torch.Tensor, logits_policy: torch.
             "acc_expert": acc_expert,
             "acc_policy": acc_policy,
         }
+
+
+@torch.no_grad()
+def pairwise_update_statistics(
+    logits_expert: torch.Tensor, logits_policy: torch.Tensor, loss: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """
+    A pairwise update's statistics: the training `loss`, `acc`, the share of pairs whose demonstration has the higher
+    logit (a tie counts half), the entropy of `sigmoid(logit_expert - logit_policy)`, and the mean logits.
+    """
+    differences = (logits_expert - logits_policy).float()
+    probs = differences.sigmoid()
+    return {
+        "loss": loss.detach(),
+        "acc": ((differences > 0).float() + 0.5 * (differences == 0).float()).mean(),
+        "entropy": F.binary_cross_entropy(probs, probs).mean(),
+        "logit_expert": logits_expert.mean(),
+        "logit_policy": logits_policy.mean(),
+    }
 
 
 @torch.no_grad()

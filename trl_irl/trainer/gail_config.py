@@ -13,6 +13,7 @@ from ..rewards import SCORINGS
 DISCRIMINATOR_LEVELS = ("sequence", "token")
 DISCRIMINATOR_TYPES = ("classifier", "likelihood_ratio")
 DEMONSTRATION_SOURCES = ("dataset", "batch")
+DISCRIMINATOR_LOSSES = ("bce", "bradley_terry")
 # Config fields renamed so that every discriminator setting starts with `disc_`: old name -> new name
 DEPRECATED_NAMES = {
     "discriminator_type": "disc_type",
@@ -73,6 +74,14 @@ class GAILConfig(GRPOConfig):
             (less the held-out rows) for each update, `disc_demonstrations_per_update` of them; or `"batch"`, the
             demonstrations of the generation batch's own prompts (one per prompt: far fewer than the completions).
             An `IterableDataset` allows only `"batch"`.
+        disc_loss_type (`str`, *optional*, defaults to `"bce"`):
+            What each discriminator update minimises: `"bce"`, the class-balanced cross-entropy of demonstrations
+            against policy samples (GAIL's, Eq. 18 / 20); or `"bradley_terry"`, GAD's pairwise loss
+            (arXiv 2511.10643) `-log sigmoid(l(x, y_expert) - l(x, y_policy))` of each completion against the
+            demonstration of its own prompt, so that the discriminator learns only which of two answers to the same
+            prompt is the expert's. Its logit is then a score up to a constant per prompt, which GRPO's group baseline
+            removes: it needs `divergence="reverse_kl"` (the logit is the reward), `disc_demonstration_source="batch"`
+            (the pairs), `disc_level="sequence"` and no replay buffer.
         disc_demonstrations_per_update (`int`, *optional*):
             Demonstrations drawn for each update with `disc_demonstration_source="dataset"`. Defaults to the number of
             completions of the update (on each process), so that both classes weigh the same in numbers too.
@@ -188,6 +197,14 @@ class GAILConfig(GRPOConfig):
             "choices": list(DEMONSTRATION_SOURCES),
         },
     )
+    disc_loss_type: str = field(
+        default="bce",
+        metadata={
+            "help": "What each discriminator update minimises: 'bce' (class-balanced cross-entropy, GAIL's) or "
+            "'bradley_terry' (GAD's pairwise loss of each completion against its prompt's demonstration).",
+            "choices": list(DISCRIMINATOR_LOSSES),
+        },
+    )
     disc_demonstrations_per_update: int | None = field(
         default=None,
         metadata={
@@ -287,6 +304,7 @@ class GAILConfig(GRPOConfig):
         self._check_reward()
         self._check_discriminator_training()
         self._check_discriminator_pretraining()
+        self._check_pairwise_loss()
 
     def _accept_deprecated_names(self) -> None:
         for old, new in DEPRECATED_NAMES.items():
@@ -404,3 +422,29 @@ class GAILConfig(GRPOConfig):
                 "`disc_pretraining_steps` draws its demonstrations from the training set, which needs "
                 "`disc_demonstration_source='dataset'` (a `datasets.Dataset`, not an `IterableDataset`)."
             )
+
+    def _check_pairwise_loss(self) -> None:
+        if self.disc_loss_type not in DISCRIMINATOR_LOSSES:
+            raise ValueError(
+                f"`disc_loss_type` must be one of {list(DISCRIMINATOR_LOSSES)}, got {self.disc_loss_type!r}."
+            )
+        if self.disc_loss_type != "bradley_terry":
+            return
+        # Each setting the pairwise loss needs, and why: pairs to compare, and a reward that is unchanged, up to
+        # GRPO's group baseline, by the constant per prompt that the pairwise score leaves free
+        needs = {
+            "disc_demonstration_source": ("batch", "each completion is paired with the demonstration of its prompt"),
+            "disc_level": ("sequence", "a pair compares whole responses"),
+            "disc_replay_buffer_size": (0, "a replayed completion has no demonstration to be paired with"),
+            "divergence": (
+                "reverse_kl",
+                "the score is known up to a constant per prompt, which only a reward linear in it leaves to GRPO's "
+                "group baseline",
+            ),
+        }
+        for name, (value, why) in needs.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"`disc_loss_type='bradley_terry'` needs `{name}={value!r}` ({why}), got "
+                    f"`{name}={getattr(self, name)!r}`."
+                )

@@ -40,6 +40,8 @@ CONFIG_FIELDS = {
     "`max_length`": "`max_length` (`disc_max_length`)",
     "the gradient penalty to 0 (`gradient_penalty=0`)": "`disc_gradient_penalty=0`",
     "learning rate": "learning rate (`disc_learning_rate`)",
+    "(`loss_type='bradley_terry'`)": "(`disc_loss_type='bradley_terry'`)",
+    "(`replay_buffer_size`)": "(`disc_replay_buffer_size`)",
     "a sequence-level discriminator": "a sequence-level discriminator (`disc_level='sequence'`)",
     "a token-level discriminator": "a token-level discriminator (`disc_level='token'`)",
     "a likelihood-ratio discriminator": "a likelihood-ratio discriminator (`disc_type='likelihood_ratio'`)",
@@ -70,6 +72,7 @@ def discriminator_settings(args) -> dict:
         "seed": args.seed,
         "max_grad_norm": args.disc_max_grad_norm,
         "micro_batch_size": args.disc_micro_batch_size,
+        "loss_type": args.disc_loss_type,
         # The policy's bf16 mixed precision; under fp16 the discriminator runs in float32 (fp16 needs a loss scaler,
         # which its step does not have)
         "autocast_dtype": torch.bfloat16 if args.bf16 else None,
