@@ -11,7 +11,8 @@ same demonstrations: SFT (sampled at temperatures 0.3 to 1.0), `large_sft` (samp
 with `large_sft` as discriminator trained and frozen, TRL's `DistillationTrainer` with `large_sft` as teacher
 (`proxy_distillation`, and at TRL's JSD `proxy_distillation_jsd`), SFT on `large_sft`'s samples
 (`proxy_sequence_distillation`), and the white-box ceiling (`distillation`, the true teacher's logits); then, where
-time allows (`--extras`), AIRL trained and frozen and the oracle. Each seed's jobs are `imitation_sweep.py` runs
+time allows (`--extras`), AIRL trained and frozen, the oracle and GAIL with GAD's pairwise discriminator on the
+policy's own start (`gad`). Each seed's jobs are `imitation_sweep.py` runs
 with one thread each, two at a time (the machine's two cores), sharing the seed's teacher and SFT checkpoints; every
 job writes its own JSON as soon as it ends. In the memorise regime (`--regime memorise`: 32 demonstrations of 8
 prompts, an exact expert, no teacher's logits) the same uses of a larger SFT model are trained, less the ceiling.
@@ -84,7 +85,7 @@ REGIMES = {
         ),
     ),
 }
-EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",)}
+EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",), "gad": ("gad",)}
 # The checkpoints a seed's later jobs take from its base job (the teacher: the distil regime's only)
 SHARED = ("teacher", "sft", "large_sft")
 # (method, reference): the pairs that decide what the README recommends
@@ -109,6 +110,11 @@ PAIRS = (
     ("airl_frozen", "proxy_distillation"),
     ("airl_frozen", "gail_frozen"),
     ("distillation", "proxy_distillation"),
+    # GAD's discriminator: as large as the policy, pairwise, trained from the policy's own start
+    ("gad", "sft_best_temperature"),
+    ("gad", "gail"),
+    ("gad", "gail_frozen"),
+    ("gad", "proxy_distillation"),
     # Each at its best temperature (the trained methods' ends sampled at 0.3 to 1.0 where the run did so)
     ("gail_best_temperature", "sft_best_temperature"),
     ("gail_best_temperature", "proxy_distillation_best_temperature"),
@@ -296,7 +302,9 @@ def main() -> None:
     run_parser.add_argument("--work-dir", type=Path, required=True)
     run_parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/counterfactuals"))
     run_parser.add_argument("--workers", type=int, default=2, help="Jobs side by side, one thread each.")
-    run_parser.add_argument("--extras", action="store_true", help="Then AIRL trained and frozen, and the oracle.")
+    run_parser.add_argument(
+        "--extras", action="store_true", help="Then AIRL trained and frozen, the oracle and GAD's discriminator."
+    )
     run_parser.add_argument(
         "--jobs", nargs="+", help="Only these jobs of each seed (of base, gail, gail_frozen, distillation, airl, ...)."
     )

@@ -57,6 +57,7 @@ def proxy_comparison(tmp_path_factory):
             "proxy_distillation",
             "proxy_distillation_jsd",
             "proxy_sequence_distillation",
+            "gad",
         ),
     )
     try:
@@ -69,7 +70,7 @@ def proxy_comparison(tmp_path_factory):
 def test_the_frozen_discriminator_never_moves_and_the_trained_one_does(proxy_comparison):
     _, output_dir, _, recorded = proxy_comparison
     large_sft = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft").state_dict()
-    (trained, trained_kwargs), (frozen, frozen_kwargs) = recorded["GAILTrainer"]
+    (trained, trained_kwargs), (frozen, frozen_kwargs), _ = recorded["GAILTrainer"]
     assert trained_kwargs["discriminator"] == frozen_kwargs["discriminator"] == str(output_dir / "large_sft")
     assert frozen_kwargs["args"].disc_updates_per_generation == 0
     assert trained_kwargs["args"].disc_updates_per_generation != 0
@@ -79,6 +80,26 @@ def test_the_frozen_discriminator_never_moves_and_the_trained_one_does(proxy_com
         return any(not torch.equal(state[name], large_sft[name]) for name in large_sft)
 
     assert moved(trained) and not moved(frozen)
+
+
+def test_gad_s_discriminator_is_a_pairwise_classifier_on_the_policy_s_own_start(proxy_comparison):
+    # Not the larger model, whatever `disc_from_large_sft` says: GAD's discriminator is as large as the policy
+    _, output_dir, results, recorded = proxy_comparison
+    gad, kwargs = recorded["GAILTrainer"][2]
+    assert Path(kwargs["args"].output_dir).name == "gad" and kwargs["discriminator"] is None
+    args = kwargs["args"]
+    assert (args.disc_type, args.disc_loss_type, args.disc_demonstration_source, args.divergence) == (
+        "classifier",
+        "bradley_terry",
+        "batch",
+        "reverse_kl",
+    )
+    assert gad.discriminator.pairs_samples and gad.discriminator.model.config.hidden_size == 32
+    sft = AutoModelForCausalLM.from_pretrained(output_dir / "sft").state_dict()
+    backbone = {name.removeprefix("model."): value for name, value in gad.discriminator.model.state_dict().items()}
+    # It trained from the SFT checkpoint: its backbone moved away from it
+    assert any(not torch.equal(backbone[name.removeprefix("model.")], sft[name]) for name in sft if "embed" in name)
+    assert "gad" in results["methods"]
 
 
 def test_proxy_distillation_takes_the_larger_sft_model_as_teacher_with_the_adversarial_settings(proxy_comparison):

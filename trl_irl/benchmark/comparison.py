@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..trainer import AIRLTrainer
-from .choices import ADVERSARIAL_METHODS, METHODS, PROXY_METHODS
+from .choices import ADVERSARIAL_METHODS, METHODS, OWN_DISCRIMINATOR_METHODS, PROXY_METHODS
 from .methods import BUILDERS, ComparisonRun
 from .monitoring import REWARD_METRICS, ExactReverseKLReward, Stopwatch
 from .settings import ComparisonSettings
@@ -73,7 +73,7 @@ def _check(settings: ComparisonSettings) -> None:
 
 
 def _trains_large_sft(settings: ComparisonSettings) -> bool:
-    adversarial = set(ADVERSARIAL_METHODS) & set(settings.methods)
+    adversarial = (set(ADVERSARIAL_METHODS) - set(OWN_DISCRIMINATOR_METHODS)) & set(settings.methods)
     proxies = set(PROXY_METHODS) & set(settings.methods)
     return "large_sft" in settings.methods or bool(proxies) or (settings.disc_from_large_sft and bool(adversarial))
 

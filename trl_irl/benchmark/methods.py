@@ -13,6 +13,9 @@ of `METHODS` and evaluates them alike. Methods:
   of the same SFT run, with their discriminator from its end.
 - `gail_frozen`, `airl_frozen`: the same at sequence level with `disc_updates_per_generation=0`: the discriminator
   never trains, so the reward stays what it knew at the start (with `large_sft`, the fixed `log q_large - log pi`).
+- `gad` (asked for by name): GAIL with GAD's discriminator (arXiv 2511.10643): a sequence classifier on the policy's
+  own starting checkpoint (never the larger model), the pairwise Bradley-Terry loss of each completion against its
+  prompt's demonstration, its score as the reward (`reverse_kl`), after the settings' discriminator warm-up.
 - `oracle`: TRL's `GRPOTrainer` from the SFT checkpoint with the exact reverse-KL reward
   `log p_exp(y | x) - log pi(y | x)` (the expert smoothed as in the metrics): the best reward any discriminator could
   hand out, with the same GRPO settings as the adversarial methods.
@@ -135,12 +138,31 @@ def _build_oracle(run: ComparisonRun, method: str) -> BuiltMethod:
     return BuiltMethod(trainer, tracker)
 
 
+# GAD's discriminator and reward (`gad`); the settings' likelihood-ratio terms do not apply to a classifier
+GAD_CONFIG = {
+    "disc_type": "classifier",
+    "disc_loss_type": "bradley_terry",
+    "disc_demonstration_source": "batch",
+    "divergence": "reverse_kl",
+    "disc_replay_buffer_size": 0,
+    "disc_likelihood_weight": 0.0,
+    "disc_pretraining_steps": 0,
+}
+
+
 def _build_adversarial(
-    run: ComparisonRun, method: str, config_class, trainer_class, level: str, frozen: bool = False
+    run: ComparisonRun,
+    method: str,
+    config_class,
+    trainer_class,
+    level: str,
+    frozen: bool = False,
+    pairwise: bool = False,
 ) -> BuiltMethod:
     """
     GAIL or AIRL at `level`, from the SFT checkpoint (or its middle, with the discriminator from its end); `frozen`:
-    the discriminator never updates (`disc_updates_per_generation=0`), whatever the settings say.
+    the discriminator never updates (`disc_updates_per_generation=0`), whatever the settings say; `pairwise`: GAD's
+    discriminator (`GAD_CONFIG`) on the policy's own starting checkpoint.
     """
     settings = run.settings
     reward_monitor = RewardMonitor(run.exact_reward(), run.stopwatch)
@@ -155,6 +177,8 @@ def _build_adversarial(
     config = run.adversarial_settings | settings.adversarial_config
     if frozen:
         config["disc_updates_per_generation"] = 0
+    if pairwise:
+        discriminator, config = None, config | GAD_CONFIG
     trainer = trainer_class(
         model=str(run.sft_middle or run.output_dir / "sft"),
         discriminator=discriminator,
@@ -295,6 +319,10 @@ def _build_airl_frozen(run: ComparisonRun, method: str) -> BuiltMethod:
     return _build_adversarial(run, method, AIRLConfig, AIRLTrainer, "sequence", frozen=True)
 
 
+def _build_gad(run: ComparisonRun, method: str) -> BuiltMethod:
+    return _build_adversarial(run, method, GAILConfig, GAILTrainer, "sequence", pairwise=True)
+
+
 # One builder per method of `METHODS`
 BUILDERS = {
     "sft": _build_sft,
@@ -306,6 +334,7 @@ BUILDERS = {
     "airl_token": _build_airl_token,
     "gail_frozen": _build_gail_frozen,
     "airl_frozen": _build_airl_frozen,
+    "gad": _build_gad,
     "oracle": _build_oracle,
     "distillation": _build_distillation,
     "proxy_distillation": _build_distillation,
