@@ -21,7 +21,8 @@ A job whose JSON is already in the output folder is skipped, so that `--extras -
 seeds already run; `--set KEY=VALUE` passes settings to every job (`eval_every=480`: fewer evaluations, the same
 final figures; a seed's later jobs must use its base job's settings, or they train SFT again).
 
-`report` merges those JSONs and prints, for each pair that decides a recommendation, the per-seed differences of
+`report` merges those JSONs (over the rows of earlier reports given with `--previous`, so that a job added later
+joins the seeds it was run for) and prints, for each pair that decides a recommendation, the per-seed differences of
 the exact reverse and forward KL, their mean with a 95% t-interval over seeds, and an exact sign test
 (`trl_irl.benchmark.paired`); "best temperature" rows take, per seed, the temperature with the lowest reverse KL
 (chosen on the evaluation prompts: an optimistic baseline, the harder one to beat). A method is called better only
@@ -257,8 +258,26 @@ def summary_rows(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return summary
 
 
+def _merged_with(previous: list[Path], by_seed: dict[int, dict[str, dict]]) -> dict[int, dict[str, dict]]:
+    """
+    The rows of earlier reports (`report --output` JSONs), then `by_seed`'s over them: a job run again (its seed's
+    base job included) replaces what the earlier report held of its rows; best temperatures are taken again.
+    """
+    merged: dict[int, dict[str, dict]] = {}
+    for path in previous:
+        for seed, rows in json.loads(path.read_text())["runs"].items():
+            merged.setdefault(int(seed), {}).update(rows)
+    for seed, rows in by_seed.items():
+        merged.setdefault(seed, {}).update(rows)
+    for rows in merged.values():
+        for name in [name for name in rows if name.endswith("_best_temperature")]:
+            del rows[name]
+        add_best_temperature_rows(rows)
+    return merged
+
+
 def report(args: argparse.Namespace) -> None:
-    by_seed = _finals_by_seed(args.sweeps, args.regime)
+    by_seed = _merged_with(args.previous, _finals_by_seed(args.sweeps, args.regime))
     pairs = {
         f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in METRICS}
         for method, reference in PAIRS
@@ -315,6 +334,13 @@ def main() -> None:
         command.add_argument("--regime", choices=REGIMES, default="distil")
     report_parser.add_argument("--sweeps", type=Path, default=Path("benchmarks/results/counterfactuals"))
     report_parser.add_argument("--output", type=Path, help="Where to write the merged JSON.")
+    report_parser.add_argument(
+        "--previous",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="Earlier reports whose rows are kept where `--sweeps` has none (jobs added to seeds run before).",
+    )
     args = parser.parse_args()
     run(args) if args.command == "run" else report(args)
 

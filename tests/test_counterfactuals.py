@@ -217,6 +217,23 @@ def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactual
     assert by_seed[4]["sft_best_temperature"] == {"reverse_kl": 0.5, "temperature": 1.0}
 
 
+def test_a_job_added_later_joins_the_earlier_report_s_seeds_and_its_rows_win(counterfactuals, tmp_path):
+    import json
+
+    earlier = {
+        "3": {"sft": {"reverse_kl": 1.0}, "sft_temperature_0.7": {"reverse_kl": 0.8}, "old": {"reverse_kl": 2.0}},
+        "4": {"sft": {"reverse_kl": 0.5}},
+    }
+    # The earlier report's best-temperature row is taken again from the merged rows, not kept
+    earlier["3"]["sft_best_temperature"] = {"reverse_kl": 9.0, "temperature": 0.1}
+    (tmp_path / "earlier.json").write_text(json.dumps({"runs": earlier}))
+    added = {3: {"sft_temperature_0.7": {"reverse_kl": 0.6}, "new": {"reverse_kl": 1.5}}}
+    merged = counterfactuals._merged_with([tmp_path / "earlier.json"], added)
+    assert merged[3]["old"] == {"reverse_kl": 2.0} and merged[3]["new"] == {"reverse_kl": 1.5}
+    assert merged[3]["sft_best_temperature"] == {"reverse_kl": 0.6, "temperature": 0.7}
+    assert merged[4] == {"sft": {"reverse_kl": 0.5}}
+
+
 @pytest.mark.parametrize(
     ("differences", "lower_is_better", "better_in", "verdict"),
     [
