@@ -230,13 +230,16 @@ def _finals_by_seed(sweeps: Path, regime: str) -> dict[int, dict[str, dict]]:
 def paired(by_seed: dict[int, dict[str, dict]], method: str, reference: str, metric: str) -> dict | None:
     """
     Per-seed differences `method - reference` of `metric` (`paired_statistics`: mean, 95% t-interval over seeds,
-    sign test), beside each seed's evaluation noise: the two evaluations' standard errors combined.
+    sign test), beside each seed's evaluation noise where the divergences are estimated: the two evaluations'
+    standard errors combined.
     """
     seeds = sorted(seed for seed, rows in by_seed.items() if method in rows and reference in rows)
     differences = [by_seed[seed][method][metric] - by_seed[seed][reference][metric] for seed in seeds]
     result = paired_statistics(differences)
     if result is None:
         return None
+    if not all(f"{metric}_se" in by_seed[seed][name] for seed in seeds for name in (method, reference)):
+        return {"seeds": seeds, **result}  # exact divergences (the memorise regime): no evaluation noise
     evaluation_se = [
         math.hypot(by_seed[seed][method][f"{metric}_se"], by_seed[seed][reference][f"{metric}_se"]) for seed in seeds
     ]
@@ -276,6 +279,25 @@ def _merged_with(previous: list[Path], by_seed: dict[int, dict[str, dict]]) -> d
     return merged
 
 
+# What a curve keeps of each evaluation: the exact divergences, and how well the learned reward follows the exact one
+CURVE_METRICS = ("step", "reverse_kl", "forward_kl", "reward_fidelity")
+
+
+def _curves(work_dir: Path, regime: str) -> dict[str, dict[str, list[dict]]]:
+    """
+    Each seed's divergence curve per method (temperature rows left out), from the `results.json` of every job of
+    `regime` under `work_dir` (`run --work-dir`): steps count from the start of SFT, as in the comparison.
+    """
+    curves: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted(work_dir.glob(f"*/{regime}-{REGIMES[regime].demonstrations}-seed*/results.json")):
+        seed = path.parent.name.rsplit("seed", 1)[1]
+        for method, result in json.loads(path.read_text())["methods"].items():
+            if "curve" in result and "_temperature_" not in method:
+                points = [{key: point[key] for key in CURVE_METRICS if key in point} for point in result["curve"]]
+                curves.setdefault(seed, {})[method] = points
+    return curves
+
+
 def report(args: argparse.Namespace) -> None:
     by_seed = _merged_with(args.previous, _finals_by_seed(args.sweeps, args.regime))
     pairs = {
@@ -291,6 +313,8 @@ def report(args: argparse.Namespace) -> None:
         "pairs": pairs,
         "runs": {str(seed): rows for seed, rows in sorted(by_seed.items())},
     }
+    if args.curves_from:
+        record["curves"] = _curves(args.curves_from, args.regime)
     if args.output:
         args.output.write_text(json.dumps(record, indent=2) + "\n")
     print(f"seeds {record['seeds']}, one thread per run\n")
@@ -311,6 +335,33 @@ def report(args: argparse.Namespace) -> None:
                 f"| {name} | {metric} | {per_seed} | {interval} | {result['better_in']}/{len(result['seeds'])} | "
                 f"{result['sign_test_p']:.3f} | {result['verdict']} |"
             )
+
+
+def mean_curves(curves: dict[str, dict[str, list[dict]]], rows: list[str], metric: str) -> dict[str, list]:
+    """Per row, `(step, mean of metric over the seeds that have that step)`: the curve of the mean over seeds."""
+    series = {}
+    for row in rows:
+        by_step: dict[int, list[float]] = {}
+        for by_row in curves.values():
+            for point in by_row.get(row, []):
+                if metric in point:
+                    by_step.setdefault(point["step"], []).append(point[metric])
+        series[row] = [(step, statistics.fmean(values)) for step, values in sorted(by_step.items())]
+    return series
+
+
+def plot(args: argparse.Namespace) -> None:
+    from trl_irl.benchmark.plots import line_chart
+
+    record = json.loads(args.report.read_text())
+    series = mean_curves(record["curves"], args.rows, args.metric)
+    series = {row: [point for point in points if point[0] >= args.from_step] for row, points in series.items()}
+    seeds = len(record["curves"])
+    label = {"reverse_kl": "reverse KL to the expert", "forward_kl": "forward KL to the expert"}.get(args.metric)
+    for path in line_chart(
+        series, "step (from the start of SFT)", f"{label or args.metric}, mean of {seeds} seeds", args.output
+    ):
+        print(path)
 
 
 def main() -> None:
@@ -341,8 +392,17 @@ def main() -> None:
         default=[],
         help="Earlier reports whose rows are kept where `--sweeps` has none (jobs added to seeds run before).",
     )
+    report_parser.add_argument(
+        "--curves-from", type=Path, help="A `run --work-dir`: keep each seed's divergence curves in the JSON too."
+    )
+    plot_parser = commands.add_parser("plot", help="Mean curves over seeds of a report with curves.")
+    plot_parser.add_argument("report", type=Path)
+    plot_parser.add_argument("--rows", nargs="+", required=True)
+    plot_parser.add_argument("--metric", default="reverse_kl", choices=CURVE_METRICS[1:])
+    plot_parser.add_argument("--output", type=Path, required=True, help="Path without suffix (PNG and SVG).")
+    plot_parser.add_argument("--from-step", type=int, default=0, help="Leave out earlier evaluations (SFT's).")
     args = parser.parse_args()
-    run(args) if args.command == "run" else report(args)
+    {"run": run, "report": report, "plot": plot}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -234,6 +234,22 @@ def test_a_job_added_later_joins_the_earlier_report_s_seeds_and_its_rows_win(cou
     assert merged[4] == {"sft": {"reverse_kl": 0.5}}
 
 
+def test_curves_are_kept_per_seed_and_averaged_over_the_seeds_that_reached_a_step(counterfactuals, tmp_path):
+    import json
+
+    for seed, last in ((3, 1.0), (4, 3.0)):
+        run_dir = tmp_path / "gail" / f"memorise-32-seed{seed}"
+        run_dir.mkdir(parents=True)
+        curve = [{"step": 150, "reverse_kl": 2.0, "js": 0.1}, {"step": 170, "reverse_kl": last}]
+        methods = {"gail": {"curve": curve}, "gail_temperature_0.7": {"curve": curve[:1]}}
+        (run_dir / "results.json").write_text(json.dumps({"methods": methods}))
+    curves = counterfactuals._curves(tmp_path, "memorise")
+    assert set(curves) == {"3", "4"} and set(curves["3"]) == {"gail"}  # no temperature rows
+    assert curves["3"]["gail"][0] == {"step": 150, "reverse_kl": 2.0}  # only the curve's metrics
+    curves["5"] = {"gail": [{"step": 150, "reverse_kl": 5.0}]}  # a seed that stopped early counts where it ran
+    assert counterfactuals.mean_curves(curves, ["gail"], "reverse_kl") == {"gail": [(150, 3.0), (170, 2.0)]}
+
+
 @pytest.mark.parametrize(
     ("differences", "lower_is_better", "better_in", "verdict"),
     [
