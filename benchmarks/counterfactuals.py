@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from trl_irl.benchmark.choices import CHECKER_METHODS
 from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics
 
 
@@ -67,6 +68,8 @@ REGIMES = {
             "gail_frozen": ("gail_frozen",),
             "distillation": ("distillation", "proxy_distillation", "proxy_sequence_distillation"),
             "proxy_distillation_jsd": ("proxy_distillation_jsd",),
+            # A verifiable reward (the rules the teacher learned) alone, with KL, and beside the discriminator
+            "checker": CHECKER_METHODS,
         },
     ),
     # 32 demonstrations of 8 prompts (the reading where a larger SFT model was the discriminator); no teacher's logits
@@ -111,6 +114,13 @@ PAIRS = (
     ("airl_frozen", "proxy_distillation"),
     ("airl_frozen", "gail_frozen"),
     ("distillation", "proxy_distillation"),
+    # The verifiable reward: what GRPO's KL and the discriminator, frozen or trained, add to it
+    ("checker", "sft_best_temperature"),
+    ("checker_kl", "checker"),
+    ("checker_gail_frozen", "checker"),
+    ("checker_gail", "checker"),
+    ("checker_gail", "checker_gail_frozen"),
+    ("checker_gail", "checker_kl"),
     # GAD's discriminator: as large as the policy, pairwise, trained from the policy's own start
     ("gad", "sft_best_temperature"),
     ("gad", "gail"),
@@ -125,6 +135,8 @@ PAIRS = (
     ("proxy_sequence_distillation_best_temperature", "sft_best_temperature"),
 )
 METRICS = ("reverse_kl", "forward_kl")
+# Where the expert's support is enumerable, the policy's mass outside it: 1 minus the checker's expected score
+INVALID = "invalid"
 
 
 def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.Namespace) -> list[str]:
@@ -253,7 +265,7 @@ def summary_rows(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     for name in names:
         runs = [rows[name] for rows in by_seed.values() if name in rows]
         summary[name] = {"seeds": len(runs)}
-        for metric in (*METRICS, "seconds", "train_seconds", "evaluation_seconds", "temperature"):
+        for metric in (*METRICS, INVALID, "seconds", "train_seconds", "evaluation_seconds", "temperature"):
             values = [run[metric] for run in runs if metric in run]
             if values:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -300,8 +312,10 @@ def _curves(work_dir: Path, regime: str) -> dict[str, dict[str, list[dict]]]:
 
 def report(args: argparse.Namespace) -> None:
     by_seed = _merged_with(args.previous, _finals_by_seed(args.sweeps, args.regime))
+    exact = all(INVALID in row for rows in by_seed.values() for row in rows.values())
+    metrics = (*METRICS, INVALID) if exact else METRICS
     pairs = {
-        f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in METRICS}
+        f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in metrics}
         for method, reference in PAIRS
     }
     pairs = {name: values for name, values in pairs.items() if values["reverse_kl"] is not None}

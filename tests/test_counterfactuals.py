@@ -36,7 +36,8 @@ def _recording(monkeypatch, name: str) -> list:
 def proxy_comparison(tmp_path_factory):
     """One tiny comparison with every use of the larger SFT model, its trainers recorded."""
     monkeypatch = pytest.MonkeyPatch()
-    recorded = {name: _recording(monkeypatch, name) for name in ("GAILTrainer", "DistillationTrainer", "SFTTrainer")}
+    names = ("GAILTrainer", "DistillationTrainer", "SFTTrainer", "GRPOTrainer")
+    recorded = {name: _recording(monkeypatch, name) for name in names}
     output_dir = tmp_path_factory.mktemp("proxies")
     settings = ComparisonSettings(
         num_demonstrations=16,
@@ -58,6 +59,10 @@ def proxy_comparison(tmp_path_factory):
             "proxy_distillation_jsd",
             "proxy_sequence_distillation",
             "gad",
+            "checker",
+            "checker_kl",
+            "checker_gail_frozen",
+            "checker_gail",
         ),
     )
     try:
@@ -70,7 +75,7 @@ def proxy_comparison(tmp_path_factory):
 def test_the_frozen_discriminator_never_moves_and_the_trained_one_does(proxy_comparison):
     _, output_dir, _, recorded = proxy_comparison
     large_sft = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft").state_dict()
-    (trained, trained_kwargs), (frozen, frozen_kwargs), _ = recorded["GAILTrainer"]
+    (trained, trained_kwargs), (frozen, frozen_kwargs), *_ = recorded["GAILTrainer"]
     assert trained_kwargs["discriminator"] == frozen_kwargs["discriminator"] == str(output_dir / "large_sft")
     assert frozen_kwargs["args"].disc_updates_per_generation == 0
     assert trained_kwargs["args"].disc_updates_per_generation != 0
@@ -100,6 +105,22 @@ def test_gad_s_discriminator_is_a_pairwise_classifier_on_the_policy_s_own_start(
     # It trained from the SFT checkpoint: its backbone moved away from it
     assert any(not torch.equal(backbone[name.removeprefix("model.")], sft[name]) for name in sft if "embed" in name)
     assert "gad" in results["methods"]
+
+
+def test_the_checker_is_trained_alone_with_kl_and_beside_the_discriminator_frozen_and_trained(proxy_comparison):
+    settings, output_dir, results, recorded = proxy_comparison
+    grpo = {Path(kwargs["args"].output_dir).name: kwargs for _, kwargs in recorded["GRPOTrainer"]}
+    # GAILTrainer is a GRPOTrainer: its runs are recorded there too
+    assert grpo["checker"]["args"].beta == 0.0 and grpo["checker_kl"]["args"].beta == settings.adversarial_kl_coef
+    assert type(grpo["checker"]["reward_funcs"]).__name__ == "ExpertSupportChecker"
+    beside = {Path(kwargs["args"].output_dir).name: (trainer, kwargs) for trainer, kwargs in recorded["GAILTrainer"]}
+    for name, updates in (("checker_gail_frozen", 0), ("checker_gail", 1)):
+        trainer, kwargs = beside[name]
+        assert type(kwargs["reward_funcs"]).__name__ == "ExpertSupportChecker" and kwargs["args"].beta == 0.0
+        assert kwargs["discriminator"] == str(output_dir / "large_sft")
+        assert (kwargs["args"].disc_updates_per_generation > 0) == bool(updates)
+        assert [function.__name__ for function in trainer.reward_funcs] == ["discriminator", "checker"]
+    assert {"checker", "checker_kl", "checker_gail_frozen", "checker_gail"} <= set(results["methods"])
 
 
 def test_proxy_distillation_takes_the_larger_sft_model_as_teacher_with_the_adversarial_settings(proxy_comparison):

@@ -120,6 +120,22 @@ def test_exact_reverse_kl_reward_is_that_of_the_reported_divergence(tiny_model_p
     assert rewards[2] == pytest.approx(invalid_reward, rel=1e-4)
 
 
+def test_the_checker_passes_the_expert_s_responses_only_as_the_metrics_count_them(tiny_model_path):
+    from trl_irl.benchmark.synthetic import ExpertSupportChecker
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    expert = SyntheticExpert("memorise", num_prompts=1)
+    responses = list(expert.distribution("Task 0:"))
+    checker = ExpertSupportChecker(expert, tokenizer)
+    ended = [
+        tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for response in responses
+    ]
+    # Each of the expert's responses, whatever its probability, passes; one that did not end, or any other, fails
+    completions = [*responses, responses[0], " red"]
+    ids = [*ended, ended[0][:-1], tokenizer(" red", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]]
+    assert checker(["Task 0:"] * len(completions), completions, ids) == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
 class TestSampledMeanLength:
     def test_matches_the_exact_mean_of_one_token_responses(self, tiny_model_path):
         # With one new token the exact mean is a sum over the vocabulary: P(token) * words in the decoded token

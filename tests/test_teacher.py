@@ -71,9 +71,26 @@ def test_divergences_are_unbiased_estimates_of_the_exact_kls(models, monkeypatch
 
 def test_a_policy_equal_to_the_teacher_is_at_zero_divergence(models):
     teacher, _, tokenizer = models
-    metrics = TeacherExpert(teacher, tokenizer, RULES, samples_per_prompt=4).divergences(teacher, ["red:", "blue:"])
+    metrics = TeacherExpert(teacher, tokenizer, RULES, samples_per_prompt=4).divergences(
+        teacher, ["red blue gold pink:", "teal navy lime plum:"]
+    )
     assert metrics["reverse_kl"] == pytest.approx(0, abs=1e-5)
     assert metrics["forward_kl"] == pytest.approx(0, abs=1e-5)
+
+
+def test_the_checker_score_is_the_share_of_samples_the_rules_allow(models, monkeypatch):
+    teacher, student, tokenizer = models
+    prompt = "red blue gold pink:"
+    reversed_ids = tokenizer(" pink gold blue red", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    other_ids = tokenizer(" pink pink", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    samples = [reversed_ids, other_ids, reversed_ids[:-1], reversed_ids]  # the third never ended: it fails
+
+    def fixed_samples(model, tokenizer, prompts, n, seed, temperature=1.0):
+        return [p for p in prompts for _ in range(n)], samples[:n]
+
+    monkeypatch.setattr(teacher_module, "sample", fixed_samples)
+    metrics = TeacherExpert(teacher, tokenizer, RULES, samples_per_prompt=4).divergences(student, [prompt])
+    assert metrics["checker_score"] == metrics["expert_checker_score"] == pytest.approx(0.5)
 
 
 def test_reward_is_the_teachers_minus_the_policys_log_probability(models):

@@ -73,7 +73,8 @@ def _check(settings: ComparisonSettings) -> None:
 
 
 def _trains_large_sft(settings: ComparisonSettings) -> bool:
-    adversarial = (set(ADVERSARIAL_METHODS) - set(OWN_DISCRIMINATOR_METHODS)) & set(settings.methods)
+    with_discriminator = {*ADVERSARIAL_METHODS, "checker_gail_frozen", "checker_gail"} - set(OWN_DISCRIMINATOR_METHODS)
+    adversarial = with_discriminator & set(settings.methods)
     proxies = set(PROXY_METHODS) & set(settings.methods)
     return "large_sft" in settings.methods or bool(proxies) or (settings.disc_from_large_sft and bool(adversarial))
 

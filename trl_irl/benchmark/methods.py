@@ -29,6 +29,12 @@ of `METHODS` and evaluates them alike. Methods:
 - `proxy_sequence_distillation`: TRL's `SFTTrainer` from the SFT checkpoint on `large_sft`'s samples of the
   demonstrations' prompts (sequence-level distillation, GAD's baseline), as many samples as the on-policy methods
   draw, at their batch, learning rate and steps.
+- `checker`, `checker_kl`, `checker_gail_frozen`, `checker_gail` (asked for by name): a verifiable reward
+  (`ExpertSupportChecker`: 1 for any response the rules allow, 0 otherwise; in the distil regime the rules its
+  teacher learned, which the teacher does not always follow) from the SFT
+  checkpoint with the adversarial methods' GRPO settings: alone (GRPO, `beta=0`), with GRPO's KL to the reference
+  (the settings' `beta`), and as `reward_funcs` beside GAIL's discriminator, frozen and trained (the settings'
+  discriminator, `beta=0`): what the discriminator adds to a reward that checks correctness and nothing else.
 - `sdft` (asked for by name): TRL's experimental `SDFTTrainer` from the SFT checkpoint, the model its own teacher
   with the demonstration in its prompt, with the same batch, learning rate, steps and completion length.
 """
@@ -47,7 +53,7 @@ from ..trainer import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, Weighted
 from .choices import METHODS
 from .monitoring import DiscriminatorAtStart, DivergenceTracker, ExactReverseKLReward, RewardMonitor, Stopwatch
 from .settings import ComparisonSettings
-from .synthetic import SyntheticExpert
+from .synthetic import ExpertSupportChecker, SyntheticExpert
 from .teacher import MAX_NEW_TOKENS, TeacherExpert, TeacherReverseKLReward, sample
 
 
@@ -97,6 +103,11 @@ class ComparisonRun:
             return TeacherReverseKLReward(self.expert)
         return ExactReverseKLReward(self.expert, self.tokenizer)
 
+    def checker(self) -> ExpertSupportChecker:
+        """The verifiable reward: the synthetic expert's support, or in the distil regime the rules of its teacher."""
+        rules = self.expert.prompts_from if isinstance(self.expert, TeacherExpert) else self.expert
+        return ExpertSupportChecker(rules, self.tokenizer)
+
 
 @dataclass
 class BuiltMethod:
@@ -116,6 +127,22 @@ def _build_sft(run: ComparisonRun, method: str, config_class=None, trainer_class
     trainer = trainer_class(
         model=str(run.large_base if method == "large_sft" else run.base),
         args=config_class(str(run.output_dir / method), **run.sft_settings | saving),
+        train_dataset=run.demonstrations,
+        callbacks=[tracker],
+    )
+    return BuiltMethod(trainer, tracker)
+
+
+def _build_checker(run: ComparisonRun, method: str) -> BuiltMethod:
+    """GRPO from the SFT checkpoint on the verifiable reward alone: without (`checker`) or with (`checker_kl`) KL."""
+    tracker = DivergenceTracker(run.evaluate, run.settings.sft_steps, run.settings.eval_every)
+    grpo_settings = run.adversarial_settings_for(GRPOConfig)
+    if method == "checker":
+        grpo_settings["beta"] = 0.0
+    trainer = GRPOTrainer(
+        model=str(run.output_dir / "sft"),
+        reward_funcs=run.checker(),
+        args=GRPOConfig(str(run.output_dir / method), **grpo_settings),
         train_dataset=run.demonstrations,
         callbacks=[tracker],
     )
@@ -158,11 +185,13 @@ def _build_adversarial(
     level: str,
     frozen: bool = False,
     pairwise: bool = False,
+    checker: bool = False,
 ) -> BuiltMethod:
     """
     GAIL or AIRL at `level`, from the SFT checkpoint (or its middle, with the discriminator from its end); `frozen`:
     the discriminator never updates (`disc_updates_per_generation=0`), whatever the settings say; `pairwise`: GAD's
-    discriminator (`GAD_CONFIG`) on the policy's own starting checkpoint.
+    discriminator (`GAD_CONFIG`) on the policy's own starting checkpoint; `checker`: the verifiable reward beside the
+    discriminator's, with no KL term (the discriminator's reward is what keeps the policy near the expert).
     """
     settings = run.settings
     reward_monitor = RewardMonitor(run.exact_reward(), run.stopwatch)
@@ -179,9 +208,12 @@ def _build_adversarial(
         config["disc_updates_per_generation"] = 0
     if pairwise:
         discriminator, config = None, config | GAD_CONFIG
+    if checker:
+        config["beta"] = 0.0
     trainer = trainer_class(
         model=str(run.sft_middle or run.output_dir / "sft"),
         discriminator=discriminator,
+        reward_funcs=run.checker() if checker else None,
         args=config_class(str(run.output_dir / method), disc_level=level, **config),
         train_dataset=run.demonstrations,
         callbacks=[tracker],
@@ -323,6 +355,11 @@ def _build_gad(run: ComparisonRun, method: str) -> BuiltMethod:
     return _build_adversarial(run, method, GAILConfig, GAILTrainer, "sequence", pairwise=True)
 
 
+def _build_checker_gail(run: ComparisonRun, method: str) -> BuiltMethod:
+    frozen = method == "checker_gail_frozen"
+    return _build_adversarial(run, method, GAILConfig, GAILTrainer, "sequence", frozen=frozen, checker=True)
+
+
 # One builder per method of `METHODS`
 BUILDERS = {
     "sft": _build_sft,
@@ -341,5 +378,9 @@ BUILDERS = {
     "proxy_distillation_jsd": _build_distillation,
     "proxy_sequence_distillation": _build_proxy_sequence_distillation,
     "sdft": _build_sdft,
+    "checker": _build_checker,
+    "checker_kl": _build_checker,
+    "checker_gail_frozen": _build_checker_gail,
+    "checker_gail": _build_checker_gail,
 }
 assert tuple(BUILDERS) == METHODS, "every method has its builder, in the order the methods are trained"

@@ -287,3 +287,27 @@ def within_prompt_spearman(prompts: list, learned: list[float], exact: list[floa
     ]
     correlations = [value for value in correlations if value is not None]
     return sum(correlations) / len(correlations) if correlations else None
+
+
+class ExpertSupportChecker:
+    """
+    A verifiable reward, as a rule checker gives one: 1 where the completion is one of the synthetic expert's
+    responses to its prompt (in its canonical tokens, ended by the end-of-sequence token), else 0. It checks
+    correctness only: every correct response scores the same, so GRPO on it alone has nothing that keeps the
+    expert's proportions between them (the drift it is measured for). Its expected score is `1 - invalid` of the
+    metrics; in the distil regime it checks the rules the teacher learned, which the teacher itself does not always
+    follow (`TeacherExpert.divergences` reports both's `checker_score`).
+    """
+
+    __name__ = "checker"
+
+    def __init__(self, expert: SyntheticExpert, tokenizer):
+        self.expert, self.tokenizer = expert, tokenizer
+
+    def __call__(self, prompts, completions, completion_ids, **kwargs) -> list[float]:
+        rewards = []
+        for prompt, completion, ids in zip(prompts, completions, completion_ids, strict=True):
+            canonical_ids = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
+            correct = completion in self.expert.distribution(prompt)
+            rewards.append(float(correct and list(ids) == canonical_ids + [self.tokenizer.eos_token_id]))
+        return rewards

@@ -27,7 +27,7 @@ from trl import SFTConfig, SFTTrainer
 from ..discriminator.encoding import micro_batches
 from ..likelihood_rewards import generation_prompt_ids, response_log_probs
 from ..reranking import forked_random_state, sample_completion_ids
-from .synthetic import SyntheticExpert
+from .synthetic import ExpertSupportChecker, SyntheticExpert
 
 
 # The longest completion sampled anywhere in the distil regime (the adversarial methods' `max_completion_length`)
@@ -140,8 +140,10 @@ class TeacherExpert:
     def divergences(self, model: PreTrainedModel, prompts: list[str], temperature: float = 1.0) -> dict[str, float]:
         """
         The policy's (sampling at `temperature`) reverse and forward KL from the teacher on `prompts`, with standard
-        errors (`reverse_kl_se`, `forward_kl_se`), and its sampled `mean_length` in words beside the teacher's
-        (`expert_mean_length`, from the teacher's samples).
+        errors (`reverse_kl_se`, `forward_kl_se`), its sampled `mean_length` in words beside the teacher's
+        (`expert_mean_length`, from the teacher's samples), and the share of its samples that follow the rules the
+        teacher learned (`checker_score`, the verifiable reward's mean) beside the teacher's own
+        (`expert_checker_score`).
         """
         repeated, ids = sample(
             model, self.tokenizer, prompts, self.samples_per_prompt, seed=0, temperature=temperature
@@ -156,8 +158,10 @@ class TeacherExpert:
         forward_kl, forward_kl_se = _mean_and_standard_error(
             [t - p for t, p in zip(log_teacher_own, log_policy_of_teacher, strict=True)]
         )
-        lengths = [len(text.split()) for text in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        lengths = [len(text.split()) for text in texts]
         teacher_texts = self.tokenizer.batch_decode(teacher_ids, skip_special_tokens=True)
+        checker = ExpertSupportChecker(self.prompts_from, self.tokenizer)
         return {
             "reverse_kl": reverse_kl,
             "reverse_kl_se": reverse_kl_se,
@@ -165,6 +169,8 @@ class TeacherExpert:
             "forward_kl_se": forward_kl_se,
             "mean_length": statistics.fmean(lengths),
             "expert_mean_length": statistics.fmean(len(text.split()) for text in teacher_texts),
+            "checker_score": statistics.fmean(checker(repeated, texts, ids)),
+            "expert_checker_score": statistics.fmean(checker(teacher_prompts, teacher_texts, teacher_ids)),
         }
 
 
