@@ -27,8 +27,11 @@ from trl_irl.benchmark.choices import REGIMES  # noqa: E402
 from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics  # noqa: E402
 
 
-# The counterfactuals of issue 33 (benchmarks/counterfactuals.py report), and the order their rows are shown in
+# The counterfactuals of issues 33 and 34 (benchmarks/counterfactuals.py report), and the order their rows are shown in
 COUNTERFACTUALS = "counterfactuals_distil_2048"
+MEMORISE_COUNTERFACTUALS = "counterfactuals_memorise_32"
+# Four times the adversarial steps (480), trained against frozen, and GAD
+MEMORISE_LONG = "counterfactuals_memorise_32_480_steps"
 COUNTERFACTUAL_ORDER = (
     "sft",
     "sft_best_temperature",
@@ -38,15 +41,23 @@ COUNTERFACTUAL_ORDER = (
     "gail_frozen",
     "airl",
     "airl_frozen",
+    "gad",
     "proxy_distillation",
+    "proxy_distillation_jsd",
     "proxy_sequence_distillation",
     "distillation",
     "oracle",
+    "checker",
+    "checker_kl",
+    "checker_gail_frozen",
+    "checker_gail",
     "gail_best_temperature",
     "gail_frozen_best_temperature",
     "airl_best_temperature",
     "airl_frozen_best_temperature",
+    "gad_best_temperature",
     "proxy_distillation_best_temperature",
+    "proxy_distillation_jsd_best_temperature",
     "proxy_sequence_distillation_best_temperature",
     "distillation_best_temperature",
 )
@@ -278,6 +289,84 @@ COUNTERFACTUAL_ROWS = (
             ("minus the proxy", Paired(f"{C}:distillation", f"{C}:proxy_distillation")),
         ),
         "#every-use-of-the-larger-model",
+    ),
+)
+M, L = MEMORISE_COUNTERFACTUALS, MEMORISE_LONG
+
+
+def _memorise_versus_best_sft(method: str, stem: str = M) -> Paired:
+    return Paired(f"{stem}:{method}", f"{stem}:sft_best_temperature")
+
+
+# The same uses of a larger SFT model where the prompts are memorised (32 demonstrations of 8 prompts), and GAD's
+# discriminator beside them; then four times the adversarial steps
+MEMORISE_ROWS = (
+    Row(
+        "`GAILTrainer`, the larger SFT model as `discriminator`, trained and frozen",
+        "SFT at its best temperature (0.3 to 1.0, per seed); each other",
+        "memorise, 32 demonstrations",
+        (
+            ("trained", _memorise_versus_best_sft("gail")),
+            ("frozen", _memorise_versus_best_sft("gail_frozen")),
+            ("trained minus frozen", Paired(f"{M}:gail", f"{M}:gail_frozen")),
+            ("trained, forward", Paired(f"{M}:gail", f"{M}:sft_best_temperature", "forward_kl")),
+        ),
+        "#the-memorise-regime-every-use-of-the-larger-model-and-gad",
+    ),
+    Row(
+        "`AIRLTrainer`, the same, trained and frozen",
+        "SFT at its best temperature; each other",
+        "memorise, 32",
+        (
+            ("trained", _memorise_versus_best_sft("airl")),
+            ("frozen", _memorise_versus_best_sft("airl_frozen")),
+            ("trained minus frozen", Paired(f"{M}:airl", f"{M}:airl_frozen")),
+        ),
+        "#the-memorise-regime-every-use-of-the-larger-model-and-gad",
+    ),
+    Row(
+        "TRL's `DistillationTrainer`, the larger SFT model as `teacher_model`, at reverse KL and at JSD",
+        "SFT at its best temperature; GAIL trained",
+        "memorise, 32",
+        (
+            ("reverse KL", _memorise_versus_best_sft("proxy_distillation")),
+            ("JSD", _memorise_versus_best_sft("proxy_distillation_jsd")),
+            ("GAIL minus the reverse-KL one", Paired(f"{M}:gail", f"{M}:proxy_distillation")),
+        ),
+        "#the-memorise-regime-every-use-of-the-larger-model-and-gad",
+    ),
+    Row(
+        "TRL's `SFTTrainer` on the larger SFT model's samples; the larger model itself",
+        "SFT at its best temperature",
+        "memorise, 32",
+        (
+            ("on its samples", _memorise_versus_best_sft("proxy_sequence_distillation")),
+            ("itself, at its best temperature", _memorise_versus_best_sft("large_sft_best_temperature")),
+        ),
+        "#the-memorise-regime-every-use-of-the-larger-model-and-gad",
+    ),
+    Row(
+        "`GAILTrainer` with GAD's discriminator (pairwise, on the policy's own start)",
+        "SFT at its best temperature; GAIL with the larger model, trained",
+        "memorise, 32",
+        (
+            ("", _memorise_versus_best_sft("gad")),
+            ("forward", Paired(f"{M}:gad", f"{M}:sft_best_temperature", "forward_kl")),
+            ("minus GAIL", Paired(f"{M}:gad", f"{M}:gail")),
+        ),
+        "#the-memorise-regime-every-use-of-the-larger-model-and-gad",
+    ),
+    Row(
+        "the same methods for four times the steps (480): GAIL trained and frozen, GAD",
+        "SFT at its best temperature; each other",
+        "memorise, 32, long runs",
+        (
+            ("GAIL trained", _memorise_versus_best_sft("gail", L)),
+            ("frozen", _memorise_versus_best_sft("gail_frozen", L)),
+            ("trained minus frozen", Paired(f"{L}:gail", f"{L}:gail_frozen")),
+            ("GAD", _memorise_versus_best_sft("gad", L)),
+        ),
+        "#long-runs-does-a-frozen-reward-get-gamed",
     ),
 )
 # Earlier readings, 3 seeds each (seeds 0 to 2 chose the distil settings)
@@ -546,9 +635,9 @@ def summary_table(rows: tuple[Row, ...], readme: bool = False) -> str:
     return "\n".join(lines)
 
 
-def counterfactual_costs() -> str:
+def counterfactual_costs(stem: str = COUNTERFACTUALS) -> str:
     """Each method's training time without evaluation, mean and spread over seeds, and its ratio to SFT's."""
-    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    record = json.loads((RESULTS / f"{stem}.json").read_text())
     summary = record["summary"]
     lines = [
         "| method | training seconds (mean +- sd over seeds) | ratio to the student's SFT | evaluation seconds |",
@@ -565,9 +654,9 @@ def counterfactual_costs() -> str:
     return "\n".join(lines)
 
 
-def counterfactual_rows() -> str:
+def counterfactual_rows(stem: str = COUNTERFACTUALS) -> str:
     """Every row of the counterfactuals: reverse and forward KL, mean +- sd over seeds, and the best temperatures."""
-    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    record = json.loads((RESULTS / f"{stem}.json").read_text())
     lines = [f"Seeds {', '.join(map(str, record['seeds']))}; one thread per run.", ""]
     lines += ["| row | reverse KL | forward KL | temperature chosen |", "|---|---|---|---|"]
     for name in _in_order(record["summary"]):
@@ -582,25 +671,27 @@ def counterfactual_rows() -> str:
     return "\n".join(lines)
 
 
-def counterfactual_pairs() -> str:
+def counterfactual_pairs(stem: str = COUNTERFACTUALS) -> str:
     """
     The pairs that decide a recommendation: each seed's difference with its evaluation's standard error (the two
-    evaluations' combined), then the mean over seeds with its 95% t-interval and the exact sign test's p.
+    evaluations' combined; none where the divergences are exact), then the mean over seeds with its 95% t-interval
+    and the exact sign test's p.
     """
-    record = json.loads((RESULTS / f"{COUNTERFACTUALS}.json").read_text())
+    record = json.loads((RESULTS / f"{stem}.json").read_text())
     lines = ["| method minus reference | metric | per seed (+- evaluation's standard error) | mean [95% interval] | "]
     lines[0] += "better in | sign test p |"
     lines.append("|---|---|---|---|---|---|")
     for name, by_metric in record["pairs"].items():
         for metric, result in by_metric.items():
+            errors = result.get("evaluation_se") or [None] * len(result["differences"])
             per_seed = ", ".join(
-                f"{difference:+.3f} (+-{error:.3f})"
-                for difference, error in zip(result["differences"], result["evaluation_se"], strict=True)
+                f"{difference:+.3f}" + (f" (+-{error:.3f})" if error is not None else "")
+                for difference, error in zip(result["differences"], errors, strict=True)
             )
             low, high = result["interval"]
             cells = [
                 f"`{name}`",
-                metric.replace("_kl", " KL"),
+                {"invalid": "invalid mass"}.get(metric, metric.replace("_kl", " KL")),
                 per_seed,
                 f"{result['mean']:+.3f} [{low:+.3f}, {high:+.3f}]",
                 f"{result['better_in']} of {len(result['seeds'])}",
@@ -686,6 +777,10 @@ TABLES = {
     "counterfactual_pairs": counterfactual_pairs,
     "counterfactual_costs": counterfactual_costs,
     "earlier_readings": lambda: summary_table(EARLIER_ROWS),
+    "memorise_counterfactuals": lambda: summary_table(MEMORISE_ROWS),
+    "memorise_counterfactual_rows": lambda: counterfactual_rows(MEMORISE_COUNTERFACTUALS),
+    "memorise_counterfactual_pairs": lambda: counterfactual_pairs(MEMORISE_COUNTERFACTUALS),
+    "memorise_long_rows": lambda: counterfactual_rows(MEMORISE_LONG),
     "benchmark_settings": benchmark_settings,
     "costs": costs,
 }

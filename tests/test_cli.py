@@ -599,19 +599,48 @@ def test_a_dataset_mixture_replaces_dataset_name(tmp_path, prompt_completion_dat
     assert (len(received["train_dataset"]), len(received["eval_dataset"])) == (60, 20)  # 64 + 16 rows, a quarter held
 
 
-def test_a_trl_grpo_config_s_reward_options_are_named_as_not_applying(tmp_path, tiny_model_path):
-    # `trl grpo` configs carry the reward; GAIL learns it, so a config brought over must say so rather than fail as
-    # unknown accelerate options
+def test_a_trl_grpo_config_s_reward_model_is_named_as_not_applying(tmp_path, tiny_model_path):
+    # `trl grpo` configs can carry a reward model; GAIL learns its reward, so a config brought over must say so rather
+    # than fail as unknown accelerate options
     config = {
         "model_name_or_path": tiny_model_path,
         "dataset_name": str(tmp_path / "data.jsonl"),
         "bf16": False,
-        "reward_funcs": ["accuracy_reward"],
+        "reward_model_name_or_path": tiny_model_path,
     }
     (tmp_path / "data.jsonl").write_text('{"prompt": "Say hi:", "completion": " hi"}\n')
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(SystemExit, match="`trl grpo` options for a given reward.*discriminator"):
+    with pytest.raises(SystemExit, match="`trl grpo` options for a given reward.*`reward_funcs`"):
         main(["gail", "--config", str(tmp_path / "config.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("accuracy_rewards", "is neither one of TRL's rewards"), ("no_such_module.checker", "cannot be imported")],
+)
+def test_a_reward_beside_the_discriminator_that_cannot_be_found_is_named_before_launch(
+    tmp_path, tiny_model_path, monkeypatch, name, message
+):
+    (tmp_path / "data.jsonl").write_text('{"prompt": "Say hi:", "completion": " hi"}\n')
+    config = {"model_name_or_path": tiny_model_path, "dataset_name": str(tmp_path / "data.jsonl"), "bf16": False}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config | {"reward_funcs": [name]}))
+    monkeypatch.setattr("accelerate.commands.launch.launch_command", lambda args: pytest.fail("launched"))
+    with pytest.raises(SystemExit, match=f"`reward_funcs`: {name!r} {message}"):
+        main(["gail", "--config", str(tmp_path / "config.yaml")])
+
+
+def test_trl_s_named_rewards_and_dotted_paths_resolve_as_trl_grpo_resolves_them(tmp_path, monkeypatch):
+    from trl.rewards import think_format_reward
+
+    from trl_irl.scripts import train
+
+    (tmp_path / "my_rewards.py").write_text(
+        "def checker(completions, **kwargs):\n    return [1.0] * len(completions)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    think, checker = train.load_reward_funcs(["think_format_reward", "my_rewards.checker"])
+    assert think is think_format_reward and checker(["a", "b"]) == [1.0, 1.0]
 
 
 @pytest.mark.parametrize(

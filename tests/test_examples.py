@@ -18,6 +18,7 @@ REPLACED = {
     "larger_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
     "distillation_from_larger_sft.yaml": ("model_name_or_path", "teacher_model_name_or_path", "dataset_name"),
     "gail_larger_discriminator.yaml": ("model_name_or_path", "discriminator_model_name_or_path", "dataset_name"),
+    "gail_with_verifier.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
 }
 
 
@@ -101,3 +102,27 @@ def test_the_larger_model_recipe_runs_from_the_examples(tmp_path, tiny_model_pat
         training_args = torch.load(output_dir / "training_args.bin", weights_only=False)
         assert getattr(training_args, "teacher_model_name_or_path", str(larger)) == str(larger)
         assert training_args.max_steps == 2 and (output_dir / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_the_verifier_beside_the_discriminator_runs_from_its_example(
+    tmp_path, tiny_model_path, prompt_completion_dataset, capfd, monkeypatch
+):
+    # From the repository's root, as the example says, so that its dotted `reward_funcs` path imports
+    monkeypatch.chdir(EXAMPLES.parent)
+    data = tmp_path / "demonstrations.jsonl"
+    prompt_completion_dataset.select(range(16)).to_json(data)
+    output_dir = tmp_path / "gail-verifier-model"
+    config = _local_config(
+        "gail_with_verifier.yaml",
+        tmp_path,
+        model_name_or_path=tiny_model_path,
+        dataset_name=str(data),
+        output_dir=str(output_dir),
+    )
+    main(["gail", "--config", config, "--bf16", "false", "--max_steps", "2", "--max_completion_length", "8"])
+    assert (output_dir / "model.safetensors").is_file()
+    # The training process logged the checker's reward beside the discriminator's
+    logged = capfd.readouterr()
+    assert "rewards/checker/mean" in logged.out + logged.err
+    assert "rewards/discriminator/mean" in logged.out + logged.err

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import adversarial_config, train_and_check_both_models_learn
+from helpers import adversarial_config, assert_resume_is_exact, train_and_check_both_models_learn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_discriminator import _discriminator, _texts
@@ -158,19 +158,19 @@ class TestGADConfig:
             GAILConfig(output_dir=str(tmp_path), bf16=False, disc_loss_type="hinge")
 
 
+# GAD's recipe: a classifier on the policy's own checkpoint, the pairwise loss on each completion against its prompt's
+# demonstration, the score as reward, and a warm-up in which only the discriminator learns
+GAD = {
+    "disc_type": "classifier",
+    "disc_loss_type": "bradley_terry",
+    "disc_demonstration_source": "batch",
+    "divergence": "reverse_kl",
+    "disc_warmup_generations": 1,
+}
+
+
 def test_gail_trains_with_gad_s_discriminator(tmp_path, tiny_model_path, prompt_completion_dataset):
-    # GAD's recipe: a classifier on the policy's own checkpoint, the pairwise loss on each completion against its
-    # prompt's demonstration, the score as reward, and a warm-up in which only the discriminator learns
-    args = adversarial_config(
-        GAILConfig,
-        tmp_path,
-        max_steps=4,
-        disc_type="classifier",
-        disc_loss_type="bradley_terry",
-        disc_demonstration_source="batch",
-        divergence="reverse_kl",
-        disc_warmup_generations=1,
-    )
+    args = adversarial_config(GAILConfig, tmp_path, max_steps=4, **GAD)
     discriminator = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
     trainer = GAILTrainer(
         model=tiny_model_path, discriminator=discriminator, args=args, train_dataset=prompt_completion_dataset
@@ -180,3 +180,23 @@ def test_gail_trains_with_gad_s_discriminator(tmp_path, tiny_model_path, prompt_
     logged = [entry for entry in trainer.state.log_history if "disc/acc" in entry]
     assert len(logged) == 4 and "disc/acc_expert" not in logged[0]
     assert logged[0]["rewards/discriminator/mean"] == 0.0  # the warm-up: only the discriminator learned
+
+
+def test_a_resumed_gad_run_continues_like_an_uninterrupted_one(tmp_path, tiny_model_path, prompt_completion_dataset):
+    def make_trainer(output_dir):
+        args = adversarial_config(GAILConfig, output_dir, max_steps=4, save_strategy="steps", save_steps=2, **GAD)
+        return GAILTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
+
+    uninterrupted, resumed = assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
+    assert resumed.discriminator.pairs_samples
+
+
+@pytest.mark.slow
+def test_gad_imitates_a_known_expert_like_the_oracle(tmp_path, colours_sft_path):
+    import toy_colors
+    from helpers import assert_imitates_like_the_oracle, colours_training_overrides
+
+    args = adversarial_config(GAILConfig, tmp_path, seed=0, **GAD, **colours_training_overrides(max_steps=100))
+    gad = GAILTrainer(model=colours_sft_path, args=args, train_dataset=toy_colors.demonstrations(64, seed=1))
+    gad.train()
+    print(assert_imitates_like_the_oracle(gad, colours_sft_path, tmp_path / "oracle", 0))

@@ -34,8 +34,9 @@ TRAINING_METHODS = {
 }
 
 
-# Options of TRL's `grpo` script (`GRPOScriptArguments`) that name a reward, which GAIL and AIRL learn instead
-_GRPO_REWARD_OPTIONS = ("reward_funcs", "reward_model_name_or_path")
+# The option of TRL's `grpo` script (`GRPOScriptArguments`) that names a reward model, which GAIL and AIRL learn
+# instead (its `reward_funcs` they take, beside the discriminator)
+_GRPO_REWARD_OPTIONS = ("reward_model_name_or_path",)
 
 
 def _positive_int(text: str) -> int:
@@ -184,8 +185,8 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
         raise SystemExit(
             f"trl-irl {method}: {grpo_only} are `trl grpo` options for a given reward; {method.upper()}'s reward is "
             "its discriminator, learned from the demonstrations. Remove them from the config (choose the "
-            "discriminator with `discriminator_model_name_or_path` and `disc_type`). To add a rule or format reward "
-            f"beside the discriminator, use the Python API: `{method.upper()}Trainer(..., reward_funcs=...)`."
+            "discriminator with `discriminator_model_name_or_path` and `disc_type`). A rule or format reward beside "
+            "the discriminator goes in `reward_funcs`."
         )
     if unknown:
         raise SystemExit(
@@ -198,7 +199,14 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
 def _train(method: str, argv: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .scripts.train import check_arguments, check_config_types, check_teacher, make_parser, use_sft_run
+    from .scripts.train import (
+        check_arguments,
+        check_config_types,
+        check_teacher,
+        load_reward_funcs,
+        make_parser,
+        use_sft_run,
+    )
 
     if "--config" in argv:
         position = argv.index("--config")
@@ -224,6 +232,8 @@ def _train(method: str, argv: list[str]) -> None:
     check_arguments(method, script_args, model_args, dataset_args)
     if method == "distillation":
         check_teacher(training_args, model_args)
+    if len(parsed) > 5:
+        load_reward_funcs(parsed[5].reward_funcs)  # a reward that cannot be found fails here, before the launch
     launch_parser = launch_command_parser()
     launch_args = _launch_arguments(method, launch_parser, config_remaining, cli_remaining)
     script_argv = _without(argv, cli_remaining)

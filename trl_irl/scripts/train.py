@@ -5,11 +5,13 @@
 
 `trl-irl gail ...` runs this module through `accelerate launch`. The keys are those of TRL's `ScriptArguments`
 (dataset), `ModelConfig` (model) and the method's config class, and for `gail` and `airl` those of
-[`DiscriminatorArguments`] (the discriminator's model and LoRA).
+[`DiscriminatorArguments`] (the discriminator's model and LoRA) and [`RewardArguments`] (rewards beside it).
 """
 
 import dataclasses
 import enum
+import importlib
+import os
 import sys
 import types
 import typing
@@ -91,6 +93,60 @@ class DiscriminatorArguments:
     )
 
 
+@dataclass
+class RewardArguments:
+    """Rewards added beside the discriminator's (`GAILTrainer(reward_funcs=...)`), named as `trl grpo` names them."""
+
+    reward_funcs: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Rewards beside the discriminator's, as in `trl grpo`: one of TRL's (`accuracy_reward`, "
+            "`reasoning_accuracy_reward`, `think_format_reward`, `get_soft_overlong_punishment`) or a dotted import "
+            "path (`my_rewards.checker`, importable from the working directory). `reward_weights` weighs the "
+            "discriminator's reward first, then these in order."
+        },
+    )
+
+
+def load_reward_funcs(names: list[str] | None) -> list:
+    """The reward functions `names` stand for, as `trl grpo` resolves them; a name that resolves to none is named."""
+    from trl.rewards import (
+        accuracy_reward,
+        get_soft_overlong_punishment,
+        reasoning_accuracy_reward,
+        think_format_reward,
+    )
+
+    registry = {
+        "accuracy_reward": accuracy_reward,
+        "reasoning_accuracy_reward": reasoning_accuracy_reward,
+        "think_format_reward": think_format_reward,
+        # With `trl grpo`'s values
+        "get_soft_overlong_punishment": get_soft_overlong_punishment(max_completion_len=1280, soft_punish_cache=256),
+    }
+    functions = []
+    for name in names or []:
+        if name in registry:
+            functions.append(registry[name])
+            continue
+        module_path, _, attribute = name.rpartition(".")
+        if not module_path:
+            raise SystemExit(
+                f"`reward_funcs`: {name!r} is neither one of TRL's rewards ({', '.join(registry)}) nor a dotted "
+                "import path (`my_rewards.checker`)."
+            )
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())  # as `trl grpo`: a module beside the config
+        try:
+            function = getattr(importlib.import_module(module_path), attribute)
+        except (ImportError, AttributeError) as error:
+            raise SystemExit(
+                f"`reward_funcs`: {name!r} cannot be imported from the working directory: {error}"
+            ) from None
+        functions.append(function)
+    return functions
+
+
 def discriminator_peft_config(discriminator_args: DiscriminatorArguments, training_args):
     """The discriminator's `LoraConfig`, with the task type its kind needs (so that a classifier's head trains)."""
     if not discriminator_args.discriminator_use_peft:
@@ -121,7 +177,7 @@ def make_parser(method: str, prog: str | None = None) -> TrlParser:
         raise SystemExit(f"trl-irl: unknown method {method!r}; expected one of: {', '.join(TRAINERS)}.")
     dataclass_types = [ScriptArguments, TRAINERS[method][0], ModelConfig, DatasetMixtureConfig]
     if method in ADVERSARIAL_METHODS:
-        dataclass_types.append(DiscriminatorArguments)
+        dataclass_types += [DiscriminatorArguments, RewardArguments]
     return TrlParser(dataclass_types, prog=prog or f"trl-irl {method}")
 
 
@@ -337,6 +393,7 @@ def main(
     model_args: ModelConfig,
     dataset_args: DatasetMixtureConfig | None = None,
     discriminator_args: DiscriminatorArguments | None = None,
+    reward_args: RewardArguments | None = None,
 ) -> None:
     method = canonical_method(method)
     use_sft_run(method, model_args, discriminator_args)
@@ -352,6 +409,7 @@ def main(
         discriminator_kwargs = {
             "discriminator": discriminator_args.discriminator_model_name_or_path,
             "discriminator_peft_config": discriminator_peft_config(discriminator_args, training_args),
+            "reward_funcs": load_reward_funcs((reward_args or RewardArguments()).reward_funcs) or None,
         }
     if method == "distillation":
         discriminator_kwargs = {"teacher_model": training_args.teacher_model_name_or_path}
