@@ -193,10 +193,13 @@ def test_a_resumed_gad_run_continues_like_an_uninterrupted_one(tmp_path, tiny_mo
 
 @pytest.mark.slow
 def test_gad_imitates_a_known_expert_like_the_oracle(tmp_path, colours_sft_path):
+    # Measured (2 CPU cores, 2026-12-07, seed 0, 100 steps): exact reverse KL from the SFT checkpoint's 2.19 to 1.47,
+    # the oracle's 1.03: 0.62 of its gap; every colour kept at 0.47 of its expert probability at least; forward KL
+    # 0.57 to 0.43. The bar is the other adversarial trainers' (helpers.ORACLE_GAP_SHARE, COLOUR_COVERAGE)
     import toy_colors
     from helpers import assert_imitates_like_the_oracle, colours_training_overrides
 
     args = adversarial_config(GAILConfig, tmp_path, seed=0, **GAD, **colours_training_overrides(max_steps=100))
     gad = GAILTrainer(model=colours_sft_path, args=args, train_dataset=toy_colors.demonstrations(64, seed=1))
     gad.train()
-    print(assert_imitates_like_the_oracle(gad, colours_sft_path, tmp_path / "oracle", 0))
+    assert_imitates_like_the_oracle(gad, colours_sft_path, tmp_path / "oracle", 0)
