@@ -114,6 +114,8 @@ PAIRS = (
     ("airl_frozen", "proxy_distillation"),
     ("airl_frozen", "gail_frozen"),
     ("distillation", "proxy_distillation"),
+    # The headroom: GRPO with the exact reward
+    ("oracle", "sft_best_temperature"),
     # The verifiable reward: what GRPO's KL and the discriminator, frozen or trained, add to it
     ("checker", "sft_best_temperature"),
     ("checker_kl", "checker"),
