@@ -136,3 +136,43 @@ def test_scores_that_cannot_rank_the_samples_are_refused(model_and_tokenizer, sc
 
     with pytest.raises(ValueError, match=message):
         best_of_n(model, tokenizer, PROMPTS[:1], reward, n=4, max_new_tokens=4, seed=0)
+
+
+def test_likelihood_reward_scores_in_micro_batches_as_in_one(tiny_model_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    completions = [" 1 2 3", " 2 4 6 8 10", " 3", " 4 8"]
+    completion_ids = [
+        tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in completions
+    ]
+    prompts = (PROMPTS * 2)[:4]
+    whole = LikelihoodReward(model, tokenizer)(prompts, completions, completion_ids)
+    seen = []
+    forward = model.forward
+    model.forward = lambda *args, **kwargs: seen.append(kwargs["input_ids"].shape[0]) or forward(*args, **kwargs)
+    # Three completions per forward, fewer than the batch: each padded only to its own chunk's longest
+    in_chunks = LikelihoodReward(model, tokenizer, micro_batch_size=3)(prompts, completions, completion_ids)
+    assert seen == [3, 1]
+    assert in_chunks == pytest.approx(whole, abs=1e-5)
+    with pytest.raises(ValueError, match="`micro_batch_size`"):
+        LikelihoodReward(model, tokenizer, micro_batch_size=0)
+
+
+def test_likelihood_reward_moves_its_model_to_the_scoring_device(tiny_model_path, monkeypatch):
+    # The device of the calling process (the policy's, under a trainer) unless one is given; a device the model is not
+    # on is simulated: `to` records the move and `model.device` stays the CPU
+    import trl_irl.likelihood_rewards as likelihood_rewards
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    moves = []
+    monkeypatch.setattr(type(model), "to", lambda self, device: moves.append(str(device)) or self)
+    completion_ids = [tokenizer(" 1 2 3", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]]
+    LikelihoodReward(model, tokenizer, device="cpu")(PROMPTS[:1], [" 1 2 3"], completion_ids)
+    assert moves == []  # already there
+    assert likelihood_rewards.process_device() == torch.device("cpu")  # this machine's, as no device is given
+    monkeypatch.setattr(likelihood_rewards, "process_device", lambda: torch.device("cuda:1"))
+    reward = LikelihoodReward(model, tokenizer)
+    monkeypatch.setattr(type(model), "device", property(lambda self: torch.device("cpu")))
+    reward(PROMPTS[:1], [" 1 2 3"], completion_ids)  # the recorded move leaves it on the CPU, where it scores
+    assert moves == ["cuda:1"] and reward.device == torch.device("cuda:1")

@@ -60,6 +60,13 @@ def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> 
     ]
 
 
+def process_device() -> torch.device:
+    """The device of the calling process: under a trainer (and `accelerate launch`), the policy's."""
+    from accelerate import PartialState
+
+    return PartialState().device
+
+
 def _refuse_another_kind_of_model(config, path) -> None:
     """
     A directory of a sequence classifier (say a `RewardTrainer` model) loads as a causal LM with a new, random
@@ -88,11 +95,22 @@ class LikelihoodReward:
         model ([`~transformers.PreTrainedModel`]): a causal LM.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): the policy's (and `model`'s) tokenizer.
         temperature (`float`, *optional*, defaults to `1.0`): divides `model`'s logits, as during training.
+        micro_batch_size (`int`, *optional*): completions scored per forward; default: the whole batch at once (its
+            float32 logits over the vocabulary are the largest tensor of a call).
+        device (`str` or `torch.device`, *optional*): where `model` scores. Default: the device of the process that
+            calls it (`accelerate`'s, the policy's under a trainer), where `model` is moved at the first call.
     """
 
     __name__ = "likelihood"
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, temperature: float = 1.0):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        temperature: float = 1.0,
+        micro_batch_size: int | None = None,
+        device: str | torch.device | None = None,
+    ):
         if tokenizer.pad_token_id is None:
             # Found here rather than at GRPO's first reward: batches of completions need it
             raise ValueError(
@@ -101,10 +119,22 @@ class LikelihoodReward:
             )
         if not temperature > 0:  # NaN fails it too
             raise ValueError(f"The `temperature` of `LikelihoodReward` must be positive, got {temperature!r}.")
+        if micro_batch_size is not None and not micro_batch_size > 0:
+            raise ValueError(
+                f"The `micro_batch_size` of `LikelihoodReward` must be positive, got {micro_batch_size!r}."
+            )
         self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
+        self.micro_batch_size, self.device = micro_batch_size, device
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, temperature: float = 1.0, **model_kwargs) -> "LikelihoodReward":
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        temperature: float = 1.0,
+        micro_batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        **model_kwargs,
+    ) -> "LikelihoodReward":
         """Load the causal LM and its tokenizer from `path` (a directory or a Hub id); `model_kwargs` go to the LM."""
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -112,14 +142,30 @@ class LikelihoodReward:
         tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
         _refuse_another_kind_of_model(AutoConfig.from_pretrained(path, **tokenizer_kwargs), path)
         model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
-        return cls(model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs), temperature)
+        return cls(
+            model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs), temperature, micro_batch_size, device
+        )
+
+    def _on_scoring_device(self) -> None:
+        """`model` on `device`, or on the calling process's (the policy's, under a trainer) when none was given."""
+        if getattr(self.model, "hf_device_map", None) or getattr(self.model, "is_quantized", False):
+            return  # placed by `device_map` or quantised when loaded: moving it would undo that
+        if self.device is None:
+            self.device = process_device()
+        if self.model.device != torch.device(self.device):
+            self.model.to(self.device)
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
-        prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
-        token_log_probs, mask = response_log_probs(
-            self.model, prompt_ids, completion_ids, self.tokenizer.pad_token_id, self.temperature
-        )
-        return (token_log_probs * mask).sum(dim=1).tolist()
+        self._on_scoring_device()
+        pairs = list(zip(generation_prompt_ids(self.tokenizer, prompts), completion_ids, strict=True))
+        rewards = []
+        for chunk in micro_batches(pairs, self.micro_batch_size):
+            prompt_ids, response_ids = zip(*chunk, strict=True)
+            token_log_probs, mask = response_log_probs(
+                self.model, prompt_ids, response_ids, self.tokenizer.pad_token_id, self.temperature
+            )
+            rewards += (token_log_probs * mask).sum(dim=1).tolist()
+        return rewards
 
 
 class LikelihoodRatioReward:
@@ -134,6 +180,7 @@ class LikelihoodRatioReward:
         reference_model ([`~transformers.PreTrainedModel`]): `p`.
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): both models' tokenizer.
         temperature (`float`, *optional*, defaults to `1.0`): divides both models' logits.
+        micro_batch_size (`int`, *optional*), device (*optional*): as [`LikelihoodReward`]'s, for both models.
     """
 
     __name__ = "likelihood_ratio"
@@ -144,9 +191,11 @@ class LikelihoodRatioReward:
         reference_model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         temperature: float = 1.0,
+        micro_batch_size: int | None = None,
+        device: str | torch.device | None = None,
     ):
-        self.numerator = LikelihoodReward(model, tokenizer, temperature)
-        self.denominator = LikelihoodReward(reference_model, tokenizer, temperature)
+        self.numerator = LikelihoodReward(model, tokenizer, temperature, micro_batch_size, device)
+        self.denominator = LikelihoodReward(reference_model, tokenizer, temperature, micro_batch_size, device)
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
         log_q = self.numerator(prompts, completions, completion_ids)
