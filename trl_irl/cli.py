@@ -2,16 +2,17 @@
 
     trl-irl demo [--quick] [--regime memorise|rules|distil] [--num-demonstrations N] [--output-dir DIR]
     trl-irl sft | weighted_sft | gail | airl | variance_reward | distillation --config config.yaml [--key value ...]
+    trl-irl evaluate --config evaluate.yaml [--key value ...]
     trl-irl env
 
-`demo` is the embedded default: it needs no data, model or network. `env` prints what a bug report needs, as
-`trl env` does. The training subcommands follow `trl <method>`:
-a YAML `--config` whose keys are those of `ScriptArguments` (dataset), `ModelConfig` (model) and the method's config
-class (and, for `gail` and `airl`, the discriminator's `discriminator_model_name_or_path` and LoRA options, or
-`sft_run`: both checkpoints from one SFT run), any of which can be overridden on the command line. Training runs
-through `accelerate launch`, so its options (`--num_processes 2`, `--multi_gpu`, `--config_file`, or
-`--accelerate_config` with one of TRL's named configs such as `zero2`) go on the same command line or in the YAML
-config. Method names take `-` or `_`.
+`demo` is the embedded default: it needs no data, model or network. `evaluate` compares trained models on held-out
+demonstrations (`trl_irl.evaluation`). `env` prints what a bug report needs, as `trl env` does. The training
+subcommands follow `trl <method>`: a YAML `--config` whose keys are those of `ScriptArguments` (dataset),
+`ModelConfig` (model) and the method's config class (and, for `gail` and `airl`, the discriminator's
+`discriminator_model_name_or_path` and LoRA options, or `sft_run`: both checkpoints from one SFT run), any of which
+can be overridden on the command line. Training runs through `accelerate launch`, so its options
+(`--num_processes 2`, `--multi_gpu`, `--config_file`, or `--accelerate_config` with one of TRL's named configs such as
+`zero2`) go on the same command line or in the YAML config. Method names take `-` or `_`.
 
 This module imports only the standard library at the top, so that `trl-irl --help` answers at once.
 """
@@ -274,6 +275,15 @@ def _env(argv: list[str]) -> None:
     print("\n".join(f"- {name + ':':<{width + 1}} {value}" for name, value in lines.items()))
 
 
+def _evaluate(argv: list[str]) -> None:
+    from trl import TrlParser
+
+    from .scripts.evaluate import EvaluateArguments, main
+
+    (arguments,) = TrlParser([EvaluateArguments], prog="trl-irl evaluate").parse_args_and_config(argv)
+    main(arguments)
+
+
 def _command_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -287,6 +297,9 @@ def _command_parser() -> argparse.ArgumentParser:
     # Each command parses its own options: its help and its errors are its own
     commands.add_parser(
         "demo", add_help=False, help="every method against a synthetic expert, exact divergences (no data needed)"
+    )
+    commands.add_parser(
+        "evaluate", add_help=False, help="models against each other on held-out demonstrations, with intervals"
     )
     commands.add_parser("env", add_help=False, help="versions and devices, for a bug report (as `trl env`)")
     for method, description in TRAINING_METHODS.items():
@@ -305,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         _demo(rest)
     elif command == "env":
         _env(rest)
+    elif command == "evaluate":
+        _evaluate(rest)
     else:
         _train(command, rest)
 

@@ -30,22 +30,39 @@ def response_log_probs(
 
 
 @torch.no_grad()
+def summed_log_probs(
+    model: PreTrainedModel,
+    pad_token_id: int,
+    prompt_ids: list,
+    completion_ids: list,
+    temperature: float = 1.0,
+    micro_batch_size: int | None = None,
+) -> tuple[list[float], list[int]]:
+    """
+    `log p(y | x)` of each completion's token ids under a causal LM sampling at `temperature` (in eval mode, without
+    gradient, `micro_batch_size` completions per forward), and each completion's number of tokens.
+    """
+    was_training = model.training
+    model.eval()
+    sums, counts = [], []
+    try:
+        for chunk in micro_batches(list(zip(prompt_ids, completion_ids, strict=True)), micro_batch_size):
+            prompts, responses = zip(*chunk, strict=True)
+            token_log_probs, mask = response_log_probs(model, prompts, responses, pad_token_id, temperature)
+            sums += (token_log_probs * mask).sum(dim=1).tolist()
+            counts += mask.sum(dim=1).long().tolist()
+    finally:
+        model.train(was_training)
+    return sums, counts
+
+
 def mean_negative_log_likelihood(
     model: PreTrainedModel, samples: list, pad_token_id: int, temperature: float = 1.0, micro_batch_size=None
 ) -> float:
     """Mean negative log-likelihood per response token of `(prompt_ids, response_ids)` samples under a causal LM."""
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        for chunk in micro_batches(samples, micro_batch_size):
-            prompt_ids, response_ids = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(model, prompt_ids, response_ids, pad_token_id, temperature)
-            total -= (token_log_probs * mask).sum().item()
-            count += int(mask.sum())
-    finally:
-        model.train(was_training)
-    return total / max(count, 1)
+    prompt_ids, response_ids = zip(*samples, strict=True) if samples else ((), ())
+    sums, counts = summed_log_probs(model, pad_token_id, prompt_ids, response_ids, temperature, micro_batch_size)
+    return -sum(sums) / max(sum(counts), 1)
 
 
 def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> list[list[int]]:
@@ -157,14 +174,15 @@ class LikelihoodReward:
 
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
         self._on_scoring_device()
-        pairs = list(zip(generation_prompt_ids(self.tokenizer, prompts), completion_ids, strict=True))
-        rewards = []
-        for chunk in micro_batches(pairs, self.micro_batch_size):
-            prompt_ids, response_ids = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(
-                self.model, prompt_ids, response_ids, self.tokenizer.pad_token_id, self.temperature
-            )
-            rewards += (token_log_probs * mask).sum(dim=1).tolist()
+        prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
+        rewards, _ = summed_log_probs(
+            self.model,
+            self.tokenizer.pad_token_id,
+            prompt_ids,
+            completion_ids,
+            self.temperature,
+            self.micro_batch_size,
+        )
         return rewards
 
 

@@ -24,8 +24,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from ..discriminator.encoding import micro_batches
-from ..likelihood_rewards import generation_prompt_ids, response_log_probs
+from ..likelihood_rewards import generation_prompt_ids, summed_log_probs
 from ..reranking import forked_random_state, sample_completion_ids
 from .synthetic import ExpertSupportChecker, SyntheticExpert
 
@@ -47,20 +46,11 @@ def sequence_log_probs(
     temperature: float = 1.0,
 ) -> list[float]:
     """`log p(y | x)` of each completion's token ids under `model` sampling at `temperature`."""
-    was_training = model.training
-    model.eval()
-    log_probs = []
-    try:
-        # Lists, also from a dataset's columns (which the tokenizer does not take)
-        rows = list(zip(generation_prompt_ids(tokenizer, list(prompts)), list(completion_ids), strict=True))
-        for chunk in micro_batches(rows, SCORING_BATCH_SIZE):
-            prompt_ids, response_ids = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(
-                model, prompt_ids, response_ids, tokenizer.pad_token_id, temperature
-            )
-            log_probs += (token_log_probs * mask).sum(dim=1).tolist()
-    finally:
-        model.train(was_training)
+    # Lists, also from a dataset's columns (which the tokenizer does not take)
+    prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
+    log_probs, _ = summed_log_probs(
+        model, tokenizer.pad_token_id, prompt_ids, list(completion_ids), temperature, SCORING_BATCH_SIZE
+    )
     return log_probs
 
 

@@ -1,0 +1,222 @@
+"""
+Did a model beat SFT on *your* data? An evaluation on held-out demonstrations, without an exact expert.
+
+For each model (SFT's end, a GAIL or AIRL policy, ...), on the same held-out prompts and with the same sampling seed:
+
+- `heldout_nll`: the mean negative log-likelihood per token of the held-out demonstrations (lower is better; SFT's
+  own objective, so it favours SFT);
+- at each temperature of a grid, samples of every prompt, scored by
+  - a judge, a causal LM sharing the tokenizer (say your larger SFT model): `judge_reverse_kl`, the mean of
+    `log pi_T(y | x) - log judge(y | x)` over the samples, an estimate of `KL(pi_T || judge)` (the distil benchmark's
+    reverse KL with the judge in the teacher's place; lower is better);
+  - checkers, `reward_funcs`-style callables (an answer check, unit tests): their mean score;
+  - length: the mean number of completion tokens, the share that ended (end-of-sequence token) within
+    `max_new_tokens`, beside the demonstrations' own mean length (a length tell is the classic failure of
+    adversarial imitation);
+- `best_temperature`: per model, the temperature with the lowest `judge_reverse_kl` (so that SFT at its best
+  temperature is one row, the baseline to beat);
+- `compare`: one model against another, each at its best temperature, paired by prompt: the per-prompt difference
+  of the judge's reverse KL, its mean with a 95% t-interval over prompts and an exact sign test.
+
+What it cannot say: how far any of this tracks the exact divergences from your expert, which only a benchmark whose
+expert is known measures (docs/benchmarks.md). Runs on each model's device, a micro-batch at a time.
+"""
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .discriminator.encoding import micro_batches
+from .likelihood_rewards import generation_prompt_ids, summed_log_probs
+from .reranking import forked_random_state, sample_completion_ids
+
+
+TEMPERATURES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+
+
+def _completion_text(completion) -> str:
+    """A completion's text: conversational datasets hold a list of messages, the last the assistant's."""
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def heldout_nll(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list,
+    completions: list,
+    micro_batch_size: int | None = None,
+) -> float:
+    """Mean negative log-likelihood per token of the demonstrations' completions (ended by EOS), as SFT counts it."""
+    prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
+    completion_ids = [
+        tokenizer(_completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for completion in completions
+    ]
+    sums, counts = summed_log_probs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, 1.0, micro_batch_size)
+    return -sum(sums) / sum(counts)
+
+
+@dataclass
+class TemperatureReading:
+    """One model sampled at one temperature: per-prompt means (for pairing) and the overall figures."""
+
+    temperature: float
+    judge_reverse_kl_per_prompt: list[float] | None
+    checker_scores: dict[str, float]
+    mean_length: float
+    ended_share: float
+
+    @property
+    def judge_reverse_kl(self) -> float | None:
+        values = self.judge_reverse_kl_per_prompt
+        return None if values is None else statistics.fmean(values)
+
+
+@dataclass
+class ModelEvaluation:
+    name: str
+    heldout_nll: float
+    readings: list[TemperatureReading] = field(default_factory=list)
+
+    @property
+    def best(self) -> TemperatureReading:
+        """The reading with the lowest judge reverse KL (the first temperature's without a judge)."""
+        judged = [reading for reading in self.readings if reading.judge_reverse_kl is not None]
+        return min(judged, key=lambda reading: reading.judge_reverse_kl) if judged else self.readings[0]
+
+
+def _sample_reading(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list,
+    temperature: float,
+    judge: PreTrainedModel | None,
+    checkers: dict[str, Callable],
+    settings: dict,
+) -> TemperatureReading:
+    n, max_new_tokens = settings["samples_per_prompt"], settings["max_new_tokens"]
+    prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
+    with forked_random_state(model.device):
+        torch.manual_seed(settings["seed"])  # the same draws for every model and temperature
+        completion_ids = []
+        for chunk in micro_batches(prompt_ids, settings["micro_batch_size"]):
+            completion_ids += sample_completion_ids(model, tokenizer, chunk, n, temperature, max_new_tokens)
+    repeated_prompts = [prompt for prompt in prompts for _ in range(n)]
+    repeated_ids = [ids for ids in prompt_ids for _ in range(n)]
+    texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    per_prompt = None
+    if judge is not None:
+        pad, size = tokenizer.pad_token_id, settings["micro_batch_size"]
+        log_policy, _ = summed_log_probs(model, pad, repeated_ids, completion_ids, temperature, size)
+        log_judge, _ = summed_log_probs(judge, pad, repeated_ids, completion_ids, 1.0, size)
+        differences = [p - j for p, j in zip(log_policy, log_judge, strict=True)]
+        per_prompt = [statistics.fmean(differences[i : i + n]) for i in range(0, len(differences), n)]
+    scores = {
+        name: statistics.fmean(checker(prompts=repeated_prompts, completions=texts, completion_ids=completion_ids))
+        for name, checker in checkers.items()
+    }
+    ended = [bool(ids) and ids[-1] == tokenizer.eos_token_id for ids in completion_ids]
+    return TemperatureReading(
+        temperature=temperature,
+        judge_reverse_kl_per_prompt=per_prompt,
+        checker_scores=scores,
+        mean_length=statistics.fmean(len(ids) for ids in completion_ids),
+        ended_share=statistics.fmean(ended),
+    )
+
+
+def evaluate(
+    models: dict[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    heldout,
+    judge: PreTrainedModel | None = None,
+    checkers: dict[str, Callable] | None = None,
+    temperatures: tuple[float, ...] = TEMPERATURES,
+    samples_per_prompt: int = 4,
+    max_new_tokens: int = 128,
+    micro_batch_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, ModelEvaluation]:
+    """
+    Every model of `models` (name -> causal LM sharing `tokenizer`) on the held-out demonstrations `heldout` (a
+    dataset or a list of rows with `prompt` and `completion`, standard or conversational), as the module docstring
+    says. Returns each model's evaluation, by name; `report` makes them a JSON-able dict, `compare` pairs two.
+    """
+    rows = list(heldout)
+    if not rows or not {"prompt", "completion"} <= set(rows[0]):
+        raise ValueError("`heldout` must hold demonstrations with `prompt` and `completion` columns.")
+    if tokenizer.pad_token_id is None:
+        raise ValueError("The tokenizer has no padding token, which batches of samples need; set one first.")
+    prompts = [row["prompt"] for row in rows]
+    completions = [row["completion"] for row in rows]
+    settings = {
+        "samples_per_prompt": samples_per_prompt,
+        "max_new_tokens": max_new_tokens,
+        "micro_batch_size": micro_batch_size,
+        "seed": seed,
+    }
+    results = {}
+    for name, model in models.items():
+        evaluation = ModelEvaluation(name, heldout_nll(model, tokenizer, prompts, completions, micro_batch_size))
+        for temperature in temperatures:
+            reading = _sample_reading(model, tokenizer, prompts, temperature, judge, checkers or {}, settings)
+            evaluation.readings.append(reading)
+        results[name] = evaluation
+    return results
+
+
+def compare(method: ModelEvaluation, reference: ModelEvaluation) -> dict:
+    """
+    `method` against `reference`, each at its best temperature, paired by prompt: per-prompt differences of the
+    judge's reverse KL (method minus reference; below 0, the method is closer to the judge), their mean with a 95%
+    t-interval over prompts, the exact sign test, and a verdict only where the interval excludes 0.
+    """
+    from scipy import stats
+
+    ours, theirs = method.best.judge_reverse_kl_per_prompt, reference.best.judge_reverse_kl_per_prompt
+    if ours is None or theirs is None:
+        raise ValueError("`compare` pairs the judge's reverse KL: evaluate with a `judge`.")
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    count = len(differences)
+    mean = statistics.fmean(differences)
+    spread = statistics.stdev(differences) if count > 1 else math.inf
+    half_width = stats.t.ppf(0.975, count - 1) * spread / math.sqrt(count) if count > 1 else math.inf
+    low, high = mean - half_width, mean + half_width
+    better = sum(difference < 0 for difference in differences)
+    decided = sum(difference != 0 for difference in differences)
+    return {
+        "method": method.name,
+        "reference": reference.name,
+        "temperatures": [method.best.temperature, reference.best.temperature],
+        "mean": mean,
+        "interval": [low, high],
+        "better_in_prompts": better,
+        "prompts": count,
+        "sign_test_p": stats.binomtest(better, decided, 0.5).pvalue if decided else 1.0,
+        "verdict": "better" if high < 0 else "worse" if low > 0 else "within noise",
+    }
+
+
+def report(results: dict[str, ModelEvaluation]) -> dict:
+    """The evaluations as a JSON-able dict: each model's held-out NLL, best temperature and every reading."""
+    return {
+        name: {
+            "heldout_nll": evaluation.heldout_nll,
+            "best_temperature": evaluation.best.temperature,
+            "readings": [
+                {
+                    "temperature": reading.temperature,
+                    "judge_reverse_kl": reading.judge_reverse_kl,
+                    **{f"checker/{name}": score for name, score in reading.checker_scores.items()},
+                    "mean_length": reading.mean_length,
+                    "ended_share": reading.ended_share,
+                }
+                for reading in evaluation.readings
+            ],
+        }
+        for name, evaluation in results.items()
+    }
