@@ -40,6 +40,10 @@ class EvaluateArguments:
         default=None,
         metadata={"help": "A causal LM sharing the models' tokenizer (your larger SFT model): the reverse-KL judge."},
     )
+    classifier_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint for the two-sample test's fresh sequence classifier (off when unset)."},
+    )
     reward_funcs: list[str] | None = field(
         default=None,
         metadata={"help": "Checkers, as `trl grpo` names rewards (TRL's or a dotted import path): mean scores."},
@@ -86,7 +90,8 @@ def check(args: EvaluateArguments) -> dict[str, str]:
     if args.dataset_name is None:
         raise SystemExit("trl-irl evaluate: `dataset_name` (the held-out demonstrations) is required.")
     named = _named(args.models)
-    for name, path in {**named, "judge": args.judge_model_name_or_path}.items():
+    others = {"judge": args.judge_model_name_or_path, "classifier": args.classifier_model_name_or_path}
+    for name, path in {**named, **others}.items():
         if path is not None and is_missing_local_path(path):
             raise SystemExit(f"trl-irl evaluate: the model {name!r} at {path!r} does not exist.")
     return named
@@ -116,6 +121,7 @@ def main(args: EvaluateArguments) -> dict:
         max_new_tokens=args.max_new_tokens,
         micro_batch_size=args.micro_batch_size,
         seed=args.seed,
+        classifier=args.classifier_model_name_or_path,
     )
     record = {"models": report(results)}
     completions = heldout["completion"]
@@ -135,14 +141,20 @@ def main(args: EvaluateArguments) -> dict:
 
 def table(record: dict) -> str:
     """Each model at its best temperature, then each against the reference, as Markdown."""
-    lines = ["| model | held-out NLL | best temperature | judge reverse KL | mean length | ended | checkers |"]
-    lines.append("|---|---|---|---|---|---|---|")
+    lines = [
+        "| model | held-out NLL | best temperature | judge reverse KL | mean length | ended | checkers | two-sample |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|")
     for name, model in record["models"].items():
         best = next(r for r in model["readings"] if r["temperature"] == model["best_temperature"])
         judged = "-" if best["judge_reverse_kl"] is None else f"{best['judge_reverse_kl']:.3f}"
         checks = ", ".join(f"{key.removeprefix('checker/')} {value:.3f}" for key, value in best.items() if "/" in key)
         cells = [name, f"{model['heldout_nll']:.3f}", f"{best['temperature']:.1f}", judged]
         cells += [f"{best['mean_length']:.1f}", f"{best['ended_share']:.2f}", checks or "-"]
+        test = model["two_sample"]
+        cells.append(
+            "-" if test is None else f"{test['accuracy']:.2f} [{test['interval'][0]:.2f}, {test['interval'][1]:.2f}]"
+        )
         lines.append("| " + " | ".join(cells) + " |")
     lines.append(f"\nDemonstrations' mean length: {record['demonstrations_mean_length']:.1f} tokens.")
     for result in record.get("comparisons", []):
