@@ -19,6 +19,7 @@ REPLACED = {
     "distillation_from_larger_sft.yaml": ("model_name_or_path", "teacher_model_name_or_path", "dataset_name"),
     "gail_larger_discriminator.yaml": ("model_name_or_path", "discriminator_model_name_or_path", "dataset_name"),
     "gail_with_verifier.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
+    "evaluate.yaml": ("models", "dataset_name", "judge_model_name_or_path", "classifier_model_name_or_path", "output"),
 }
 
 
@@ -126,3 +127,24 @@ def test_the_verifier_beside_the_discriminator_runs_from_its_example(
     logged = capfd.readouterr()
     assert "rewards/checker/mean" in logged.out + logged.err
     assert "rewards/discriminator/mean" in logged.out + logged.err
+
+
+def test_the_evaluation_runs_from_its_example(tmp_path, tiny_model_path, prompt_completion_dataset):
+    import json
+
+    heldout = tmp_path / "heldout.jsonl"
+    prompt_completion_dataset.select(range(8)).to_json(heldout)
+    config = yaml.safe_load((EXAMPLES / "evaluate.yaml").read_text())
+    local = _local_config(
+        "evaluate.yaml",
+        tmp_path,
+        models=[f"{entry.split('=')[0]}={tiny_model_path}" for entry in config["models"]],
+        dataset_name=str(heldout),
+        judge_model_name_or_path=tiny_model_path,
+        classifier_model_name_or_path=tiny_model_path,
+        output=str(tmp_path / "evaluation.json"),
+    )
+    main(["evaluate", "--config", local, "--max_new_tokens", "6", "--temperatures", "1.0", "0.7"])
+    record = json.loads((tmp_path / "evaluation.json").read_text())
+    assert list(record["models"]) == ["sft", "distillation", "gail"]  # SFT first: the reference
+    assert [comparison["reference"] for comparison in record["comparisons"]] == ["sft", "sft"]
