@@ -264,7 +264,8 @@ def test_unknown_command_fails_clearly(capsys):
 
     with pytest.raises(SystemExit):
         main(["bc"])
-    assert "invalid choice: 'bc' (choose from 'demo', 'env', 'sft', 'weighted_sft'" in capsys.readouterr().err
+    expected = "invalid choice: 'bc' (choose from 'demo', 'evaluate', 'env', 'sft', 'weighted_sft'"
+    assert expected in capsys.readouterr().err
     # The command list, kept free of heavy imports, names the methods the training script knows
     assert set(TRAINING_METHODS) == set(TRAINERS)
 

@@ -191,6 +191,29 @@ def test_the_larger_model_is_a_row_at_every_temperature_and_costs_are_split(prox
         assert result["train_seconds"] + result["evaluation_seconds"] == pytest.approx(result["seconds"], abs=0.11)
 
 
+def test_every_method_s_end_has_the_held_out_nll_a_user_would_measure(proxy_comparison):
+    from trl_irl.benchmark.comparison import results_table
+    from trl_irl.evaluation import heldout_nll
+
+    settings, output_dir, results, _ = proxy_comparison
+    rows = results["methods"]
+    for method in settings.methods:
+        assert 0 < rows[method]["final"]["heldout_nll"] < 20, method
+    # The larger model's, measured again from its saved checkpoint on the same held-out demonstrations (one response
+    # to each evaluation prompt, drawn from the expert)
+    from trl_irl.benchmark.comparison import heldout_demonstrations
+    from trl_irl.benchmark.synthetic import SyntheticExpert
+
+    expert = SyntheticExpert(settings.regime, seed=settings.seed)
+    prompts = list(expert._memorised)
+    heldout = heldout_demonstrations(expert, prompts, seed=settings.seed + 40_000)
+    large_sft = AutoModelForCausalLM.from_pretrained(output_dir / "large_sft")
+    tokenizer = AutoTokenizer.from_pretrained(output_dir / "base")
+    measured = heldout_nll(large_sft, tokenizer, *heldout)
+    assert rows["large_sft"]["final"]["heldout_nll"] == pytest.approx(measured, rel=1e-4)
+    assert "heldout_nll" in results_table(results)
+
+
 def test_stopwatch_adds_up_the_time_inside_what_it_wraps_also_when_it_fails():
     stopwatch = Stopwatch()
 

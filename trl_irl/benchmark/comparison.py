@@ -20,12 +20,14 @@ the learned reward against the exact one (work a user's run does not do), and `t
 """
 
 import json
+import random
 import time
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..evaluation import heldout_nll
 from ..trainer import AIRLTrainer
 from .choices import ADVERSARIAL_METHODS, METHODS, OWN_DISCRIMINATOR_METHODS, PROXY_METHODS
 from .methods import BUILDERS, ComparisonRun
@@ -33,7 +35,7 @@ from .monitoring import REWARD_METRICS, ExactReverseKLReward, Stopwatch
 from .settings import ComparisonSettings
 from .sft_records import reusable_sft_record, write_sft_record
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
-from .teacher import TeacherExpert, load_teacher, train_teacher
+from .teacher import TeacherExpert, load_teacher, sample, train_teacher
 from .tiny_models import build_tiny_tokenizer, save_tiny_model
 
 
@@ -47,6 +49,9 @@ METRICS = (
     "invalid",
     "mode_coverage",
     "mean_length",
+    # A proxy a user without the expert has (`trl_irl.evaluation`): beside the exact divergences, to see how far to
+    # trust it
+    "heldout_nll",
 )
 __all__ = [
     "METHODS",
@@ -108,6 +113,7 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
     eval_prompts = expert.evaluation_prompts(
         settings.num_eval_prompts, seed=settings.seed + 10_000, training_prompts=set(demonstrations["prompt"])
     )
+    heldout = heldout_demonstrations(expert, eval_prompts, seed=settings.seed + 40_000)
     sft_middle = None
     if settings.policy_from_sft_step is not None:
         sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
@@ -140,6 +146,7 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
         demonstrations,
         tokenizer,
         **paths,
+        heldout=heldout,
         evaluate=evaluate,
         common=common,
         stopwatch=stopwatch,
@@ -169,6 +176,19 @@ def _add_sft_rows(run: ComparisonRun, results: dict, method: str) -> None:
         results["policy_start"] = point | run.evaluate(AutoModelForCausalLM.from_pretrained(run.sft_middle))
 
 
+def heldout_demonstrations(expert, prompts: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """One expert response to each evaluation prompt (unseen in training where the regime has unseen prompts)."""
+    if isinstance(expert, TeacherExpert):
+        repeated, ids = sample(expert.model, expert.tokenizer, prompts, 1, seed)
+        return repeated, expert.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    rng = random.Random(seed)
+    completions = []
+    for prompt in prompts:
+        responses, probabilities = zip(*expert.distribution(prompt).items(), strict=True)
+        completions.append(rng.choices(responses, weights=probabilities)[0])
+    return list(prompts), completions
+
+
 def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     """
     Train one method; its curve, final metrics and time (and, for the likelihood ratio, `q_phi`'s metrics, and its
@@ -180,9 +200,11 @@ def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     from_base = method in ("sft", "weighted_sft", "large_sft")
     curve = [base_metrics, *built.tracker.curve] if from_base else built.tracker.curve
     seconds, evaluation_seconds = time.perf_counter() - started, run.stopwatch.seconds - evaluation_started
+    # The held-out demonstrations' NLL per token: the proxy a user has, beside the exact divergences
+    proxy = {"heldout_nll": heldout_nll(built.trainer.model, run.tokenizer, *run.heldout)}
     result = {
         "curve": curve,
-        "final": curve[-1],
+        "final": curve[-1] | proxy,
         "seconds": round(seconds, 1),
         "evaluation_seconds": round(evaluation_seconds, 1),
         "train_seconds": round(seconds - evaluation_seconds, 1),

@@ -69,6 +69,8 @@ class ComparisonRun:
     base: Path
     large_base: Path | None
     sft_middle: Path | None
+    # Prompts and one expert response each, unseen in training where the regime has unseen prompts
+    heldout: tuple[list, list]
     evaluate: object
     common: dict
     # Times `evaluate` and the learned reward's monitoring: the work a comparison adds to each method's training
