@@ -311,15 +311,15 @@ def test_in_a_run_rewards_stay_within_reward_clip_the_targets_are_smoothed_and_t
 ):
     # What the unit tests check of each, in a trainer run: GRPO receives clipped rewards, the discriminator's loss
     # aims at the smoothed targets and carries the R1 penalty on demonstrations
-    import trl_irl.discriminator.discriminator as discriminator_module
+    import trl_irl.discriminator.losses as losses_module
 
-    targets, class_loss_share = set(), discriminator_module.class_loss_share
+    targets, class_loss_share = set(), losses_module.class_loss_share
 
     def recording_share(logits, target, num_logits):
         targets.add(round(target, 6))
         return class_loss_share(logits, target, num_logits)
 
-    monkeypatch.setattr(discriminator_module, "class_loss_share", recording_share)
+    monkeypatch.setattr(losses_module, "class_loss_share", recording_share)
     clip = 0.05
     args = adversarial_config(
         GAILConfig,
