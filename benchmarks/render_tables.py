@@ -374,6 +374,7 @@ LONG_ROWS = (
             ("GAIL trained", _memorise_versus_best_sft("gail", L)),
             ("frozen", _memorise_versus_best_sft("gail_frozen", L)),
             ("trained minus frozen", Paired(f"{L}:gail", f"{L}:gail_frozen")),
+            ("trained minus frozen, forward", Paired(f"{L}:gail", f"{L}:gail_frozen", "forward_kl")),
             ("GAD", _memorise_versus_best_sft("gad", L)),
         ),
         "#long-runs-does-a-frozen-reward-get-gamed",
