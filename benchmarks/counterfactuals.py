@@ -88,6 +88,12 @@ REGIMES = {
             f"method_temperatures={TEMPERATURE_GRID}",
         ),
     ),
+    # A base pretrained on every rule, 128 demonstrations of a narrower rule expert, SFT early-stopped (issue 34);
+    # GAIL's discriminator is a copy of the policy's SFT end here (no larger model exists): not yet run
+    "pretrained": Regime(
+        demonstrations=128,
+        jobs={"base": ("sft",), "gail": ("gail",), "gail_frozen": ("gail_frozen",)},
+    ),
 }
 EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",), "gad": ("gad",)}
 # The checkpoints a seed's later jobs take from its base job (the teacher: the distil regime's only)
@@ -144,6 +150,8 @@ INVALID = "invalid"
 def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.Namespace) -> list[str]:
     regime = REGIMES[args.regime]
     overrides = [*regime.settings, *args.overrides]
+    if args.regime == "pretrained":  # one base for every seed and job, pretrained by the first job that needs it
+        overrides.append(f"pretrained_base_dir={(args.work_dir / 'pretrained_base').resolve()}")
     overrides = ["--set", *overrides] if overrides else []
     return [
         sys.executable,

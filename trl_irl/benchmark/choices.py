@@ -24,5 +24,6 @@ BY_NAME_ONLY = (
 # The synthetic expert's regimes (`benchmark.synthetic`): 8 prompts seen in training, or a rule on unseen prompts
 SYNTHETIC_REGIMES = ("memorise", "rules")
 # ... and a larger LM trained on the rules as the expert, whose text a smaller student learns from
-# (`benchmark.teacher`)
-REGIMES = (*SYNTHETIC_REGIMES, "distil")
+# (`benchmark.teacher`); and a base pretrained on every rule, fine-tuned on a few demonstrations of a narrower rule
+# expert (`benchmark.pretraining`)
+REGIMES = (*SYNTHETIC_REGIMES, "distil", "pretrained")

@@ -32,6 +32,7 @@ from ..trainer import AIRLTrainer
 from .choices import ADVERSARIAL_METHODS, METHODS, OWN_DISCRIMINATOR_METHODS, PROXY_METHODS
 from .methods import BUILDERS, ComparisonRun
 from .monitoring import REWARD_METRICS, ExactReverseKLReward, Stopwatch
+from .pretraining import NARROW_RULES, pretrained_base
 from .settings import ComparisonSettings
 from .sft_records import reusable_sft_record, write_sft_record
 from .synthetic import WORDS, SyntheticExpert, expert_divergences
@@ -84,8 +85,19 @@ def _trains_large_sft(settings: ComparisonSettings) -> bool:
     return "large_sft" in settings.methods or bool(proxies) or (settings.disc_from_large_sft and bool(adversarial))
 
 
-def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
-    """The expert, its demonstrations and evaluation prompts, the base model, and the evaluation."""
+def _expert_and_base(settings: ComparisonSettings, output_dir: Path) -> tuple:
+    """The synthetic expert, its demonstrations, and the base model the policy starts from (with its tokenizer)."""
+    size = {"hidden_size": settings.hidden_size, "num_hidden_layers": settings.num_hidden_layers}
+    if settings.regime == "pretrained":
+        base = pretrained_base(
+            Path(settings.pretrained_base_dir or output_dir / "pretrained_base"),
+            **size,
+            steps=settings.pretraining_steps,
+            num_examples=settings.pretraining_examples,
+        )
+        synthetic = SyntheticExpert("rules", seed=settings.seed, rules=NARROW_RULES)
+        demonstrations = synthetic.demonstrations(settings.num_demonstrations, seed=settings.seed)
+        return synthetic, demonstrations, base
     synthetic = SyntheticExpert("rules" if settings.regime == "distil" else settings.regime, seed=settings.seed)
     # The distil regime's tokenizer is learned from its teacher's training data, the rule expert's demonstrations
     demonstrations = synthetic.demonstrations(
@@ -93,9 +105,13 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
     )
     corpus = [row["prompt"] + row["completion"] for row in demonstrations] + [" ".join(WORDS)] * 4
     corpus += [f"Task {k}:" for k in range(10)]
-    tokenizer = build_tiny_tokenizer(corpus, vocab_size=400)
-    size = {"hidden_size": settings.hidden_size, "num_hidden_layers": settings.num_hidden_layers}
-    base = save_tiny_model(output_dir / "base", tokenizer, **size)
+    base = save_tiny_model(output_dir / "base", build_tiny_tokenizer(corpus, vocab_size=400), **size)
+    return synthetic, demonstrations, base
+
+
+def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
+    """The expert, its demonstrations and evaluation prompts, the base model, and the evaluation."""
+    synthetic, demonstrations, base = _expert_and_base(settings, output_dir)
     tokenizer = AutoTokenizer.from_pretrained(base)
     expert, large_base = synthetic, None
     if settings.regime == "distil" or _trains_large_sft(settings):
@@ -114,6 +130,8 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
         settings.num_eval_prompts, seed=settings.seed + 10_000, training_prompts=set(demonstrations["prompt"])
     )
     heldout = heldout_demonstrations(expert, eval_prompts, seed=settings.seed + 40_000)
+    # What early-stopped SFT is evaluated on: more of the expert's demonstrations, none of them trained on
+    validation = synthetic.demonstrations(settings.num_validation_demonstrations, seed=settings.seed + 50_000)
     sft_middle = None
     if settings.policy_from_sft_step is not None:
         sft_middle = output_dir / "sft" / f"{PREFIX_CHECKPOINT_DIR}-{settings.policy_from_sft_step}"
@@ -147,6 +165,7 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
         tokenizer,
         **paths,
         heldout=heldout,
+        validation=validation if settings.sft_early_stopping else None,
         evaluate=evaluate,
         common=common,
         stopwatch=stopwatch,
@@ -199,6 +218,11 @@ def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
     built.trainer.train()
     from_base = method in ("sft", "weighted_sft", "large_sft")
     curve = [base_metrics, *built.tracker.curve] if from_base else built.tracker.curve
+    best_step = getattr(built.trainer.state, "best_global_step", None) if run.validation is not None else None
+    if from_base and best_step is not None:
+        # Early-stopped: the model kept is the checkpoint with the lowest held-out loss, which the curve's last point
+        # is not; its own evaluation ends the curve
+        curve = [*curve, {"step": best_step, "early_stopped": True, **run.evaluate(built.trainer.model)}]
     seconds, evaluation_seconds = time.perf_counter() - started, run.stopwatch.seconds - evaluation_started
     # The held-out demonstrations' NLL per token: the proxy a user has, beside the exact divergences
     proxy = {"heldout_nll": heldout_nll(built.trainer.model, run.tokenizer, *run.heldout)}

@@ -71,6 +71,8 @@ class ComparisonRun:
     sft_middle: Path | None
     # Prompts and one expert response each, unseen in training where the regime has unseen prompts
     heldout: tuple[list, list]
+    # With `sft_early_stopping`: the demonstrations SFT is evaluated on to keep its best checkpoint
+    validation: object
     evaluate: object
     common: dict
     # Times `evaluate` and the learned reward's monitoring: the work a comparison adds to each method's training
@@ -126,10 +128,22 @@ def _build_sft(run: ComparisonRun, method: str, config_class=None, trainer_class
     if method == "sft" and run.sft_middle is not None:
         # SFT's checkpoint where the adversarial methods' policy starts; saving changes nothing in the run
         saving = {"save_strategy": "steps", "save_steps": run.settings.policy_from_sft_step, "save_only_model": True}
+    if run.validation is not None:
+        saving = {
+            "eval_strategy": "steps",
+            "eval_steps": run.settings.eval_every,
+            "save_strategy": "steps",
+            "save_steps": run.settings.eval_every,
+            "save_only_model": True,
+            "save_total_limit": 1,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss",
+        }
     trainer = trainer_class(
         model=str(run.large_base if method == "large_sft" else run.base),
         args=config_class(str(run.output_dir / method), **run.sft_settings | saving),
         train_dataset=run.demonstrations,
+        eval_dataset=run.validation,
         callbacks=[tracker],
     )
     return BuiltMethod(trainer, tracker)

@@ -75,6 +75,15 @@ class ComparisonSettings:
     teacher_hidden_size: int = 256
     teacher_num_hidden_layers: int = 4
     teacher_steps: int = 1500
+    # The pretrained regime's base (`benchmark.pretraining`): SFT steps on the broad rule mixture, its examples, and
+    # where it is kept (default: in the run's folder; a sweep shares one across seeds)
+    pretraining_steps: int = 3000
+    pretraining_examples: int = 8192
+    pretrained_base_dir: str | None = None
+    # SFT as a user with few demonstrations runs it: evaluated on held-out demonstrations every `eval_every` steps,
+    # its checkpoint with the lowest loss there kept (`load_best_model_at_end`)
+    sft_early_stopping: bool = False
+    num_validation_demonstrations: int = 32
     # `sdft`'s teacher prompt puts the demonstration before the prompt (`{privileged_context}\n\n{prompt}`) instead of
     # after it (TRL's default, `{prompt}\n\n{privileged_context}`, where a text model's next token ends the response)
     sdft_demonstration_first: bool = False
@@ -159,8 +168,26 @@ class ComparisonSettings:
                 "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
                 "method_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
             }
+        if regime == "pretrained":
+            # Not yet measured (issue 34): the first settings of the regime, to be checked for headroom (GRPO with the
+            # exact reward must lower the reverse KL from SFT's end by at least 15%) before any comparison is read
+            settings |= {
+                "num_demonstrations": 128,
+                "sft_steps": 400,
+                "hidden_size": 128,
+                "num_hidden_layers": 4,
+                "sft_learning_rate": 3e-4,
+                "sft_early_stopping": True,
+                "num_eval_prompts": 64,
+                "eval_every": 25,
+                "adversarial_batch_size": 64,
+                "adversarial_learning_rate": 1e-4,
+                "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+                "method_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+            }
         if quick:
             settings |= {"sft_steps": 100, "adversarial_steps": 40, "eval_every": 20, "teacher_steps": 100}
+            settings |= {"pretraining_steps": 100} if regime == "pretrained" else {}
         settings |= overrides
         if regime == "rules" and "policy_from_sft_step" not in overrides:
             settings["policy_from_sft_step"] = settings["sft_steps"] // 2

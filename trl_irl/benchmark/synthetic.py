@@ -34,6 +34,16 @@ from .choices import SYNTHETIC_REGIMES
 
 WORDS = ("red", "green", "blue", "gold", "pink", "gray", "teal", "navy", "lime", "plum")
 MODE_PROBABILITIES = (0.6, 0.3, 0.1)
+# The rules a `rules`-regime expert answers by, each a function of the prompt's four words
+RULES = {
+    "reverse": lambda words: words[::-1],
+    "sort": sorted,
+    "repeat": lambda words: [words[0]] * 4,
+    "rotate": lambda words: words[1:] + words[:1],
+    "swap": lambda words: [words[-1], *words[1:-1], words[0]],
+}
+# The rules regime's expert: reversed (0.6), sorted (0.3), the first word four times (0.1)
+RULE_PROBABILITIES = {"reverse": 0.6, "sort": 0.3, "repeat": 0.1}
 # Expert mass on "invalid" in the reverse KL, which is infinite for an expert that never errs
 INVALID_MASS = 1e-3
 
@@ -47,15 +57,25 @@ class SyntheticExpert:
         regime (`str`, *optional*, defaults to `"memorise"`): `"memorise"` or `"rules"` (see the module docstring).
         num_prompts (`int`, *optional*, defaults to `8`): prompts of the `"memorise"` regime.
         seed (`int`, *optional*, defaults to `0`): fixes the `"memorise"` regime's responses.
+        rules (`dict[str, float]`, *optional*): the `"rules"` regime's mixture, rule name (of `RULES`) -> probability;
+            defaults to `RULE_PROBABILITIES`.
     """
 
     regime: str = "memorise"
     num_prompts: int = 8
     seed: int = 0
+    rules: dict[str, float] | None = None
 
     def __post_init__(self):
         if self.regime not in SYNTHETIC_REGIMES:
             raise ValueError(f"Unknown `regime` {self.regime!r}; expected one of {SYNTHETIC_REGIMES}.")
+        self.rules = dict(RULE_PROBABILITIES if self.rules is None else self.rules)
+        unknown = set(self.rules) - set(RULES)
+        if unknown or not math.isclose(sum(self.rules.values()), 1.0) or min(self.rules.values()) <= 0:
+            raise ValueError(
+                f"`rules` must give each of some of {list(RULES)} a positive probability, summing to 1; got "
+                f"{self.rules}."
+            )
         rng = random.Random(self.seed)
         self._memorised = {}
         for k in range(self.num_prompts):
@@ -76,14 +96,8 @@ class SyntheticExpert:
         if len(words) != 4 or any(word not in WORDS for word in words):
             raise ValueError(f"{prompt!r} is not a prompt of the rules regime (four colour words and a colon).")
         distribution: dict[str, float] = {}
-        for rule, probability in zip(("reverse", "sort", "repeat"), MODE_PROBABILITIES, strict=True):
-            if rule == "reverse":
-                answer = words[::-1]
-            elif rule == "sort":
-                answer = sorted(words)
-            else:
-                answer = [words[0]] * 4
-            response = " " + " ".join(answer)
+        for rule, probability in self.rules.items():
+            response = " " + " ".join(RULES[rule](words))
             distribution[response] = distribution.get(response, 0.0) + probability
         return distribution
 
