@@ -129,9 +129,11 @@ def test_the_command_compares_the_models_on_a_held_out_file(
         "samples_per_prompt": 2,
         "max_new_tokens": 6,
         "output": str(tmp_path / "evaluation.json"),
+        "plot": str(tmp_path / "judge"),
     }
     (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(config))
     main(["evaluate", "--config", str(tmp_path / "evaluate.yaml")])
+    assert (tmp_path / "judge.svg").is_file() and (tmp_path / "judge.png").is_file()
     record = json.loads((tmp_path / "evaluation.json").read_text())
     assert set(record["models"]) == {"sft", "again"}
     # The same model twice, with the same draws: the same figures, a difference of exactly 0

@@ -40,6 +40,17 @@ from .reranking import forked_random_state, sample_completion_ids
 TEMPERATURES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
+def _stats():
+    """`scipy.stats`, for the intervals and tests (the `evaluation` extra)."""
+    try:
+        from scipy import stats
+    except ImportError as error:
+        raise ImportError(
+            'The evaluation\'s intervals need scipy, the `evaluation` extra: pip install "trl-irl[evaluation]".'
+        ) from error
+    return stats
+
+
 def _completion_text(completion) -> str:
     """A completion's text: conversational datasets hold a list of messages, the last the assistant's."""
     return completion[-1]["content"] if isinstance(completion, list) else completion
@@ -159,11 +170,11 @@ def two_sample_test(
     interval over the held-out texts. Its epochs and learning rate were checked on a tiny model only (a learnable
     difference found with 192 training pairs); a classifier that cannot learn also scores 0.5.
     """
-    from scipy import stats
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from .discriminator import Discriminator, classification_statistics
 
+    stats = _stats()
     if len(demonstrations) != len(samples) or len(demonstrations) < 4:
         raise ValueError("The two-sample test needs one sample per demonstration, and at least 4 of each.")
     torch.manual_seed(seed)
@@ -241,8 +252,7 @@ def compare(method: ModelEvaluation, reference: ModelEvaluation) -> dict:
     judge's reverse KL (method minus reference; below 0, the method is closer to the judge), their mean with a 95%
     t-interval over prompts, the exact sign test, and a verdict only where the interval excludes 0.
     """
-    from scipy import stats
-
+    stats = _stats()
     ours, theirs = method.best.judge_reverse_kl_per_prompt, reference.best.judge_reverse_kl_per_prompt
     if ours is None or theirs is None:
         raise ValueError("`compare` pairs the judge's reverse KL: evaluate with a `judge`.")

@@ -54,6 +54,10 @@ class EvaluateArguments:
     micro_batch_size: int | None = field(default=None, metadata={"help": "Completions per forward."})
     seed: int = field(default=0)
     output: str | None = field(default=None, metadata={"help": "Also write the results as JSON here."})
+    plot: str | None = field(
+        default=None,
+        metadata={"help": "Also plot each model's judge reverse KL against the temperature here (PNG and SVG)."},
+    )
 
 
 def _named(models: list[str]) -> dict[str, str]:
@@ -136,6 +140,14 @@ def main(args: EvaluateArguments) -> dict:
     print(table(record))
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
+    if args.plot and judge is not None:
+        from ..benchmark.plots import line_chart
+
+        series = {
+            name: [(reading["temperature"], reading["judge_reverse_kl"]) for reading in model["readings"]]
+            for name, model in record["models"].items()
+        }
+        line_chart(series, "sampling temperature", "judge reverse KL (lower is closer)", args.plot)
     return record
 
 
