@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .discriminator.encoding import micro_batches
@@ -210,6 +211,7 @@ def evaluate(
     micro_batch_size: int | None = None,
     seed: int = 0,
     classifier: str | None = None,
+    show_progress: bool = True,
 ) -> dict[str, ModelEvaluation]:
     """
     Every model of `models` (name -> causal LM sharing `tokenizer`) on the held-out demonstrations `heldout` (a
@@ -232,17 +234,21 @@ def evaluate(
         "seed": seed,
     }
     results = {}
+    progress = tqdm(total=len(models) * len(temperatures), desc="evaluating", disable=not show_progress)
     for name, model in models.items():
         evaluation = ModelEvaluation(name, heldout_nll(model, tokenizer, prompts, completions, micro_batch_size))
         for temperature in temperatures:
+            progress.set_postfix_str(f"{name} at {temperature}")
             reading = _sample_reading(model, tokenizer, prompts, temperature, judge, checkers or {}, settings)
             evaluation.readings.append(reading)
+            progress.update()
         if classifier is not None:
             demonstrations = [
                 _as_text(tokenizer, p) + _completion_text(c) for p, c in zip(prompts, completions, strict=True)
             ]
             evaluation.two_sample = two_sample_test(demonstrations, evaluation.best.texts, classifier, seed=seed)
         results[name] = evaluation
+    progress.close()
     return results
 
 
