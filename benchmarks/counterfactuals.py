@@ -145,6 +145,10 @@ PAIRS = (
 METRICS = ("reverse_kl", "forward_kl")
 # Where the expert's support is enumerable, the policy's mass outside it: 1 minus the checker's expected score
 INVALID = "invalid"
+# The share of the policy's samples the rules allow (the verifiable reward's mean; the distil regime's teacher too)
+CHECKER_SCORE = "checker_score"
+PAIRED_METRICS = (*METRICS, INVALID, CHECKER_SCORE)
+HIGHER_IS_BETTER = (CHECKER_SCORE,)
 
 
 def _job_command(seed: int, job: str, methods: tuple[str, ...], args: argparse.Namespace) -> list[str]:
@@ -255,9 +259,13 @@ def paired(by_seed: dict[int, dict[str, dict]], method: str, reference: str, met
     sign test), beside each seed's evaluation noise where the divergences are estimated: the two evaluations'
     standard errors combined.
     """
-    seeds = sorted(seed for seed, rows in by_seed.items() if method in rows and reference in rows)
+    seeds = sorted(
+        seed
+        for seed, rows in by_seed.items()
+        if method in rows and reference in rows and metric in rows[method] and metric in rows[reference]
+    )
     differences = [by_seed[seed][method][metric] - by_seed[seed][reference][metric] for seed in seeds]
-    result = paired_statistics(differences)
+    result = paired_statistics(differences, lower_is_better=metric not in HIGHER_IS_BETTER)
     if result is None:
         return None
     if not all(f"{metric}_se" in by_seed[seed][name] for seed in seeds for name in (method, reference)):
@@ -275,7 +283,7 @@ def summary_rows(by_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     for name in names:
         runs = [rows[name] for rows in by_seed.values() if name in rows]
         summary[name] = {"seeds": len(runs)}
-        for metric in (*METRICS, INVALID, "seconds", "train_seconds", "evaluation_seconds", "temperature"):
+        for metric in (*PAIRED_METRICS, "seconds", "train_seconds", "evaluation_seconds", "temperature"):
             values = [run[metric] for run in runs if metric in run]
             if values:
                 spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -322,13 +330,17 @@ def _curves(work_dir: Path, regime: str) -> dict[str, dict[str, list[dict]]]:
 
 def report(args: argparse.Namespace) -> None:
     by_seed = _merged_with(args.previous, _finals_by_seed(args.sweeps, args.regime))
-    exact = all(INVALID in row for rows in by_seed.values() for row in rows.values())
-    metrics = (*METRICS, INVALID) if exact else METRICS
     pairs = {
-        f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in metrics}
+        f"{method} - {reference}": {metric: paired(by_seed, method, reference, metric) for metric in PAIRED_METRICS}
         for method, reference in PAIRS
     }
-    pairs = {name: values for name, values in pairs.items() if values["reverse_kl"] is not None}
+    # Each pair with the metrics both its rows have (the invalid mass where divergences are exact, the checker's score
+    # where it was run)
+    pairs = {
+        name: {metric: result for metric, result in values.items() if result is not None}
+        for name, values in pairs.items()
+        if values["reverse_kl"] is not None
+    }
     record = {
         "regime": args.regime,
         "threads_per_run": 1,

@@ -246,6 +246,17 @@ def test_paired_difference_has_the_t_interval_and_the_exact_sign_test(counterfac
     assert counterfactuals.paired({3: by_seed[3]}, "a", "b", "reverse_kl") is None
 
 
+def test_a_metric_is_paired_over_the_seeds_whose_rows_have_it_and_a_higher_score_is_better(counterfactuals):
+    by_seed = {
+        3: {"a": {"checker_score": 0.9}, "b": {"checker_score": 0.5}},
+        4: {"a": {"checker_score": 0.8}, "b": {"checker_score": 0.6}},
+        5: {"a": {"reverse_kl": 1.0}, "b": {"checker_score": 0.6}},  # run before the checker was: left out
+    }
+    result = counterfactuals.paired(by_seed, "a", "b", "checker_score")
+    assert result["seeds"] == [3, 4] and result["better_in"] == 2
+    assert counterfactuals.paired(by_seed, "a", "b", "invalid") is None
+
+
 def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactuals, tmp_path):
     import json
 
