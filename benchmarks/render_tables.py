@@ -145,7 +145,12 @@ class Paired:
     def cell(self, label: str = "") -> str:
         """`label: better in k of n, mean [low, high] metric`, with the verdict where the interval excludes 0."""
         result = self.statistics()
-        units = {"reverse_kl": "reverse KL", "forward_kl": "forward KL", "accuracy_true_order": "accuracy"}
+        units = {
+            "reverse_kl": "reverse KL",
+            "forward_kl": "forward KL",
+            "accuracy_true_order": "accuracy",
+            "checker_score": "checker score",
+        }
         unit = units.get(self.metric) or units[self.metric.removeprefix("discriminator_")] + " of the discriminator"
         unit = "log-likelihood" if self.best_of_n else unit
         low, high = result["interval"]
@@ -226,6 +231,20 @@ COUNTERFACTUAL_ROWS = (
         (
             ("", _versus_best_sft("proxy_distillation")),
             ("GAIL minus it", Paired(f"{C}:gail", f"{C}:proxy_distillation")),
+        ),
+        "#every-use-of-the-larger-model",
+    ),
+    Row(
+        "the same at TRL's generalised JSD (`beta=0.5`) instead of reverse KL",
+        "SFT at its best temperature; the same at reverse KL",
+        "distil, 2048",
+        (
+            ("", _versus_best_sft("proxy_distillation_jsd")),
+            ("minus reverse KL", Paired(f"{C}:proxy_distillation_jsd", f"{C}:proxy_distillation")),
+            (
+                "minus reverse KL, forward",
+                Paired(f"{C}:proxy_distillation_jsd", f"{C}:proxy_distillation", "forward_kl"),
+            ),
         ),
         "#every-use-of-the-larger-model",
     ),
@@ -781,6 +800,57 @@ def _setting(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(getattr(value, "value", value))
 
 
+# A verifiable reward (the rules the distil regime's teacher learned) alone, with GRPO's KL, and beside GAIL's
+# discriminator frozen and trained, on the counterfactuals' seeds
+CHECKER_ROWS = (
+    Row(
+        "GRPO on the checker alone",
+        "SFT at its best temperature",
+        "distil, 2048",
+        (
+            ("", _versus_best_sft("checker")),
+            ("forward", Paired(f"{C}:checker", f"{C}:sft_best_temperature", "forward_kl")),
+            (
+                "checker score",
+                Paired(f"{C}:checker", f"{C}:sft_best_temperature", "checker_score", higher_is_better=True),
+            ),
+        ),
+        "#a-verifiable-reward-beside-the-discriminator",
+    ),
+    Row(
+        "the checker with GRPO's KL to the SFT start (`beta=0.05`)",
+        "the checker alone",
+        "distil, 2048",
+        (
+            ("", Paired(f"{C}:checker_kl", f"{C}:checker")),
+            ("forward", Paired(f"{C}:checker_kl", f"{C}:checker", "forward_kl")),
+        ),
+        "#a-verifiable-reward-beside-the-discriminator",
+    ),
+    Row(
+        "the checker beside GAIL's discriminator (the larger SFT model), frozen and trained (`reward_funcs`)",
+        "the checker alone; each other",
+        "distil, 2048",
+        (
+            ("frozen", Paired(f"{C}:checker_gail_frozen", f"{C}:checker")),
+            ("frozen, forward", Paired(f"{C}:checker_gail_frozen", f"{C}:checker", "forward_kl")),
+            (
+                "frozen, checker score",
+                Paired(f"{C}:checker_gail_frozen", f"{C}:checker", "checker_score", higher_is_better=True),
+            ),
+            ("trained", Paired(f"{C}:checker_gail", f"{C}:checker")),
+            ("trained, forward", Paired(f"{C}:checker_gail", f"{C}:checker", "forward_kl")),
+            ("trained minus frozen", Paired(f"{C}:checker_gail", f"{C}:checker_gail_frozen")),
+            ("trained minus frozen, forward", Paired(f"{C}:checker_gail", f"{C}:checker_gail_frozen", "forward_kl")),
+            (
+                "trained minus frozen, checker score",
+                Paired(f"{C}:checker_gail", f"{C}:checker_gail_frozen", "checker_score", higher_is_better=True),
+            ),
+        ),
+        "#a-verifiable-reward-beside-the-discriminator",
+    ),
+)
+
 # The README's table: every use of the larger model in the distil regime, then the memorise regime's adversarial rows
 README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS)
 
@@ -795,6 +865,7 @@ TABLES = {
     "memorise_counterfactual_rows": lambda: counterfactual_rows(MEMORISE_COUNTERFACTUALS),
     "memorise_counterfactual_pairs": lambda: counterfactual_pairs(MEMORISE_COUNTERFACTUALS),
     "memorise_long": lambda: summary_table(LONG_ROWS),
+    "verifier": lambda: summary_table(CHECKER_ROWS),
     "memorise_long_rows": lambda: counterfactual_rows(MEMORISE_LONG),
     "benchmark_settings": benchmark_settings,
     "costs": costs,

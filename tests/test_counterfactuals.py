@@ -282,9 +282,19 @@ def test_a_job_added_later_joins_the_earlier_report_s_seeds_and_its_rows_win(cou
     # The earlier report's best-temperature row is taken again from the merged rows, not kept
     earlier["3"]["sft_best_temperature"] = {"reverse_kl": 9.0, "temperature": 0.1}
     (tmp_path / "earlier.json").write_text(json.dumps({"runs": earlier}))
-    added = {3: {"sft_temperature_0.7": {"reverse_kl": 0.6}, "new": {"reverse_kl": 1.5}}}
+    earlier["3"]["sft"]["train_seconds"] = 10.0
+    (tmp_path / "earlier.json").write_text(json.dumps({"runs": earlier}))
+    # The base job run again: the same SFT figures (timed beside other work), a metric measured since
+    added = {
+        3: {
+            "sft_temperature_0.7": {"reverse_kl": 0.6},
+            "new": {"reverse_kl": 1.5},
+            "sft": {"reverse_kl": 1.0, "train_seconds": 30.0, "checker_score": 0.5},
+        }
+    }
     merged = counterfactuals._merged_with([tmp_path / "earlier.json"], added)
     assert merged[3]["old"] == {"reverse_kl": 2.0} and merged[3]["new"] == {"reverse_kl": 1.5}
+    assert merged[3]["sft"] == {"reverse_kl": 1.0, "train_seconds": 10.0, "checker_score": 0.5}
     assert merged[3]["sft_best_temperature"] == {"reverse_kl": 0.6, "temperature": 0.7}
     assert merged[4] == {"sft": {"reverse_kl": 0.5}}
 
