@@ -18,7 +18,12 @@ REPLACED = {
     "larger_sft.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
     "distillation_from_larger_sft.yaml": ("model_name_or_path", "teacher_model_name_or_path", "dataset_name"),
     "gail_larger_discriminator.yaml": ("model_name_or_path", "discriminator_model_name_or_path", "dataset_name"),
-    "gail_with_verifier.yaml": ("model_name_or_path", "dataset_name", "output_dir"),
+    "gail_with_verifier.yaml": (
+        "model_name_or_path",
+        "discriminator_model_name_or_path",
+        "dataset_name",
+        "output_dir",
+    ),
     "evaluate.yaml": ("models", "dataset_name", "judge_model_name_or_path", "classifier_model_name_or_path", "output"),
 }
 
@@ -118,6 +123,7 @@ def test_the_verifier_beside_the_discriminator_runs_from_its_example(
         "gail_with_verifier.yaml",
         tmp_path,
         model_name_or_path=tiny_model_path,
+        discriminator_model_name_or_path=tiny_model_path,
         dataset_name=str(data),
         output_dir=str(output_dir),
     )
