@@ -320,6 +320,25 @@ def _merged_with(previous: list[Path], by_seed: dict[int, dict[str, dict]]) -> d
     return merged
 
 
+def proxy_agreement(by_seed: dict[int, dict[str, dict]], proxy: str = "heldout_nll") -> dict:
+    """
+    How well a proxy a user has ranks the methods as the exact divergences do: per seed, Spearman's correlation
+    between `proxy` and each metric over the methods' ends that have it (temperature rows left out), and the mean.
+    """
+    from scipy import stats
+
+    agreement = {}
+    for metric in METRICS:
+        per_seed = {}
+        for seed, rows in sorted(by_seed.items()):
+            ends = [row for name, row in rows.items() if "temperature" not in name and proxy in row and metric in row]
+            if len(ends) >= 3:
+                per_seed[seed] = stats.spearmanr([row[proxy] for row in ends], [row[metric] for row in ends]).statistic
+        if per_seed:
+            agreement[metric] = {"per_seed": per_seed, "mean": statistics.fmean(per_seed.values())}
+    return agreement
+
+
 # What a curve keeps of each evaluation: the exact divergences, and how well the learned reward follows the exact one
 CURVE_METRICS = ("step", "reverse_kl", "forward_kl", "reward_fidelity")
 
@@ -362,6 +381,9 @@ def report(args: argparse.Namespace) -> None:
     }
     if args.curves_from:
         record["curves"] = _curves(args.curves_from, args.regime)
+    agreement = proxy_agreement(by_seed)
+    if agreement:
+        record["proxy_agreement"] = {"heldout_nll": agreement}
     if args.output:
         args.output.write_text(json.dumps(record, indent=2) + "\n")
     print(f"seeds {record['seeds']}, one thread per run\n")

@@ -257,6 +257,18 @@ def test_a_metric_is_paired_over_the_seeds_whose_rows_have_it_and_a_higher_score
     assert counterfactuals.paired(by_seed, "a", "b", "invalid") is None
 
 
+def test_proxy_agreement_is_spearman_s_correlation_over_the_methods_of_each_seed(counterfactuals):
+    rows = {
+        "a": {"heldout_nll": 1.0, "reverse_kl": 0.1, "forward_kl": 3.0},
+        "b": {"heldout_nll": 2.0, "reverse_kl": 0.2, "forward_kl": 2.0},
+        "c": {"heldout_nll": 3.0, "reverse_kl": 0.3, "forward_kl": 1.0},
+        "a_temperature_0.7": {"heldout_nll": 9.0, "reverse_kl": 0.0, "forward_kl": 0.0},  # left out
+    }
+    agreement = counterfactuals.proxy_agreement({3: rows, 4: rows})
+    assert agreement["reverse_kl"] == {"per_seed": {3: pytest.approx(1.0), 4: pytest.approx(1.0)}, "mean": 1.0}
+    assert agreement["forward_kl"]["mean"] == pytest.approx(-1.0)
+
+
 def test_best_temperature_rows_take_each_seed_s_lowest_reverse_kl(counterfactuals, tmp_path):
     import json
 
