@@ -31,14 +31,13 @@ def test_the_base_is_pretrained_once_per_setting(tmp_path, monkeypatch):
     import trl_irl.benchmark.pretraining as pretraining
 
     trained = []
-    parent = pretraining.SFTTrainer
+    train_by_sft = pretraining.train_by_sft
 
-    class Counting(parent):
-        def train(self, *args, **kwargs):
-            trained.append(self.args.max_steps)
-            return super().train(*args, **kwargs)
+    def counting(directory, base, demonstrations, steps, *args):
+        trained.append(steps)
+        return train_by_sft(directory, base, demonstrations, steps, *args)
 
-    monkeypatch.setattr(pretraining, "SFTTrainer", Counting)
+    monkeypatch.setattr(pretraining, "train_by_sft", counting)
     settings = {"hidden_size": 32, "num_hidden_layers": 1, "steps": 2, "num_examples": 32}
     base = pretrained_base(tmp_path / "base", **settings)
     assert (base / "model.safetensors").is_file() and (base / "tokenizer.json").is_file()

@@ -52,7 +52,7 @@ def _stats():
     return stats
 
 
-def _completion_text(completion) -> str:
+def completion_text(completion) -> str:
     """A completion's text: conversational datasets hold a list of messages, the last the assistant's."""
     return completion[-1]["content"] if isinstance(completion, list) else completion
 
@@ -67,7 +67,7 @@ def heldout_nll(
     """Mean negative log-likelihood per token of the demonstrations' completions (ended by EOS), as SFT counts it."""
     prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
     completion_ids = [
-        tokenizer(_completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         for completion in completions
     ]
     sums, counts = summed_log_probs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, 1.0, micro_batch_size)
@@ -244,7 +244,7 @@ def evaluate(
             progress.update()
         if classifier is not None:
             demonstrations = [
-                _as_text(tokenizer, p) + _completion_text(c) for p, c in zip(prompts, completions, strict=True)
+                _as_text(tokenizer, p) + completion_text(c) for p, c in zip(prompts, completions, strict=True)
             ]
             evaluation.two_sample = two_sample_test(demonstrations, evaluation.best.texts, classifier, seed=seed)
         results[name] = evaluation

@@ -200,12 +200,7 @@ def heldout_demonstrations(expert, prompts: list[str], seed: int) -> tuple[list[
     if isinstance(expert, TeacherExpert):
         repeated, ids = sample(expert.model, expert.tokenizer, prompts, 1, seed)
         return repeated, expert.tokenizer.batch_decode(ids, skip_special_tokens=True)
-    rng = random.Random(seed)
-    completions = []
-    for prompt in prompts:
-        responses, probabilities = zip(*expert.distribution(prompt).items(), strict=True)
-        completions.append(rng.choices(responses, weights=probabilities)[0])
-    return list(prompts), completions
+    return list(prompts), expert.sample_responses(prompts, random.Random(seed))
 
 
 def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:

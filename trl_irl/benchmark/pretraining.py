@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from transformers import AutoTokenizer
-from trl import SFTConfig, SFTTrainer
 
 from .synthetic import RULES, WORDS, SyntheticExpert
+from .teacher import train_by_sft
 from .tiny_models import build_tiny_tokenizer, save_tiny_model
 
 
@@ -83,18 +83,5 @@ def _pretrain(directory: Path, record: dict) -> None:
         hidden_size=hidden_size,
         num_hidden_layers=num_hidden_layers,
     )
-    config = SFTConfig(
-        str(directory),
-        learning_rate=learning_rate,
-        per_device_train_batch_size=16,
-        max_steps=steps,
-        bf16=False,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=max(steps // 10, 1),
-        seed=seed,
-    )
-    trainer = SFTTrainer(model=str(initial), args=config, train_dataset=demonstrations)
-    trainer.train()
-    trainer.save_model()
+    train_by_sft(directory, initial, demonstrations, steps, learning_rate, seed)
     AutoTokenizer.from_pretrained(initial).save_pretrained(directory)

@@ -122,12 +122,17 @@ class SyntheticExpert:
 
     def demonstrations(self, count: int, seed: int = 0) -> Dataset:
         """`count` (prompt, completion) demonstrations: prompts drawn, then responses sampled from the expert."""
-        rng = random.Random(seed + 1)
-        rows = []
-        for prompt in self.prompts(count, seed):
-            responses, probabilities = zip(*self.distribution(prompt).items(), strict=True)
-            rows.append({"prompt": prompt, "completion": rng.choices(responses, weights=probabilities)[0]})
-        return Dataset.from_list(rows)
+        prompts = self.prompts(count, seed)
+        completions = self.sample_responses(prompts, random.Random(seed + 1))
+        return Dataset.from_list([{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)])
+
+    def sample_responses(self, prompts: list[str], rng: random.Random) -> list[str]:
+        """One response to each of `prompts`, drawn from the expert's distribution with `rng`, in order."""
+        responses = []
+        for prompt in prompts:
+            candidates, probabilities = zip(*self.distribution(prompt).items(), strict=True)
+            responses.append(rng.choices(candidates, weights=probabilities)[0])
+        return responses
 
     def evaluation_prompts(self, count: int, seed: int, training_prompts: set[str]) -> list[str]:
         """All prompts in the memorise regime; `count` prompts unseen in training in the rules regime."""

@@ -192,9 +192,18 @@ def train_teacher(directory: Path, base: Path, demonstrations: Dataset, steps: i
     record = {"base": str(base), "num_demonstrations": len(demonstrations), "steps": steps, "seed": seed}
     if _is_trained_teacher(directory, base, record):
         return directory
+    train_by_sft(directory, base, demonstrations, steps, learning_rate=1e-3, seed=seed)
+    (directory / TEACHER_RECORD_FILE).write_text(json.dumps(record))
+    return directory
+
+
+def train_by_sft(
+    directory: Path, base: Path, demonstrations: Dataset, steps: int, learning_rate: float, seed: int
+) -> None:
+    """SFT of the model in `base` for `steps` in batches of 16, saved to `directory`: the teacher's and the base's."""
     config = SFTConfig(
         str(directory),
-        learning_rate=1e-3,
+        learning_rate=learning_rate,
         per_device_train_batch_size=16,
         max_steps=steps,
         bf16=False,
@@ -206,8 +215,6 @@ def train_teacher(directory: Path, base: Path, demonstrations: Dataset, steps: i
     trainer = SFTTrainer(model=str(base), args=config, train_dataset=demonstrations)
     trainer.train()
     trainer.save_model()
-    (directory / TEACHER_RECORD_FILE).write_text(json.dumps(record))
-    return directory
 
 
 # What decides a teacher besides its base model's architecture (the base's path does not: work folders that share one

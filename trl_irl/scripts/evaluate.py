@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..evaluation import TEMPERATURES, compare, evaluate, report
+from ..evaluation import TEMPERATURES, compare, completion_text, evaluate, report
 from ..trainer.utils import is_missing_local_path
 from .train import DATA_FILE_BUILDERS, load_reward_funcs
 
@@ -130,9 +130,9 @@ def main(args: EvaluateArguments) -> dict:
     record = {"models": report(results)}
     completions = heldout["completion"]
     record["demonstrations_mean_length"] = statistics.fmean(
-        len(tokenizer(text if isinstance(text, str) else text[-1]["content"], add_special_tokens=False)["input_ids"])
+        len(tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"])
         + 1  # the end-of-sequence token, as the samples count it
-        for text in completions
+        for completion in completions
     )
     reference, *others = results.values()
     if judge is not None:
