@@ -129,11 +129,12 @@ def _build_sft(run: ComparisonRun, method: str, config_class=None, trainer_class
         # SFT's checkpoint where the adversarial methods' policy starts; saving changes nothing in the run
         saving = {"save_strategy": "steps", "save_steps": run.settings.policy_from_sft_step, "save_only_model": True}
     if run.validation is not None:
+        every = run.settings.sft_eval_every or run.settings.eval_every
         saving = {
             "eval_strategy": "steps",
-            "eval_steps": run.settings.eval_every,
+            "eval_steps": every,
             "save_strategy": "steps",
-            "save_steps": run.settings.eval_every,
+            "save_steps": every,
             "save_only_model": True,
             "save_total_limit": 1,
             "load_best_model_at_end": True,

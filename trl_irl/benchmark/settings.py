@@ -80,9 +80,10 @@ class ComparisonSettings:
     pretraining_steps: int = 3000
     pretraining_examples: int = 8192
     pretrained_base_dir: str | None = None
-    # SFT as a user with few demonstrations runs it: evaluated on held-out demonstrations every `eval_every` steps,
-    # its checkpoint with the lowest loss there kept (`load_best_model_at_end`)
+    # SFT as a user with few demonstrations runs it: evaluated on held-out demonstrations every `sft_eval_every` steps
+    # (every `eval_every` where None), its checkpoint with the lowest loss there kept (`load_best_model_at_end`)
     sft_early_stopping: bool = False
+    sft_eval_every: int | None = None
     num_validation_demonstrations: int = 32
     # `sdft`'s teacher prompt puts the demonstration before the prompt (`{privileged_context}\n\n{prompt}`) instead of
     # after it (TRL's default, `{prompt}\n\n{privileged_context}`, where a text model's next token ends the response)
@@ -178,6 +179,9 @@ class ComparisonSettings:
                 "num_hidden_layers": 4,
                 "sft_learning_rate": 3e-4,
                 "sft_early_stopping": True,
+                # 128 demonstrations are 8 batches: the held-out loss is lowest within a few epochs, so it is read
+                # every 5 steps (the exact divergences every `eval_every`, as in the other regimes)
+                "sft_eval_every": 5,
                 "num_eval_prompts": 64,
                 "eval_every": 25,
                 "adversarial_batch_size": 64,
