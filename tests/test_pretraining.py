@@ -75,3 +75,5 @@ def test_a_comparison_starts_from_the_pretrained_base_and_keeps_sft_s_best_check
     # as the curve's last point
     assert sft["final"]["early_stopped"] is True and sft["final"]["step"] in (3, 6, 9, 12)
     assert 0 < sft["final"]["heldout_nll"] and "gad" in results["methods"]
+    # The regime keeps every method's end, for the proxies' check against the exact divergences
+    assert (tmp_path / "run" / "gad" / "model.safetensors").is_file()

@@ -228,8 +228,9 @@ def _train(run: ComparisonRun, method: str, base_metrics: dict) -> dict:
         "evaluation_seconds": round(evaluation_seconds, 1),
         "train_seconds": round(seconds - evaluation_seconds, 1),
     }
-    if method in ("sft", "large_sft"):
+    if method in ("sft", "large_sft") or run.settings.save_models:
         built.trainer.save_model()
+    if method in ("sft", "large_sft"):
         write_sft_record(run.output_dir / method, run.settings, result)
     if isinstance(built.trainer, AIRLTrainer):
         # What AIRL leaves behind for new prompts: its reward model, which `best_of_n_benchmark.py` reranks with

@@ -85,6 +85,9 @@ class ComparisonSettings:
     sft_early_stopping: bool = False
     sft_eval_every: int | None = None
     num_validation_demonstrations: int = 32
+    # Every method's end saved in its folder (SFT's always is), for checks read from the models afterwards (how far
+    # `trl-irl evaluate`'s proxies track the exact divergences: benchmarks/proxy_validation.py)
+    save_models: bool = False
     # `sdft`'s teacher prompt puts the demonstration before the prompt (`{privileged_context}\n\n{prompt}`) instead of
     # after it (TRL's default, `{prompt}\n\n{privileged_context}`, where a text model's next token ends the response)
     sdft_demonstration_first: bool = False
@@ -182,6 +185,7 @@ class ComparisonSettings:
                 # 128 demonstrations are 8 batches: the held-out loss is lowest within a few epochs, so it is read
                 # every 5 steps (the exact divergences every `eval_every`, as in the other regimes)
                 "sft_eval_every": 5,
+                "save_models": True,
                 "num_eval_prompts": 64,
                 "eval_every": 25,
                 "adversarial_batch_size": 64,
