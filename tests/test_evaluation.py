@@ -2,6 +2,7 @@
 
 import copy
 import math
+import statistics
 
 import pytest
 import torch
@@ -64,6 +65,13 @@ def test_the_judge_itself_is_at_zero_and_a_model_farther_from_it_is_worse(models
     paired = compare(results["judge"], results["farther"])
     assert paired["verdict"] == "better" and paired["interval"][1] < 0 and paired["prompts"] == 8
     assert paired["better_in_prompts"] == 8 and paired["temperatures"][0] == 1.0
+    # Without a judge, by held-out NLL: paired by demonstration, the same direction as the pooled figures
+    by_nll = compare(results["judge"], results["farther"], "heldout_nll")
+    ours, theirs = results["judge"].heldout_nll_per_demonstration, results["farther"].heldout_nll_per_demonstration
+    assert by_nll["mean"] == pytest.approx(statistics.fmean(ours) - statistics.fmean(theirs))
+    assert by_nll["mean"] < 0 and by_nll["prompts"] == 8 and by_nll["temperatures"] is None
+    with pytest.raises(ValueError, match="`metric`"):
+        compare(results["judge"], results["farther"], "accuracy")
 
 
 def test_checkers_length_and_ends_are_those_of_the_samples(models, prompt_completion_dataset, monkeypatch):
@@ -139,8 +147,10 @@ def test_the_command_compares_the_models_on_a_held_out_file(
     # The same model twice, with the same draws: the same figures, a difference of exactly 0
     assert record["models"]["sft"] == record["models"]["again"]
     assert 0 <= record["models"]["sft"]["two_sample"]["accuracy"] <= 1
-    (comparison,) = record["comparisons"]
-    assert comparison["mean"] == 0.0 and comparison["verdict"] == "within noise"
+    # Each model against the first by held-out NLL and, with a judge, by its reverse KL
+    assert [comparison["metric"] for comparison in record["comparisons"]] == ["heldout_nll", "judge_reverse_kl"]
+    for comparison in record["comparisons"]:
+        assert comparison["mean"] == 0.0 and comparison["verdict"] == "within noise"
     printed = capsys.readouterr().out
     assert "| sft |" in printed and "again minus sft" in printed
 

@@ -17,8 +17,9 @@ For each model (SFT's end, a GAIL or AIRL policy, ...), on the same held-out pro
   temperature is one row, the baseline to beat);
 - `two_sample` (with a `classifier` checkpoint): how well a fresh classifier, trained on half the prompts, tells the
   demonstrations from the samples at the best temperature on the other half (0.5: it cannot; the ideal);
-- `compare`: one model against another, each at its best temperature, paired by prompt: the per-prompt difference
-  of the judge's reverse KL, its mean with a 95% t-interval over prompts and an exact sign test.
+- `compare`: one model against another, paired by prompt: the per-prompt difference of the judge's reverse KL (each
+  at its best temperature) or of the held-out NLL, its mean with a 95% t-interval over prompts and an exact sign
+  test.
 
 What it cannot say: how far any of this tracks the exact divergences from your expert, which only a benchmark whose
 expert is known measures (docs/benchmarks.md). Runs on each model's device, a micro-batch at a time.
@@ -57,6 +58,23 @@ def completion_text(completion) -> str:
     return completion[-1]["content"] if isinstance(completion, list) else completion
 
 
+def heldout_nll_per_demonstration(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list,
+    completions: list,
+    micro_batch_size: int | None = None,
+) -> tuple[list[float], list[int]]:
+    """Each demonstration's summed negative log-likelihood of its completion (ended by EOS), and its token count."""
+    prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
+    completion_ids = [
+        tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for completion in completions
+    ]
+    sums, counts = summed_log_probs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, 1.0, micro_batch_size)
+    return [-value for value in sums], counts
+
+
 def heldout_nll(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -65,13 +83,8 @@ def heldout_nll(
     micro_batch_size: int | None = None,
 ) -> float:
     """Mean negative log-likelihood per token of the demonstrations' completions (ended by EOS), as SFT counts it."""
-    prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
-    completion_ids = [
-        tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        for completion in completions
-    ]
-    sums, counts = summed_log_probs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, 1.0, micro_batch_size)
-    return -sum(sums) / sum(counts)
+    sums, counts = heldout_nll_per_demonstration(model, tokenizer, prompts, completions, micro_batch_size)
+    return sum(sums) / sum(counts)
 
 
 @dataclass
@@ -96,6 +109,8 @@ class TemperatureReading:
 class ModelEvaluation:
     name: str
     heldout_nll: float
+    # Each held-out demonstration's NLL per token (for pairing two models by demonstration)
+    heldout_nll_per_demonstration: list[float] = field(default_factory=list, repr=False)
     readings: list[TemperatureReading] = field(default_factory=list)
     # With a classifier: how well a fresh one tells the demonstrations from the samples at the best temperature
     two_sample: dict | None = None
@@ -236,7 +251,9 @@ def evaluate(
     results = {}
     progress = tqdm(total=len(models) * len(temperatures), desc="evaluating", disable=not show_progress)
     for name, model in models.items():
-        evaluation = ModelEvaluation(name, heldout_nll(model, tokenizer, prompts, completions, micro_batch_size))
+        sums, counts = heldout_nll_per_demonstration(model, tokenizer, prompts, completions, micro_batch_size)
+        per_token = [value / count for value, count in zip(sums, counts, strict=True)]
+        evaluation = ModelEvaluation(name, sum(sums) / sum(counts), per_token)
         for temperature in temperatures:
             progress.set_postfix_str(f"{name} at {temperature}")
             reading = _sample_reading(model, tokenizer, prompts, temperature, judge, checkers or {}, settings)
@@ -252,16 +269,25 @@ def evaluate(
     return results
 
 
-def compare(method: ModelEvaluation, reference: ModelEvaluation) -> dict:
+COMPARED_METRICS = ("judge_reverse_kl", "heldout_nll")
+
+
+def compare(method: ModelEvaluation, reference: ModelEvaluation, metric: str = "judge_reverse_kl") -> dict:
     """
-    `method` against `reference`, each at its best temperature, paired by prompt: per-prompt differences of the
-    judge's reverse KL (method minus reference; below 0, the method is closer to the judge), their mean with a 95%
-    t-interval over prompts, the exact sign test, and a verdict only where the interval excludes 0.
+    `method` against `reference`, paired by prompt: per-prompt differences of `metric` (method minus reference; below
+    0, the method is better), their mean with a 95% t-interval over prompts, the exact sign test, and a verdict only
+    where the interval excludes 0. `judge_reverse_kl`: each model at its best temperature; `heldout_nll`: each held-out
+    demonstration's NLL per token (no judge needed, no temperature involved).
     """
     stats = _stats()
-    ours, theirs = method.best.judge_reverse_kl_per_prompt, reference.best.judge_reverse_kl_per_prompt
-    if ours is None or theirs is None:
-        raise ValueError("`compare` pairs the judge's reverse KL: evaluate with a `judge`.")
+    if metric not in COMPARED_METRICS:
+        raise ValueError(f"`metric` must be one of {COMPARED_METRICS}, not {metric!r}.")
+    if metric == "heldout_nll":
+        ours, theirs = method.heldout_nll_per_demonstration, reference.heldout_nll_per_demonstration
+    else:
+        ours, theirs = method.best.judge_reverse_kl_per_prompt, reference.best.judge_reverse_kl_per_prompt
+        if ours is None or theirs is None:
+            raise ValueError("`compare` pairs the judge's reverse KL: evaluate with a `judge`.")
     differences = [a - b for a, b in zip(ours, theirs, strict=True)]
     count = len(differences)
     mean = statistics.fmean(differences)
@@ -273,7 +299,8 @@ def compare(method: ModelEvaluation, reference: ModelEvaluation) -> dict:
     return {
         "method": method.name,
         "reference": reference.name,
-        "temperatures": [method.best.temperature, reference.best.temperature],
+        "metric": metric,
+        "temperatures": [method.best.temperature, reference.best.temperature] if metric == "judge_reverse_kl" else None,
         "mean": mean,
         "interval": [low, high],
         "better_in_prompts": better,

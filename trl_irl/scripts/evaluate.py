@@ -135,8 +135,9 @@ def main(args: EvaluateArguments) -> dict:
         for completion in completions
     )
     reference, *others = results.values()
-    if judge is not None:
-        record["comparisons"] = [compare(method, reference) for method in others]
+    # Every model against the first, by held-out NLL (always) and by the judge's reverse KL (with a judge)
+    metrics = ("heldout_nll", "judge_reverse_kl") if judge is not None else ("heldout_nll",)
+    record["comparisons"] = [compare(method, reference, metric) for metric in metrics for method in others]
     print(table(record))
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
@@ -171,10 +172,15 @@ def table(record: dict) -> str:
     lines.append(f"\nDemonstrations' mean length: {record['demonstrations_mean_length']:.1f} tokens.")
     for result in record.get("comparisons", []):
         low, high = result["interval"]
+        reading = (
+            "judge reverse KL, each at its best temperature"
+            if result["metric"] == "judge_reverse_kl"
+            else "held-out NLL per token"
+        )
         lines.append(
-            f"{result['method']} minus {result['reference']} (each at its best temperature, paired over "
-            f"{result['prompts']} prompts): judge reverse KL {result['mean']:+.3f} [{low:+.3f}, {high:+.3f}], better "
-            f"in {result['better_in_prompts']} prompts: {result['verdict']}"
+            f"{result['method']} minus {result['reference']} ({reading}, paired over {result['prompts']} prompts): "
+            f"{result['mean']:+.3f} [{low:+.3f}, {high:+.3f}], better in {result['better_in_prompts']} prompts: "
+            f"{result['verdict']}"
         )
     return "\n".join(lines)
 
