@@ -300,7 +300,7 @@ def compare(method: ModelEvaluation, reference: ModelEvaluation, metric: str = "
         "method": method.name,
         "reference": reference.name,
         "metric": metric,
-        "temperatures": [method.best.temperature, reference.best.temperature] if metric == "judge_reverse_kl" else None,
+        "temperatures": None if metric == "heldout_nll" else [method.best.temperature, reference.best.temperature],
         "mean": mean,
         "interval": [low, high],
         "better_in_prompts": better,
