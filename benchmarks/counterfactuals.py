@@ -56,6 +56,8 @@ class Regime:
     demonstrations: int
     jobs: dict[str, tuple[str, ...]]
     settings: tuple[str, ...] = ()
+    # The `EXTRA_JOBS` that make sense in the regime (`--extras`)
+    extras: tuple[str, ...] = ("airl", "airl_frozen", "oracle", "gad")
 
 
 REGIMES = {
@@ -88,11 +90,13 @@ REGIMES = {
             f"method_temperatures={TEMPERATURE_GRID}",
         ),
     ),
-    # A base pretrained on every rule, 128 demonstrations of a narrower rule expert, SFT early-stopped (issue 34);
-    # GAIL's discriminator is a copy of the policy's SFT end here (no larger model exists): not yet run
+    # A base pretrained on every rule, 128 demonstrations of a narrower rule expert, SFT early-stopped (issue 34).
+    # No larger model exists: the likelihood ratio's discriminator is a copy of the policy's start, which frozen
+    # rewards every completion 0 (the trainers refuse it; the policy would stay SFT's), so no frozen variants here
     "pretrained": Regime(
         demonstrations=128,
-        jobs={"base": ("sft",), "gail": ("gail",), "gail_frozen": ("gail_frozen",)},
+        jobs={"base": ("sft",), "gail": ("gail",)},
+        extras=("airl", "oracle", "gad"),
     ),
 }
 EXTRA_JOBS = {"airl": ("airl",), "airl_frozen": ("airl_frozen",), "oracle": ("oracle",), "gad": ("gad",)}
@@ -186,7 +190,8 @@ def run(args: argparse.Namespace) -> None:
     # Every seed's base job first: the others wait for it, and two lanes stay busy longest that way
     jobs = [(seed, job, methods) for job, methods in REGIMES[args.regime].jobs.items() for seed in args.seeds]
     if args.extras:
-        jobs += [(seed, job, methods) for seed in args.seeds for job, methods in EXTRA_JOBS.items()]
+        extras = REGIMES[args.regime].extras
+        jobs += [(seed, job, EXTRA_JOBS[job]) for seed in args.seeds for job in extras]
     if args.jobs:
         jobs = [(seed, job, methods) for seed, job, methods in jobs if job in args.jobs or job == "base"]
     done, failed, running, lock = set(), set(), set(), threading.Lock()
@@ -442,7 +447,10 @@ def main() -> None:
     run_parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/counterfactuals"))
     run_parser.add_argument("--workers", type=int, default=2, help="Jobs side by side, one thread each.")
     run_parser.add_argument(
-        "--extras", action="store_true", help="Then AIRL trained and frozen, the oracle and GAD's discriminator."
+        "--extras",
+        action="store_true",
+        help="Then the regime's extras: AIRL trained and frozen, the oracle and GAD's discriminator (less the frozen "
+        "ones where no larger model exists).",
     )
     run_parser.add_argument(
         "--jobs", nargs="+", help="Only these jobs of each seed (of base, gail, gail_frozen, distillation, airl, ...)."

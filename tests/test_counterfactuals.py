@@ -214,6 +214,15 @@ def test_every_method_s_end_has_the_held_out_nll_a_user_would_measure(proxy_comp
     assert "heldout_nll" in results_table(results)
 
 
+def test_the_pretrained_regime_runs_no_frozen_copy_of_the_policy(counterfactuals):
+    # Without a larger model a frozen likelihood ratio is the policy's own start: reward 0, refused by the trainers
+    for regime in counterfactuals.REGIMES.values():
+        assert set(regime.extras) <= set(counterfactuals.EXTRA_JOBS)
+    pretrained = counterfactuals.REGIMES["pretrained"]
+    methods = {method for methods in pretrained.jobs.values() for method in methods} | set(pretrained.extras)
+    assert methods == {"sft", "gail", "airl", "oracle", "gad"}
+
+
 def test_stopwatch_adds_up_the_time_inside_what_it_wraps_also_when_it_fails():
     stopwatch = Stopwatch()
 
