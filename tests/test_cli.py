@@ -167,6 +167,20 @@ def test_results_table_has_a_row_per_method_and_dashes_where_there_is_no_learned
     assert gail.split()[:2] == ["gail", "2.900"] and gail.split()[7:10] == ["0.350", "0.530", "0.720"]
 
 
+def test_the_demo_s_proxy_agreement_is_spearman_s_over_the_methods_ends():
+    from trl_irl.benchmark.comparison import proxy_agreement
+
+    def row(reverse_kl, forward_kl, heldout_nll):
+        return {"final": {"reverse_kl": reverse_kl, "forward_kl": forward_kl, "heldout_nll": heldout_nll}}
+
+    methods = {"sft": row(3.0, 1.0, 0.5), "gail": row(2.0, 2.0, 0.6), "oracle": row(1.0, 3.0, 0.7)}
+    # The held-out NLL rises as the forward KL does and the reverse KL falls; a temperature row is not a method
+    methods["sft_temperature_0.5"] = row(0.1, 9.0, 0.5)
+    assert proxy_agreement({"methods": methods}) == {"reverse_kl": -1.0, "forward_kl": 1.0}
+    del methods["oracle"]
+    assert proxy_agreement({"methods": methods}) == {}  # two methods rank nothing
+
+
 def test_regime_settings_then_quick_then_overrides():
     rules = ComparisonSettings.for_regime("rules")
     assert (rules.num_hidden_layers, rules.sft_steps, rules.policy_from_sft_step) == (4, 3000, 1500)

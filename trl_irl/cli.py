@@ -114,7 +114,13 @@ def _demo(argv: list[str]) -> None:
     args = _demo_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    from .benchmark.comparison import REWARD_METRICS, ComparisonSettings, results_table, run_comparison
+    from .benchmark.comparison import (
+        REWARD_METRICS,
+        ComparisonSettings,
+        proxy_agreement,
+        results_table,
+        run_comparison,
+    )
 
     options = {"seed": args.seed, "report_to": args.report_to}
     if args.methods is not None:
@@ -148,6 +154,14 @@ def _demo(argv: list[str]) -> None:
         f"(expert's mean length: {results['expert_mean_length']:.2f} words):"
     )
     print(results_table(results))
+    agreement = proxy_agreement(results)
+    if agreement:
+        # The proxy a user has (`trl-irl evaluate`) beside the truth it stands for, in this very run
+        print(
+            "\nheldout_nll (what `trl-irl evaluate` measures without an expert) ranks these methods with Spearman's "
+            f"correlation {agreement['reverse_kl']:+.2f} against the reverse KL and {agreement['forward_kl']:+.2f} "
+            "against the forward KL (over seeds and regimes: docs/benchmarks.md)."
+        )
     print(f"\nresults: {output_dir / 'results.json'}; plots: " + ", ".join(plots))
 
 

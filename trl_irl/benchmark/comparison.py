@@ -294,6 +294,24 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
     return results
 
 
+def proxy_agreement(results: dict, proxy: str = "heldout_nll") -> dict[str, float]:
+    """
+    How this run's `proxy` (one a user without the expert has: the held-out NLL) ranks its methods' ends against each
+    exact divergence: Spearman's correlation over the methods (temperature rows left out); empty below 3 methods.
+    """
+    import pandas as pd
+
+    ends = {
+        method: result["final"]
+        for method, result in results["methods"].items()
+        if "temperature" not in method and proxy in result["final"]
+    }
+    if len(ends) < 3:
+        return {}
+    frame = pd.DataFrame.from_dict(ends, orient="index")
+    return {metric: frame[proxy].corr(frame[metric], method="spearman") for metric in ("reverse_kl", "forward_kl")}
+
+
 def results_table(results: dict) -> str:
     """
     The final metrics of each method as a text table (a pandas `DataFrame`, aligned by pandas); the reward metrics are
