@@ -302,10 +302,10 @@ def compare(method: ModelEvaluation, reference: ModelEvaluation, metric: str = "
         "metric": metric,
         "temperatures": None if metric == "heldout_nll" else [method.best.temperature, reference.best.temperature],
         "mean": mean,
-        "interval": [low, high],
+        "interval": [float(low), float(high)],
         "better_in_prompts": better,
         "prompts": count,
-        "sign_test_p": stats.binomtest(better, decided, 0.5).pvalue if decided else 1.0,
+        "sign_test_p": float(stats.binomtest(better, decided, 0.5).pvalue) if decided else 1.0,
         "verdict": "better" if high < 0 else "worse" if low > 0 else "within noise",
     }
 

@@ -309,7 +309,9 @@ def proxy_agreement(results: dict, proxy: str = "heldout_nll") -> dict[str, floa
     if len(ends) < 3:
         return {}
     frame = pd.DataFrame.from_dict(ends, orient="index")
-    return {metric: frame[proxy].corr(frame[metric], method="spearman") for metric in ("reverse_kl", "forward_kl")}
+    return {
+        metric: float(frame[proxy].corr(frame[metric], method="spearman")) for metric in ("reverse_kl", "forward_kl")
+    }
 
 
 def results_table(results: dict) -> str:
