@@ -126,6 +126,12 @@ PAIRS = (
     ("distillation", "proxy_distillation"),
     # The headroom: GRPO with the exact reward
     ("oracle", "sft_best_temperature"),
+    ("oracle", "sft"),
+    # Where no larger model exists (the pretrained regime) a frozen discriminator is the policy's start, whose
+    # policy stays SFT's: trained against frozen is each method against SFT's end at temperature 1
+    ("gail", "sft"),
+    ("airl", "sft"),
+    ("gad", "sft"),
     # The verifiable reward: what GRPO's KL and the discriminator, frozen or trained, add to it
     ("checker", "sft_best_temperature"),
     ("checker_kl", "checker"),

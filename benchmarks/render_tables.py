@@ -32,6 +32,8 @@ COUNTERFACTUALS = "counterfactuals_distil_2048"
 MEMORISE_COUNTERFACTUALS = "counterfactuals_memorise_32"
 # Four times the adversarial steps (480), trained against frozen, and GAD
 MEMORISE_LONG = "counterfactuals_memorise_32_480_steps"
+# A base pretrained on every rule, 128 demonstrations of a narrower expert, SFT early-stopped (issue 34)
+PRETRAINED_COUNTERFACTUALS = "counterfactuals_pretrained_128"
 COUNTERFACTUAL_ORDER = (
     "sft",
     "sft_best_temperature",
@@ -397,6 +399,50 @@ LONG_ROWS = (
             ("GAD", _memorise_versus_best_sft("gad", L)),
         ),
         "#long-runs-does-a-frozen-reward-get-gamed",
+    ),
+)
+P = PRETRAINED_COUNTERFACTUALS
+
+
+def _pretrained_versus(method: str, reference: str = "sft_best_temperature", metric: str = "reverse_kl") -> Paired:
+    return Paired(f"{P}:{method}", f"{P}:{reference}", metric)
+
+
+# A pretrained base, few demonstrations, no larger model: the discriminator is the policy's own start (a frozen one
+# would leave the policy SFT's, so trained against frozen is against SFT's end at temperature 1)
+PRETRAINED_ROWS = (
+    Row(
+        "`GAILTrainer` and `AIRLTrainer`, the default likelihood ratio from the policy's start",
+        "SFT at its best temperature; SFT's end (what frozen gives)",
+        "pretrained base, 128 demonstrations",
+        (
+            ("GAIL", _pretrained_versus("gail")),
+            ("GAIL, forward", _pretrained_versus("gail", metric="forward_kl")),
+            ("AIRL", _pretrained_versus("airl")),
+            ("GAIL minus SFT's end", _pretrained_versus("gail", "sft")),
+            ("GAIL minus SFT's end, forward", _pretrained_versus("gail", "sft", "forward_kl")),
+            ("AIRL minus SFT's end", _pretrained_versus("airl", "sft")),
+            ("GAIL at its best temperature", _pretrained_versus("gail_best_temperature")),
+        ),
+        "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
+    ),
+    Row(
+        "`GAILTrainer` with GAD's discriminator (pairwise, on the policy's start)",
+        "SFT at its best temperature; GAIL",
+        "pretrained base, 128",
+        (
+            ("", _pretrained_versus("gad")),
+            ("forward", _pretrained_versus("gad", metric="forward_kl")),
+            ("minus GAIL", _pretrained_versus("gad", "gail")),
+        ),
+        "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
+    ),
+    Row(
+        "GRPO with the exact reward (the oracle: the headroom)",
+        "SFT at its best temperature",
+        "pretrained base, 128",
+        (("", _pretrained_versus("oracle")), ("forward", _pretrained_versus("oracle", metric="forward_kl"))),
+        "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
     ),
 )
 # Earlier readings, 3 seeds each (seeds 0 to 2 chose the distil settings)
@@ -852,7 +898,7 @@ CHECKER_ROWS = (
 )
 
 # The README's table: every use of the larger model in the distil regime, then the memorise regime's adversarial rows
-README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS)
+README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS, *PRETRAINED_ROWS)
 
 TABLES = {
     "readme_results": lambda: summary_table(README_ROWS, readme=True),
@@ -867,6 +913,9 @@ TABLES = {
     "memorise_long": lambda: summary_table(LONG_ROWS),
     "verifier": lambda: summary_table(CHECKER_ROWS),
     "memorise_long_rows": lambda: counterfactual_rows(MEMORISE_LONG),
+    "pretrained_counterfactuals": lambda: summary_table(PRETRAINED_ROWS),
+    "pretrained_counterfactual_rows": lambda: counterfactual_rows(PRETRAINED_COUNTERFACTUALS),
+    "pretrained_counterfactual_pairs": lambda: counterfactual_pairs(PRETRAINED_COUNTERFACTUALS),
     "benchmark_settings": benchmark_settings,
     "costs": costs,
 }
