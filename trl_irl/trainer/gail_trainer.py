@@ -76,9 +76,10 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     Jensen-Shannon), and GRPO maximises it. Alternating the two makes the policy's responses indistinguishable from
     the demonstrations: a mode-seeking match of the expert's response distribution that needs no preference data.
 
-    Everything else is GRPO's: generation (including vLLM), the group baseline, the reference model and `beta`,
-    PEFT, logging. The discriminator reaches GRPO as a reward function (see `trl_irl/rewards.py`), which is updated
-    on each generation batch before (or after, `disc_scoring`) it scores the batch.
+    Everything else is GRPO's: generation (vLLM's path is GRPO's, untested with this trainer), the group baseline,
+    the reference model and `beta`, PEFT, logging. The discriminator reaches GRPO as a reward function (see
+    `trl_irl/rewards.py`), which is updated on each generation batch before (or after, `disc_scoring`) it scores the
+    batch.
 
     Args:
         model (`str` or [`~transformers.PreTrainedModel`]): the policy, as for `GRPOTrainer`. Start it from an SFT
