@@ -80,12 +80,13 @@ def validate_seed(args, seed: int, finals: dict[str, dict]) -> dict:
     expert, training_prompts = expert_of(args.regime, seed)
     run_folder = f"{args.regime}-{args.num_demonstrations}-seed{seed}"
     paths = saved_models(args.work_dir, run_folder, finals)
+    judge_path = paths.pop(args.judge) if args.judge else None  # not ranked: its own samples score 0 by itself
     tokenizer = AutoTokenizer.from_pretrained(paths["sft"])
     prompts = expert.prompts(args.demonstrations, seed + 60_000, exclude=training_prompts)
     completions = expert.sample_responses(prompts, random.Random(seed + 61_000))
     heldout = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
     models = {name: AutoModelForCausalLM.from_pretrained(path) for name, path in paths.items()}
-    judge = AutoModelForCausalLM.from_pretrained(paths[args.judge]) if args.judge else None
+    judge = AutoModelForCausalLM.from_pretrained(judge_path) if judge_path else None
     results = evaluate(
         models,
         tokenizer,

@@ -900,6 +900,38 @@ CHECKER_ROWS = (
 # The README's table: every use of the larger model in the distil regime, then the memorise regime's adversarial rows
 README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS, *PRETRAINED_ROWS)
 
+# How far `trl-irl evaluate`'s proxies rank the methods as the exact divergences do (benchmarks/proxy_validation.py)
+PROXY_VALIDATIONS = (
+    ("pretrained base, 128", "proxy_validation_pretrained"),
+    ("memorise, 32", "proxy_validation_memorise"),
+)
+PROXY_NAMES = {
+    "heldout_nll": "held-out NLL",
+    "judge_reverse_kl": "the larger SFT model as judge (reverse KL to it)",
+    "checker_miss": "a rule checker's misses",
+    "two_sample_accuracy": "two-sample test accuracy",
+    "length_gap": "length gap to the demonstrations",
+}
+EXACT_KL = ("reverse_kl", "forward_kl")
+
+
+def proxy_validation() -> str:
+    """Per regime and proxy: mean Spearman's correlation over seeds with the exact reverse and forward KL."""
+    lines = ["| proxy | where | seeds | with reverse KL | with forward KL |", "|---|---|---|---|---|"]
+    for regime, stem in PROXY_VALIDATIONS:
+        path = RESULTS / f"{stem}.json"
+        if not path.is_file():
+            continue
+        summary = json.loads(path.read_text())["summary"]
+        for proxy, name in PROXY_NAMES.items():
+            if proxy in summary:
+                by_metric = summary[proxy]
+                cells = [f"{by_metric[metric]['mean']:+.2f}" if metric in by_metric else "-" for metric in EXACT_KL]
+                seeds = max(value["seeds"] for value in by_metric.values())
+                lines.append(f"| {name} | {regime} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 TABLES = {
     "readme_results": lambda: summary_table(README_ROWS, readme=True),
     "counterfactuals": lambda: summary_table(COUNTERFACTUAL_ROWS),
@@ -916,6 +948,7 @@ TABLES = {
     "pretrained_counterfactuals": lambda: summary_table(PRETRAINED_ROWS),
     "pretrained_counterfactual_rows": lambda: counterfactual_rows(PRETRAINED_COUNTERFACTUALS),
     "pretrained_counterfactual_pairs": lambda: counterfactual_pairs(PRETRAINED_COUNTERFACTUALS),
+    "proxy_validation": proxy_validation,
     "benchmark_settings": benchmark_settings,
     "costs": costs,
 }
