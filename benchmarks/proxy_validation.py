@@ -6,7 +6,8 @@
         --sweeps benchmarks/results/counterfactuals_pretrained --output docs/results/proxy_validation_pretrained.json
 
 A counterfactuals sweep whose regime keeps every method's end (`save_models`) leaves, per seed, each method's final
-policy and its exact reverse and forward KL from the synthetic expert (at temperature 1). Here each seed's policies
+policy and its exact reverse and forward KL from the expert at temperature 1 (the synthetic expert's, or in the
+distil regime the teacher's, estimated from samples with its exact log-probabilities). Here each seed's policies
 go through `trl_irl.evaluation.evaluate` as a user's would, on held-out demonstrations of the same expert (fresh
 prompts, none trained on, `--demonstrations` of them), sampled at temperature 1: the held-out NLL, the rule checker's
 score (the expert's support, as a user's task checker), the two-sample test (a fresh head on the seed's SFT
@@ -20,16 +21,16 @@ demonstrations that puts the 95% interval of the mean difference within +-0.05 n
 import argparse
 import json
 import math
-import random
 import statistics
 from pathlib import Path
 
 from scipy import stats
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trl_irl.benchmark.comparison import heldout_demonstrations
 from trl_irl.benchmark.pretraining import NARROW_RULES
 from trl_irl.benchmark.synthetic import ExpertSupportChecker, SyntheticExpert
-from trl_irl.benchmark.teacher import MAX_NEW_TOKENS
+from trl_irl.benchmark.teacher import MAX_NEW_TOKENS, load_teacher
 from trl_irl.evaluation import evaluate
 
 
@@ -42,15 +43,21 @@ HALF_WIDTH = 0.05
 NOT_METHODS = {"base", "large_base", "teacher", "pretrained_base", "initial"}
 
 
-def expert_of(regime: str, seed: int) -> tuple[SyntheticExpert, set[str]]:
-    """The seed's synthetic expert as `run_comparison` builds it, and the prompts its demonstrations used."""
+def expert_of(regime: str, seed: int, run_folder: Path, tokenizer) -> tuple[object, set[str], SyntheticExpert]:
+    """
+    The seed's expert as `run_comparison` builds it (the distil regime's: its teacher, saved in the run), the prompts
+    its demonstrations used, and the rules a checker checks (the synthetic expert, or the rules the teacher learned).
+    """
     if regime == "pretrained":
-        expert, count = SyntheticExpert("rules", seed=seed, rules=NARROW_RULES), 128
-    elif regime == "memorise":
-        expert, count = SyntheticExpert("memorise", seed=seed), 32
-    else:
-        raise ValueError(f"No saved expert for the {regime!r} regime (its expert is a teacher LM or not kept).")
-    return expert, set(expert.demonstrations(count, seed=seed)["prompt"])
+        expert = SyntheticExpert("rules", seed=seed, rules=NARROW_RULES)
+        return expert, set(expert.demonstrations(128, seed=seed)["prompt"]), expert
+    if regime == "memorise":
+        expert = SyntheticExpert("memorise", seed=seed)
+        return expert, set(expert.demonstrations(32, seed=seed)["prompt"]), expert
+    # The distil regime: the teacher's demonstrations are its samples of these prompts (`TeacherExpert.demonstrations`)
+    rules = SyntheticExpert("rules", seed=seed)
+    teacher = load_teacher(run_folder / "teacher", tokenizer, rules)
+    return teacher, set(rules.prompts(2048, seed)), rules
 
 
 def exact_finals(sweeps: Path, regime: str) -> dict[int, dict[str, dict]]:
@@ -77,13 +84,13 @@ def saved_models(work_dir: Path, run_folder: str, methods) -> dict[str, Path]:
 
 
 def validate_seed(args, seed: int, finals: dict[str, dict]) -> dict:
-    expert, training_prompts = expert_of(args.regime, seed)
     run_folder = f"{args.regime}-{args.num_demonstrations}-seed{seed}"
     paths = saved_models(args.work_dir, run_folder, finals)
     judge_path = paths.pop(args.judge) if args.judge else None  # not ranked: its own samples score 0 by itself
     tokenizer = AutoTokenizer.from_pretrained(paths["sft"])
-    prompts = expert.prompts(args.demonstrations, seed + 60_000, exclude=training_prompts)
-    completions = expert.sample_responses(prompts, random.Random(seed + 61_000))
+    expert, training_prompts, rules = expert_of(args.regime, seed, args.work_dir / "base" / run_folder, tokenizer)
+    prompts = rules.prompts(args.demonstrations, seed + 60_000, exclude=training_prompts)
+    prompts, completions = heldout_demonstrations(expert, prompts, seed + 61_000)
     heldout = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
     models = {name: AutoModelForCausalLM.from_pretrained(path) for name, path in paths.items()}
     judge = AutoModelForCausalLM.from_pretrained(judge_path) if judge_path else None
@@ -92,7 +99,7 @@ def validate_seed(args, seed: int, finals: dict[str, dict]) -> dict:
         tokenizer,
         heldout,
         judge=judge,
-        checkers={"checker": ExpertSupportChecker(expert, tokenizer)},
+        checkers={"checker": ExpertSupportChecker(rules, tokenizer)},
         temperatures=(1.0,),
         samples_per_prompt=args.samples_per_prompt,
         max_new_tokens=MAX_NEW_TOKENS,
@@ -162,7 +169,7 @@ def summarise(per_seed: dict[int, dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--regime", choices=("pretrained", "memorise"), required=True)
+    parser.add_argument("--regime", choices=("pretrained", "memorise", "distil"), required=True)
     parser.add_argument("--num-demonstrations", type=int, default=None, help="The sweep's (default: the regime's).")
     parser.add_argument("--work-dir", type=Path, required=True, help="The counterfactuals sweep's `--work-dir`.")
     parser.add_argument("--sweeps", type=Path, required=True, help="The counterfactuals sweep's `--output-dir`.")
@@ -174,7 +181,9 @@ def main() -> None:
     )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    args.num_demonstrations = args.num_demonstrations or {"pretrained": 128, "memorise": 32}[args.regime]
+    args.num_demonstrations = (
+        args.num_demonstrations or {"pretrained": 128, "memorise": 32, "distil": 2048}[args.regime]
+    )
     per_seed = {}
     for seed, finals in sorted(exact_finals(args.sweeps, args.regime).items()):
         if args.seeds and seed not in args.seeds:
