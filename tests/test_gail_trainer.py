@@ -308,6 +308,36 @@ class TestGAILTrainer:
             train_dataset=prompt_completion_dataset,
         )
 
+    def test_one_model_object_as_policy_and_discriminator_is_refused(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset
+    ):
+        import copy
+
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+        # The same object, and a shallow copy that holds the same parameter tensors: two optimizers would step them
+        for discriminator in (model, copy.copy(model)):
+            with pytest.raises(ValueError, match="`discriminator` shares parameters with `model`"):
+                GAILTrainer(
+                    model=model,
+                    discriminator=discriminator,
+                    processing_class=tokenizer,
+                    args=_config(tmp_path),
+                    train_dataset=prompt_completion_dataset,
+                )
+        # Its own copy is the user's to give
+        trainer = GAILTrainer(
+            model=model,
+            discriminator=copy.deepcopy(model),
+            processing_class=tokenizer,
+            args=_config(tmp_path),
+            train_dataset=prompt_completion_dataset,
+        )
+        policy = {parameter.data_ptr() for parameter in trainer.model.parameters()}
+        assert not policy & {parameter.data_ptr() for parameter in trainer.discriminator.model.parameters()}
+
     @pytest.mark.parametrize(("warmup", "warned"), [(2, True), (1, False)])
     def test_a_warm_up_covering_the_whole_run_is_warned_about(
         self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog, warmup, warned

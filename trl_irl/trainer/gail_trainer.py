@@ -1,5 +1,6 @@
 import textwrap
 
+import torch
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
 from transformers.utils import logging
@@ -43,13 +44,30 @@ logger = logging.get_logger(__name__)
 require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
 
 
-def _check_discriminator_choice(discriminator, discriminator_peft_config, args: GAILConfig) -> None:
+def _shares_parameters(model, discriminator) -> bool:
+    """Whether two model objects hold any parameter tensor in common (one object twice, or one built on the other)."""
+    if not (isinstance(model, torch.nn.Module) and isinstance(discriminator, torch.nn.Module)):
+        return False
+    storage = {parameter.data_ptr() for parameter in model.parameters()} - {0}  # 0: meta tensors hold no storage
+    return any(parameter.data_ptr() in storage for parameter in discriminator.parameters())
+
+
+def _check_discriminator_choice(model, discriminator, discriminator_peft_config, args: GAILConfig) -> None:
     """
     Refuse discriminator settings that contradict each other, or that would leave the policy unmoved: the default
     likelihood-ratio discriminator starts as a copy of the policy, so its logit `log q_phi - log pi` is 0 for every
     completion; frozen, it stays a copy of the start, every reward of the first batch is the same and the policy
-    never moves: a run that trains to its end and does nothing.
+    never moves: a run that trains to its end and does nothing. And one model in two roles, which two optimizers
+    would step.
     """
+    if _shares_parameters(model, discriminator):
+        raise ValueError(
+            "`discriminator` shares parameters with `model` (the same object, or one built on the other's weights): "
+            "the policy's optimizer and the discriminator's would both step them. Give the discriminator its own "
+            "copy (`copy.deepcopy(model)`, or a path to load it from), or leave it unset for a copy of the policy's "
+            "checkpoint; to share the policy's base model on purpose, give a PEFT policy and "
+            "`disc_shares_policy_base=True`."
+        )
     if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
         raise ValueError(
             "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
@@ -154,7 +172,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
-        _check_discriminator_choice(discriminator, discriminator_peft_config, args)
+        _check_discriminator_choice(model, discriminator, discriminator_peft_config, args)
         check_reward_weights(args.reward_weights)
         check_tokenizer_given(model, processing_class)
         train_dataset, eval_dataset = prepare_train_and_eval(train_dataset, eval_dataset)
