@@ -227,6 +227,31 @@ def test_likelihood_reward_refuses_a_directory_of_another_kind_of_model(tiny_mod
     assert LikelihoodReward.from_pretrained(tiny_model_path).model.training is False  # a causal LM loads
 
 
+def test_likelihood_reward_refuses_completion_ids_of_another_vocabulary(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    from trl_irl import LikelihoodReward
+    from trl_irl.benchmark.tiny_models import build_tiny_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    # Another model family's tokenizer: the same texts, other ids (its merges of these words are ids the policy's
+    # tokenizer gives to other pieces)
+    other = build_tiny_tokenizer(["the quick brown fox jumps over the lazy dog"] * 4, vocab_size=300)
+    completions = [" the quick brown fox", " the lazy dog"]
+    prompts = ["Count from 1 by 1, 3 numbers:", "Count from 5 by 2, 2 numbers:"]
+
+    def ids_of(tokenizer_):
+        return [tokenizer_(c, add_special_tokens=False)["input_ids"] + [tokenizer_.eos_token_id] for c in completions]
+
+    reward = LikelihoodReward(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer)
+    assert tokenizer.batch_decode(ids_of(other), skip_special_tokens=True) != completions
+    with pytest.raises(ValueError, match=r"decodes the completion ids it was given to other text.*share the policy's"):
+        reward(prompts, completions, ids_of(other))
+    # The policy's own ids pass, and are scored
+    reward = LikelihoodReward(AutoModelForCausalLM.from_pretrained(tiny_model_path), tokenizer)
+    assert len(reward(prompts, completions, ids_of(tokenizer))) == 2
+
+
 def test_likelihood_reward_refuses_a_tokenizer_without_padding_when_built(tiny_model_path):
     from transformers import AutoModelForCausalLM
 

@@ -142,6 +142,7 @@ class LikelihoodReward:
             )
         self.model, self.tokenizer, self.temperature = model.eval(), tokenizer, temperature
         self.micro_batch_size, self.device = micro_batch_size, device
+        self._vocabulary_checked = False
 
     @classmethod
     def from_pretrained(
@@ -172,7 +173,38 @@ class LikelihoodReward:
         if self.model.device != torch.device(self.device):
             self.model.to(self.device)
 
+    def _check_vocabulary(self, completions: list, completion_ids: list) -> None:
+        """
+        Refuse, at the first call, completion ids its tokenizer does not decode to the completions' text: ids of
+        another vocabulary (a policy of another model family) would be scored as if they were its own. Every
+        non-empty completion must differ for a refusal (another vocabulary garbles them all; special tokens and
+        surrounding spaces are left out of the comparison).
+        """
+        self._vocabulary_checked = True
+        special = [token for token in self.tokenizer.all_special_tokens if token]
+
+        def normalised(text: str) -> str:
+            for token in special:
+                text = text.replace(token, "")
+            return text.strip()
+
+        pairs = [
+            (completion[-1]["content"] if isinstance(completion, list) else completion, ids)
+            for completion, ids in zip(completions, completion_ids, strict=True)
+            if len(ids)
+        ]
+        decoded = [self.tokenizer.decode(ids, skip_special_tokens=True) for _, ids in pairs]
+        if pairs and all(normalised(text) != normalised(d) for (text, _), d in zip(pairs, decoded, strict=True)):
+            raise ValueError(
+                f"The tokenizer of `LikelihoodReward` ({self.tokenizer.name_or_path!r}) decodes the completion ids it "
+                f"was given to other text than the completions' (e.g. {decoded[0]!r} for {pairs[0][0]!r}): the ids "
+                "come from another vocabulary, and a reward model must share the policy's tokenizer. Use a reward "
+                "model of the policy's family (or score the text with your own reward function)."
+            )
+
     def __call__(self, prompts: list, completions: list, completion_ids: list, **kwargs) -> list[float]:
+        if not self._vocabulary_checked:
+            self._check_vocabulary(completions, completion_ids)
         self._on_scoring_device()
         prompt_ids = generation_prompt_ids(self.tokenizer, prompts)
         rewards, _ = summed_log_probs(
