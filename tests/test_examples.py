@@ -153,4 +153,13 @@ def test_the_evaluation_runs_from_its_example(tmp_path, tiny_model_path, prompt_
     main(["evaluate", "--config", local, "--max_new_tokens", "6", "--temperatures", "1.0", "0.7"])
     record = json.loads((tmp_path / "evaluation.json").read_text())
     assert list(record["models"]) == ["sft", "distillation", "gail"]  # SFT first: the reference
-    assert [comparison["reference"] for comparison in record["comparisons"]] == ["sft", "sft"]
+    # Each model against SFT, by held-out NLL and by the judge's reverse KL
+    compared = [
+        (comparison["method"], comparison["reference"], comparison["metric"]) for comparison in record["comparisons"]
+    ]
+    assert compared == [
+        ("distillation", "sft", "heldout_nll"),
+        ("gail", "sft", "heldout_nll"),
+        ("distillation", "sft", "judge_reverse_kl"),
+        ("gail", "sft", "judge_reverse_kl"),
+    ]
