@@ -174,6 +174,26 @@ class TestDiscriminator:
         for a, b in zip(resumed.model.parameters(), continued.model.parameters(), strict=True):
             torch.testing.assert_close(a, b)
 
+    def test_a_resume_keeps_the_optimizer_s_moments_and_takes_the_new_learning_rate(
+        self, tmp_path, tiny_model_path, caplog
+    ):
+        # The saturation warning's advice, a lower `disc_learning_rate` and a resume, must be what happens
+        expert, policy = _texts()
+        trained = _discriminator(tiny_model_path, learning_rate=3e-3)
+        trained.update(expert, policy)
+        trained.save_pretrained(tmp_path)
+        trained.save_state(tmp_path)
+        resumed = _discriminator(tiny_model_path, learning_rate=1e-4)
+        with caplog.at_level("WARNING"):
+            resumed.load(tmp_path)
+        assert [group["lr"] for group in resumed.optimizer.param_groups] == [1e-4] * len(
+            trained.optimizer.param_groups
+        )
+        assert "learning rate 0.0001 of this run's settings" in caplog.text and "written at 0.003" in caplog.text
+        saved = trained.optimizer.state_dict()["state"]
+        for index, state in resumed.optimizer.state_dict()["state"].items():
+            torch.testing.assert_close(state["exp_avg"], saved[index]["exp_avg"])
+
     def test_each_process_resumes_its_own_replay_buffer_and_random_state(self, tmp_path, tiny_model_path):
         expert, policy = _texts()
         process_0 = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)

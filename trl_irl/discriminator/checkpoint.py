@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from transformers.utils import logging
 
 
+logger = logging.get_logger(__name__)
 STATE_FILE = "discriminator_state.pt"
 
 
@@ -125,7 +127,24 @@ def load(discriminator, directory: str | Path, process_index: int = 0) -> None:
     discriminator.parallel.load_optimizer_state_dict(
         discriminator.model, discriminator.optimizer, shared_state["optimizer"]
     )
+    _take_the_new_learning_rate(discriminator)
     discriminator.replay_buffer.load_state_dict(own_state)
+
+
+def _take_the_new_learning_rate(discriminator) -> None:
+    """
+    The optimizer's moments come from the checkpoint, its learning rate from this run's settings: loading an
+    optimizer's state puts back the rate it was saved with, which would make resuming with a lower
+    `disc_learning_rate` (the advice of the saturation warning) silently change nothing.
+    """
+    saved = sorted({group["lr"] for group in discriminator.optimizer.param_groups})
+    for group in discriminator.optimizer.param_groups:
+        group["lr"] = discriminator.learning_rate
+    if saved != [discriminator.learning_rate]:
+        logger.warning(
+            f"Resuming the discriminator at the learning rate {discriminator.learning_rate:g} of this run's settings; "
+            f"its checkpoint was written at {', '.join(f'{rate:g}' for rate in saved)}."
+        )
 
 
 def _check_complete(directory: Path, weights_file: Path, state_file: Path, process_file: Path) -> None:
