@@ -904,6 +904,7 @@ README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_R
 PROXY_VALIDATIONS = (
     ("pretrained base, 128", "proxy_validation_pretrained"),
     ("memorise, 32", "proxy_validation_memorise"),
+    ("distil, 2048", "proxy_validation_distil"),
 )
 PROXY_NAMES = {
     "heldout_nll": "held-out NLL",

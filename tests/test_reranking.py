@@ -100,6 +100,37 @@ def test_likelihood_ratio_reward_is_the_difference_of_the_two_likelihoods(tiny_m
     assert all(abs(value) > 1e-3 for value in ratio)
 
 
+def test_a_reward_model_or_its_path_is_taken_as_grpo_takes_it(tmp_path, model_and_tokenizer, tiny_model_path):
+    from transformers import AutoModelForSequenceClassification
+
+    model, tokenizer = model_and_tokenizer
+    torch.manual_seed(0)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    reward_model.config.pad_token_id = tokenizer.pad_token_id
+    reward_model.save_pretrained(tmp_path / "reward")
+    tokenizer.save_pretrained(tmp_path / "reward")
+
+    def by_hand(prompts, completions, **kwargs):
+        # One text at a time, unpadded: the logit GRPO reads from the right-padded batch
+        scores = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            inputs = tokenizer(prompt + completion, add_special_tokens=False, return_tensors="pt")
+            with torch.no_grad():
+                scores.append(reward_model(**inputs).logits[0, 0].item())
+        return scores
+
+    arguments = {"n": 3, "max_new_tokens": 6, "seed": 1}
+    expected = best_of_n(model, tokenizer, PROMPTS, by_hand, **arguments)
+    for reward in (str(tmp_path / "reward"), reward_model):
+        kept = best_of_n(model, tokenizer, PROMPTS, reward, **arguments)
+        assert kept["completion"] == expected["completion"]
+        assert kept["score"] == pytest.approx(expected["score"], abs=1e-5)
+    with pytest.raises(ValueError, match="scores with one label"):
+        best_of_n(model, tokenizer, PROMPTS, AutoModelForSequenceClassification.from_pretrained(tiny_model_path))
+    with pytest.raises(TypeError, match="`reward` must be a reward function, a reward model or its path"):
+        best_of_n(model, tokenizer, PROMPTS, 3)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

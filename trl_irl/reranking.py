@@ -67,16 +67,77 @@ def sample_completion_ids(
     return completions
 
 
+class SequenceClassifierReward:
+    """
+    A reward model (a sequence classifier with one label, as `RewardTrainer` trains) as a GRPO reward function,
+    scoring as `GRPOTrainer` scores a model in its `reward_funcs`: the prompt and completion as one text (a
+    conversation through the reward tokenizer's chat template), right-padded, without special tokens added, its logit
+    the score.
+    """
+
+    __name__ = "reward_model"
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase):
+        if getattr(model.config, "num_labels", None) != 1:
+            raise ValueError(
+                f"A reward model scores with one label; {type(model).__name__} has "
+                f"{getattr(model.config, 'num_labels', None)} (load it with `AutoModelForSequenceClassification` "
+                "and `num_labels=1`)."
+            )
+        if tokenizer.pad_token_id is None:
+            raise ValueError(f"The reward model's tokenizer ({tokenizer.name_or_path!r}) has no padding token.")
+        self.model, self.tokenizer = model.eval(), tokenizer
+
+    @torch.no_grad()
+    def __call__(self, prompts: list, completions: list, **kwargs) -> list[float]:
+        from trl.data_utils import apply_chat_template
+
+        if is_conversational({"prompt": prompts[0]}):
+            texts = [
+                apply_chat_template({"messages": prompt + completion}, self.tokenizer)["text"]
+                for prompt, completion in zip(prompts, completions, strict=True)
+            ]
+        else:
+            texts = [prompt + completion for prompt, completion in zip(prompts, completions, strict=True)]
+        inputs = self.tokenizer(
+            text=texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False
+        ).to(self.model.device)
+        return self.model(**inputs).logits[:, 0].tolist()
+
+
+def as_reward_function(reward, tokenizer: PreTrainedTokenizerBase | None = None) -> Callable:
+    """
+    `reward` as a function of `(prompts=, completions=, completion_ids=)`: a callable as it is; a reward model, or
+    the path or Hub id of one, as `GRPOTrainer` takes them (`SequenceClassifierReward`, with `tokenizer` or its own).
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if isinstance(reward, str):
+        model = AutoModelForSequenceClassification.from_pretrained(reward, num_labels=1)
+        return SequenceClassifierReward(model, tokenizer or AutoTokenizer.from_pretrained(reward))
+    if isinstance(reward, PreTrainedModel):
+        if tokenizer is None and not reward.name_or_path:
+            raise ValueError("A reward model built in memory needs its tokenizer: pass `reward_tokenizer`.")
+        return SequenceClassifierReward(reward, tokenizer or AutoTokenizer.from_pretrained(reward.name_or_path))
+    if not callable(reward):
+        raise TypeError(
+            f"`reward` must be a reward function, a reward model or its path, as GRPO's `reward_funcs` take; got "
+            f"{type(reward).__name__}."
+        )
+    return reward
+
+
 def best_of_n(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: list,
-    reward: Callable,
+    reward: Callable | PreTrainedModel | str,
     n: int = 4,
     temperature: float = 1.0,
     max_new_tokens: int = 64,
     prompts_per_batch: int | None = None,
     seed: int | None = None,
+    reward_tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> Dataset:
     """
     Sample `n` completions of each prompt from `model` and keep the one `reward` scores highest.
@@ -85,14 +146,17 @@ def best_of_n(
         model ([`~transformers.PreTrainedModel`]): the causal LM to sample from (a policy, an SFT checkpoint).
         tokenizer ([`~transformers.PreTrainedTokenizerBase`]): its tokenizer; needs a padding token.
         prompts (`list`): texts, or conversations (lists of messages) rendered with the chat template.
-        reward (`Callable`): a GRPO reward function, `reward(prompts=, completions=, completion_ids=)` returning one
-            float per completion: a `LikelihoodReward` (AIRL's reward model), a `LikelihoodRatioReward`, or any
-            function a `GRPOTrainer` takes.
+        reward (`Callable`, [`~transformers.PreTrainedModel`] or `str`): what a `GRPOTrainer` takes as a reward: a
+            function `reward(prompts=, completions=, completion_ids=)` returning one float per completion (a
+            `LikelihoodReward`, AIRL's reward model; a `LikelihoodRatioReward`), or a reward model (a sequence
+            classifier with one label, as `RewardTrainer` trains), or its path or Hub id, scored as GRPO scores it.
         n (`int`, *optional*, defaults to `4`): samples per prompt; `n=1` is plain sampling.
         temperature (`float`, *optional*, defaults to `1.0`): the sampling temperature (no top-k or top-p).
         max_new_tokens (`int`, *optional*, defaults to `64`): the longest completion.
         prompts_per_batch (`int`, *optional*): prompts sampled at a time (each gives `n` rows); default: all.
         seed (`int`, *optional*): seeds the sampling without touching the global random state.
+        reward_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): a reward model's tokenizer; default:
+            the one saved with it.
 
     Returns:
         [`~datasets.Dataset`] with `prompt`, `completion` (text, or a list with one assistant message for
@@ -111,6 +175,7 @@ def best_of_n(
         raise ValueError(f"`prompts` must be a list of prompts, got one {type(prompts).__name__}: wrap it in a list.")
     if not prompts:
         raise ValueError("`prompts` is empty: there is nothing to sample.")
+    reward = as_reward_function(reward, reward_tokenizer)
     conversational = is_conversational({"prompt": prompts[0]})
     was_training = model.training
     model.eval()
