@@ -67,6 +67,24 @@ def test_the_step_recorded_beside_the_final_model_wins_over_the_planned_end(tmp_
     assert (checkpoints.policy_step, checkpoints.discriminator_step) == (1000, 2500)
 
 
+def test_checkpoints_of_two_runs_in_one_directory_are_warned_about_naming_what_was_chosen(tmp_path, caplog):
+    # A first run planned 3000 steps; a second, written to the same directory, 1000
+    run = fake_sft_run(tmp_path / "sft", [1500, 3000], max_steps=3000)
+    for step in (500, 1000):
+        checkpoint = fake_sft_run(tmp_path / f"other-{step}", [step], max_steps=1000, final_model=False)
+        (checkpoint / f"checkpoint-{step}").rename(run / f"checkpoint-{step}")
+    with caplog.at_level("WARNING"):
+        checkpoints = sft_run_checkpoints(run)
+    assert "runs that planned different ends (max_steps 1000: checkpoint-500, checkpoint-1000; max_steps 3000" in (
+        caplog.text
+    )
+    assert f"starts from checkpoint-{checkpoints.policy_step}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        sft_run_checkpoints(fake_sft_run(tmp_path / "one-run", [1500, 3000], max_steps=3000))
+    assert "planned different ends" not in caplog.text
+
+
 def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):
     run = fake_sft_run(tmp_path / "sft", [1000, 2000], final_model=False)
 

@@ -152,4 +152,31 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     target = policy_at * end_step
     # Nearest to the target; of two as near, the earlier one
     policy_step = min(earlier, key=lambda step: (abs(step - target), step))
+    _warn_if_more_than_one_run(output_dir, checkpoints, policy_step, end_step)
     return SFTRunCheckpoints(str(earlier[policy_step]), str(end), policy_step, end_step)
+
+
+def _warn_if_more_than_one_run(
+    output_dir: Path, checkpoints: dict[int, Path], policy_step: int, end_step: int
+) -> None:
+    """
+    Checkpoints whose runs planned different ends (`max_steps` in their `trainer_state.json`) come from more than one
+    run written to one directory, or from a run resumed with a longer schedule: say which were chosen, since the first
+    would start the policy and the discriminator from different runs.
+    """
+    by_plan: dict[int, list[int]] = {}
+    for step, path in sorted(checkpoints.items()):
+        if (planned := _trainer_state(path).get("max_steps")) is not None:
+            by_plan.setdefault(planned, []).append(step)
+    if len(by_plan) > 1:
+        groups = "; ".join(
+            f"max_steps {plan}: " + ", ".join(f"{PREFIX_CHECKPOINT_DIR}-{step}" for step in steps)
+            for plan, steps in sorted(by_plan.items())
+        )
+        logger.warning(
+            f"{str(output_dir)!r} holds checkpoints of runs that planned different ends ({groups}): more than one SFT "
+            "run, or one resumed with a longer schedule. The policy starts from "
+            f"{PREFIX_CHECKPOINT_DIR}-{policy_step} and the discriminator from step {end_step}; if they belong to "
+            "different runs, give each run its own `output_dir` or pass the two checkpoints yourself (`model=`, "
+            "`discriminator=`)."
+        )
