@@ -26,6 +26,12 @@ SFT_FIELDS = (
     "teacher_hidden_size",
     "teacher_num_hidden_layers",
     "teacher_steps",
+    # Early stopping picks the checkpoint kept; the pretrained regime's base is what SFT starts from
+    "sft_early_stopping",
+    "sft_eval_every",
+    "num_validation_demonstrations",
+    "pretraining_steps",
+    "pretraining_examples",
 )
 
 
