@@ -15,7 +15,9 @@ time allows (`--extras`), AIRL trained and frozen, the oracle and GAIL with GAD'
 policy's own start (`gad`). Each seed's jobs are `imitation_sweep.py` runs
 with one thread each, two at a time (the machine's two cores), sharing the seed's teacher and SFT checkpoints; every
 job writes its own JSON as soon as it ends. In the memorise regime (`--regime memorise`: 32 demonstrations of 8
-prompts, an exact expert, no teacher's logits) the same uses of a larger SFT model are trained, less the ceiling.
+prompts, an exact expert, no teacher's logits) the same uses of a larger SFT model are trained, less the ceiling. In
+the pretrained regime (`--regime pretrained`: a base pretrained on every rule, 128 demonstrations of a narrower
+expert, SFT early-stopped) no larger model exists: GAIL, AIRL and GAD from the policy's own start, and the oracle.
 
 A job whose JSON is already in the output folder is skipped, so that `--extras --jobs airl airl_frozen` adds AIRL to
 seeds already run; `--set KEY=VALUE` passes settings to every job (`eval_every=480`: fewer evaluations, the same
