@@ -308,10 +308,10 @@ def proxy_agreement(results: dict, proxy: str = "heldout_nll") -> dict[str, floa
     }
     if len(ends) < 3:
         return {}
-    frame = pd.DataFrame.from_dict(ends, orient="index")
-    return {
-        metric: float(frame[proxy].corr(frame[metric], method="spearman")) for metric in ("reverse_kl", "forward_kl")
-    }
+    # Spearman's correlation as Pearson's of the ranks: `Series.corr(method="spearman")` would need scipy, which the
+    # demo's core install does not have
+    ranks = pd.DataFrame.from_dict(ends, orient="index").rank()
+    return {metric: float(ranks[proxy].corr(ranks[metric])) for metric in ("reverse_kl", "forward_kl")}
 
 
 def results_table(results: dict) -> str:
