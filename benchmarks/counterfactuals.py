@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trl_irl.benchmark.choices import CHECKER_METHODS
+from trl_irl.benchmark.comparison import ends_agreement
 from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics
 
 
@@ -336,19 +337,14 @@ def _merged_with(previous: list[Path], by_seed: dict[int, dict[str, dict]]) -> d
 def proxy_agreement(by_seed: dict[int, dict[str, dict]], proxy: str = "heldout_nll") -> dict:
     """
     How well a proxy a user has ranks the methods as the exact divergences do: per seed, Spearman's correlation
-    between `proxy` and each metric over the methods' ends that have it (temperature rows left out), and the mean.
+    between `proxy` and each metric over the methods' ends that have it (`comparison.ends_agreement`), and the mean.
     """
-    from scipy import stats
-
+    per_seed = {seed: ends_agreement(rows, proxy) for seed, rows in sorted(by_seed.items())}
     agreement = {}
     for metric in METRICS:
-        per_seed = {}
-        for seed, rows in sorted(by_seed.items()):
-            ends = [row for name, row in rows.items() if "temperature" not in name and proxy in row and metric in row]
-            if len(ends) >= 3:
-                per_seed[seed] = stats.spearmanr([row[proxy] for row in ends], [row[metric] for row in ends]).statistic
-        if per_seed:
-            agreement[metric] = {"per_seed": per_seed, "mean": statistics.fmean(per_seed.values())}
+        values = {seed: by_metric[metric] for seed, by_metric in per_seed.items() if by_metric}
+        if values:
+            agreement[metric] = {"per_seed": values, "mean": statistics.fmean(values.values())}
     return agreement
 
 

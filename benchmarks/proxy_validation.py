@@ -24,10 +24,9 @@ import math
 import statistics
 from pathlib import Path
 
-from scipy import stats
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trl_irl.benchmark.comparison import heldout_demonstrations
+from trl_irl.benchmark.comparison import ends_agreement, heldout_demonstrations
 from trl_irl.benchmark.pretraining import NARROW_RULES
 from trl_irl.benchmark.synthetic import ExpertSupportChecker, SyntheticExpert
 from trl_irl.benchmark.teacher import MAX_NEW_TOKENS, load_teacher
@@ -131,15 +130,11 @@ def validate_seed(args, seed: int, finals: dict[str, dict]) -> dict:
             spread = statistics.stdev(differences)
             methods[name]["heldout_nll_difference_sd"] = spread
             methods[name]["demonstrations_for_half_width"] = math.ceil((1.96 * spread / HALF_WIDTH) ** 2)
-    correlations = {}
-    for proxy in PROXIES:
-        if all(row[proxy] is not None for row in methods.values()) and len(methods) >= 3:
-            values = [row[proxy] for row in methods.values()]
-            correlations[proxy] = {
-                metric: stats.spearmanr(values, [row[metric] for row in methods.values()]).statistic
-                for metric in EXACT
-            }
-    return {"methods": methods, "spearman": correlations}
+    correlations = {proxy: ends_agreement(methods, proxy) for proxy in PROXIES}
+    return {
+        "methods": methods,
+        "spearman": {proxy: by_metric for proxy, by_metric in correlations.items() if by_metric},
+    }
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:

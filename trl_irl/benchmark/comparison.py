@@ -297,21 +297,26 @@ def run_comparison(settings: ComparisonSettings, output_dir: str | Path, log=pri
 def proxy_agreement(results: dict, proxy: str = "heldout_nll") -> dict[str, float]:
     """
     How this run's `proxy` (one a user without the expert has: the held-out NLL) ranks its methods' ends against each
-    exact divergence: Spearman's correlation over the methods (temperature rows left out); empty below 3 methods.
+    exact divergence: `ends_agreement` over the methods' final metrics.
+    """
+    return ends_agreement({method: result["final"] for method, result in results["methods"].items()}, proxy)
+
+
+def ends_agreement(ends: dict[str, dict], proxy: str) -> dict[str, float]:
+    """
+    Spearman's correlation between `proxy` and each exact divergence over methods' final metrics (`ends`: method ->
+    metrics), leaving out temperature rows and ends without the proxy; empty below 3 methods.
     """
     import pandas as pd
 
-    ends = {
-        method: result["final"]
-        for method, result in results["methods"].items()
-        if "temperature" not in method and proxy in result["final"]
-    }
+    ends = {method: end for method, end in ends.items() if "temperature" not in method and end.get(proxy) is not None}
     if len(ends) < 3:
         return {}
+    metrics = ("reverse_kl", "forward_kl")
     # Spearman's correlation as Pearson's of the ranks: `Series.corr(method="spearman")` would need scipy, which the
     # demo's core install does not have
-    ranks = pd.DataFrame.from_dict(ends, orient="index").rank()
-    return {metric: float(ranks[proxy].corr(ranks[metric])) for metric in ("reverse_kl", "forward_kl")}
+    ranks = pd.DataFrame({key: [end[key] for end in ends.values()] for key in (proxy, *metrics)}).rank()
+    return {metric: float(ranks[proxy].corr(ranks[metric])) for metric in metrics}
 
 
 def results_table(results: dict) -> str:
