@@ -46,10 +46,7 @@ from pathlib import Path
 from trl_irl.benchmark.choices import CHECKER_METHODS
 from trl_irl.benchmark.comparison import ends_agreement
 from trl_irl.benchmark.paired import add_best_temperature_rows, paired_statistics
-
-
-# SFT's and every method's end sampled at these temperatures too (1.0 is the row itself): best temperatures from a grid
-TEMPERATURE_GRID = "(0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)"
+from trl_irl.benchmark.settings import TEMPERATURE_GRID
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from .choices import BY_NAME_ONLY, METHODS
 
 # Completions per prompt of every GRPO-based method (the group GRPO's baseline is taken over)
 NUM_GENERATIONS = 8
+# Where SFT's and every method's end are also sampled (1.0 is the row itself), for their best temperatures
+TEMPERATURE_GRID = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
 # The pretrained regime (issue 34): a base pretrained on every rule, 128 demonstrations of a narrower expert. Its
@@ -28,8 +30,8 @@ PRETRAINED_REGIME = {
     "eval_every": 25,
     "adversarial_batch_size": 64,
     "adversarial_learning_rate": 1e-4,
-    "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
-    "method_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+    "sft_temperatures": TEMPERATURE_GRID,
+    "method_temperatures": TEMPERATURE_GRID,
 }
 
 
@@ -192,8 +194,8 @@ class ComparisonSettings:
                 "adversarial_batch_size": 64,
                 "adversarial_learning_rate": 3e-4,
                 # SFT's best temperature from a grid, as a user would pick it (1.0 is the `sft` row itself)
-                "sft_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
-                "method_temperatures": (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3),
+                "sft_temperatures": TEMPERATURE_GRID,
+                "method_temperatures": TEMPERATURE_GRID,
             }
         if regime == "pretrained":
             settings |= PRETRAINED_REGIME
