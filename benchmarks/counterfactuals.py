@@ -90,6 +90,14 @@ REGIMES = {
             f"method_temperatures={TEMPERATURE_GRID}",
         ),
     ),
+    # 2048 demonstrations of the rule expert on unseen prompts, the two-checkpoint recipe (the policy from the middle
+    # of one SFT run, the discriminator from its end: frozen, the end's ratio to the middle is not 0), no larger model
+    "rules": Regime(
+        demonstrations=2048,
+        jobs={"base": ("sft",), "gail": ("gail",), "gail_frozen": ("gail_frozen",)},
+        settings=(f"sft_temperatures={TEMPERATURE_GRID}", f"method_temperatures={TEMPERATURE_GRID}"),
+        extras=("airl", "oracle"),
+    ),
     # A base pretrained on every rule, 128 demonstrations of a narrower rule expert, SFT early-stopped (issue 34).
     # No larger model exists: the likelihood ratio's discriminator is a copy of the policy's start, which frozen
     # rewards every completion 0 (the trainers refuse it; the policy would stay SFT's), so no frozen variants here

@@ -42,17 +42,19 @@ HALF_WIDTH = 0.05
 NOT_METHODS = {"base", "large_base", "teacher", "pretrained_base", "initial"}
 
 
-def expert_of(regime: str, seed: int, run_folder: Path, tokenizer) -> tuple[object, set[str], SyntheticExpert]:
+def expert_of(
+    regime: str, seed: int, num_demonstrations: int, run_folder: Path, tokenizer
+) -> tuple[object, set[str], SyntheticExpert]:
     """
     The seed's expert as `run_comparison` builds it (the distil regime's: its teacher, saved in the run), the prompts
     its demonstrations used, and the rules a checker checks (the synthetic expert, or the rules the teacher learned).
     """
     if regime == "pretrained":
         expert = SyntheticExpert("rules", seed=seed, rules=NARROW_RULES)
-        return expert, set(expert.demonstrations(128, seed=seed)["prompt"]), expert
-    if regime == "memorise":
-        expert = SyntheticExpert("memorise", seed=seed)
-        return expert, set(expert.demonstrations(32, seed=seed)["prompt"]), expert
+        return expert, set(expert.demonstrations(num_demonstrations, seed=seed)["prompt"]), expert
+    if regime in ("memorise", "rules"):
+        expert = SyntheticExpert(regime, seed=seed)
+        return expert, set(expert.demonstrations(num_demonstrations, seed=seed)["prompt"]), expert
     # The distil regime: the teacher's demonstrations are its samples of these prompts (`TeacherExpert.demonstrations`)
     rules = SyntheticExpert("rules", seed=seed)
     teacher = load_teacher(run_folder / "teacher", tokenizer, rules)
@@ -87,7 +89,9 @@ def validate_seed(args, seed: int, finals: dict[str, dict]) -> dict:
     paths = saved_models(args.work_dir, run_folder, finals)
     judge_path = paths.pop(args.judge) if args.judge else None  # not ranked: its own samples score 0 by itself
     tokenizer = AutoTokenizer.from_pretrained(paths["sft"])
-    expert, training_prompts, rules = expert_of(args.regime, seed, args.work_dir / "base" / run_folder, tokenizer)
+    expert, training_prompts, rules = expert_of(
+        args.regime, seed, args.num_demonstrations, args.work_dir / "base" / run_folder, tokenizer
+    )
     prompts = rules.prompts(args.demonstrations, seed + 60_000, exclude=training_prompts)
     prompts, completions = heldout_demonstrations(expert, prompts, seed + 61_000)
     heldout = [{"prompt": p, "completion": c} for p, c in zip(prompts, completions, strict=True)]
@@ -164,7 +168,7 @@ def summarise(per_seed: dict[int, dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--regime", choices=("pretrained", "memorise", "distil"), required=True)
+    parser.add_argument("--regime", choices=("pretrained", "memorise", "rules", "distil"), required=True)
     parser.add_argument("--num-demonstrations", type=int, default=None, help="The sweep's (default: the regime's).")
     parser.add_argument("--work-dir", type=Path, required=True, help="The counterfactuals sweep's `--work-dir`.")
     parser.add_argument("--sweeps", type=Path, required=True, help="The counterfactuals sweep's `--output-dir`.")
@@ -177,7 +181,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     args.num_demonstrations = (
-        args.num_demonstrations or {"pretrained": 128, "memorise": 32, "distil": 2048}[args.regime]
+        args.num_demonstrations or {"pretrained": 128, "memorise": 32, "rules": 2048, "distil": 2048}[args.regime]
     )
     per_seed = {}
     for seed, finals in sorted(exact_finals(args.sweeps, args.regime).items()):
