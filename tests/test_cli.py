@@ -751,3 +751,23 @@ def test_comparison_keeps_airl_s_reward_model_for_reranking(tmp_path):
     # The likelihood-ratio AIRL's f_theta = log q_phi: a causal LM, loadable on its own
     assert (reward_model / "README.md").is_file()
     assert AutoModelForCausalLM.from_pretrained(reward_model).config.hidden_size == 32
+
+
+def test_estimate_prints_the_memory_a_gail_config_needs_before_loading_weights(tmp_path, tiny_model_path, capsys):
+    config = tmp_path / "config.yaml"
+    # The YAML a training run takes, bf16 as on a GPU (the machine running the estimate need not have one)
+    config.write_text(
+        yaml.safe_dump(
+            {"model_name_or_path": tiny_model_path, "dataset_name": "unused.jsonl", "bf16": True, "use_peft": True}
+        )
+    )
+    main(
+        ["estimate", "gail", "--config", str(config), "--max_prompt_length", "16", "--disc_shares_policy_base", "true"]
+    )
+    printed = capsys.readouterr().out
+    assert "policy weights" in printed and "GiB per process" in printed
+    assert "reference model weights" not in printed  # a LoRA policy's reference is its adapter switched off
+    config.write_text(yaml.safe_dump({"dataset_name": "unused.jsonl"}))
+    with pytest.raises(SystemExit):
+        main(["estimate", "gail", "--config", str(config)])
+    assert "model_name_or_path" in capsys.readouterr().err

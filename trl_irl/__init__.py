@@ -16,6 +16,7 @@ _EXPORTS = {
     "LikelihoodReward": ".likelihood_rewards",
     "LikelihoodRatioReward": ".likelihood_rewards",
     "best_of_n": ".reranking",
+    "estimate_memory": ".memory",
     "occupancy_weights": ".token_weighting",
     "SFTRunCheckpoints": ".sft_run",
     "sft_run_checkpoints": ".sft_run",
@@ -48,6 +49,7 @@ __all__ = [
     "WeightedSFTConfig",
     "WeightedSFTTrainer",
     "best_of_n",
+    "estimate_memory",
     "occupancy_weights",
     "policy_reward",
     "sft_run_checkpoints",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from .discriminator import Discriminator, LikelihoodRatioDiscriminator
     from .divergences import policy_reward
     from .likelihood_rewards import LikelihoodRatioReward, LikelihoodReward
+    from .memory import estimate_memory
     from .reranking import best_of_n
     from .rewards import DiscriminatorReward
     from .sft_run import SFTRunCheckpoints, sft_run_checkpoints

@@ -3,11 +3,13 @@
     trl-irl demo [--quick] [--regime memorise|rules|distil] [--num-demonstrations N] [--output-dir DIR]
     trl-irl sft | weighted_sft | gail | airl | variance_reward | distillation --config config.yaml [--key value ...]
     trl-irl evaluate --config evaluate.yaml [--key value ...]
+    trl-irl estimate gail | airl --config config.yaml [--max_prompt_length N]
     trl-irl env
 
 `demo` is the embedded default: it needs no data, model or network. `evaluate` compares trained models on held-out
-demonstrations (`trl_irl.evaluation`). `env` prints what a bug report needs, as `trl env` does. The training
-subcommands follow `trl <method>`: a YAML `--config` whose keys are those of `ScriptArguments` (dataset),
+demonstrations (`trl_irl.evaluation`). `estimate` prints the memory a `gail` or `airl` config needs per process,
+from the models' configs alone (`trl_irl.memory`). `env` prints what a bug report needs, as `trl env` does. The
+training subcommands follow `trl <method>`: a YAML `--config` whose keys are those of `ScriptArguments` (dataset),
 `ModelConfig` (model) and the method's config class (and, for `gail` and `airl`, the discriminator's
 `discriminator_model_name_or_path` and LoRA options, or `sft_run`: both checkpoints from one SFT run), any of which
 can be overridden on the command line. Training runs through `accelerate launch`, so its options
@@ -298,6 +300,12 @@ def _evaluate(argv: list[str]) -> None:
     main(arguments)
 
 
+def _estimate(argv: list[str]) -> None:
+    from .scripts.estimate import main
+
+    main(argv)
+
+
 def _command_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -314,6 +322,9 @@ def _command_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "evaluate", add_help=False, help="models against each other on held-out demonstrations, with intervals"
+    )
+    commands.add_parser(
+        "estimate", add_help=False, help="the memory a gail or airl config needs per process, before loading weights"
     )
     commands.add_parser("env", add_help=False, help="versions and devices, for a bug report (as `trl env`)")
     for method, description in TRAINING_METHODS.items():
@@ -334,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         _env(rest)
     elif command == "evaluate":
         _evaluate(rest)
+    elif command == "estimate":
+        _estimate(rest)
     else:
         _train(command, rest)
 

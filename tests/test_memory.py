@@ -1,0 +1,133 @@
+"""`trl_irl.memory.estimate_memory`: its parts against what the models built for real hold, and each setting's effect.
+
+Whether the sum matches a run's measured peak is `benchmarks/memory_estimate_check.py`'s (a measurement, not a test).
+"""
+
+import pytest
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from trl_irl import GAILConfig, estimate_memory
+from trl_irl.memory import discriminator_choice
+
+
+def config(tmp_path, **changes) -> GAILConfig:
+    settings = {
+        "output_dir": str(tmp_path),
+        "report_to": "none",
+        "bf16": False,
+        "use_cpu": True,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 16,
+    }
+    return GAILConfig(**settings | changes)
+
+
+def lora() -> LoraConfig:
+    return LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def num_parameters(path) -> int:
+    return sum(param.numel() for param in AutoModelForCausalLM.from_pretrained(path).parameters())
+
+
+def test_weights_and_optimizer_states_are_those_of_the_models_built_for_real(tiny_model_path, tmp_path):
+    parameters = num_parameters(tiny_model_path)
+    estimate = estimate_memory(tiny_model_path, config(tmp_path), max_prompt_length=8)
+    # float32 as TRL loads a policy by default; AdamW's two moments; the discriminator a trained float32 copy
+    assert estimate.persistent["policy weights"] == 4 * parameters
+    assert estimate.persistent["policy optimizer (AdamW)"] == 8 * parameters
+    assert estimate.persistent["discriminator weights"] == 4 * parameters
+    assert estimate.persistent["discriminator optimizer (AdamW)"] == 8 * parameters
+    assert "reference model weights" not in estimate.persistent  # GRPO's default beta is 0
+    assert estimate.peak_bytes == sum(estimate.persistent.values()) + sum(estimate.transient.values())
+
+
+def test_a_lora_adapter_counts_what_peft_trains(tiny_model_path, tmp_path):
+    adapter, _ = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), lora()
+    ).get_nb_trainable_parameters()
+    parameters = num_parameters(tiny_model_path)
+    estimate = estimate_memory(tiny_model_path, config(tmp_path), peft_config=lora(), max_prompt_length=8)
+    assert estimate.persistent["policy weights"] == 4 * parameters + 4 * adapter
+    assert estimate.persistent["policy optimizer (AdamW)"] == 8 * adapter
+
+
+def test_the_reference_model_is_counted_only_with_beta_and_without_an_adapter(tiny_model_path, tmp_path):
+    parameters = num_parameters(tiny_model_path)
+    with_beta = estimate_memory(tiny_model_path, config(tmp_path, beta=0.1), max_prompt_length=8)
+    assert with_beta.persistent["reference model weights"] == 4 * parameters
+    adapter_policy = estimate_memory(
+        tiny_model_path, config(tmp_path, beta=0.1), peft_config=lora(), max_prompt_length=8
+    )
+    assert "reference model weights" not in adapter_policy.persistent  # the adapter switched off is the reference
+
+
+def test_bf16_weights_halve_the_policy_and_keep_the_discriminator_in_float32(tiny_model_path, tmp_path):
+    parameters = num_parameters(tiny_model_path)
+    args = config(tmp_path, model_init_kwargs={"dtype": "bfloat16"})
+    estimate = estimate_memory(tiny_model_path, args, max_prompt_length=8)
+    assert estimate.persistent["policy weights"] == 2 * parameters
+    assert estimate.persistent["discriminator weights"] == 4 * parameters
+
+
+def test_each_discriminator_choice_changes_what_it_should(tiny_model_path, tmp_path):
+    parameters = num_parameters(tiny_model_path)
+    adapter, _ = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), lora()
+    ).get_nb_trainable_parameters()
+    estimates = {}
+    for choice in ("trained", "lora", "frozen", "shared_base"):
+        args, peft_config, disc_peft_config = discriminator_choice(choice, config(tmp_path), lora_r=4)
+        estimates[choice] = estimate_memory(tiny_model_path, args, None, peft_config, disc_peft_config, 8)
+    assert estimates["lora"].persistent["discriminator weights"] == 4 * parameters + 4 * adapter
+    assert estimates["lora"].persistent["discriminator optimizer (AdamW)"] == 8 * adapter
+    # Frozen: float32 weights (the trainer upcasts them all the same), no optimizer, no update
+    assert estimates["frozen"].persistent["discriminator weights"] == 4 * parameters
+    assert "discriminator optimizer (AdamW)" not in estimates["frozen"].persistent
+    assert estimates["frozen"].peak_phase != "discriminator update"
+    # Shared base: a copy of the policy's adapter and nothing else
+    assert estimates["shared_base"].persistent["discriminator weights"] == 4 * adapter
+    sizes = [estimates[choice].peak_bytes for choice in ("trained", "lora", "shared_base")]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_a_shared_base_without_a_lora_policy_is_refused(tiny_model_path, tmp_path):
+    with pytest.raises(ValueError, match="peft_config"):
+        estimate_memory(tiny_model_path, config(tmp_path, disc_shares_policy_base=True))
+
+
+def test_activations_grow_with_the_sequences_and_shrink_with_checkpointing(tiny_model_path, tmp_path):
+    def activations(**changes):
+        estimate = estimate_memory(tiny_model_path, config(tmp_path, **changes), max_prompt_length=8)
+        phases = {**estimate.transient}
+        return phases.get("policy activations") or phases.get("discriminator activations")
+
+    assert activations(max_completion_length=64) > activations(max_completion_length=16)
+    # GRPOConfig checkpoints by default
+    frozen = {"disc_updates_per_generation": 0}
+    full = estimate_memory(
+        tiny_model_path, config(tmp_path, gradient_checkpointing=False, **frozen), max_prompt_length=8
+    )
+    checkpointed = estimate_memory(
+        tiny_model_path, config(tmp_path, gradient_checkpointing=True, **frozen), max_prompt_length=8
+    )
+    assert full.peak_phase == checkpointed.peak_phase == "policy update"
+    assert checkpointed.transient["policy activations"] < full.transient["policy activations"]
+
+
+def test_a_larger_discriminator_is_counted_at_its_own_size(tiny_model_path, tmp_path):
+    from transformers import AutoTokenizer
+
+    from trl_irl.benchmark.tiny_models import save_tiny_model
+
+    larger = save_tiny_model(tmp_path / "larger", AutoTokenizer.from_pretrained(tiny_model_path), hidden_size=64)
+    estimate = estimate_memory(tiny_model_path, config(tmp_path), str(larger), max_prompt_length=8)
+    assert estimate.persistent["discriminator weights"] == 4 * num_parameters(larger)
+    assert num_parameters(larger) > num_parameters(tiny_model_path)
+
+
+def test_the_estimate_prints_each_part_and_the_peak(tiny_model_path, tmp_path):
+    text = str(estimate_memory(tiny_model_path, config(tmp_path), max_prompt_length=8))
+    assert "policy weights" in text and "GiB per process" in text
