@@ -2,8 +2,10 @@
 
 import pytest
 from datasets import Dataset, IterableDataset
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from trl_irl.data_utils import DemonstrationPool, prepare_demonstrations
+from trl_irl.data_utils import DemonstrationPool, one_row_per_assistant_turn, prepare_demonstrations
 
 
 class TestPrepareDemonstrations:
@@ -111,3 +113,42 @@ class TestDemonstrationPool:
     def test_keeps_a_training_row(self):
         pool = DemonstrationPool(Dataset.from_list([{"prompt": "p", "demonstration": " d"}] * 2), 0.9)
         assert len(pool.training_rows) == 1
+
+
+def test_every_assistant_turn_becomes_a_demonstration_with_the_conversation_before_it():
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+        {"role": "user", "content": "Another?"},
+        {"role": "assistant", "content": "Green."},
+    ]
+    conversations = Dataset.from_list(
+        [{"messages": messages, "source": "a"}, {"messages": messages[:3], "source": "b"}]
+    )
+    rows = one_row_per_assistant_turn(conversations)
+    assert rows["prompt"] == [messages[:2], messages[:4], messages[:2]]
+    assert rows["completion"] == [[messages[2]], [messages[4]], [messages[2]]]
+    assert rows["source"] == ["a", "a", "b"]
+    # What the trainers take: each row's one assistant turn is its demonstration
+    prepared = prepare_demonstrations(rows)
+    assert prepared["demonstration"] == rows["completion"]
+
+
+@settings(max_examples=30, deadline=None)  # each example maps a Dataset
+@given(turns=st.lists(st.sampled_from(["user", "assistant"]), min_size=1, max_size=8))
+def test_splitting_gives_one_row_per_assistant_turn(turns):
+    messages = [{"role": role, "content": f"turn {i}"} for i, role in enumerate(turns)]
+    if "assistant" not in turns:
+        with pytest.raises(ValueError, match="Row 0 of `conversations` has no assistant turn"):
+            one_row_per_assistant_turn(Dataset.from_list([{"messages": messages}]), "conversations")
+        return
+    rows = one_row_per_assistant_turn(Dataset.from_list([{"messages": messages}]))
+    assert len(rows) == turns.count("assistant")
+    for prompt, (completion,) in zip(rows["prompt"], rows["completion"], strict=True):
+        assert completion["role"] == "assistant" and messages[len(prompt)] == completion
+
+
+def test_splitting_turns_needs_messages():
+    with pytest.raises(ValueError, match="`train` has columns \\['prompt', 'completion'\\]"):
+        one_row_per_assistant_turn(Dataset.from_list([{"prompt": "a", "completion": "b"}]), "train")

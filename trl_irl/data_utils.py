@@ -87,6 +87,38 @@ def prepare_demonstrations(
     return converted.map(check, with_indices=True)
 
 
+def one_row_per_assistant_turn(dataset: Dataset, name: str = "dataset") -> Dataset:
+    """
+    A conversational `messages` dataset as prompt-completion rows, one per assistant turn: each turn is a
+    demonstration, with the conversation before it (earlier assistant turns included) as its prompt. The trainers
+    take a `messages` row's last assistant turn only; this makes every turn a demonstration, as `SFTTrainer` trains on
+    every turn. Other columns are repeated on each of a conversation's rows.
+
+    Raises:
+        `ValueError`: naming `name`, without a `messages` column, or naming the row whose messages have no assistant
+        turn or a message that is not a dict with `role` and `content`.
+    """
+    if "messages" not in (dataset.column_names or []):
+        raise ValueError(f"`{name}` has columns {dataset.column_names}: splitting assistant turns needs `messages`.")
+    others = [column for column in dataset.column_names if column != "messages"]
+
+    def split(batch, indices):
+        rows = {"prompt": [], "completion": [], **{column: [] for column in others}}
+        for position, (messages, index) in enumerate(zip(batch["messages"], indices, strict=True)):
+            _check_messages(messages, index, name, "messages", text_only=False)
+            turns = [turn for turn, message in enumerate(messages) if message["role"] == "assistant"]
+            if not turns:
+                raise ValueError(f"Row {index} of `{name}` has no assistant turn in its `messages`.")
+            for turn in turns:
+                rows["prompt"].append(messages[:turn])
+                rows["completion"].append([messages[turn]])
+                for column in others:
+                    rows[column].append(batch[column][position])
+        return rows
+
+    return dataset.map(split, batched=True, with_indices=True, remove_columns=dataset.column_names)
+
+
 def response_text(response) -> str:
     """A demonstration's text: itself (standard) or its one assistant turn's content (conversational)."""
     return response if isinstance(response, str) else response[-1]["content"]
