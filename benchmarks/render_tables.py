@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results"
-DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md")
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "gail_trainer.md")
 sys.path.insert(0, str(ROOT))
 
 from trl_irl.benchmark.choices import REGIMES  # noqa: E402
@@ -846,6 +846,78 @@ def _setting(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(getattr(value, "value", value))
 
 
+# `trl_irl.estimate_memory` against measured peaks (benchmarks/memory_estimate_check.py), and at real sizes
+MEMORY_CHECKS = ("memory_estimate_10m_cpu", "memory_estimate_40m_cpu", "memory_estimate_40m_cpu_checkpointing")
+# The shapes of Qwen2.5-0.5B, -1.5B and -7B's configs (typed here: the estimate needs no download)
+REAL_SIZES = {
+    "0.5B": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+             "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True},
+    "1.5B": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+             "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True},
+    "7B": {"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+           "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False},
+}  # fmt: skip
+DISCRIMINATOR_CHOICE_NAMES = {
+    "trained": "trained in full (the default copy)",
+    "lora": "a LoRA adapter on its own copy",
+    "frozen": "frozen (another checkpoint)",
+    "shared_base": "an adapter on the LoRA policy's base",
+}
+
+
+def memory_estimate_check() -> str:
+    """The estimate against the measured peak of the same GAIL run, per discriminator choice."""
+    lines = [
+        "| preset | checkpointing | discriminator | estimate (GiB) | measured (GiB) | ratio | date, machine |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stem in MEMORY_CHECKS:
+        path = RESULTS / f"{stem}.json"
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        checkpointing = "yes" if record["settings"]["gradient_checkpointing"] else "no"
+        for run in record["runs"]:
+            cells = [record["preset"], checkpointing, DISCRIMINATOR_CHOICE_NAMES[run["choice"]]]
+            cells += [f"{run['estimate']['peak_bytes'] / 2**30:.2f}", f"{run['measured_bytes'] / 2**30:.2f}"]
+            cells += [f"{run['ratio']:.2f}", f"{record['date']}, {record['device']}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def memory_real_sizes() -> str:
+    """`estimate_memory` for Qwen2.5-shaped policies in bf16, per discriminator choice, GRPO's other defaults."""
+    from transformers import Qwen2Config
+
+    from trl_irl import GAILConfig, estimate_memory
+    from trl_irl.memory import discriminator_choice
+
+    args = GAILConfig(
+        output_dir="unused",
+        report_to="none",
+        bf16=False,  # this machine may have no GPU; bf16 weights give bf16 activations all the same
+        use_cpu=True,
+        model_init_kwargs={"dtype": "bfloat16"},
+        per_device_train_batch_size=8,
+        max_completion_length=256,
+    )
+    choices = list(DISCRIMINATOR_CHOICE_NAMES)
+    lines = ["| policy | " + " | ".join(DISCRIMINATOR_CHOICE_NAMES[c] for c in choices) + " |"]
+    lines.append("|---|" + "---|" * len(choices))
+    for size, shape in REAL_SIZES.items():
+        config = Qwen2Config(**shape, dtype="bfloat16")
+        for micro_batch in (None, 2):
+            args.disc_micro_batch_size = micro_batch
+            cells = []
+            for choice in choices:
+                changed, peft_config, disc_peft_config = discriminator_choice(choice, args)
+                estimate = estimate_memory(config, changed, None, peft_config, disc_peft_config, max_prompt_length=512)
+                cells.append(f"{estimate.peak_bytes / 2**30:.0f} GiB")
+            setting = f", `disc_micro_batch_size={micro_batch}`" if micro_batch else ""
+            lines.append(f"| {size}{setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # A verifiable reward (the rules the distil regime's teacher learned) alone, with GRPO's KL, and beside GAIL's
 # discriminator frozen and trained, on the counterfactuals' seeds
 CHECKER_ROWS = (
@@ -952,6 +1024,8 @@ TABLES = {
     "proxy_validation": proxy_validation,
     "benchmark_settings": benchmark_settings,
     "costs": costs,
+    "memory_estimate_check": memory_estimate_check,
+    "memory_real_sizes": memory_real_sizes,
 }
 # A table's body is every line between its two markers (none before it is first rendered)
 TABLE_PATTERN = re.compile(r"(<!-- table: (?P<name>[a-z_]+) -->\n)(?P<body>(?:(?!<!-- ).*\n)*?)(<!-- /table -->)")
