@@ -269,43 +269,77 @@ class SampleEncoder:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, responses: list, completion_ids: list | None = None) -> list:
+        prompt_ids = self.prompt_ids(prompts)
         if self.takes_token_ids:
-            response_ids = completion_ids if completion_ids is not None else self.response_ids(responses)
-            return [(tuple(p), tuple(r)) for p, r in zip(self.prompt_ids(prompts), response_ids, strict=True)]
+            if completion_ids is None:
+                completion_ids = self.response_ids(responses, prompt_ids=prompt_ids)
+            return [(tuple(p), tuple(r)) for p, r in zip(prompt_ids, completion_ids, strict=True)]
+        conversational = is_conversational({"prompt": prompts[0]})
         if completion_ids is None:
-            responses = self._cut_texts(responses)
-        if not is_conversational({"prompt": prompts[0]}):
+            responses = self._cut_texts(responses, prompt_ids)
+        elif not conversational:
+            # A completion's text as it reads after its prompt: a tokenizer that marks word starts (SentencePiece's
+            # `▁`) drops the leading space of a completion decoded alone, which a demonstration's text keeps
+            responses = [
+                self.text_after(head, ids, response)
+                for head, ids, response in zip(prompt_ids, completion_ids, responses, strict=True)
+            ]
+        if not conversational:
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
         return [
             self.text_renderer.apply_chat_template(prompt + response, tokenize=False, **self.chat_template_kwargs)
             for prompt, response in zip(prompts, responses, strict=True)
         ]
 
-    def response_ids(self, responses: list, truncate: bool = True) -> list[list[int]]:
+    def response_ids(self, responses: list, truncate: bool = True, prompt_ids: list | None = None) -> list[list[int]]:
         """
         Demonstrations as the policy would have generated them: their tokens, then the end-of-sequence token, cut to
         `max_completion_length` tokens unless `truncate=False` (a cut one ends without it, as a cut completion does).
+        With `prompt_ids` (GRPO's tokenisation of each demonstration's prompt), tokenised after their prompt's text,
+        as SFT tokenised the whole text the policy learned from (see `_token_ids`).
         """
         limit = self.max_completion_length if truncate else None
-        return [(ids + [self.tokenizer.eos_token_id])[:limit] for ids in self._token_ids(responses)]
+        return [(ids + [self.tokenizer.eos_token_id])[:limit] for ids in self._token_ids(responses, prompt_ids)]
 
-    def _token_ids(self, responses: list) -> list[list[int]]:
-        """The demonstrations' tokens, refusing those that hold a special token's text (`special_token_texts`)."""
+    def text_after(self, head_ids: list, response_ids: list, fallback: str) -> str:
+        """The text `response_ids` add after `head_ids` (special tokens left out), or `fallback` where not one."""
+        head = self.tokenizer.decode(head_ids, skip_special_tokens=True)
+        whole = self.tokenizer.decode(list(head_ids) + list(response_ids), skip_special_tokens=True)
+        return whole[len(head) :] if whole.startswith(head) else fallback
+
+    def _token_ids(self, responses: list, prompt_ids: list | None = None) -> list[list[int]]:
+        """
+        The demonstrations' tokens, refusing those that hold a special token's text (`special_token_texts`). With
+        `prompt_ids`, each is tokenised after its prompt's text and the prompt's tokens dropped, where the prompt's
+        tokens are a prefix of the whole's: alone, a tokenizer that marks word starts (SentencePiece's `▁`) or adds
+        a prefix space would give a response other tokens than the policy generates after that prompt (a tell the
+        discriminator would learn instead of the expert's style). Where a merge crosses the boundary (a prompt that
+        ends inside a word), the policy cannot produce the whole's tokens after its prompt's: tokenised alone then.
+        """
         texts = [response_text(response) for response in responses]
         for text in texts:
             if found := special_token_texts(self.tokenizer, text):
                 raise ValueError(_special_token_message("A demonstration of this batch", found, self.tokenizer))
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        alone = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        if prompt_ids is None:
+            return alone
+        heads = [self.tokenizer.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
+        head_ids = self.tokenizer(heads, add_special_tokens=False)["input_ids"]
+        wholes = self.tokenizer([h + t for h, t in zip(heads, texts, strict=True)], add_special_tokens=False)
+        in_context = []
+        for head, whole, own in zip(head_ids, wholes["input_ids"], alone, strict=True):
+            in_context.append(whole[len(head) :] if whole[: len(head)] == head else own)
+        return in_context
 
-    def _cut_texts(self, responses: list) -> list:
+    def _cut_texts(self, responses: list, prompt_ids: list) -> list:
         """Text demonstrations of more than `max_completion_length` tokens, cut as the policy's completions are."""
-        tokenizer, limit = self.tokenizer, self.max_completion_length
-        token_ids = self._token_ids(responses)
+        limit = self.max_completion_length
+        token_ids = self._token_ids(responses, prompt_ids)
         cut = []
-        for response, ids in zip(responses, token_ids, strict=True):
+        for head, response, ids in zip(prompt_ids, responses, token_ids, strict=True):
             if len(ids) > limit:
                 # As GRPO decodes a completion that reached `max_completion_length` without its end-of-sequence token
-                text = tokenizer.decode(ids[:limit], skip_special_tokens=True)
+                text = self.text_after(head, ids[:limit], self.tokenizer.decode(ids[:limit], skip_special_tokens=True))
                 response = text if isinstance(response, str) else [{**response[-1], "content": text}]
             cut.append(response)
         return cut

@@ -71,7 +71,9 @@ class PolicyLogProbOffsets:
 
     def __call__(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
         prompt_ids = self.encode.prompt_ids(prompts)
-        response_ids = completion_ids if completion_ids is not None else self.encode.response_ids(responses)
+        if completion_ids is None:
+            completion_ids = self.encode.response_ids(responses, prompt_ids=prompt_ids)
+        response_ids = completion_ids
         log_pi = []
         pairs = list(zip(prompt_ids, response_ids, strict=True))
         for chunk in micro_batches(pairs, self.micro_batch_size):
