@@ -77,3 +77,35 @@ def test_gail_learns_from_a_bf16_checkpoint_with_bf16_mixed_precision(tmp_path, 
     assert _changed_share(before, trainer.discriminator.model) > 0.5
     assert all(torch.isfinite(p).all() for p in trainer.discriminator.model.parameters())
     assert all(torch.isfinite(torch.tensor(v)) for v in trainer.state.log_history[-2].values() if isinstance(v, float))
+
+
+def _start_logits(trainer) -> torch.Tensor:
+    """The discriminator's logits of a few demonstrations before any update, as its reward scores completions."""
+    rows = trainer.train_dataset.select(range(8))
+    prompts, demonstrations = list(rows["prompt"]), list(rows["demonstration"])
+    reward = trainer.discriminator_reward
+    return trainer.discriminator.logits(
+        reward.render(prompts, demonstrations), reward._offsets(prompts, demonstrations, None)
+    )
+
+
+@pytest.mark.parametrize(
+    "weights, bf16, exact",
+    [("float32", False, True), ("float32", True, True), ("bfloat16", True, False), ("bfloat16", False, False)],
+)
+def test_a_copy_of_the_policy_starts_at_zero_where_both_run_in_one_precision(
+    tmp_path, tiny_model_path, caplog, weights, bf16, exact
+):
+    # float32 weights under bf16 mixed precision (the common GPU setting) used to start at about 1e-3 nats of noise:
+    # `log pi` ran outside the discriminator's autocast. With bf16 weights the float32 copy cannot match: warned
+    args = adversarial_config(
+        GAILConfig, tmp_path, bf16=bf16, use_cpu=True, model_init_kwargs={"dtype": weights}, max_steps=1
+    )
+    dataset = load_counting_demonstrations("train").select(range(32))
+    with caplog.at_level("WARNING", logger="trl_irl.trainer.gail_discriminator"):
+        trainer = GAILTrainer(model=tiny_model_path, args=args, train_dataset=dataset)
+    logits = _start_logits(trainer)
+    assert (logits == 0).all().item() == exact
+    if not exact:
+        assert logits.abs().max() < 0.05  # rounding noise, not knowledge
+    assert ("starts as rounding noise" in caplog.text) == (not exact)

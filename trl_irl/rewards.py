@@ -52,6 +52,10 @@ class PolicyLogProbOffsets:
         token_level (`bool`, *optional*, defaults to `False`): one offset per response token.
         temperature (`float`, *optional*, defaults to `1.0`): the sampling temperature.
         micro_batch_size (`int`, *optional*): samples per forward; default: all at once.
+        autocast_dtype (`torch.dtype`, *optional*): the discriminator's (`Discriminator.autocast_dtype`): the policy's
+            forward runs in the same precision as `q_phi`'s, so that a likelihood ratio copied from the policy gives
+            exactly `l = 0` at the start (in another precision, rounding noise of about 1e-3 nats, which GRPO's
+            normalisation within a group turns into full-size advantages).
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class PolicyLogProbOffsets:
         token_level: bool = False,
         temperature: float = 1.0,
         micro_batch_size: int | None = None,
+        autocast_dtype: torch.dtype | None = None,
     ):
         self.policy, self.encode, self.pad_token_id = policy, encode, pad_token_id
+        self.autocast_dtype = autocast_dtype
         self.coef, self.reduction, self.token_level = coef, reduction, token_level
         self.temperature, self.micro_batch_size = temperature, micro_batch_size
 
@@ -76,11 +82,15 @@ class PolicyLogProbOffsets:
         response_ids = completion_ids
         log_pi = []
         pairs = list(zip(prompt_ids, response_ids, strict=True))
+        policy = self.policy()
         for chunk in micro_batches(pairs, self.micro_batch_size):
             chunk_prompt_ids, chunk_response_ids = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(  # (n, T - 1) each
-                self.policy(), chunk_prompt_ids, chunk_response_ids, self.pad_token_id, self.temperature
-            )
+            with torch.autocast(
+                policy.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+            ):
+                token_log_probs, mask = response_log_probs(  # (n, T - 1) each
+                    policy, chunk_prompt_ids, chunk_response_ids, self.pad_token_id, self.temperature
+                )
             if self.token_level:
                 log_pi.append(token_log_probs[mask])  # (response tokens,)
             elif self.reduction == "mean":

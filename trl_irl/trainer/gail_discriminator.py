@@ -245,11 +245,19 @@ def discriminator_on_policy_model(
 
 
 def check_fits_policy(
-    discriminator: Discriminator, policy_tokenizer: PreTrainedTokenizerBase, max_completion_length: int
+    discriminator: Discriminator,
+    policy_tokenizer: PreTrainedTokenizerBase,
+    max_completion_length: int,
+    policy: PreTrainedModel | None = None,
 ) -> None:
-    """Refuse, before training, a discriminator that cannot score every completion the policy can generate."""
+    """
+    Refuse, before training, a discriminator that cannot score every completion the policy can generate; warn where
+    a likelihood ratio that starts as the `policy` cannot start at `l = 0` (`_warn_about_precision`).
+    """
     if not discriminator.takes_token_ids:
         return
+    if policy is not None:
+        _warn_about_precision(discriminator, policy)
     if discriminator.tokenizer.get_vocab() != policy_tokenizer.get_vocab():
         raise ValueError(
             "A token-level or likelihood-ratio discriminator must share the policy's tokenizer, so that its scores "
@@ -265,6 +273,30 @@ def check_fits_policy(
             f"(`disc_max_length` {discriminator.max_length}, which must hold every response token"
             + (" plus one prompt token" if min_prompt_tokens else "")
             + f"): lower `max_completion_length` or raise `disc_max_length` to at least {needed}."
+        )
+
+
+def _warn_about_precision(discriminator: Discriminator, policy: PreTrainedModel) -> None:
+    """
+    A likelihood ratio that starts as the policy (the same checkpoint) gives `l = log q_phi - log pi = 0` at the
+    start only where both forwards run in one precision. Its trainable weights are float32 and the policy's `log pi`
+    runs under the discriminator's autocast, so float32 policy weights (with or without `bf16=True`) give exactly 0;
+    bf16 or fp16 policy weights (a LoRA policy's base included) give rounding noise of about 1e-3 nats, which GRPO's
+    normalisation within a group turns into full-size advantages until the discriminator has learned something.
+    """
+    if not isinstance(discriminator, LikelihoodRatioDiscriminator) or discriminator.adapter_name is not None:
+        return  # an adapter on the policy's own model runs in the policy's precision
+    same_start = get_config_model_id(discriminator.model.config) == get_config_model_id(policy.config)
+    low_precision = sorted(
+        {str(p.dtype) for p in policy.parameters() if p.is_floating_point() and p.dtype != torch.float32}
+    )
+    if same_start and low_precision:
+        logger.warning(
+            f"The discriminator starts as the policy, but the policy's weights are {', '.join(low_precision)} and "
+            "the discriminator's float32: `l = log q_phi - log pi` starts as rounding noise (about 1e-3 nats) "
+            "instead of 0, and GRPO's normalisation within each group scales that noise to full-size advantages "
+            "until the discriminator learns. Load the policy in float32 (`model_init_kwargs={'dtype': 'float32'}`, "
+            "with `bf16=True` for mixed precision: exactly 0 then), or expect the first steps to follow noise."
         )
 
 

@@ -231,7 +231,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
                 self.model, self.processing_class, self.args, self.discriminator_dir, engine
             )
         self.discriminator = discriminator
-        check_fits_policy(discriminator, self.processing_class, self.max_completion_length)
+        check_fits_policy(discriminator, self.processing_class, self.max_completion_length, self.model)
         self.sample_encoder = SampleEncoder(
             self.processing_class,
             self.max_completion_length,
@@ -294,6 +294,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             token_level=self.discriminator.token_level,
             temperature=self.args.temperature,
             micro_batch_size=self.args.disc_micro_batch_size,
+            autocast_dtype=self.discriminator.autocast_dtype,
         )
 
     def _generate_and_score_completions(self, inputs):
