@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 import yaml
-from helpers import fake_sft_run, free_port
+from helpers import adversarial_config, fake_sft_run, free_port
 
 from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
 from trl_irl.cli import _launch_arguments, main
@@ -771,3 +771,58 @@ def test_estimate_prints_the_memory_a_gail_config_needs_before_loading_weights(t
     with pytest.raises(SystemExit):
         main(["estimate", "gail", "--config", str(config)])
     assert "model_name_or_path" in capsys.readouterr().err
+
+
+def _without_chat_template(tiny_model_path, directory):
+    import json
+
+    shutil.copytree(tiny_model_path, directory)
+    config = json.loads((directory / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (directory / "tokenizer_config.json").write_text(json.dumps(config))
+    (directory / "chat_template.jinja").unlink(missing_ok=True)
+    return directory
+
+
+def test_what_can_be_checked_without_a_model_is_checked_before_the_launch(
+    tmp_path, monkeypatch, tiny_model_path, conversational_dataset
+):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    launched = []
+    monkeypatch.setattr("accelerate.commands.launch.launch_command", launched.append)
+    cpu = ["--bf16", "False", "--use_cpu", "True"]
+    base = ["gail", "--model_name_or_path", tiny_model_path, "--dataset_name", "d", *cpu]
+    with pytest.raises(SystemExit, match="`discriminator_model_name_or_path` './no-disc' does not exist"):
+        main([*base, "--discriminator_model_name_or_path", "./no-disc"])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match="`output_dir` 'a-file' is a file"):
+        main([*base, "--output_dir", "a-file"])
+    conversational_dataset.to_json(tmp_path / "conversations.jsonl")
+    no_template = str(_without_chat_template(tiny_model_path, tmp_path / "no-template"))
+    with pytest.raises(SystemExit, match="holds conversations, but the tokenizer of `model_name_or_path`"):
+        main(["gail", "--model_name_or_path", no_template, "--dataset_name", "conversations.jsonl", *cpu])
+    if not torch.cuda.is_available():
+        # `TrainingArguments`' own check, without a traceback and with the other way out
+        with pytest.raises(SystemExit, match="bf16.*or set `bf16: false`"):
+            main(["gail", "--model_name_or_path", tiny_model_path, "--dataset_name", "d"])
+    assert launched == []
+
+
+def test_conversations_without_a_chat_template_are_refused_by_the_trainer(
+    tmp_path, tiny_model_path, conversational_dataset
+):
+    from transformers import AutoTokenizer
+
+    from trl_irl import GAILConfig, GAILTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    tokenizer.chat_template = None
+    with pytest.raises(ValueError, match="`processing_class`, or the model's own\\) has no chat template"):
+        GAILTrainer(
+            model=tiny_model_path,
+            args=adversarial_config(GAILConfig, tmp_path),
+            train_dataset=conversational_dataset,
+            processing_class=tokenizer,
+        )

@@ -218,6 +218,7 @@ def _train(method: str, argv: list[str]) -> None:
 
     from .scripts.train import (
         check_arguments,
+        check_before_launch,
         check_config_types,
         check_teacher,
         load_reward_funcs,
@@ -235,9 +236,14 @@ def _train(method: str, argv: list[str]) -> None:
     parser = make_parser(method)
     if "--config" in argv:
         check_config_types(method, config_file, parser.dataclass_types)
-    *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
-        argv, return_remaining_strings=True, separate_remaining_strings=True
-    )
+    try:
+        *parsed, config_remaining, cli_remaining = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+    except ValueError as error:
+        # The config's own checks (`TrainingArguments.__post_init__`): `bf16` on a machine without it, and others
+        hint = " (or set `bf16: false`)" if "bf16" in str(error) else ""
+        raise SystemExit(f"trl-irl {method}: {error}{hint}") from None
     script_args, training_args, model_args, dataset_args = parsed[:4]
     discriminator_args = parsed[4] if len(parsed) > 4 else None
     use_sft_run(method, model_args, discriminator_args)
@@ -247,6 +253,7 @@ def _train(method: str, argv: list[str]) -> None:
             f"{discriminator_args.discriminator_model_name_or_path}"
         )
     check_arguments(method, script_args, model_args, dataset_args)
+    check_before_launch(method, script_args, training_args, model_args, discriminator_args)
     if method == "distillation":
         check_teacher(training_args, model_args)
     if len(parsed) > 5:

@@ -378,6 +378,21 @@ def refuse_special_token_text(tokenizer: PreTrainedTokenizerBase, train_dataset,
                 raise ValueError(_special_token_message(f"Row {index} of `{name}`", found, tokenizer))
 
 
+def refuse_conversations_without_chat_template(tokenizer: PreTrainedTokenizerBase, train_dataset) -> None:
+    """
+    Conversational prompts are rendered by the policy's chat template, for generation and for the discriminator:
+    without one, GRPO would fail at its first batch with a message that names no argument.
+    """
+    if tokenizer.chat_template is not None or not isinstance(train_dataset, Dataset) or len(train_dataset) == 0:
+        return
+    if is_conversational({"prompt": train_dataset[0]["prompt"]}):
+        raise ValueError(
+            "`train_dataset` holds conversations, but the policy's tokenizer (`processing_class`, or the model's "
+            "own) has no chat template to render them: pass a tokenizer with one (an instruct or chat checkpoint's), "
+            "or set its `chat_template`."
+        )
+
+
 def warn_about_long_demonstrations(dataset, encoder: SampleEncoder) -> None:
     """Say once how many demonstrations the discriminator will see cut, as the policy's completions are."""
     if not isinstance(dataset, Dataset):

@@ -309,6 +309,58 @@ def check_arguments(
         )
 
 
+def check_before_launch(
+    method: str, script_args: ScriptArguments, training_args, model_args: ModelConfig, discriminator_args=None
+) -> None:
+    """
+    What the command can check without loading a model, beyond `check_arguments`: the discriminator's path, the
+    output directory, and, for a local data file of conversations, that the policy's tokenizer has a chat template.
+    """
+    discriminator = getattr(discriminator_args, "discriminator_model_name_or_path", None)
+    if discriminator is not None and is_missing_local_path(discriminator):
+        raise SystemExit(f"trl-irl {method}: `discriminator_model_name_or_path` {discriminator!r} does not exist.")
+    output_dir = Path(training_args.output_dir or "trainer_output")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise SystemExit(f"trl-irl {method}: `output_dir` {str(output_dir)!r} is a file, not a directory.")
+    existing = next(parent for parent in (output_dir, *output_dir.absolute().parents) if parent.exists())
+    if not os.access(existing, os.W_OK):
+        raise SystemExit(
+            f"trl-irl {method}: `output_dir` {str(output_dir)!r} cannot be written ({existing} is read-only)."
+        )
+    path = Path(script_args.dataset_name or "")
+    if path.is_file() and path.suffix in (".json", ".jsonl") and _first_row_is_conversational(path):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            trust_remote_code=training_args.trust_remote_code,
+        )
+        if tokenizer.chat_template is None:
+            raise SystemExit(
+                f"trl-irl {method}: `dataset_name` {str(path)!r} holds conversations, but the tokenizer of "
+                f"`model_name_or_path` {model_args.model_name_or_path!r} has no chat template to render them: use "
+                "a model whose tokenizer has one (an instruct or chat checkpoint), or set `chat_template` in its "
+                "`tokenizer_config.json`."
+            )
+
+
+def _first_row_is_conversational(path: Path) -> bool:
+    """Whether a JSON Lines (or JSON array) file's first row is in a conversational format (TRL's test)."""
+    import json
+
+    from trl.data_utils import is_conversational
+
+    with path.open() as file:
+        text = file.readline() if path.suffix == ".jsonl" else file.read()
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError:
+        return False  # the dataset loader names what is wrong with the file
+    row = row[0] if isinstance(row, list) and row else row
+    return isinstance(row, dict) and is_conversational(row)
+
+
 def check_teacher(training_args: DistillationConfig, model_args: ModelConfig) -> None:
     """
     `distillation` needs `teacher_model_name_or_path`, an existing model, loaded as TRL's `distillation` script loads

@@ -10,6 +10,7 @@ from ..data_utils import (
     DemonstrationPool,
     SampleEncoder,
     prepare_train_and_eval,
+    refuse_conversations_without_chat_template,
     refuse_special_token_text,
     warn_about_long_demonstrations,
 )
@@ -240,6 +241,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             text_renderer=discriminator.tokenizer,
             chat_template_kwargs=self.chat_template_kwargs,
         )
+        refuse_conversations_without_chat_template(self.processing_class, train_dataset)
         refuse_special_token_text(self.processing_class, train_dataset, self.eval_dataset)
         warn_about_long_demonstrations(train_dataset, self.sample_encoder)
         self.discriminator_reward.bind(discriminator, self.sample_encoder, self._logit_offsets())
