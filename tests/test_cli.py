@@ -278,7 +278,7 @@ def test_unknown_command_fails_clearly(capsys):
 
     with pytest.raises(SystemExit):
         main(["bc"])
-    expected = "invalid choice: 'bc' (choose from 'demo', 'evaluate', 'env', 'sft', 'weighted_sft'"
+    expected = "invalid choice: 'bc' (choose from 'demo', 'evaluate', 'estimate', 'env', 'sft', 'weighted_sft'"
     assert expected in capsys.readouterr().err
     # The command list, kept free of heavy imports, names the methods the training script knows
     assert set(TRAINING_METHODS) == set(TRAINERS)
@@ -684,7 +684,8 @@ def test_a_yaml_value_of_the_wrong_kind_is_refused_before_anything_is_launched(
 
 
 def test_yaml_values_of_the_right_kind_pass_the_type_check(tmp_path):
-    from trl_irl.scripts.train import check_config_types, make_parser
+    from trl_irl.scripts.launch_checks import check_config_types
+    from trl_irl.scripts.train import make_parser
 
     config = {
         "learning_rate": 1e-5,

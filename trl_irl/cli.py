@@ -216,15 +216,8 @@ def _launch_arguments(method: str, launch_parser, config_remaining: list[str], c
 def _train(method: str, argv: list[str]) -> None:
     from accelerate.commands.launch import launch_command, launch_command_parser
 
-    from .scripts.train import (
-        check_arguments,
-        check_before_launch,
-        check_config_types,
-        check_teacher,
-        load_reward_funcs,
-        make_parser,
-        use_sft_run,
-    )
+    from .scripts.launch_checks import check_arguments, check_before_launch, check_config_types, check_teacher
+    from .scripts.train import load_reward_funcs, make_parser, use_sft_run
 
     if "--config" in argv:
         position = argv.index("--config")
