@@ -370,6 +370,24 @@ class TestGAILTrainer:
         GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
         assert seen == [True, True]
 
+    def test_resuming_with_other_discriminator_settings_says_which_it_takes(
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog
+    ):
+        config = _config(tmp_path, max_steps=1, save_strategy="steps", save_steps=1)
+        GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
+        changed = _config(tmp_path, max_steps=2, save_strategy="no", disc_level="token", divergence="reverse_kl")
+        trainer = GAILTrainer(model=tiny_model_path, args=changed, train_dataset=prompt_completion_dataset)
+        with caplog.at_level("WARNING", logger="trl_irl.trainer.discriminator_saving"):
+            trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+        assert "`disc_level` 'sequence' -> 'token'" in caplog.text
+        assert "`divergence` 'js' -> 'reverse_kl'" in caplog.text
+        caplog.clear()
+        same = _config(tmp_path, max_steps=2, save_strategy="no")
+        trainer = GAILTrainer(model=tiny_model_path, args=same, train_dataset=prompt_completion_dataset)
+        with caplog.at_level("WARNING", logger="trl_irl.trainer.discriminator_saving"):
+            trainer.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+        assert "other discriminator settings" not in caplog.text
+
     def test_resume_from_a_checkpoint_without_discriminator_fails(
         self, tmp_path, tiny_model_path, prompt_completion_dataset
     ):

@@ -227,6 +227,24 @@ def test_likelihood_reward_refuses_a_directory_of_another_kind_of_model(tiny_mod
     assert LikelihoodReward.from_pretrained(tiny_model_path).model.training is False  # a causal LM loads
 
 
+@pytest.mark.parametrize("subfolder", ["reward_model", "discriminator"])
+def test_likelihood_reward_warns_when_given_a_run_s_top_folder(tiny_model_path, tmp_path, caplog, subfolder):
+    import shutil
+
+    from trl_irl import LikelihoodReward
+
+    # An AIRL (or GAIL) output directory: the policy at the top, the learned model in a subfolder
+    shutil.copytree(tiny_model_path, tmp_path / "run")
+    shutil.copytree(tiny_model_path, tmp_path / "run" / subfolder)
+    with caplog.at_level("WARNING", logger="trl_irl.likelihood_rewards"):
+        LikelihoodReward.from_pretrained(tmp_path / "run")
+    assert f"in {str(tmp_path / 'run' / subfolder)!r}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="trl_irl.likelihood_rewards"):
+        LikelihoodReward.from_pretrained(tmp_path / "run" / subfolder)
+    assert "output directory of a run" not in caplog.text
+
+
 def test_likelihood_reward_refuses_completion_ids_of_another_vocabulary(tiny_model_path):
     from transformers import AutoModelForCausalLM
 

@@ -8,10 +8,14 @@ from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging
 from trl.data_utils import is_conversational
 
 from .discriminator import prompt_response_batch, response_token_log_probs
 from .discriminator.encoding import micro_batches
+
+
+logger = logging.get_logger(__name__)
 
 
 @torch.no_grad()
@@ -99,6 +103,23 @@ def _refuse_another_kind_of_model(config, path) -> None:
         )
 
 
+# The folders a GAIL or AIRL run saves its learned model in, beside the policy at the top of `output_dir`
+RUN_SUBFOLDERS = {"reward_model": "AIRL's reward model", "discriminator": "GAIL's discriminator"}
+
+
+def _warn_about_a_run_folder(path) -> None:
+    """
+    A GAIL or AIRL run's `output_dir` holds the policy at its top and the learned model in a subfolder: given the
+    top, the policy is what loads. Legitimate (a policy's likelihood is a reward too), but more often the wrong folder.
+    """
+    for folder, what in RUN_SUBFOLDERS.items():
+        if (Path(path) / folder / "config.json").is_file():
+            logger.warning(
+                f"{str(path)!r} is the output directory of a run that saved {what} in {str(Path(path) / folder)!r}: "
+                "the policy at its top is loaded as the reward. Pass the subfolder to score with the learned model."
+            )
+
+
 class LikelihoodReward:
     """
     GRPO reward function `log q(y | x)`: the summed log-probability of each completion under a causal LM `q`.
@@ -159,6 +180,7 @@ class LikelihoodReward:
         # The tokenizer is loaded from the same revision, with the same trust in remote code, as the model
         tokenizer_kwargs = {key: model_kwargs[key] for key in ("revision", "trust_remote_code") if key in model_kwargs}
         _refuse_another_kind_of_model(AutoConfig.from_pretrained(path, **tokenizer_kwargs), path)
+        _warn_about_a_run_folder(path)
         model = AutoModelForCausalLM.from_pretrained(path, **model_kwargs)
         return cls(
             model, AutoTokenizer.from_pretrained(path, **tokenizer_kwargs), temperature, micro_batch_size, device

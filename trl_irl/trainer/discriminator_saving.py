@@ -8,12 +8,16 @@ import os
 import tempfile
 from pathlib import Path
 
+from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..discriminator.checkpoint import naming_the_file
 from .model_cards import learned_model_card, policy_card_section
 from .utils import require_parent_methods
+
+
+logger = logging.get_logger(__name__)
 
 
 # Beside the discriminator's own state files: how many generation batches its reward has seen
@@ -28,6 +32,34 @@ require_parent_methods(
 def _holds_adapter(directory: Path) -> bool:
     """Whether a discriminator saved in `directory` is a PEFT adapter (LoRA), loaded on its base model."""
     return (directory / "adapter_config.json").is_file()
+
+
+# What the discriminator and its reward are: resuming with other values changes the method mid-run, on weights and
+# moments that fit either (a change of `disc_type` does not fit, and is refused by the weights' loading)
+METHOD_SETTINGS = (
+    "disc_level",
+    "disc_loss_type",
+    "divergence",
+    "divergence_alpha",
+    "log_prob_coef",
+    "log_prob_reduction",
+)
+
+
+def _warn_about_changed_settings(saved: dict, args, checkpoint: str) -> None:
+    """Say which of `METHOD_SETTINGS` this run changes from the checkpoint's: they are taken from this run's."""
+    changed = {
+        name: (value, getattr(args, name, None))
+        for name, value in saved.items()
+        if name in METHOD_SETTINGS and value != getattr(args, name, None)
+    }
+    if changed:
+        listed = "; ".join(f"`{name}` {old!r} -> {new!r}" for name, (old, new) in changed.items())
+        logger.warning(
+            f"Resuming from {checkpoint} with other discriminator settings than it was written with ({listed}): the "
+            "discriminator's weights, optimizer moments and replay buffer continue, and this run's settings decide "
+            "what it learns and rewards from now on, a change of method in the middle of the run."
+        )
 
 
 class DiscriminatorSaving:
@@ -143,7 +175,10 @@ class DiscriminatorSaving:
         directory.mkdir(parents=True, exist_ok=True)
         self.discriminator.save_state(directory, self.accelerator.process_index)
         if self.args.should_save:
-            reward_state = {"num_generations_seen": self.discriminator_reward.num_generations_seen}
+            reward_state = {
+                "num_generations_seen": self.discriminator_reward.num_generations_seen,
+                "settings": {name: getattr(self.args, name, None) for name in METHOD_SETTINGS},
+            }
             with naming_the_file(directory / REWARD_STATE_FILE, "the discriminator reward's state"):
                 (directory / REWARD_STATE_FILE).write_text(json.dumps(reward_state))
 
@@ -155,6 +190,7 @@ class DiscriminatorSaving:
         self.discriminator.load(directory, self.accelerator.process_index)
         state = json.loads((directory / REWARD_STATE_FILE).read_text())
         self.discriminator_reward.num_generations_seen = state["num_generations_seen"]
+        _warn_about_changed_settings(state.get("settings", {}), self.args, checkpoint)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         if self.args.hub_strategy != "end":
