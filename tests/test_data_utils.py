@@ -152,3 +152,13 @@ def test_splitting_gives_one_row_per_assistant_turn(turns):
 def test_splitting_turns_needs_messages():
     with pytest.raises(ValueError, match="`train` has columns \\['prompt', 'completion'\\]"):
         one_row_per_assistant_turn(Dataset.from_list([{"prompt": "a", "completion": "b"}]), "train")
+
+
+def test_splitting_turns_reads_an_iterable_dataset_without_declared_columns():
+    def conversations():
+        yield {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}
+
+    rows = list(one_row_per_assistant_turn(IterableDataset.from_generator(conversations)))
+    assert rows == [
+        {"prompt": [{"role": "user", "content": "a"}], "completion": [{"role": "assistant", "content": "b"}]}
+    ]

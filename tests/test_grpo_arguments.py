@@ -81,6 +81,27 @@ class TestCombinedRewardFuncs:
             combined_reward_funcs("disc", length_reward, None, args, "GAIL")
 
 
+def test_a_causal_lm_among_the_rewards_is_refused_naming_its_place(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    # The policy itself, or any causal LM: GRPO would read its logits as a classifier's and fail at the first batch
+    policy = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    with pytest.raises(ValueError, match=r"`reward_funcs\[1\]` is a LlamaForCausalLM.*LikelihoodReward"):
+        GAILTrainer(
+            model=policy,
+            args=adversarial_config(GAILConfig, tmp_path),
+            train_dataset=prompt_completion_dataset,
+            reward_funcs=[length_reward, policy],
+        )
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    funcs, _ = combined_reward_funcs(
+        "disc", classifier, None, GAILConfig(output_dir=str(tmp_path), bf16=False), "GAIL"
+    )
+    assert funcs == ["disc", classifier]
+
+
 def test_reward_weights_that_leave_the_policy_unmoved_are_refused_or_warned_about(
     tmp_path, tiny_model_path, prompt_completion_dataset, caplog
 ):

@@ -93,9 +93,12 @@ def test_each_discriminator_choice_changes_what_it_should(tiny_model_path, tmp_p
     assert sizes == sorted(sizes, reverse=True)
 
 
-def test_a_shared_base_without_a_lora_policy_is_refused(tiny_model_path, tmp_path):
-    with pytest.raises(ValueError, match="peft_config"):
-        estimate_memory(tiny_model_path, config(tmp_path, disc_shares_policy_base=True))
+def test_a_shared_base_is_refused_where_the_trainers_refuse_it(tiny_model_path, tmp_path):
+    shared = config(tmp_path, disc_shares_policy_base=True)
+    with pytest.raises(ValueError, match="pass `peft_config`"):
+        estimate_memory(tiny_model_path, shared)  # no LoRA policy to share
+    with pytest.raises(ValueError, match="leave `discriminator` and `discriminator_peft_config` unset"):
+        estimate_memory(tiny_model_path, shared, peft_config=lora(), discriminator_peft_config=lora())
 
 
 def test_activations_grow_with_the_sequences_and_shrink_with_checkpointing(tiny_model_path, tmp_path):

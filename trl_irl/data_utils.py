@@ -87,7 +87,7 @@ def prepare_demonstrations(
     return converted.map(check, with_indices=True)
 
 
-def one_row_per_assistant_turn(dataset: Dataset, name: str = "dataset") -> Dataset:
+def one_row_per_assistant_turn(dataset: Dataset | IterableDataset, name: str = "dataset") -> Dataset | IterableDataset:
     """
     A conversational `messages` dataset as prompt-completion rows, one per assistant turn: each turn is a
     demonstration, with the conversation before it (earlier assistant turns included) as its prompt. The trainers
@@ -98,9 +98,12 @@ def one_row_per_assistant_turn(dataset: Dataset, name: str = "dataset") -> Datas
         `ValueError`: naming `name`, without a `messages` column, or naming the row whose messages have no assistant
         turn or a message that is not a dict with `role` and `content`.
     """
-    if "messages" not in (dataset.column_names or []):
-        raise ValueError(f"`{name}` has columns {dataset.column_names}: splitting assistant turns needs `messages`.")
-    others = [column for column in dataset.column_names if column != "messages"]
+    columns = dataset.column_names
+    if columns is None and isinstance(dataset, IterableDataset):
+        columns = list(next(iter(dataset)).keys())  # one built from a generator declares no features
+    if "messages" not in (columns or []):
+        raise ValueError(f"`{name}` has columns {columns}: splitting assistant turns needs `messages`.")
+    others = [column for column in columns if column != "messages"]
 
     def split(batch, indices):
         rows = {"prompt": [], "completion": [], **{column: [] for column in others}}
@@ -116,7 +119,7 @@ def one_row_per_assistant_turn(dataset: Dataset, name: str = "dataset") -> Datas
                     rows[column].append(batch[column][position])
         return rows
 
-    return dataset.map(split, batched=True, with_indices=True, remove_columns=dataset.column_names)
+    return dataset.map(split, batched=True, with_indices=True, remove_columns=columns)
 
 
 def response_text(response) -> str:

@@ -161,8 +161,11 @@ def estimate_memory(
     of the policy, trained in full); `args` a `GAILConfig` or `AIRLConfig`; `peft_config` and
     `discriminator_peft_config` as the trainers take them; prompts are assumed `max_prompt_length` tokens long.
     """
-    if args.disc_shares_policy_base and peft_config is None:
-        raise ValueError("`disc_shares_policy_base=True` needs a LoRA policy: pass `peft_config`.")
+    if args.disc_shares_policy_base and (peft_config is None or discriminator or discriminator_peft_config):
+        raise ValueError(
+            "`disc_shares_policy_base=True` makes the discriminator a copy of a LoRA policy's adapter, as the "
+            "trainers do: pass `peft_config`, and leave `discriminator` and `discriminator_peft_config` unset."
+        )
     policy = _meta_model(model, peft_config)
     policy_bytes = _dtype_bytes((args.model_init_kwargs or {}).get("dtype", "float32"))
     activation_bytes = 2 if args.bf16 or policy_bytes == 2 else 4

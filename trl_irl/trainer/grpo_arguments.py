@@ -50,6 +50,8 @@ def combined_reward_funcs(
             "from the discriminator's per-token rewards alone and replace GRPO's, so the other rewards would be "
             "ignored. Use `disc_level='sequence'`, or leave `reward_funcs` unset."
         )
+    for index, reward in enumerate(extra):
+        _refuse_a_model_that_scores_no_sequence(reward, index)
     if args.reward_weights is not None and len(args.reward_weights) != 1 + len(extra):
         raise ValueError(
             f"`reward_weights` has {len(args.reward_weights)} weights for {1 + len(extra)} rewards: the "
@@ -68,3 +70,22 @@ def combined_reward_funcs(
             "per reward function (None for a callable), the discriminator's left out."
         )
     return [discriminator_reward, *extra], [None, *classes]
+
+
+def _refuse_a_model_that_scores_no_sequence(reward, index: int) -> None:
+    """
+    GRPO reads a model in `reward_funcs` as a sequence classifier (its logits' first column per completion): a causal
+    LM there, the policy itself included, fails at the first batch with a shape error that names no argument.
+    """
+    from transformers import PreTrainedModel
+
+    if not isinstance(reward, PreTrainedModel):
+        return
+    if type(reward).__name__.endswith("ForSequenceClassification"):
+        return
+    raise ValueError(
+        f"`reward_funcs[{index}]` is a {type(reward).__name__}, but GRPO scores completions with a model in "
+        "`reward_funcs` as a sequence classifier (one logit per completion). For a causal LM's likelihood of the "
+        "completions, pass `trl_irl.LikelihoodReward(model, tokenizer)` instead; the discriminator's reward is "
+        "already the first."
+    )
