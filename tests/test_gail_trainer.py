@@ -917,3 +917,20 @@ def test_a_classifier_adapter_that_would_leave_its_new_head_untrained_is_refused
         name for name, p in trainer.discriminator.model.named_parameters() if p.requires_grad and "lora" not in name
     ]
     assert head and all("score" in name for name in head)
+
+
+def test_the_gradient_penalty_under_fsdp2_is_refused_in_the_config_s_terms(tiny_model_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trl_irl import Discriminator
+    from trl_irl.trainer.gail_discriminator import shards_discriminator
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    fsdp2 = SimpleNamespace(is_fsdp2=True)
+    with pytest.raises(ValueError, match="set `disc_gradient_penalty=0`"):
+        shards_discriminator(fsdp2, Discriminator(model, tokenizer, gradient_penalty=0.1))
+    assert shards_discriminator(fsdp2, Discriminator(model, tokenizer))
+    assert not shards_discriminator(SimpleNamespace(is_fsdp2=False), Discriminator(model, tokenizer))

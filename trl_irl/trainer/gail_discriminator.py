@@ -38,7 +38,6 @@ logger = logging.get_logger(__name__)
 # The discriminator's arguments and the config fields that set them, for its errors
 CONFIG_FIELDS = {
     "`max_length`": "`max_length` (`disc_max_length`)",
-    "the gradient penalty to 0 (`gradient_penalty=0`)": "`disc_gradient_penalty=0`",
     "learning rate": "learning rate (`disc_learning_rate`)",
     "(`loss_type='bradley_terry'`)": "(`disc_loss_type='bradley_terry'`)",
     "(`replay_buffer_size`)": "(`disc_replay_buffer_size`)",
@@ -308,7 +307,14 @@ def shards_discriminator(accelerator, discriminator: Discriminator) -> bool:
     """
     from peft import PeftModel
 
-    return bool(getattr(accelerator, "is_fsdp2", False)) and not isinstance(discriminator.model, PeftModel)
+    shards = bool(getattr(accelerator, "is_fsdp2", False)) and not isinstance(discriminator.model, PeftModel)
+    if shards and discriminator.gradient_penalty > 0:
+        # Said here in the config's terms: `Discriminator.shard` would name its own argument, `gradient_penalty`
+        raise ValueError(
+            "`disc_gradient_penalty` differentiates through the gradient, which FSDP2's sharded backward does not "
+            "support: set `disc_gradient_penalty=0`, or train without FSDP2 (the discriminator is then replicated)."
+        )
+    return shards
 
 
 # Held-out demonstrations measured before training: by the pre-training (before and after) and the knowledge gap
