@@ -148,3 +148,22 @@ def test_a_merge_across_the_boundary_falls_back_to_the_response_alone():
     assert whole[: len(head)] != head
     [(_, response_ids)] = encoder(["the sky is bl"], ["ue"])
     assert list(response_ids) == tokenizer("ue", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def test_the_held_out_nll_scores_a_demonstration_in_the_tokens_the_discriminator_reads(tmp_path):
+    from trl_irl.benchmark.tiny_models import save_tiny_model
+    from trl_irl.evaluation import heldout_nll_per_demonstration
+    from trl_irl.likelihood_rewards import summed_log_probs
+
+    tokenizer = TOKENIZERS["SentencePiece-style, legacy (every text marked)"]
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(save_tiny_model(tmp_path / "model", tokenizer))
+    prompts, demonstrations = ["the sky is"], [" blue"]
+    encoder = SampleEncoder(tokenizer, 64, prompt_ids=_prompt_ids(tokenizer), takes_token_ids=True)
+    [(prompt_ids, response_ids)] = encoder(prompts, demonstrations)
+    expected, _ = summed_log_probs(model, tokenizer.pad_token_id, [list(prompt_ids)], [list(response_ids)])
+    nll, counts = heldout_nll_per_demonstration(model, tokenizer, prompts, demonstrations)
+    assert counts == [len(response_ids)] and nll == [-value for value in expected]
+    # Not the tokens of the text alone, which the legacy tokenizer starts with an extra word-start marker
+    assert len(response_ids) < len(tokenizer(" blue", add_special_tokens=False)["input_ids"]) + 1

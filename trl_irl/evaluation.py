@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .data_utils import SampleEncoder
 from .discriminator.encoding import micro_batches
 from .likelihood_rewards import generation_prompt_ids, summed_log_probs
 from .reranking import forked_random_state, sample_completion_ids
@@ -65,12 +66,14 @@ def heldout_nll_per_demonstration(
     completions: list,
     micro_batch_size: int | None = None,
 ) -> tuple[list[float], list[int]]:
-    """Each demonstration's summed negative log-likelihood of its completion (ended by EOS), and its token count."""
+    """
+    Each demonstration's summed negative log-likelihood of its completion (ended by EOS), and its token count: the
+    completion tokenised after its prompt, as the trainers' discriminator reads demonstrations (`SampleEncoder`), so
+    that it is scored in the tokens a model trained on it generates.
+    """
     prompt_ids = generation_prompt_ids(tokenizer, list(prompts))
-    completion_ids = [
-        tokenizer(completion_text(completion), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        for completion in completions
-    ]
+    encoder = SampleEncoder(tokenizer, 0, lambda _: prompt_ids, takes_token_ids=True)
+    completion_ids = encoder.response_ids(list(completions), truncate=False, prompt_ids=prompt_ids)
     sums, counts = summed_log_probs(model, tokenizer.pad_token_id, prompt_ids, completion_ids, 1.0, micro_batch_size)
     return [-value for value in sums], counts
 
