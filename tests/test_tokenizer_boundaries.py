@@ -151,13 +151,13 @@ def test_a_merge_across_the_boundary_falls_back_to_the_response_alone():
 
 
 def test_the_held_out_nll_scores_a_demonstration_in_the_tokens_the_discriminator_reads(tmp_path):
+    from transformers import AutoModelForCausalLM
+
     from trl_irl.benchmark.tiny_models import save_tiny_model
     from trl_irl.evaluation import heldout_nll_per_demonstration
     from trl_irl.likelihood_rewards import summed_log_probs
 
     tokenizer = TOKENIZERS["SentencePiece-style, legacy (every text marked)"]
-    from transformers import AutoModelForCausalLM
-
     model = AutoModelForCausalLM.from_pretrained(save_tiny_model(tmp_path / "model", tokenizer))
     prompts, demonstrations = ["the sky is"], [" blue"]
     encoder = SampleEncoder(tokenizer, 64, prompt_ids=_prompt_ids(tokenizer), takes_token_ids=True)
