@@ -155,6 +155,23 @@ def test_the_command_compares_the_models_on_a_held_out_file(
     assert "| sft |" in printed and "again minus sft" in printed
 
 
+def test_the_command_refuses_a_model_of_another_vocabulary(tmp_path, tiny_model_path, prompt_completion_dataset):
+    import yaml
+
+    from trl_irl.benchmark.tiny_models import build_tiny_tokenizer, save_tiny_model
+    from trl_irl.cli import main
+
+    # Sampled and scored in the first model's tokens, it would read them as other words, with no error
+    other = save_tiny_model(
+        tmp_path / "other", build_tiny_tokenizer(["another corpus altogether"] * 8, vocab_size=300)
+    )
+    prompt_completion_dataset.select(range(4)).to_json(tmp_path / "heldout.jsonl")
+    config = {"models": [f"sft={tiny_model_path}", f"other={other}"], "dataset_name": str(tmp_path / "heldout.jsonl")}
+    (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="the model 'other' at .* has another vocabulary than the first model's"):
+        main(["evaluate", "--config", str(tmp_path / "evaluate.yaml")])
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

@@ -101,6 +101,28 @@ def check(args: EvaluateArguments) -> dict[str, str]:
     return named
 
 
+def _refuse_another_vocabulary(tokenizer, paths: dict) -> None:
+    """
+    Every model is sampled and scored in the first model's tokens: one of another vocabulary would read them as other
+    words, with no error. Each model's own tokenizer is loaded (not its weights) and compared.
+    """
+    from transformers import AutoTokenizer
+
+    vocabulary = tokenizer.get_vocab()
+    for name, path in paths.items():
+        if path is None:
+            continue
+        try:
+            own = AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError):
+            continue  # a checkpoint saved without its tokenizer: nothing to compare
+        if own.get_vocab() != vocabulary:
+            raise SystemExit(
+                f"trl-irl evaluate: the model {name!r} at {path!r} has another vocabulary than the first model's: "
+                "every model is sampled and scored in the first one's tokens. Compare models of one tokenizer."
+            )
+
+
 def main(args: EvaluateArguments) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -110,6 +132,7 @@ def main(args: EvaluateArguments) -> dict:
     heldout = _load_heldout(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(next(iter(named.values())))
+    _refuse_another_vocabulary(tokenizer, {**named, "judge": args.judge_model_name_or_path})
     models = {name: AutoModelForCausalLM.from_pretrained(path).to(device) for name, path in named.items()}
     judge = None
     if args.judge_model_name_or_path:
