@@ -85,6 +85,15 @@ def test_checkpoints_of_two_runs_in_one_directory_are_warned_about_naming_what_w
     assert "planned different ends" not in caplog.text
 
 
+@pytest.mark.parametrize("learned", ["discriminator", "reward_model"])
+def test_a_gail_or_airl_run_s_directory_is_refused_as_an_sft_run(tmp_path, learned):
+    # Its checkpoints are an adversarial run's: the "policy" would be GAIL's middle, the "discriminator" its end
+    run = fake_sft_run(tmp_path / "gail", [1500, 3000], max_steps=3000)
+    (run / learned).mkdir()
+    with pytest.raises(ValueError, match=f"holds a `{learned}/` folder: it is the output directory of a GAIL or AIRL"):
+        sft_run_checkpoints(run)
+
+
 def test_without_a_final_model_the_last_checkpoint_is_the_end(tmp_path):
     run = fake_sft_run(tmp_path / "sft", [1000, 2000], final_model=False)
 

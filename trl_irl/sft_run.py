@@ -106,6 +106,12 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
+    if learned := [name for name in ("discriminator", "reward_model") if (output_dir / name).is_dir()]:
+        # A GAIL or AIRL run's directory: its checkpoints are an adversarial run's, not an SFT run's
+        raise ValueError(
+            f"{str(output_dir)!r} holds a `{learned[0]}/` folder: it is the output directory of a GAIL or AIRL run, "
+            "not of an SFT run. Pass the directory your SFTTrainer or WeightedSFTTrainer saved its checkpoints in."
+        )
     checkpoints, skipped = {}, []
     for path in output_dir.iterdir():
         match = CHECKPOINT_NAME.match(path.name)
