@@ -934,3 +934,14 @@ def test_the_gradient_penalty_under_fsdp2_is_refused_in_the_config_s_terms(tiny_
         shards_discriminator(fsdp2, Discriminator(model, tokenizer, gradient_penalty=0.1))
     assert shards_discriminator(fsdp2, Discriminator(model, tokenizer))
     assert not shards_discriminator(SimpleNamespace(is_fsdp2=False), Discriminator(model, tokenizer))
+
+
+def test_a_policy_checkpoint_of_another_kind_of_model_is_refused(tmp_path, tiny_model_path, prompt_completion_dataset):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    # A reward model's folder (a sequence classifier, as RewardTrainer or VarianceRewardTrainer saves it): GRPO would
+    # load it as a causal LM with a new, random head
+    AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=2).save_pretrained(tmp_path / "rm")
+    AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(tmp_path / "rm")
+    with pytest.raises(ValueError, match="holds a LlamaForSequenceClassification, not a causal language model"):
+        GAILTrainer(model=str(tmp_path / "rm"), args=_config(tmp_path), train_dataset=prompt_completion_dataset)

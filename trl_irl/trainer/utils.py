@@ -1,6 +1,7 @@
 """Pieces the trainers share."""
 
 import dataclasses
+import json
 import os
 import re
 import textwrap
@@ -177,8 +178,18 @@ def policy_from_adapter_checkpoint(model, model_init_kwargs: dict | None):
     """
     A policy given as the path of a PEFT adapter (a LoRA SFT run's checkpoint), loaded on the base model its config
     names with the adapter trainable, so that GRPO trains it on: GRPO's own loading reads the path as a whole
-    model's and fails ("Should have a `model_type` key"). Anything else is returned as it is.
+    model's and fails ("Should have a `model_type` key"). A local checkpoint of another kind of model (a reward
+    model's classifier) is refused: GRPO would load it with a new, random language-modelling head, only a load report
+    saying so. Anything else is returned as it is.
     """
+    if isinstance(model, str) and (Path(model) / "config.json").is_file():
+        architectures = json.loads((Path(model) / "config.json").read_text()).get("architectures") or []
+        if architectures and not any(name.endswith(("ForCausalLM", "LMHeadModel")) for name in architectures):
+            raise ValueError(
+                f"`model` {model!r} holds a {architectures[0]}, not a causal language model: the policy would get a "
+                "new, random language-modelling head. Start the policy from a causal LM (your SFT model); a reward "
+                "model goes in `reward_funcs`."
+            )
     if not (isinstance(model, str) and is_adapter_checkpoint(model)):
         return model
     return load_trainable_adapter(model, "AutoModelForCausalLM", model_init_kwargs or {})
