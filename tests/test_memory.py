@@ -134,3 +134,12 @@ def test_a_larger_discriminator_is_counted_at_its_own_size(tiny_model_path, tmp_
 def test_the_estimate_prints_each_part_and_the_peak(tiny_model_path, tmp_path):
     text = str(estimate_memory(tiny_model_path, config(tmp_path), max_prompt_length=8))
     assert "policy weights" in text and "GiB per process" in text
+
+
+def test_auto_dtype_is_the_checkpoint_s(tiny_model_path, tmp_path):
+    from transformers import AutoConfig
+
+    checkpoint = AutoConfig.from_pretrained(tiny_model_path)
+    checkpoint.dtype = "bfloat16"  # as a Hub checkpoint saved in bf16 says
+    estimate = estimate_memory(checkpoint, config(tmp_path, model_init_kwargs={"dtype": "auto"}), max_prompt_length=8)
+    assert estimate.persistent["policy weights"] == 2 * num_parameters(tiny_model_path)

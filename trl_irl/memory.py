@@ -2,7 +2,9 @@
 
     from trl_irl import GAILConfig, estimate_memory
 
-    print(estimate_memory("Qwen/Qwen2.5-1.5B", GAILConfig(bf16=True, per_device_train_batch_size=8)))
+    # `use_cpu=True` only so that a machine without a GPU accepts `bf16=True` while planning a GPU run
+    args = GAILConfig(output_dir="run", per_device_train_batch_size=8, use_cpu=True)
+    print(estimate_memory("Qwen/Qwen2.5-1.5B", args))
 
 or `trl-irl estimate gail --config gail.yaml`, the YAML a training run takes. Each model is built on the meta device
 (`accelerate.init_empty_weights`), so only its config is read; a LoRA adapter is added there too, so that its size is
@@ -23,9 +25,11 @@ peft's own count. What the estimate counts, per process and without ZeRO or FSDP
 The activations follow a Llama-style decoder layer without recomputation: about `14 * hidden_size + 4 *
 intermediate_size` values per token and layer (norms, attention inputs and outputs, the gated MLP), in bf16 under
 `bf16=True` and float32 otherwise; with gradient checkpointing (GRPO's default; the discriminator's own model does
-not checkpoint), one value of `hidden_size` per token and layer plus one
-layer's. It is an estimate: allocator caching, CUDA context (about 0.5 GiB), vLLM and communication buffers are not in
-it. `benchmarks/memory_estimate_check.py` compares it with a run's measured peak.
+not checkpoint), one value of `hidden_size` per token and layer plus one layer's. It is an estimate: allocator
+caching, the CUDA context (about 0.5 GiB), vLLM and communication buffers are not in it.
+`benchmarks/memory_estimate_check.py` compares it with a run's measured peak. Every discriminator is counted as a
+causal LM (the likelihood ratio, the default): a classifier's one-label head is smaller than the language-modelling
+head counted for it.
 """
 
 from dataclasses import dataclass, field
@@ -105,7 +109,7 @@ class _Model:
 
 
 def _dtype_bytes(dtype) -> int:
-    if dtype in (None, "auto"):
+    if dtype is None:
         return 4
     return torch.empty((), dtype=getattr(torch, dtype) if isinstance(dtype, str) else dtype).element_size()
 
@@ -167,7 +171,8 @@ def estimate_memory(
             "trainers do: pass `peft_config`, and leave `discriminator` and `discriminator_peft_config` unset."
         )
     policy = _meta_model(model, peft_config)
-    policy_bytes = _dtype_bytes((args.model_init_kwargs or {}).get("dtype", "float32"))
+    policy_dtype = (args.model_init_kwargs or {}).get("dtype", "float32")
+    policy_bytes = _dtype_bytes(_checkpoint_dtype(policy.config) if policy_dtype == "auto" else policy_dtype)
     activation_bytes = 2 if args.bf16 or policy_bytes == 2 else 4
     length = max_prompt_length + args.max_completion_length
     persistent, phases = {}, {}
