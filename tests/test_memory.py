@@ -143,3 +143,45 @@ def test_auto_dtype_is_the_checkpoint_s(tiny_model_path, tmp_path):
     checkpoint.dtype = "bfloat16"  # as a Hub checkpoint saved in bf16 says
     estimate = estimate_memory(checkpoint, config(tmp_path, model_init_kwargs={"dtype": "auto"}), max_prompt_length=8)
     assert estimate.persistent["policy weights"] == 2 * num_parameters(tiny_model_path)
+
+
+def test_the_transient_peaks_are_their_closed_forms(tiny_model_path, tmp_path):
+    from transformers import AutoConfig
+
+    shape = AutoConfig.from_pretrained(tiny_model_path)
+    hidden, layers, vocab = shape.hidden_size, shape.num_hidden_layers, shape.vocab_size
+    kv = shape.num_key_value_heads * hidden // shape.num_attention_heads
+    batch, prompt, completion = 4, 8, 16
+    length = prompt + completion
+    per_token_and_layer = 14 * hidden + 4 * shape.intermediate_size  # values a backward keeps, float32 here
+    parameters = num_parameters(tiny_model_path)
+
+    def estimate(**changes):
+        settings = {"gradient_checkpointing": False, "max_completion_length": completion} | changes
+        return estimate_memory(tiny_model_path, config(tmp_path, **settings), max_prompt_length=prompt)
+
+    # Frozen: no discriminator update, so the policy's update is the peak: its activations and completions' logits
+    frozen = estimate(disc_updates_per_generation=0)
+    policy_activations = 4 * batch * length * per_token_and_layer * layers + 3 * batch * completion * vocab * 4
+    assert frozen.peak_phase == "policy update"
+    assert frozen.transient == {"policy gradients": 4 * parameters, "policy activations": policy_activations}
+    # Trained: the discriminator's update on a micro-batch of 2 whole sequences, logits at every position
+    trained = estimate(disc_micro_batch_size=2)
+    phases = {
+        "policy update": policy_activations + 4 * parameters,
+        "discriminator update": 4 * 2 * length * per_token_and_layer * layers
+        + 3 * 2 * length * vocab * 4
+        + 4 * parameters,
+        "generation": 2 * batch * length * layers * kv * 4 + 2 * batch * vocab * 4,
+    }
+    assert trained.peak_phase == max(phases, key=phases.get)
+    assert sum(trained.transient.values()) == phases[trained.peak_phase]
+    # Checkpointing keeps one hidden state per token and layer, and one layer's activations
+    checkpointed = estimate(gradient_checkpointing=True, disc_updates_per_generation=0)
+    kept = 4 * batch * length * (hidden * layers + per_token_and_layer) + 3 * batch * completion * vocab * 4
+    assert checkpointed.transient["policy activations"] == kept
+    record = trained.as_dict()
+    assert record["peak_bytes"] == trained.peak_bytes and record["peak_phase"] == trained.peak_phase
+    assert record["persistent_bytes"] == trained.persistent and record["transient_bytes"] == trained.transient
+    assert f"{trained.peak_bytes / 2**30:8.2f} GiB per process" in str(trained)
+    assert f"during the {trained.peak_phase}, at most:" in str(trained)

@@ -276,3 +276,60 @@ def test_the_gradient_penalty_of_a_linear_logit_is_its_weights_squared_norm_per_
     # Differentiable in the weights (double backward): d/dw of n |w|^2 / total = 2 n w / total
     (gradient,) = torch.autograd.grad(penalty, weights)
     torch.testing.assert_close(gradient, 2 * num_samples * weights.detach() / total)
+
+
+@given(
+    pairs=st.lists(st.tuples(st.floats(-10, 10), st.floats(-10, 10)), min_size=1, max_size=8),
+    smoothing=st.floats(0.0, 0.9),
+    split=st.integers(0, 8),
+)
+def test_the_pairwise_loss_is_its_closed_form_and_its_shares_add_up_to_it(pairs, smoothing, split):
+    import math
+
+    from trl_irl.discriminator.objective import pair_loss_share, pairwise_loss
+
+    expert_target, _ = smoothed_targets(smoothing)
+    logits_expert = torch.tensor([expert for expert, _ in pairs], dtype=torch.float64)
+    logits_policy = torch.tensor([policy for _, policy in pairs], dtype=torch.float64)
+
+    def bce(difference):  # -t log sigmoid(d) - (1 - t) log sigmoid(-d), in plain floats
+        log_sigmoid = (
+            -math.log1p(math.exp(-difference)) if difference > 0 else difference - math.log1p(math.exp(difference))
+        )
+        log_sigmoid_minus = log_sigmoid - difference
+        return -expert_target * log_sigmoid - (1 - expert_target) * log_sigmoid_minus
+
+    expected = sum(bce(expert - policy) for expert, policy in pairs) / len(pairs)
+    assert pairwise_loss(logits_expert, logits_policy, expert_target).item() == pytest.approx(expected, rel=1e-9)
+    differences = logits_expert - logits_policy
+    cut = min(split, len(pairs))
+    shares = pair_loss_share(differences[:cut], expert_target, len(pairs)) + pair_loss_share(
+        differences[cut:], expert_target, len(pairs)
+    )
+    assert shares.item() == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@given(
+    outputs=st.lists(st.floats(-50, 0), min_size=1, max_size=6),
+    tokens=st.integers(0, 40),
+    weights=st.tuples(st.floats(0, 2), st.floats(0, 2)),
+)
+def test_the_demonstration_terms_are_sft_s_loss_and_enter_the_loss_by_their_weights(outputs, tokens, weights):
+    from trl_irl.discriminator.objective import demonstration_terms, with_weighted_terms
+
+    log_likelihoods = torch.tensor(outputs, dtype=torch.float64, requires_grad=True)
+    terms = demonstration_terms(log_likelihoods, log_likelihoods, None, len(outputs), tokens)
+    # Without captured embeddings no penalty; with no response tokens no likelihood term
+    assert "gradient_penalty" not in terms
+    if tokens == 0:
+        assert terms == {}
+        return
+    assert terms["nll_expert"].item() == pytest.approx(-sum(outputs) / tokens)
+    loss = torch.tensor(1.0, dtype=torch.float64)
+    penalty = torch.tensor(3.0, dtype=torch.float64)
+    weighted = with_weighted_terms(
+        loss, {**terms, "gradient_penalty": penalty}, {"nll_expert": weights[0], "gradient_penalty": weights[1]}
+    )
+    assert weighted.item() == pytest.approx(1.0 + weights[0] * -sum(outputs) / tokens + weights[1] * 3.0)
+    # A term of weight 0 stays out of the graph: no gradient reaches it
+    assert weighted.requires_grad == (weights[0] > 0)
