@@ -185,3 +185,54 @@ def test_the_transient_peaks_are_their_closed_forms(tiny_model_path, tmp_path):
     assert record["persistent_bytes"] == trained.persistent and record["transient_bytes"] == trained.transient
     assert f"{trained.peak_bytes / 2**30:8.2f} GiB per process" in str(trained)
     assert f"during the {trained.peak_phase}, at most:" in str(trained)
+
+
+def test_generation_s_cache_is_its_closed_form_where_it_is_the_peak(tiny_model_path, tmp_path):
+    from transformers import AutoConfig
+
+    shape = AutoConfig.from_pretrained(tiny_model_path)
+    kv = shape.num_key_value_heads * shape.hidden_size // shape.num_attention_heads
+    # Many generation batches per update, a frozen discriminator, short prompts: the cache of 4 x 32 sequences peaks
+    args = config(
+        tmp_path,
+        per_device_train_batch_size=4,
+        steps_per_generation=32,
+        gradient_checkpointing=True,
+        disc_updates_per_generation=0,
+        max_completion_length=64,
+    )
+    estimate = estimate_memory(tiny_model_path, args, max_prompt_length=192)
+    sequences, length = 4 * 32, 192 + 64
+    expected = 2 * sequences * length * shape.num_hidden_layers * kv * 4 + 2 * sequences * shape.vocab_size * 4
+    assert estimate.peak_phase == "generation" and estimate.transient == {"key-value cache": expected}
+
+
+def test_bf16_mixed_precision_halves_the_activations_of_float32_weights(tiny_model_path, tmp_path):
+    from transformers import AutoConfig
+
+    logits = 3 * 4 * 16 * AutoConfig.from_pretrained(tiny_model_path).vocab_size * 4  # float32 either way
+
+    def activations(**changes):
+        args = config(tmp_path, gradient_checkpointing=False, disc_updates_per_generation=0, **changes)
+        return estimate_memory(tiny_model_path, args, max_prompt_length=8).transient["policy activations"] - logits
+
+    assert activations(bf16=True) * 2 == activations(bf16=False)
+    assert activations(bf16=False, model_init_kwargs={"dtype": "bfloat16"}) == activations(bf16=True)
+
+
+def test_a_lora_discriminator_keeps_its_checkpoint_s_dtype_and_one_update_is_an_update(tiny_model_path, tmp_path):
+    from transformers import AutoConfig
+
+    larger = AutoConfig.from_pretrained(tiny_model_path)
+    larger.dtype = "bfloat16"  # a given discriminator checkpoint saved in bf16
+    args = config(tmp_path, disc_updates_per_generation=1)
+    estimate = estimate_memory(tiny_model_path, args, larger, discriminator_peft_config=lora(), max_prompt_length=8)
+    adapter, _ = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), lora()
+    ).get_nb_trainable_parameters()
+    assert estimate.persistent["discriminator weights"] == 2 * num_parameters(tiny_model_path) + 4 * adapter
+    assert estimate.persistent["discriminator optimizer (AdamW)"] == 8 * adapter
+    # The default copy of a bf16 policy under LoRA: its base in the policy's dtype
+    bf16_policy = config(tmp_path, model_init_kwargs={"dtype": "bfloat16"})
+    copy = estimate_memory(tiny_model_path, bf16_policy, discriminator_peft_config=lora(), max_prompt_length=8)
+    assert copy.persistent["discriminator weights"] == 2 * num_parameters(tiny_model_path) + 4 * adapter
