@@ -81,6 +81,8 @@ def test_each_discriminator_choice_changes_what_it_should(tiny_model_path, tmp_p
     for choice in ("trained", "lora", "frozen", "shared_base"):
         args, peft_config, disc_peft_config = discriminator_choice(choice, config(tmp_path), lora_r=4)
         estimates[choice] = estimate_memory(tiny_model_path, args, None, peft_config, disc_peft_config, 8)
+    assert estimates["trained"].persistent["discriminator weights"] == 4 * parameters
+    assert estimates["trained"].persistent["discriminator optimizer (AdamW)"] == 8 * parameters
     assert estimates["lora"].persistent["discriminator weights"] == 4 * parameters + 4 * adapter
     assert estimates["lora"].persistent["discriminator optimizer (AdamW)"] == 8 * adapter
     # Frozen: float32 weights (the trainer upcasts them all the same), no optimizer, no update
@@ -165,7 +167,15 @@ def test_the_transient_peaks_are_their_closed_forms(tiny_model_path, tmp_path):
     policy_activations = 4 * batch * length * per_token_and_layer * layers + 3 * batch * completion * vocab * 4
     assert frozen.peak_phase == "policy update"
     assert frozen.transient == {"policy gradients": 4 * parameters, "policy activations": policy_activations}
-    # Trained: the discriminator's update on a micro-batch of 2 whole sequences, logits at every position
+    # Trained: the discriminator's update on a micro-batch of whole sequences, logits at every position, is the peak
+    whole = estimate()
+    assert whole.peak_phase == "discriminator update"
+    assert whole.transient == {
+        "discriminator gradients": 4 * parameters,
+        "discriminator activations": 4 * batch * length * per_token_and_layer * layers
+        + 3 * batch * length * vocab * 4,
+    }
+    # With a micro-batch of 2, whichever phase is largest
     trained = estimate(disc_micro_batch_size=2)
     phases = {
         "policy update": policy_activations + 4 * parameters,
@@ -236,3 +246,14 @@ def test_a_lora_discriminator_keeps_its_checkpoint_s_dtype_and_one_update_is_an_
     bf16_policy = config(tmp_path, model_init_kwargs={"dtype": "bfloat16"})
     copy = estimate_memory(tiny_model_path, bf16_policy, discriminator_peft_config=lora(), max_prompt_length=8)
     assert copy.persistent["discriminator weights"] == 2 * num_parameters(tiny_model_path) + 4 * adapter
+
+
+def test_a_lora_policy_s_adapter_and_its_moments_are_float32_on_a_bf16_base(tiny_model_path, tmp_path):
+    adapter, _ = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_path), lora()
+    ).get_nb_trainable_parameters()
+    args = config(tmp_path, model_init_kwargs={"dtype": "bfloat16"}, disc_updates_per_generation=0)
+    estimate = estimate_memory(tiny_model_path, args, peft_config=lora(), max_prompt_length=8)
+    assert estimate.persistent["policy weights"] == 2 * num_parameters(tiny_model_path) + 4 * adapter
+    assert estimate.persistent["policy optimizer (AdamW)"] == 8 * adapter
+    assert estimate.transient["policy gradients"] == 4 * adapter

@@ -333,3 +333,14 @@ def test_the_demonstration_terms_are_sft_s_loss_and_enter_the_loss_by_their_weig
     assert weighted.item() == pytest.approx(1.0 + weights[0] * -sum(outputs) / tokens + weights[1] * 3.0)
     # A term of weight 0 stays out of the graph: no gradient reaches it
     assert weighted.requires_grad == (weights[0] > 0)
+
+
+def test_the_demonstration_terms_carry_the_penalty_where_embeddings_were_captured():
+    from trl_irl.discriminator.objective import demonstration_terms, input_gradient_penalty
+
+    embeddings = torch.arange(12.0).reshape(2, 3, 2).requires_grad_(True)
+    logits = (embeddings**2).sum(dim=(1, 2))  # gradient 2e: the penalty is 4 |e|^2 over the class's 5 samples
+    terms = demonstration_terms(logits, logits, embeddings, num_samples=5)
+    assert set(terms) == {"gradient_penalty"}  # no response tokens counted: no likelihood term
+    assert terms["gradient_penalty"].item() == pytest.approx(4 * embeddings.pow(2).sum().item() / 5)
+    assert terms["gradient_penalty"].item() == input_gradient_penalty(logits, embeddings, 5).item()
