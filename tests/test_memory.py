@@ -69,6 +69,7 @@ def test_bf16_weights_halve_the_policy_and_keep_the_discriminator_in_float32(tin
     args = config(tmp_path, model_init_kwargs={"dtype": "bfloat16"})
     estimate = estimate_memory(tiny_model_path, args, max_prompt_length=8)
     assert estimate.persistent["policy weights"] == 2 * parameters
+    assert estimate.persistent["policy optimizer (AdamW)"] == 4 * parameters  # two moments in the weights' dtype
     assert estimate.persistent["discriminator weights"] == 4 * parameters
 
 
@@ -130,6 +131,10 @@ def test_a_larger_discriminator_is_counted_at_its_own_size(tiny_model_path, tmp_
     larger = save_tiny_model(tmp_path / "larger", AutoTokenizer.from_pretrained(tiny_model_path), hidden_size=64)
     estimate = estimate_memory(tiny_model_path, config(tmp_path), str(larger), max_prompt_length=8)
     assert estimate.persistent["discriminator weights"] == 4 * num_parameters(larger)
+    # Its update's activations are its own shape's: a policy-shaped count would be smaller
+    policy_shaped = estimate_memory(tiny_model_path, config(tmp_path), max_prompt_length=8)
+    assert estimate.peak_phase == policy_shaped.peak_phase == "discriminator update"
+    assert estimate.transient["discriminator activations"] > policy_shaped.transient["discriminator activations"]
     assert num_parameters(larger) > num_parameters(tiny_model_path)
 
 
@@ -194,6 +199,10 @@ def test_the_transient_peaks_are_their_closed_forms(tiny_model_path, tmp_path):
     assert record["peak_bytes"] == trained.peak_bytes and record["peak_phase"] == trained.peak_phase
     assert record["persistent_bytes"] == trained.persistent and record["transient_bytes"] == trained.transient
     assert f"{trained.peak_bytes / 2**30:8.2f} GiB per process" in str(trained)
+    for part, size in {**trained.persistent, **trained.transient}.items():
+        assert any(
+            line.startswith(part) and line.endswith(f"{size / 2**30:8.2f} GiB") for line in str(trained).split("\n")
+        )
     assert f"during the {trained.peak_phase}, at most:" in str(trained)
 
 
