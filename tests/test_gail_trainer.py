@@ -231,7 +231,9 @@ class TestGAILTrainer:
         checkpoint = tmp_path / "checkpoint-2"
         assert (checkpoint / "discriminator" / "model.safetensors").is_file()
         reward_state = json.loads((checkpoint / "discriminator" / "discriminator_reward_state.json").read_text())
-        assert reward_state == {"num_generations_seen": 2}
+        assert reward_state["num_generations_seen"] == 2
+        # The settings a resume compares with its own (`discriminator_saving.METHOD_SETTINGS`)
+        assert reward_state["settings"]["disc_level"] == level and reward_state["settings"]["divergence"] == "js"
 
     def test_resume_with_a_lora_discriminator_continues_like_an_uninterrupted_run(
         self, tmp_path, tiny_model_path, prompt_completion_dataset
