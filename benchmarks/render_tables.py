@@ -445,6 +445,51 @@ PRETRAINED_ROWS = (
         "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
     ),
 )
+# Unseen prompts of a rule expert, no larger model: the two-checkpoint recipe (the policy from the middle of one SFT
+# run, the discriminator from its end), trained and frozen, on 8 seeds that chose no setting
+RULES_COUNTERFACTUALS = "counterfactuals_rules_2048"
+R = RULES_COUNTERFACTUALS
+
+
+def _rules_versus(method: str, reference: str = "sft_best_temperature", metric: str = "reverse_kl") -> Paired:
+    return Paired(f"{R}:{method}", f"{R}:{reference}", metric)
+
+
+RULES_ROWS = (
+    Row(
+        "`GAILTrainer`, two checkpoints of one SFT run (the policy from its middle, the discriminator from its end)",
+        "SFT at its best temperature; SFT's end; the same discriminator frozen",
+        "rules, 2048, unseen prompts",
+        (
+            ("", _rules_versus("gail")),
+            ("forward", _rules_versus("gail", metric="forward_kl")),
+            ("minus SFT's end", _rules_versus("gail", "sft")),
+            ("minus frozen", _rules_versus("gail", "gail_frozen")),
+            ("frozen", _rules_versus("gail_frozen")),
+            ("at its best temperature", _rules_versus("gail_best_temperature")),
+            ("at its best temperature, forward", _rules_versus("gail_best_temperature", metric="forward_kl")),
+        ),
+        "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
+    ),
+    Row(
+        "`AIRLTrainer`, the same two checkpoints",
+        "SFT at its best temperature; SFT's end",
+        "rules, 2048",
+        (
+            ("", _rules_versus("airl")),
+            ("forward", _rules_versus("airl", metric="forward_kl")),
+            ("minus SFT's end", _rules_versus("airl", "sft")),
+        ),
+        "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
+    ),
+    Row(
+        "GRPO with the exact reward (the oracle: the headroom)",
+        "SFT at its best temperature",
+        "rules, 2048",
+        (("", _rules_versus("oracle")), ("forward", _rules_versus("oracle", metric="forward_kl"))),
+        "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
+    ),
+)
 # Earlier readings, 3 seeds each (seeds 0 to 2 chose the distil settings)
 EARLIER_ROWS = (
     Row(
@@ -970,13 +1015,14 @@ CHECKER_ROWS = (
 )
 
 # The README's table: every use of the larger model in the distil regime, then the memorise regime's adversarial rows
-README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS, *PRETRAINED_ROWS)
+README_ROWS = (*COUNTERFACTUAL_ROWS, MEMORISE_ROWS[0], MEMORISE_ROWS[4], *LONG_ROWS, *PRETRAINED_ROWS, RULES_ROWS[0])
 
 # How far `trl-irl evaluate`'s proxies rank the methods as the exact divergences do (benchmarks/proxy_validation.py)
 PROXY_VALIDATIONS = (
     ("pretrained base, 128", "proxy_validation_pretrained"),
     ("memorise, 32", "proxy_validation_memorise"),
     ("distil, 2048", "proxy_validation_distil"),
+    ("rules, 2048", "proxy_validation_rules"),
 )
 PROXY_NAMES = {
     "heldout_nll": "held-out NLL",
@@ -1021,6 +1067,9 @@ TABLES = {
     "pretrained_counterfactuals": lambda: summary_table(PRETRAINED_ROWS),
     "pretrained_counterfactual_rows": lambda: counterfactual_rows(PRETRAINED_COUNTERFACTUALS),
     "pretrained_counterfactual_pairs": lambda: counterfactual_pairs(PRETRAINED_COUNTERFACTUALS),
+    "rules_counterfactuals": lambda: summary_table(RULES_ROWS),
+    "rules_counterfactual_rows": lambda: counterfactual_rows(RULES_COUNTERFACTUALS),
+    "rules_counterfactual_pairs": lambda: counterfactual_pairs(RULES_COUNTERFACTUALS),
     "proxy_validation": proxy_validation,
     "benchmark_settings": benchmark_settings,
     "costs": costs,
