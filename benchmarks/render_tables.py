@@ -404,8 +404,9 @@ LONG_ROWS = (
 P = PRETRAINED_COUNTERFACTUALS
 
 
-def _pretrained_versus(method: str, reference: str = "sft_best_temperature", metric: str = "reverse_kl") -> Paired:
-    return Paired(f"{P}:{method}", f"{P}:{reference}", metric)
+def _versus(stem: str, method: str, reference: str = "sft_best_temperature", metric: str = "reverse_kl") -> Paired:
+    """`method` against `reference` (SFT at its best temperature unless said) in one counterfactuals report."""
+    return Paired(f"{stem}:{method}", f"{stem}:{reference}", metric)
 
 
 # A pretrained base, few demonstrations, no larger model: the discriminator is the policy's own start (a frozen one
@@ -416,13 +417,13 @@ PRETRAINED_ROWS = (
         "SFT at its best temperature; SFT's end (what frozen gives)",
         "pretrained base, 128 demonstrations",
         (
-            ("GAIL", _pretrained_versus("gail")),
-            ("GAIL, forward", _pretrained_versus("gail", metric="forward_kl")),
-            ("AIRL", _pretrained_versus("airl")),
-            ("GAIL minus SFT's end", _pretrained_versus("gail", "sft")),
-            ("GAIL minus SFT's end, forward", _pretrained_versus("gail", "sft", "forward_kl")),
-            ("AIRL minus SFT's end", _pretrained_versus("airl", "sft")),
-            ("GAIL at its best temperature", _pretrained_versus("gail_best_temperature")),
+            ("GAIL", _versus(P, "gail")),
+            ("GAIL, forward", _versus(P, "gail", metric="forward_kl")),
+            ("AIRL", _versus(P, "airl")),
+            ("GAIL minus SFT's end", _versus(P, "gail", "sft")),
+            ("GAIL minus SFT's end, forward", _versus(P, "gail", "sft", "forward_kl")),
+            ("AIRL minus SFT's end", _versus(P, "airl", "sft")),
+            ("GAIL at its best temperature", _versus(P, "gail_best_temperature")),
         ),
         "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
     ),
@@ -431,9 +432,9 @@ PRETRAINED_ROWS = (
         "SFT at its best temperature; GAIL",
         "pretrained base, 128",
         (
-            ("", _pretrained_versus("gad")),
-            ("forward", _pretrained_versus("gad", metric="forward_kl")),
-            ("minus GAIL", _pretrained_versus("gad", "gail")),
+            ("", _versus(P, "gad")),
+            ("forward", _versus(P, "gad", metric="forward_kl")),
+            ("minus GAIL", _versus(P, "gad", "gail")),
         ),
         "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
     ),
@@ -441,7 +442,7 @@ PRETRAINED_ROWS = (
         "GRPO with the exact reward (the oracle: the headroom)",
         "SFT at its best temperature",
         "pretrained base, 128",
-        (("", _pretrained_versus("oracle")), ("forward", _pretrained_versus("oracle", metric="forward_kl"))),
+        (("", _versus(P, "oracle")), ("forward", _versus(P, "oracle", metric="forward_kl"))),
         "#the-pretrained-regime-a-base-that-knows-the-rules-few-demonstrations",
     ),
 )
@@ -451,23 +452,19 @@ RULES_COUNTERFACTUALS = "counterfactuals_rules_2048"
 R = RULES_COUNTERFACTUALS
 
 
-def _rules_versus(method: str, reference: str = "sft_best_temperature", metric: str = "reverse_kl") -> Paired:
-    return Paired(f"{R}:{method}", f"{R}:{reference}", metric)
-
-
 RULES_ROWS = (
     Row(
         "`GAILTrainer`, two checkpoints of one SFT run (the policy from its middle, the discriminator from its end)",
         "SFT at its best temperature; SFT's end; the same discriminator frozen",
         "rules, 2048, unseen prompts",
         (
-            ("", _rules_versus("gail")),
-            ("forward", _rules_versus("gail", metric="forward_kl")),
-            ("minus SFT's end", _rules_versus("gail", "sft")),
-            ("minus frozen", _rules_versus("gail", "gail_frozen")),
-            ("frozen", _rules_versus("gail_frozen")),
-            ("at its best temperature", _rules_versus("gail_best_temperature")),
-            ("at its best temperature, forward", _rules_versus("gail_best_temperature", metric="forward_kl")),
+            ("", _versus(R, "gail")),
+            ("forward", _versus(R, "gail", metric="forward_kl")),
+            ("minus SFT's end", _versus(R, "gail", "sft")),
+            ("minus frozen", _versus(R, "gail", "gail_frozen")),
+            ("frozen", _versus(R, "gail_frozen")),
+            ("at its best temperature", _versus(R, "gail_best_temperature")),
+            ("at its best temperature, forward", _versus(R, "gail_best_temperature", metric="forward_kl")),
         ),
         "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
     ),
@@ -476,9 +473,9 @@ RULES_ROWS = (
         "SFT at its best temperature; SFT's end",
         "rules, 2048",
         (
-            ("", _rules_versus("airl")),
-            ("forward", _rules_versus("airl", metric="forward_kl")),
-            ("minus SFT's end", _rules_versus("airl", "sft")),
+            ("", _versus(R, "airl")),
+            ("forward", _versus(R, "airl", metric="forward_kl")),
+            ("minus SFT's end", _versus(R, "airl", "sft")),
         ),
         "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
     ),
@@ -486,7 +483,7 @@ RULES_ROWS = (
         "GRPO with the exact reward (the oracle: the headroom)",
         "SFT at its best temperature",
         "rules, 2048",
-        (("", _rules_versus("oracle")), ("forward", _rules_versus("oracle", metric="forward_kl"))),
+        (("", _versus(R, "oracle")), ("forward", _versus(R, "oracle", metric="forward_kl"))),
         "#the-rules-regime-again-eight-seeds-the-two-checkpoint-recipe-and-the-proxies",
     ),
 )
