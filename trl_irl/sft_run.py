@@ -17,6 +17,7 @@ from transformers.utils import (
     logging,
 )
 
+from .likelihood_rewards import RUN_SUBFOLDERS
 from .trainer.utils import CHECKPOINT_NAME, TRAINER_STATE_FILE
 
 
@@ -106,7 +107,7 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"The SFT run's output directory {str(output_dir)!r} does not exist.")
-    if learned := [name for name in ("discriminator", "reward_model") if (output_dir / name).is_dir()]:
+    if learned := [name for name in RUN_SUBFOLDERS if (output_dir / name).is_dir()]:
         # A GAIL or AIRL run's directory: its checkpoints are an adversarial run's, not an SFT run's
         raise ValueError(
             f"{str(output_dir)!r} holds a `{learned[0]}/` folder: it is the output directory of a GAIL or AIRL run, "
