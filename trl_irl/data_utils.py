@@ -272,20 +272,22 @@ class SampleEncoder:
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, responses: list, completion_ids: list | None = None) -> list:
-        prompt_ids = self.prompt_ids(prompts)
         if self.takes_token_ids:
+            prompt_ids = self.prompt_ids(prompts)
             if completion_ids is None:
                 completion_ids = self.response_ids(responses, prompt_ids=prompt_ids)
             return [(tuple(p), tuple(r)) for p, r in zip(prompt_ids, completion_ids, strict=True)]
         conversational = is_conversational({"prompt": prompts[0]})
+        # GRPO's prompt ids only where a text needs them: to cut a demonstration, or to read a completion after its
+        # text prompt (a conversation's completion is its content, given alone as a demonstration's is)
         if completion_ids is None:
-            responses = self._cut_texts(responses, prompt_ids)
+            responses = self._cut_texts(responses, self.prompt_ids(prompts))
         elif not conversational:
             # A completion's text as it reads after its prompt: a tokenizer that marks word starts (SentencePiece's
             # `▁`) drops the leading space of a completion decoded alone, which a demonstration's text keeps
             responses = [
                 self.text_after(head, ids, response)
-                for head, ids, response in zip(prompt_ids, completion_ids, responses, strict=True)
+                for head, ids, response in zip(self.prompt_ids(prompts), completion_ids, responses, strict=True)
             ]
         if not conversational:
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
