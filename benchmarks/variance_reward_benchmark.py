@@ -178,6 +178,8 @@ def main() -> None:
         record = {
             "args": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()},
             "date": time.strftime("%Y-%m-%d"),
+            # Both trainers and the oracle, every seed, on one process (its threads: `OMP_NUM_THREADS`)
+            "seconds": time.perf_counter() - started,
             # One row per seed, in seed order, for each trainer: paired within seeds by position
             "runs": results,
         }
