@@ -2,7 +2,9 @@
 
 import importlib.util
 import json
+import logging
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -284,3 +286,30 @@ def built_in_memory(auto_class, checkpoint, **config_overrides):
     model = auto_class.from_config(config)
     assert model.name_or_path == ""
     return model
+
+
+class logged_warnings(Sequence):  # noqa: N801 - read as a list, as the warnings it replaces were
+    """
+    The messages of the warnings that the logger `name` (a module's) logs during a test, read live from pytest's
+    `caplog`: compared, counted and indexed as a list.
+    """
+
+    def __init__(self, caplog, name: str):
+        caplog.set_level(logging.WARNING, logger=name)
+        self._caplog, self._name = caplog, name
+
+    def _messages(self) -> list[str]:
+        records = [record for record in self._caplog.records if record.name == self._name]
+        return [record.getMessage() for record in records if record.levelno == logging.WARNING]
+
+    def __getitem__(self, index):
+        return self._messages()[index]
+
+    def __len__(self) -> int:
+        return len(self._messages())
+
+    def __eq__(self, other) -> bool:
+        return self._messages() == list(other)
+
+    def __repr__(self) -> str:
+        return repr(self._messages())

@@ -10,6 +10,7 @@ from helpers import (
     assert_resume_is_exact,
     built_in_memory,
     colours_training_overrides,
+    logged_warnings,
     record_hub_uploads,
     train_and_check_both_models_learn,
 )
@@ -145,7 +146,7 @@ class TestGAILTrainer:
     ):
         tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
         tokenizer.pad_token = None
-        with pytest.raises(ValueError, match="padding token"):
+        with pytest.raises(ValueError, match="padding token.*pass the tokenizer as `discriminator_processing_class`"):
             GAILTrainer(
                 model=tiny_model_path,
                 args=_config(tmp_path),
@@ -250,16 +251,13 @@ class TestGAILTrainer:
         assert (tmp_path / "checkpoint-2" / "discriminator" / "adapter_model.safetensors").is_file()
 
     def test_resume_skips_an_interrupted_checkpoint(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog
     ):
-        import trl_irl.trainer.utils as trainer_utils
-
         config = _config(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
         GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
         # As if the machine was lost while checkpoint-4 was written: its trainer state never came
         (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
-        warnings = []
-        monkeypatch.setattr(trainer_utils.logger, "warning", warnings.append)
+        warnings = logged_warnings(caplog, "trl_irl.checkpoints")
         resumed = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
         resumed.train(resume_from_checkpoint=True)
         assert len(warnings) == 1 and "checkpoint-4" in warnings[0] and "trainer_state.json" in warnings[0]
@@ -347,7 +345,7 @@ class TestGAILTrainer:
         # Two steps, each its own generation batch: a warm-up of two zeroes every reward of the run
         config = _config(tmp_path, max_steps=2, disc_warmup_generations=warmup)
         trainer = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
-        with caplog.at_level("WARNING", logger="trl_irl.trainer.run_checks"):
+        with caplog.at_level("WARNING", logger="trl_irl.trainer.unmoved_policy"):
             trainer.train()
         assert ("covers all 2 generation batches of this run" in caplog.text) == warned
         rewards = [entry["rewards/discriminator/mean"] for entry in trainer.state.log_history[:-1]]
@@ -632,12 +630,9 @@ class TestDemonstrationsLongerThanCompletions:
 
     @pytest.mark.parametrize("disc_type", ["likelihood_ratio", "classifier"])
     def test_they_are_cut_as_completions_are_with_one_warning(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, disc_type
+        self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog, disc_type
     ):
-        import trl_irl.data_utils as data_utils
-
-        warnings = []
-        monkeypatch.setattr(data_utils.logger, "warning", warnings.append)
+        warnings = logged_warnings(caplog, "trl_irl.data_utils")
         dataset = self._long_dataset(prompt_completion_dataset)
         trainer = GAILTrainer(
             model=tiny_model_path,
@@ -686,12 +681,12 @@ def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, 
 def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
     tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
 ):
-    import trl_irl.trainer.gail_discriminator as gail_trainer
+    import trl_irl.trainer.discriminator_factory as discriminator_factory
 
     # Replaced in the discriminator factory's module only: GRPO's own loading of the policy is not recorded
     loaded = []
     for name in ("AutoModelForCausalLM", "AutoTokenizer"):
-        auto_class = getattr(gail_trainer, name)
+        auto_class = getattr(discriminator_factory, name)
 
         class Recording:
             @staticmethod
@@ -699,7 +694,7 @@ def test_the_default_discriminator_is_loaded_at_the_policy_s_revision(
                 loaded.append((_name, kwargs.get("revision"), kwargs.get("trust_remote_code")))
                 return _auto_class.from_pretrained(path, *args, **kwargs)
 
-        monkeypatch.setattr(gail_trainer, name, Recording)
+        monkeypatch.setattr(discriminator_factory, name, Recording)
     GAILTrainer(
         model=tiny_model_path,
         args=_config(tmp_path, model_init_kwargs={"revision": "main"}),
@@ -722,7 +717,10 @@ def test_a_discriminator_with_the_wrong_head_for_its_level_is_refused(
     import transformers
 
     model = getattr(transformers, wrong_class).from_pretrained(tiny_model_path, num_labels=1)
-    with pytest.raises(ValueError, match=f"disc_level='{level}'.* needs .*{named}"):
+    # The scorer's own words, then the config fields that chose the kind
+    with pytest.raises(
+        ValueError, match=f"a {level}-level discriminator needs .*{named}.*`disc_level` \\(here '{level}'\\)"
+    ):
         GAILTrainer(
             model=tiny_model_path,
             discriminator=model,
@@ -927,7 +925,7 @@ def test_the_gradient_penalty_under_fsdp2_is_refused_in_the_config_s_terms(tiny_
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from trl_irl import Discriminator
-    from trl_irl.trainer.gail_discriminator import shards_discriminator
+    from trl_irl.trainer.discriminator_factory import shards_discriminator
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)

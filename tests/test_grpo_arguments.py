@@ -113,6 +113,6 @@ def test_reward_weights_that_leave_the_policy_unmoved_are_refused_or_warned_abou
 
     with pytest.raises(ValueError, match=r"Every weight of `reward_weights` \(\[0.0, 0.0\]\) is 0"):
         build([0.0, 0.0])
-    with caplog.at_level("WARNING", logger="trl_irl.trainer.run_checks"):
+    with caplog.at_level("WARNING", logger="trl_irl.trainer.unmoved_policy"):
         build([0.0, 1.0])
     assert "`reward_weights[0]`, the discriminator's, is 0" in caplog.text

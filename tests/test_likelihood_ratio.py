@@ -6,7 +6,7 @@ import pytest
 import torch
 import toy_colors
 from datasets import Dataset
-from helpers import adversarial_config, colours_training_overrides, train_and_check_both_models_learn
+from helpers import adversarial_config, colours_training_overrides, logged_warnings, train_and_check_both_models_learn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer, LikelihoodReward
@@ -275,12 +275,9 @@ class TestPretraining:
 
 
 def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    tmp_path, tiny_model_path, prompt_completion_dataset, caplog
 ):
-    import trl_irl.trainer.gail_discriminator as gail_discriminator
-
-    warnings = []
-    monkeypatch.setattr(gail_discriminator.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.discriminator_start")
     # The default discriminator is a copy of the policy: it knows nothing more, and is warned about once
     default = GAILTrainer(
         model=tiny_model_path,
@@ -322,14 +319,11 @@ def test_the_start_logs_how_much_more_than_the_policy_the_discriminator_knows(
 
 
 def test_with_an_evaluation_set_the_gap_is_also_measured_there_and_the_warning_reads_it(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    tmp_path, tiny_model_path, prompt_completion_dataset, caplog
 ):
     # Pre-trained on the counting demonstrations, the discriminator knows more of the held-out ones (the gap of the
     # test above), and less of text it never saw: the evaluation set's demonstrations, which decide the warning
-    import trl_irl.trainer.gail_discriminator as gail_discriminator
-
-    warnings = []
-    monkeypatch.setattr(gail_discriminator.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.discriminator_start")
     eval_dataset = Dataset.from_dict(
         {"prompt": ["Say hello:", "Greet me:"], "completion": [" Hello, how are you?", " I am fine, thank you."]}
     )

@@ -85,7 +85,7 @@ def _start_logits(trainer) -> torch.Tensor:
     prompts, demonstrations = list(rows["prompt"]), list(rows["demonstration"])
     reward = trainer.discriminator_reward
     return trainer.discriminator.logits(
-        reward.render(prompts, demonstrations), reward._offsets(prompts, demonstrations, None)
+        reward.sample_encoder(prompts, demonstrations), reward._offsets(prompts, demonstrations, None)
     )
 
 
@@ -102,7 +102,7 @@ def test_a_copy_of_the_policy_starts_at_zero_where_both_run_in_one_precision(
         GAILConfig, tmp_path, bf16=bf16, use_cpu=True, model_init_kwargs={"dtype": weights}, max_steps=1
     )
     dataset = load_counting_demonstrations("train").select(range(32))
-    with caplog.at_level("WARNING", logger="trl_irl.trainer.gail_discriminator"):
+    with caplog.at_level("WARNING", logger="trl_irl.trainer.discriminator_factory"):
         trainer = GAILTrainer(model=tiny_model_path, args=args, train_dataset=dataset)
     logits = _start_logits(trainer)
     assert (logits == 0).all().item() == exact

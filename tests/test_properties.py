@@ -162,7 +162,7 @@ samples = st.lists(st.tuples(token_ids, token_ids), min_size=1, max_size=4)  # (
 
 def _bigram_log_likelihoods(table: torch.Tensor, samples: list, temperature: float = 1.0) -> torch.Tensor:
     """Each response's log-likelihood through `prompt_response_batch` and `response_token_log_probs`."""
-    from trl_irl.discriminator.encoding import prompt_response_batch, response_token_log_probs
+    from trl_irl.log_probs import prompt_response_batch, response_token_log_probs
 
     prompt_ids, response_ids = zip(*samples, strict=True)
     batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id=0, device="cpu")

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from datasets import Dataset
+from helpers import logged_warnings
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator, DiscriminatorReward, policy_reward
@@ -12,7 +13,7 @@ COMPLETIONS = [" 1 3 2", " 5 9 7"]
 DEMONSTRATIONS = [" 1 2 3", " 5 7 9"]
 
 
-def _render(prompts, responses, completion_ids=None):
+def _text_samples(prompts, responses, completion_ids=None):
     return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
 
 
@@ -30,30 +31,30 @@ def _parameters(discriminator):
 class TestDiscriminatorReward:
     @pytest.mark.parametrize("divergence", ["js", "reverse_kl", "forward_kl", "alpha"])
     def test_scores_before_the_update_by_default(self, discriminator, divergence):
-        reward = DiscriminatorReward(discriminator, _render, divergence=divergence)
-        logits_before = discriminator.logits(_render(PROMPTS, COMPLETIONS))
+        reward = DiscriminatorReward(discriminator, _text_samples, divergence=divergence)
+        logits_before = discriminator.logits(_text_samples(PROMPTS, COMPLETIONS))
         before = _parameters(discriminator)
         rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
         torch.testing.assert_close(torch.tensor(rewards), policy_reward(logits_before, divergence))
         assert any(not torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
 
     def test_scores_after_the_update_when_asked(self, discriminator):
-        reward = DiscriminatorReward(discriminator, _render, divergence="reverse_kl", scoring="after_update")
+        reward = DiscriminatorReward(discriminator, _text_samples, divergence="reverse_kl", scoring="after_update")
         rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
-        torch.testing.assert_close(torch.tensor(rewards), discriminator.logits(_render(PROMPTS, COMPLETIONS)))
+        torch.testing.assert_close(torch.tensor(rewards), discriminator.logits(_text_samples(PROMPTS, COMPLETIONS)))
 
     def test_updates_per_generation(self, discriminator, monkeypatch):
         calls = []
         update = discriminator.update
         monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append((e, p)) or update(e, p, **kw))
-        DiscriminatorReward(discriminator, _render, updates_per_generation=3, completions_per_prompt=2)(
+        DiscriminatorReward(discriminator, _text_samples, updates_per_generation=3, completions_per_prompt=2)(
             [p for p in PROMPTS for _ in range(2)],
             COMPLETIONS * 2,
             demonstration=[d for d in DEMONSTRATIONS for _ in range(2)],
         )
         assert len(calls) == 3
         # Repeated prompts (one per generation) give each demonstration once
-        assert calls[0][0] == _render(PROMPTS, DEMONSTRATIONS)
+        assert calls[0][0] == _text_samples(PROMPTS, DEMONSTRATIONS)
 
     @pytest.mark.parametrize(("copies", "expected"), [(4, 2), (3, 2), (2, 1), (1, 1)])
     def test_identical_dataset_rows_each_keep_their_demonstration(self, discriminator, monkeypatch, copies, expected):
@@ -62,24 +63,24 @@ class TestDiscriminatorReward:
         calls = []
         update = discriminator.update
         monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: calls.append(e) or update(e, p, **kw))
-        DiscriminatorReward(discriminator, _render, completions_per_prompt=2)(
+        DiscriminatorReward(discriminator, _text_samples, completions_per_prompt=2)(
             PROMPTS[:1] * copies, COMPLETIONS[:1] * copies, demonstration=DEMONSTRATIONS[:1] * copies
         )
-        assert calls[0] == _render(PROMPTS[:1], DEMONSTRATIONS[:1]) * expected
+        assert calls[0] == _text_samples(PROMPTS[:1], DEMONSTRATIONS[:1]) * expected
 
     def test_reward_clip(self, discriminator):
-        reward = DiscriminatorReward(discriminator, _render, divergence="reverse_kl", reward_clip=1e-4)
+        reward = DiscriminatorReward(discriminator, _text_samples, divergence="reverse_kl", reward_clip=1e-4)
         rewards = torch.tensor(reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS))
         assert rewards.abs().max() <= 1e-4
 
     def test_warmup_generations_give_zero_rewards(self, discriminator):
-        reward = DiscriminatorReward(discriminator, _render, warmup_generations=2)
+        reward = DiscriminatorReward(discriminator, _text_samples, warmup_generations=2)
         for _ in range(2):
             assert reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS) == [0.0, 0.0]
         assert all(r != 0.0 for r in reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS))
 
     def test_does_not_learn_outside_training(self, discriminator):
-        reward = DiscriminatorReward(discriminator, _render, is_training=lambda: False, warmup_generations=5)
+        reward = DiscriminatorReward(discriminator, _text_samples, is_training=lambda: False, warmup_generations=5)
         before = _parameters(discriminator)
         rewards = reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
         assert all(torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
@@ -88,7 +89,7 @@ class TestDiscriminatorReward:
 
     def test_logs_discriminator_statistics(self, discriminator):
         logged = {}
-        DiscriminatorReward(discriminator, _render)(
+        DiscriminatorReward(discriminator, _text_samples)(
             PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__
         )
         assert {"disc/loss", "disc/acc", "disc/acc_expert", "disc/acc_policy", "disc/entropy"} <= set(logged)
@@ -104,7 +105,7 @@ class TestDiscriminatorReward:
 
         monkeypatch.setattr(discriminator, "update", recorded_update)
         logged = {}
-        DiscriminatorReward(discriminator, _render, updates_per_generation=3)(
+        DiscriminatorReward(discriminator, _text_samples, updates_per_generation=3)(
             PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__
         )
         assert len(seen) == 3 and len({stats["loss"] for stats in seen}) == 3  # each update learned something
@@ -113,7 +114,7 @@ class TestDiscriminatorReward:
 
     def test_needs_the_demonstration_column(self, discriminator):
         with pytest.raises(KeyError, match="demonstration"):
-            DiscriminatorReward(discriminator, _render)(PROMPTS, COMPLETIONS, solution=DEMONSTRATIONS)
+            DiscriminatorReward(discriminator, _text_samples)(PROMPTS, COMPLETIONS, solution=DEMONSTRATIONS)
 
 
 class TestSaturationAndNonFiniteLogits:
@@ -122,14 +123,11 @@ class TestSaturationAndNonFiniteLogits:
 
     @pytest.mark.parametrize(("divergence", "saturated"), [("js", 1.0), ("forward_kl", 1.0), ("reverse_kl", 0.0)])
     def test_a_saturated_discriminator_is_logged_and_warned_about_once(
-        self, discriminator, monkeypatch, divergence, saturated
+        self, discriminator, monkeypatch, caplog, divergence, saturated
     ):
-        import trl_irl.rewards
-
-        warnings = []
-        monkeypatch.setattr(trl_irl.rewards.logger, "warning", warnings.append)
+        warnings = logged_warnings(caplog, "trl_irl.rewards")
         self._saturated(discriminator, monkeypatch, -30.0)
-        reward = DiscriminatorReward(discriminator, _render, divergence=divergence, updates_per_generation=0)
+        reward = DiscriminatorReward(discriminator, _text_samples, divergence=divergence, updates_per_generation=0)
         for _ in range(2):
             logged = {}
             reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__)
@@ -141,7 +139,7 @@ class TestSaturationAndNonFiniteLogits:
     def test_clipped_rewards_count_as_saturated(self, discriminator, monkeypatch):
         self._saturated(discriminator, monkeypatch, 5.0)
         reward = DiscriminatorReward(
-            discriminator, _render, divergence="reverse_kl", reward_clip=1.0, updates_per_generation=0
+            discriminator, _text_samples, divergence="reverse_kl", reward_clip=1.0, updates_per_generation=0
         )
         logged = {}
         reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS, log_metric=logged.__setitem__)
@@ -149,13 +147,13 @@ class TestSaturationAndNonFiniteLogits:
 
     def test_non_finite_logits_stop_training_with_the_likely_causes(self, discriminator, monkeypatch):
         self._saturated(discriminator, monkeypatch, float("nan"))
-        reward = DiscriminatorReward(discriminator, _render, updates_per_generation=0)
+        reward = DiscriminatorReward(discriminator, _text_samples, updates_per_generation=0)
         with pytest.raises(FloatingPointError, match="not finite.*disc_learning_rate"):
             reward(PROMPTS, COMPLETIONS, demonstration=DEMONSTRATIONS)
 
     def test_a_non_finite_loss_skips_the_step(self, discriminator):
         before = _parameters(discriminator)
-        expert, policy = _render(PROMPTS, DEMONSTRATIONS), _render(PROMPTS, COMPLETIONS)
+        expert, policy = _text_samples(PROMPTS, DEMONSTRATIONS), _text_samples(PROMPTS, COMPLETIONS)
         with pytest.raises(FloatingPointError, match="step was skipped"):
             discriminator.update(expert, policy, expert_logit_offsets=torch.tensor([float("nan"), 0.0]))
         assert all(torch.equal(a, b) for a, b in zip(before, _parameters(discriminator), strict=True))
@@ -175,12 +173,12 @@ def test_reward_draws_expert_batches_from_the_pool_and_logs_heldout_statistics(t
     monkeypatch.setattr(discriminator, "update", lambda e, p, **kw: expert_batches.append(e) or update(e, p, **kw))
     logged, observed = {}, []
 
-    def render(prompts, responses, completion_ids=None):
+    def sample_encoder(prompts, responses, completion_ids=None):
         return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
 
     reward = DiscriminatorReward(
         discriminator,
-        render,
+        sample_encoder,
         updates_per_generation=2,
         demonstration_pool=pool,
         on_scored=lambda *args: observed.append(args),

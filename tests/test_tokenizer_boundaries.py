@@ -155,7 +155,7 @@ def test_the_held_out_nll_scores_a_demonstration_in_the_tokens_the_discriminator
 
     from trl_irl.benchmark.tiny_models import save_tiny_model
     from trl_irl.evaluation import heldout_nll_per_demonstration
-    from trl_irl.likelihood_rewards import summed_log_probs
+    from trl_irl.log_probs import summed_log_probs
 
     tokenizer = TOKENIZERS["SentencePiece-style, legacy (every text marked)"]
     model = AutoModelForCausalLM.from_pretrained(save_tiny_model(tmp_path / "model", tokenizer))

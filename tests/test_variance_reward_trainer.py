@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_resume_is_exact, fast_config, one_step_grpo_config
+from helpers import assert_resume_is_exact, fast_config, logged_warnings, one_step_grpo_config
 from transformers import AutoModelForSequenceClassification
 from trl import GRPOTrainer, RewardConfig, RewardTrainer
 
@@ -126,7 +126,7 @@ class TestVarianceRewardTrainer:
         )
         trainer.create_model_card()
         card = (tmp_path / "README.md").read_text()
-        assert "2403.12017" in card and "Variance Reward" in card
+        assert "2403.12017" in card and "VarianceReward" in card
 
     @pytest.mark.parametrize(("learn_variance", "num_labels"), [(True, 1), (False, 2)])
     def test_rejects_a_model_with_the_wrong_number_of_outputs(
@@ -215,15 +215,12 @@ def test_a_pair_no_loss_can_use_is_refused_naming_its_row(
 
 
 def test_pairs_with_the_same_two_sides_are_warned_about_and_refused_when_all_are(
-    tmp_path, tiny_model_path, preference_dataset, monkeypatch
+    tmp_path, tiny_model_path, preference_dataset, caplog
 ):
-    import trl_irl.trainer.row_checks as row_checks
-
     some_same = preference_dataset.map(
         lambda row, index: {"rejected": row["chosen"] if index == 7 else row["rejected"]}, with_indices=True
     )
-    warnings = []
-    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.row_checks")
     VarianceRewardTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=some_same)
     assert warnings == [
         "1 of 64 rows of `train_dataset` (row 7) have the same `chosen` and `rejected`: they teach nothing."
@@ -235,16 +232,13 @@ def test_pairs_with_the_same_two_sides_are_warned_about_and_refused_when_all_are
 
 
 def test_pairs_longer_than_max_length_are_counted_and_refused_when_none_is_left(
-    tmp_path, tiny_model_path, preference_dataset, monkeypatch
+    tmp_path, tiny_model_path, preference_dataset, caplog
 ):
-    import trl_irl.trainer.row_checks as row_checks
-
     long_response = " 1" * 60
     some_long = preference_dataset.map(
         lambda row, index: {"chosen": long_response if index < 4 else row["chosen"]}, with_indices=True
     )
-    warnings = []
-    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.row_checks")
     trainer = VarianceRewardTrainer(
         model=tiny_model_path, args=_config(tmp_path, max_length=32), train_dataset=some_long
     )

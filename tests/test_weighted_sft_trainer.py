@@ -1,6 +1,6 @@
 import pytest
 import torch
-from helpers import assert_resume_is_exact, fast_config
+from helpers import assert_resume_is_exact, fast_config, logged_warnings
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
@@ -314,17 +314,12 @@ def test_resume_continues_like_an_uninterrupted_run(
     assert_resume_is_exact(make_trainer, tmp_path, resume_step=4)
 
 
-def test_resume_true_skips_an_interrupted_checkpoint(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
-):
-    import trl_irl.trainer.utils as trainer_utils
-
+def test_resume_true_skips_an_interrupted_checkpoint(tmp_path, tiny_model_path, prompt_completion_dataset, caplog):
     args = _config(tmp_path, save_strategy="steps", save_steps=4)
     WeightedSFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset).train()
     # As if the machine was lost while checkpoint-8 was written (`Trainer` would fail loading it)
     (tmp_path / "checkpoint-8" / "trainer_state.json").unlink()
-    warnings = []
-    monkeypatch.setattr(trainer_utils.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.checkpoints")
     resumed = WeightedSFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
     resumed.train(resume_from_checkpoint=True)
     assert len(warnings) == 1 and "checkpoint-8" in warnings[0]
@@ -381,16 +376,13 @@ def test_a_row_without_text_in_the_eval_dataset_is_refused_by_the_eval_dataset_s
 
 
 def test_blank_completions_are_warned_about_by_row_and_refused_when_no_row_has_one(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    tmp_path, tiny_model_path, prompt_completion_dataset, caplog
 ):
-    import trl_irl.trainer.row_checks as row_checks
-
     blank_rows = {3, 9}
     some_blank = prompt_completion_dataset.map(
         lambda row, index: {"completion": "  " if index in blank_rows else row["completion"]}, with_indices=True
     )
-    warnings = []
-    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.row_checks")
     WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=some_blank)
     assert warnings == [
         f"2 of {len(some_blank)} rows of `train_dataset` (rows 3, 9) have a blank `completion`: they teach nothing."
@@ -404,16 +396,13 @@ def test_blank_completions_are_warned_about_by_row_and_refused_when_no_row_has_o
 
 
 def test_rows_whose_prompt_fills_max_length_are_counted_and_refused_when_none_is_left(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
+    tmp_path, tiny_model_path, prompt_completion_dataset, caplog
 ):
-    import trl_irl.trainer.row_checks as row_checks
-
     long_prompt = "Count " * 40
     some_long = prompt_completion_dataset.map(
         lambda row, index: {"prompt": long_prompt if index < 5 else row["prompt"]}, with_indices=True
     )
-    warnings = []
-    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
+    warnings = logged_warnings(caplog, "trl_irl.trainer.row_checks")
     trainer = WeightedSFTTrainer(model=tiny_model_path, args=_config(tmp_path, max_length=24), train_dataset=some_long)
     assert len(trainer.train_dataset) == len(some_long) - 5
     assert len(warnings) == 1 and warnings[0].startswith("5 of 64 rows of `train_dataset` have no token to learn")

@@ -248,8 +248,9 @@ class SampleEncoder:
         max_completion_length (`int`): GRPO's.
         prompt_ids (`Callable`): `prompts -> list of token ids`, GRPO's own prompt tokenisation.
         takes_token_ids (`bool`): the discriminator's kind of sample.
-        text_renderer ([`~transformers.PreTrainedTokenizerBase`], *optional*): renders conversations into texts for a
-            sequence classifier (its chat template); defaults to `tokenizer`.
+        chat_template_tokenizer ([`~transformers.PreTrainedTokenizerBase`], *optional*): the tokenizer whose chat
+            template writes conversations as a sequence classifier's texts (the classifier's); defaults to
+            `tokenizer`.
         chat_template_kwargs (`dict`, *optional*): GRPO's, for the texts.
     """
 
@@ -259,16 +260,16 @@ class SampleEncoder:
         max_completion_length: int,
         prompt_ids: Callable[[list], list],
         takes_token_ids: bool,
-        text_renderer: PreTrainedTokenizerBase | None = None,
+        chat_template_tokenizer: PreTrainedTokenizerBase | None = None,
         chat_template_kwargs: dict | None = None,
     ):
         self.tokenizer = tokenizer
         self.max_completion_length = max_completion_length
         self.prompt_ids = prompt_ids
         self.takes_token_ids = takes_token_ids
-        if text_renderer is None or text_renderer.chat_template is None:
-            text_renderer = tokenizer
-        self.text_renderer = text_renderer
+        if chat_template_tokenizer is None or chat_template_tokenizer.chat_template is None:
+            chat_template_tokenizer = tokenizer
+        self.chat_template_tokenizer = chat_template_tokenizer
         self.chat_template_kwargs = chat_template_kwargs or {}
 
     def __call__(self, prompts: list, responses: list, completion_ids: list | None = None) -> list:
@@ -292,7 +293,9 @@ class SampleEncoder:
         if not conversational:
             return [prompt + response for prompt, response in zip(prompts, responses, strict=True)]
         return [
-            self.text_renderer.apply_chat_template(prompt + response, tokenize=False, **self.chat_template_kwargs)
+            self.chat_template_tokenizer.apply_chat_template(
+                prompt + response, tokenize=False, **self.chat_template_kwargs
+            )
             for prompt, response in zip(prompts, responses, strict=True)
         ]
 

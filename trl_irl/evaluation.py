@@ -35,8 +35,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .data_utils import SampleEncoder
-from .discriminator.encoding import micro_batches
-from .likelihood_rewards import generation_prompt_ids, summed_log_probs
+from .log_probs import generation_prompt_ids, micro_batches, summed_log_probs
 from .reranking import forked_random_state, sample_completion_ids
 
 

@@ -1,7 +1,7 @@
 """
 Causal language models as GRPO reward functions and rerankers: `LikelihoodReward` (`log q(y | x)`, how AIRL's reward
 model is reused) and `LikelihoodRatioReward` (`log q - log p`, the likelihood-ratio discriminator's logit with a fixed
-`q`), and the log-probabilities of responses they and the discriminator's offsets are built on.
+`q`).
 """
 
 from pathlib import Path
@@ -9,76 +9,11 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging
-from trl.data_utils import is_conversational
 
-from .discriminator import prompt_response_batch, response_token_log_probs
-from .discriminator.encoding import micro_batches
+from .log_probs import generation_prompt_ids, summed_log_probs
 
 
 logger = logging.get_logger(__name__)
-
-
-@torch.no_grad()
-def response_log_probs(
-    model: PreTrainedModel, prompt_ids: list, response_ids: list, pad_token_id: int, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    `log p(y_t | x, y_<t)` of every response token under a causal LM, without gradient, at `temperature`.
-
-    Returns:
-        `tuple[torch.Tensor, torch.Tensor]`: the log-probabilities and a mask of the response tokens, both of shape
-        `(N, T - 1)`: position `p` holds the log-probability of token `p + 1` of `prompt + response`.
-    """
-    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id, model.device)
-    return response_token_log_probs(model(**batch).logits.float(), batch["input_ids"], response_mask, temperature)
-
-
-@torch.no_grad()
-def summed_log_probs(
-    model: PreTrainedModel,
-    pad_token_id: int,
-    prompt_ids: list,
-    completion_ids: list,
-    temperature: float = 1.0,
-    micro_batch_size: int | None = None,
-) -> tuple[list[float], list[int]]:
-    """
-    `log p(y | x)` of each completion's token ids under a causal LM sampling at `temperature` (in eval mode, without
-    gradient, `micro_batch_size` completions per forward), and each completion's number of tokens.
-    """
-    was_training = model.training
-    model.eval()
-    sums, counts = [], []
-    try:
-        for chunk in micro_batches(list(zip(prompt_ids, completion_ids, strict=True)), micro_batch_size):
-            prompts, responses = zip(*chunk, strict=True)
-            token_log_probs, mask = response_log_probs(model, prompts, responses, pad_token_id, temperature)
-            sums += (token_log_probs * mask).sum(dim=1).tolist()
-            counts += mask.sum(dim=1).long().tolist()
-    finally:
-        model.train(was_training)
-    return sums, counts
-
-
-def mean_negative_log_likelihood(
-    model: PreTrainedModel, samples: list, pad_token_id: int, temperature: float = 1.0, micro_batch_size=None
-) -> float:
-    """Mean negative log-likelihood per response token of `(prompt_ids, response_ids)` samples under a causal LM."""
-    prompt_ids, response_ids = zip(*samples, strict=True) if samples else ((), ())
-    sums, counts = summed_log_probs(model, pad_token_id, prompt_ids, response_ids, temperature, micro_batch_size)
-    return -sum(sums) / max(sum(counts), 1)
-
-
-def generation_prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: list) -> list[list[int]]:
-    """
-    Prompts tokenised as GRPO tokenises them for generation when no trainer is at hand: the text, or the chat
-    template with a generation prompt for conversations. (A trainer's own, with its tools, is `_tokenize_prompts`.)
-    """
-    if not is_conversational({"prompt": prompts[0]}):
-        return tokenizer(prompts)["input_ids"]
-    return tokenizer.apply_chat_template(prompts, add_generation_prompt=True, tokenize=True, return_dict=True)[
-        "input_ids"
-    ]
 
 
 def process_device() -> torch.device:

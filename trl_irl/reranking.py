@@ -16,8 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl.data_utils import is_conversational
 from trl.trainer.utils import pad
 
-from .discriminator.encoding import micro_batches
-from .likelihood_rewards import generation_prompt_ids
+from .log_probs import evaluating, generation_prompt_ids, micro_batches
 
 
 def sampling_kwargs(tokenizer: PreTrainedTokenizerBase, temperature: float, max_new_tokens: int, n: int) -> dict:
@@ -177,32 +176,27 @@ def best_of_n(
         raise ValueError("`prompts` is empty: there is nothing to sample.")
     reward = as_reward_function(reward, reward_tokenizer)
     conversational = is_conversational({"prompt": prompts[0]})
-    was_training = model.training
-    model.eval()
     rows = {"prompt": [], "completion": [], "score": [], "completion_ids": []}
-    try:
-        with forked_random_state(model.device):
-            if seed is not None:
-                torch.manual_seed(seed)
-            for chunk in micro_batches(list(prompts), prompts_per_batch):
-                completion_ids = sample_completion_ids(
-                    model, tokenizer, generation_prompt_ids(tokenizer, chunk), n, temperature, max_new_tokens
-                )
-                repeated = [prompt for prompt in chunk for _ in range(n)]
-                texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
-                completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
-                scores = _checked_scores(
-                    reward(prompts=repeated, completions=completions, completion_ids=completion_ids), len(repeated)
-                )
-                for index, prompt in enumerate(chunk):
-                    group = range(index * n, (index + 1) * n)
-                    best = max(group, key=lambda row: scores[row])  # the first of equal scores
-                    rows["prompt"].append(prompt)
-                    rows["completion"].append(completions[best])
-                    rows["score"].append(float(scores[best]))
-                    rows["completion_ids"].append(completion_ids[best])
-    finally:
-        model.train(was_training)
+    with evaluating(model), forked_random_state(model.device):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for chunk in micro_batches(list(prompts), prompts_per_batch):
+            completion_ids = sample_completion_ids(
+                model, tokenizer, generation_prompt_ids(tokenizer, chunk), n, temperature, max_new_tokens
+            )
+            repeated = [prompt for prompt in chunk for _ in range(n)]
+            texts = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+            completions = [[{"role": "assistant", "content": t}] for t in texts] if conversational else texts
+            scores = _checked_scores(
+                reward(prompts=repeated, completions=completions, completion_ids=completion_ids), len(repeated)
+            )
+            for index, prompt in enumerate(chunk):
+                group = range(index * n, (index + 1) * n)
+                best = max(group, key=lambda row: scores[row])  # the first of equal scores
+                rows["prompt"].append(prompt)
+                rows["completion"].append(completions[best])
+                rows["score"].append(float(scores[best]))
+                rows["completion_ids"].append(completion_ids[best])
     return Dataset.from_dict(rows)
 
 

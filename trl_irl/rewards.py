@@ -17,10 +17,9 @@ from transformers.utils import logging
 
 from .data_utils import DEMONSTRATION_COLUMN, DemonstrationPool
 from .discriminator import Discriminator, classification_statistics
-from .discriminator.encoding import micro_batches
 from .discriminator.parallel import process_index
 from .divergences import policy_reward, reward_slope
-from .likelihood_rewards import response_log_probs
+from .log_probs import micro_batches, response_log_probs
 
 
 logger = logging.get_logger(__name__)
@@ -45,7 +44,7 @@ class PolicyLogProbOffsets:
 
     Args:
         policy (`Callable[[], PreTrainedModel]`): returns the policy as it is now.
-        encode (`Callable`): the trainer's sample encoder, with `prompt_ids` and `response_ids`.
+        sample_encoder (`Callable`): the trainer's sample encoder, with `prompt_ids` and `response_ids`.
         pad_token_id (`int`): the policy's.
         coef (`float`, *optional*, defaults to `1.0`): the weight of `log pi`.
         reduction (`str`, *optional*, defaults to `"sum"`): `"sum"` or `"mean"` over the response's tokens.
@@ -61,7 +60,7 @@ class PolicyLogProbOffsets:
     def __init__(
         self,
         policy: Callable[[], PreTrainedModel],
-        encode,
+        sample_encoder,
         pad_token_id: int,
         coef: float = 1.0,
         reduction: str = "sum",
@@ -70,15 +69,15 @@ class PolicyLogProbOffsets:
         micro_batch_size: int | None = None,
         autocast_dtype: torch.dtype | None = None,
     ):
-        self.policy, self.encode, self.pad_token_id = policy, encode, pad_token_id
+        self.policy, self.sample_encoder, self.pad_token_id = policy, sample_encoder, pad_token_id
         self.autocast_dtype = autocast_dtype
         self.coef, self.reduction, self.token_level = coef, reduction, token_level
         self.temperature, self.micro_batch_size = temperature, micro_batch_size
 
     def __call__(self, prompts: list, responses: list, completion_ids: list | None) -> torch.Tensor:
-        prompt_ids = self.encode.prompt_ids(prompts)
+        prompt_ids = self.sample_encoder.prompt_ids(prompts)
         if completion_ids is None:
-            completion_ids = self.encode.response_ids(responses, prompt_ids=prompt_ids)
+            completion_ids = self.sample_encoder.response_ids(responses, prompt_ids=prompt_ids)
         response_ids = completion_ids
         log_pi = []
         pairs = list(zip(prompt_ids, response_ids, strict=True))
@@ -106,10 +105,10 @@ class DiscriminatorReward:
 
     Args:
         discriminator ([`Discriminator`]): updated and queried here; may be `None` until `bind`.
-        render (`Callable`): `(prompts, responses, completion_ids=None) -> samples` turns prompts and responses, as
-            GRPO passes them (strings or chat messages, and the generated token ids), into the discriminator's
-            samples (`trl_irl.data_utils.SampleEncoder`): texts for a sequence classifier, `(prompt_ids,
-            response_ids)` pairs for a discriminator that `takes_token_ids`. May be `None` until `bind`.
+        sample_encoder (`Callable`): `(prompts, responses, completion_ids=None) -> samples` turns prompts and
+            responses, as GRPO passes them (strings or chat messages, and the generated token ids), into the
+            discriminator's samples (`trl_irl.data_utils.SampleEncoder`): texts for a sequence classifier,
+            `(prompt_ids, response_ids)` pairs for a discriminator that `takes_token_ids`. May be `None` until `bind`.
         divergence (`str`, *optional*, defaults to `"js"`): see [`~trl_irl.divergences.policy_reward`].
         alpha (`float`, *optional*, defaults to `0.5`): parameter of the `"alpha"` divergence.
         updates_per_generation (`int`, *optional*, defaults to `1`): discriminator steps per generation batch.
@@ -144,7 +143,7 @@ class DiscriminatorReward:
     def __init__(
         self,
         discriminator: Discriminator | None,
-        render: Callable[[list, list], list] | None,
+        sample_encoder: Callable[[list, list], list] | None,
         divergence: str = "js",
         alpha: float = 0.5,
         updates_per_generation: int = 1,
@@ -161,7 +160,7 @@ class DiscriminatorReward:
         if scoring not in SCORINGS:
             raise ValueError(f"`scoring` must be one of {SCORINGS}, got {scoring!r}.")
         self.discriminator = discriminator
-        self.render = render
+        self.sample_encoder = sample_encoder
         self.divergence = divergence
         self.alpha = alpha
         self.updates_per_generation = updates_per_generation
@@ -181,7 +180,9 @@ class DiscriminatorReward:
         # With a token discriminator: the per-token rewards of the last batch scored, one tensor per completion
         self.token_rewards: list[torch.Tensor] | None = None
 
-    def bind(self, discriminator: Discriminator, render: Callable, logit_offsets: Callable | None = None) -> None:
+    def bind(
+        self, discriminator: Discriminator, sample_encoder: Callable, logit_offsets: Callable | None = None
+    ) -> None:
         """
         Give the reward its discriminator, sample encoder and logit offsets, once. A trainer builds the reward before
         `GRPOTrainer.__init__` (which needs its reward functions) and binds it after, when the discriminator may live
@@ -189,7 +190,7 @@ class DiscriminatorReward:
         """
         if self.discriminator is not None:
             raise RuntimeError("This reward is already bound to a discriminator.")
-        self.discriminator, self.render, self.logit_offsets = discriminator, render, logit_offsets
+        self.discriminator, self.sample_encoder, self.logit_offsets = discriminator, sample_encoder, logit_offsets
 
     def __call__(
         self, prompts: list, completions: list, completion_ids: list | None = None, log_metric=None, **kwargs
@@ -208,7 +209,7 @@ class DiscriminatorReward:
                 f"The discriminator reward needs the expert's responses in a dataset column named "
                 f"{DEMONSTRATION_COLUMN!r}; the columns passed were {sorted(kwargs)}."
             )
-        policy_samples = self.render(prompts, completions, completion_ids)
+        policy_samples = self.sample_encoder(prompts, completions, completion_ids)
         policy_offsets = self._offsets(prompts, completions, completion_ids)
         # Scored before this batch's updates: held-out demonstrations and fresh completions are both unseen
         heldout_logits = self._heldout_logits(len(policy_samples)) if training else None
@@ -246,7 +247,7 @@ class DiscriminatorReward:
             return None
         prompts, demonstrations = pool.sample(min(len(pool.heldout_rows), count), self._draw_key(), heldout=True)
         return self.discriminator.logits(
-            self.render(prompts, demonstrations), self._offsets(prompts, demonstrations, None)
+            self.sample_encoder(prompts, demonstrations), self._offsets(prompts, demonstrations, None)
         )
 
     def _update(
@@ -260,7 +261,7 @@ class DiscriminatorReward:
         for update in range(self.updates_per_generation):
             expert_prompts, demonstrations = self._expert_batch(prompts, columns, update, len(policy_samples))
             result = self.discriminator.update(
-                self.render(expert_prompts, demonstrations),
+                self.sample_encoder(expert_prompts, demonstrations),
                 policy_samples,
                 expert_logit_offsets=self._offsets(expert_prompts, demonstrations, None),
                 policy_logit_offsets=policy_offsets,
@@ -334,7 +335,7 @@ class DiscriminatorReward:
         # many as they are: `c` copies of a sample come from `ceil(c / completions_per_prompt)` rows (a group cut
         # between processes leaves fewer than `completions_per_prompt` copies here, still one row)
         rows_of = {}  # demonstration sample -> the rows holding it
-        for row, sample in enumerate(self.render(prompts, demonstrations)):
+        for row, sample in enumerate(self.sample_encoder(prompts, demonstrations)):
             rows_of.setdefault(sample, []).append(row)
         rows = [row for copies in rows_of.values() for row in copies[: -(-len(copies) // self.completions_per_prompt)]]
         return [prompts[row] for row in rows], [demonstrations[row] for row in rows]

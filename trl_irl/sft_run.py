@@ -17,8 +17,8 @@ from transformers.utils import (
     logging,
 )
 
+from .checkpoints import TRAINER_STATE_FILE, checkpoint_folders
 from .likelihood_rewards import RUN_SUBFOLDERS
-from .trainer.utils import CHECKPOINT_NAME, TRAINER_STATE_FILE
 
 
 logger = logging.get_logger(__name__)
@@ -114,13 +114,12 @@ def sft_run_checkpoints(output_dir: str | Path, policy_at: float = 0.5) -> SFTRu
             "not of an SFT run. Pass the directory your SFTTrainer or WeightedSFTTrainer saved its checkpoints in."
         )
     checkpoints, skipped = {}, []
-    for path in output_dir.iterdir():
-        match = CHECKPOINT_NAME.match(path.name)
-        if match and path.is_dir() and _holds_model(path):
+    for step, path in checkpoint_folders(output_dir).items():
+        if _holds_model(path):
             if reason := _why_incomplete(path, is_checkpoint=True):
                 skipped.append(f"{path.name} ({reason})")
             else:
-                checkpoints[int(match.group(1))] = path
+                checkpoints[step] = path
     if skipped:
         logger.warning(
             f"Skipping the SFT run's incomplete checkpoints (interrupted saves): {', '.join(sorted(skipped))}"

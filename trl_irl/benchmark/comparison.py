@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..evaluation import heldout_nll
+from ..log_probs import evaluating
 from ..trainer import AIRLTrainer
 from .choices import ADVERSARIAL_METHODS, METHODS, OWN_DISCRIMINATOR_METHODS, PROXY_METHODS
 from .methods import BUILDERS, ComparisonRun
@@ -140,14 +141,10 @@ def _prepare(settings: ComparisonSettings, output_dir: Path) -> ComparisonRun:
 
     @stopwatch.timed
     def evaluate(model, temperature: float = 1.0):
-        was_training = model.training
-        model.eval()
-        if isinstance(expert, TeacherExpert):
-            metrics = expert.divergences(model, eval_prompts, temperature)
-        else:
-            metrics = expert_divergences(model, tokenizer, expert, eval_prompts, temperature)
-        model.train(was_training)
-        return metrics
+        with evaluating(model):
+            if isinstance(expert, TeacherExpert):
+                return expert.divergences(model, eval_prompts, temperature)
+            return expert_divergences(model, tokenizer, expert, eval_prompts, temperature)
 
     common = {
         "bf16": False,

@@ -24,7 +24,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from ..likelihood_rewards import generation_prompt_ids, summed_log_probs
+from ..log_probs import evaluating, generation_prompt_ids, summed_log_probs
 from ..reranking import forked_random_state, sample_completion_ids
 from .synthetic import ExpertSupportChecker, SyntheticExpert
 
@@ -64,16 +64,11 @@ def sample(
     temperature: float = 1.0,
 ) -> tuple[list[str], list[list[int]]]:
     """`n` samples of each prompt: the prompts repeated, and the completions' token ids (global random state kept)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with forked_random_state(model.device):
-            torch.manual_seed(seed)
-            ids = sample_completion_ids(
-                model, tokenizer, generation_prompt_ids(tokenizer, prompts), n, temperature, MAX_NEW_TOKENS
-            )
-    finally:
-        model.train(was_training)
+    with evaluating(model), forked_random_state(model.device):
+        torch.manual_seed(seed)
+        ids = sample_completion_ids(
+            model, tokenizer, generation_prompt_ids(tokenizer, prompts), n, temperature, MAX_NEW_TOKENS
+        )
     return [prompt for prompt in prompts for _ in range(n)], ids
 
 

@@ -3,7 +3,7 @@ The discriminator of adversarial imitation, one job per module:
 
 - `scorers`: the kinds of model (sequence classifier, token classifier, likelihood ratio): what each checks, reads
   and selects;
-- `encoding`: samples made into batches;
+- `encoding`: samples made into the model's batches (response log-probabilities: the package's `log_probs`);
 - `objective`: the balanced cross-entropy, the pairwise loss, label smoothing, the R1 penalty and the statistics
   (pure functions);
 - `losses`: what an update minimises (the balanced cross-entropy or GAD's pairwise loss), a micro-batch at a time;
@@ -18,7 +18,6 @@ The discriminator of adversarial imitation, one job per module:
 
 from .checkpoint import STATE_FILE, process_state_file
 from .discriminator import Discriminator, DiscriminatorUpdate, TokenDiscriminator
-from .encoding import prompt_response_batch, response_token_log_probs
 from .likelihood_ratio import LikelihoodRatioDiscriminator, pretrain_likelihood
 from .objective import classification_statistics
 
@@ -32,6 +31,4 @@ __all__ = [
     "classification_statistics",
     "pretrain_likelihood",
     "process_state_file",
-    "prompt_response_batch",
-    "response_token_log_probs",
 ]

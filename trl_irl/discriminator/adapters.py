@@ -7,6 +7,9 @@ import functools
 from contextlib import contextmanager
 
 import torch
+from trl.trainer.utils import use_adapter
+
+from ..log_probs import evaluating
 
 
 def check_shared_model(model, adapter_name: str, gradient_penalty: float) -> None:
@@ -32,19 +35,14 @@ def adapter_parameters(model, adapter_name: str) -> list[torch.nn.Parameter]:
 def active_adapter(model, adapter_name: str | None):
     """
     On a model shared with the policy: `adapter_name` active (and trainable), in eval mode, for a forward and its
-    backward; then the policy's adapter and mode as they were (PEFT's `set_adapter`). With no name, nothing.
+    backward; then the policy's adapter and mode as they were (TRL's `use_adapter`). With no name, nothing (where
+    `use_adapter` would disable every adapter).
     """
     if adapter_name is None or model.active_adapter == adapter_name:
         yield
         return
-    previous, was_training = model.active_adapter, model.training
-    model.set_adapter(adapter_name)
-    model.eval()
-    try:
+    with use_adapter(model, adapter_name), evaluating(model):
         yield
-    finally:
-        model.set_adapter(previous)
-        model.train(was_training)
 
 
 def with_own_adapter(method):

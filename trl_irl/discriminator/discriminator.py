@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..log_probs import micro_batches
 from . import checkpoint
 from .adapters import adapter_parameters, check_shared_model, with_own_adapter
-from .encoding import micro_batches
 from .losses import LOSSES
 from .objective import captured_input_embeddings
 from .optimizer import adamw, guarded_step

@@ -2,45 +2,8 @@
 
 import torch
 from transformers import PreTrainedTokenizerBase
-from trl.trainer.utils import pad, selective_log_softmax
 
-
-def prompt_response_batch(
-    prompt_ids: list, response_ids: list, pad_token_id: int, device: torch.device | str
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """
-    Token ids of `prompt + response` pairs, right-padded into one batch: the model's inputs (`input_ids`,
-    `attention_mask`) and a mask of the response tokens, each of shape `(N, T)`.
-    """
-    sequences = [torch.tensor([*p, *r], dtype=torch.long) for p, r in zip(prompt_ids, response_ids, strict=True)]
-    input_ids = pad(sequences, padding_value=pad_token_id).to(device)
-    attention_mask = pad([torch.ones_like(sequence) for sequence in sequences]).to(device)
-    response_mask = pad(
-        [
-            torch.tensor([False] * len(p) + [True] * len(r), dtype=torch.bool)
-            for p, r in zip(prompt_ids, response_ids, strict=True)
-        ],
-        padding_value=False,
-    ).to(device)
-    return {"input_ids": input_ids, "attention_mask": attention_mask}, response_mask
-
-
-def response_token_log_probs(
-    logits: torch.Tensor, input_ids: torch.Tensor, response_mask: torch.Tensor, temperature: float = 1.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """
-    From a causal LM's `(N, T, V)` logits on `input_ids`: the log-probability of each next token at `temperature` and
-    which of them are response tokens, both `(N, T - 1)` (position `p` holds token `p + 1`, predicted at `p`).
-    """
-    token_log_probs = selective_log_softmax(logits[:, :-1], input_ids[:, 1:], temperature)
-    return token_log_probs, response_mask[:, 1:]
-
-
-def micro_batches(samples: list, size: int | None):
-    """`samples` in consecutive slices of `size` (all at once when `size` is `None`): the loop of every forward."""
-    size = size or len(samples)
-    for first in range(0, len(samples), size):
-        yield samples[first : first + size]
+from ..log_probs import prompt_response_batch
 
 
 def num_response_tokens(samples: list) -> int:

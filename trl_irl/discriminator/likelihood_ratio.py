@@ -5,9 +5,10 @@ from collections.abc import Callable
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..log_probs import micro_batches
 from .adapters import with_own_adapter
 from .discriminator import Discriminator
-from .encoding import micro_batches, num_response_tokens
+from .encoding import num_response_tokens
 from .scorers import LikelihoodRatioScorer
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .encoding import micro_batches, num_response_tokens
+from ..log_probs import micro_batches
+from .encoding import num_response_tokens
 from .objective import (
     balanced_loss,
     class_loss_share,

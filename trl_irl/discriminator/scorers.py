@@ -9,13 +9,21 @@ outputs are the logits.
   sample, or per response token.
 
 A token-id sample is a `(prompt_ids, response_ids)` pair in the policy's vocabulary. A new kind of discriminator is
-a new scorer with the same five members.
+a new scorer with the eleven members the three share: `takes_token_ids`, `token_level`, `min_prompt_tokens`,
+`needs_causal_model`, `outputs_log_likelihoods`, `expected`, `check_model`, `output_shape_ok`, `num_logits`,
+`model_inputs` and `select`.
 """
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .encoding import num_response_tokens, response_token_log_probs, text_batch, token_id_batch
+from ..log_probs import response_token_log_probs
+from .encoding import num_response_tokens, text_batch, token_id_batch
+
+
+class ModelKindError(ValueError):
+    """A model that is not the kind its scorer reads (another head, a bidirectional backbone): whoever chose the kind
+    can name the setting that chose it."""
 
 
 class SequenceClassifierScorer:
@@ -36,7 +44,7 @@ class SequenceClassifierScorer:
 
     def check_model(self, model: PreTrainedModel) -> None:
         if model.config.num_labels != 1:
-            raise ValueError(
+            raise ModelKindError(
                 f"The discriminator must output one logit (`num_labels=1`), but its config has "
                 f"`num_labels={model.config.num_labels}`. Load it with "
                 "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
@@ -108,7 +116,7 @@ class LikelihoodRatioScorer:
 
     def check_model(self, model: PreTrainedModel) -> None:
         if model.get_output_embeddings() is None:
-            raise ValueError(
+            raise ModelKindError(
                 f"A likelihood-ratio discriminator is a causal language model, but {type(model).__name__} has no "
                 "language-modelling head. Load it with `AutoModelForCausalLM` (by default the policy's checkpoint), "
                 "or use a sequence or token classifier."
@@ -140,7 +148,7 @@ def check_output_shape(model: PreTrainedModel, scorer, device: torch.device) -> 
     logits = model(input_ids=input_ids).logits
     if not scorer.output_shape_ok(logits, length):
         shape, auto_class, kind = scorer.expected
-        raise ValueError(
+        raise ModelKindError(
             f"The discriminator ({type(model).__name__}) gives logits of shape {tuple(logits.shape)} on one sequence "
             f"of {length} tokens, but {kind} needs {shape}: load it with `{auto_class}.from_pretrained(..., "
             "num_labels=1)`, or choose the discriminator kind that matches it."
@@ -157,7 +165,7 @@ def check_causal(model: PreTrainedModel, device: torch.device) -> None:
     before = model(input_ids=input_ids).logits[0, :-1]
     after = model(input_ids=changed).logits[0, :-1]
     if not torch.allclose(before, after, atol=1e-5):
-        raise ValueError(
+        raise ModelKindError(
             f"A discriminator that scores response tokens needs a causal backbone, but {type(model).__name__} lets a "
             "token's logit see the tokens after it (changing the last token changed the earlier logits). Use a "
             "decoder (for example the policy's own checkpoint) or a sequence classifier."

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation import TEMPERATURES, compare, completion_text, evaluate, report
-from ..trainer.utils import is_missing_local_path
+from ..trainer.model_loading import is_missing_local_path
 from .train import DATA_FILE_BUILDERS, load_reward_funcs
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trl import DatasetMixtureConfig, DistillationConfig, ModelConfig, ScriptArguments
 
-from ..trainer.utils import is_missing_local_path
+from ..trainer.model_loading import is_missing_local_path
 
 
 DATA_FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}

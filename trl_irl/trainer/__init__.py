@@ -1,12 +1,22 @@
-from .airl_config import AIRLConfig
-from .airl_trainer import AIRLTrainer
-from .gail_config import GAILConfig
-from .gail_trainer import GAILTrainer
-from .variance_reward_config import VarianceRewardConfig
-from .variance_reward_trainer import VarianceRewardTrainer, variance_bradley_terry_loss
-from .weighted_sft_config import WeightedSFTConfig
-from .weighted_sft_trainer import WeightedSFTTrainer
+"""The trainers and their configs, one pair per method; imported on first use, so that a config (read by `trl-irl`'s
+argument parser) does not import the trainers' runtime."""
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+
+# Each exported name and the module that defines it
+_EXPORTS = {
+    "AIRLConfig": ".airl_config",
+    "AIRLTrainer": ".airl_trainer",
+    "GAILConfig": ".gail_config",
+    "GAILTrainer": ".gail_trainer",
+    "VarianceRewardConfig": ".variance_reward_config",
+    "VarianceRewardTrainer": ".variance_reward_trainer",
+    "WeightedSFTConfig": ".weighted_sft_config",
+    "WeightedSFTTrainer": ".weighted_sft_trainer",
+    "variance_bradley_terry_loss": ".variance_reward_trainer",
+}
 
 __all__ = [
     "AIRLConfig",
@@ -19,3 +29,26 @@ __all__ = [
     "WeightedSFTTrainer",
     "variance_bradley_terry_loss",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # imported once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from .airl_config import AIRLConfig
+    from .airl_trainer import AIRLTrainer
+    from .gail_config import GAILConfig
+    from .gail_trainer import GAILTrainer
+    from .variance_reward_config import VarianceRewardConfig
+    from .variance_reward_trainer import VarianceRewardTrainer, variance_bradley_terry_loss
+    from .weighted_sft_config import WeightedSFTConfig
+    from .weighted_sft_trainer import WeightedSFTTrainer

@@ -2,7 +2,8 @@ import textwrap
 
 from .airl_config import AIRLConfig
 from .gail_trainer import GAILTrainer
-from .utils import SFT_AS_IRL_CITATION, resolve_config
+from .model_cards import REWARD_MODEL, SFT_AS_IRL_CITATION
+from .trl_parents import resolve_config
 
 
 class AIRLTrainer(GAILTrainer):
@@ -61,7 +62,7 @@ class AIRLTrainer(GAILTrainer):
         """
         return self.push_discriminator_to_hub(repo_id, private=private, token=token)
 
-    _card_role = "reward model"
+    _card_role = REWARD_MODEL
 
     def _logit_offsets(self):
         return self._log_prob_offsets(coef=self.args.log_prob_coef, reduction=self.args.log_prob_reduction)

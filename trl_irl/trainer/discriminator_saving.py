@@ -13,8 +13,9 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id
 
 from ..discriminator.checkpoint import naming_the_file
-from .model_cards import learned_model_card, policy_card_section
-from .utils import require_parent_methods
+from .model_cards import DISCRIMINATOR, learned_model_card, policy_card_section
+from .model_loading import is_adapter_checkpoint
+from .trl_parents import require_parent_methods
 
 
 logger = logging.get_logger(__name__)
@@ -27,11 +28,6 @@ REWARD_STATE_FILE = "discriminator_reward_state.json"
 require_parent_methods(
     GRPOTrainer, ("_save_optimizer_and_scheduler", "_load_optimizer_and_scheduler", "_push_from_checkpoint")
 )
-
-
-def _holds_adapter(directory: Path) -> bool:
-    """Whether a discriminator saved in `directory` is a PEFT adapter (LoRA), loaded on its base model."""
-    return (directory / "adapter_config.json").is_file()
 
 
 # What the discriminator and its reward are: resuming with other values changes the method mid-run, on weights and
@@ -83,7 +79,7 @@ class DiscriminatorSaving:
         """
         self.discriminator.save_pretrained(output_dir, is_main_process=self.args.should_save)
         if self.args.should_save:
-            adapter = _holds_adapter(Path(output_dir))
+            adapter = is_adapter_checkpoint(output_dir)
             card = self._discriminator_card(load_from or str(output_dir), subfolder, dataset_name, adapter)
             card.save(Path(output_dir, "README.md"))
 
@@ -93,7 +89,7 @@ class DiscriminatorSaving:
         return None if os.path.isdir(base_model or "") else base_model
 
     # What the model saved beside the policy is, in its card
-    _card_role = "discriminator"
+    _card_role = DISCRIMINATOR
 
     def _discriminator_card(
         self, load_from: str, subfolder: str | None = None, dataset_name: str | None = None, adapter: bool = False
@@ -123,7 +119,7 @@ class DiscriminatorSaving:
         # Pushing sets `hub_model_id`; a card made locally points at the directory
         load_from = getattr(self, "hub_model_id", None) or self.args.hub_model_id or str(output_dir)
         saved = output_dir / self.discriminator_dir
-        adapter = _holds_adapter(saved)
+        adapter = is_adapter_checkpoint(saved)
         if (saved / "config.json").is_file() or adapter:
             card = self._discriminator_card(load_from, self.discriminator_dir, dataset_name, adapter)
             card.save(saved / "README.md")

@@ -7,13 +7,14 @@ from typing import Any
 from trl import GRPOConfig
 
 from ..divergences import DIVERGENCES
-from ..rewards import SCORINGS
 
 
 DISCRIMINATOR_LEVELS = ("sequence", "token")
 DISCRIMINATOR_TYPES = ("classifier", "likelihood_ratio")
 DEMONSTRATION_SOURCES = ("dataset", "batch")
 DISCRIMINATOR_LOSSES = ("bce", "bradley_terry")
+# When the reward scores a generation batch: before the discriminator's update on it, or after
+DISCRIMINATOR_SCORINGS = ("before_update", "after_update")
 # Config fields renamed so that every discriminator setting starts with `disc_`: old name -> new name
 DEPRECATED_NAMES = {
     "discriminator_type": "disc_type",
@@ -231,7 +232,7 @@ class GAILConfig(GRPOConfig):
         metadata={
             "help": "Score completions with the discriminator as it was before this batch's updates "
             "('before_update') or after them ('after_update').",
-            "choices": list(SCORINGS),
+            "choices": list(DISCRIMINATOR_SCORINGS),
         },
     )
     disc_max_length: int | None = field(
@@ -357,8 +358,10 @@ class GAILConfig(GRPOConfig):
             raise ValueError(f"`reward_clip` must be positive, got {self.reward_clip}.")
 
     def _check_discriminator_training(self) -> None:
-        if self.disc_scoring not in SCORINGS:
-            raise ValueError(f"`disc_scoring` must be one of {list(SCORINGS)}, got {self.disc_scoring!r}.")
+        if self.disc_scoring not in DISCRIMINATOR_SCORINGS:
+            raise ValueError(
+                f"`disc_scoring` must be one of {list(DISCRIMINATOR_SCORINGS)}, got {self.disc_scoring!r}."
+            )
         if self.disc_updates_per_generation is None:
             self.disc_updates_per_generation = 2 if self.disc_type == "likelihood_ratio" else 1
         if self.disc_updates_per_generation < 0:

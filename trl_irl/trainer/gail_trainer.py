@@ -1,11 +1,11 @@
 import textwrap
 
-import torch
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
 from transformers.utils import logging
 from trl import GRPOTrainer
 
+from ..checkpoints import ResumesFromCompleteCheckpoints
 from ..data_utils import (
     DemonstrationPool,
     SampleEncoder,
@@ -16,74 +16,28 @@ from ..data_utils import (
 )
 from ..rewards import DiscriminatorReward, PolicyLogProbOffsets
 from ..token_advantages import place_token_advantages
-from .discriminator_saving import DiscriminatorSaving
-from .gail_config import GAILConfig
-from .gail_discriminator import (
+from .discriminator_factory import (
     build_discriminator,
     check_fits_policy,
     discriminator_on_policy_model,
     discriminator_source,
-    knowledge_gap,
-    pretrain_on_pool,
+    refuse_discriminator_arguments,
     shards_discriminator,
 )
+from .discriminator_saving import DiscriminatorSaving
+from .discriminator_start import knowledge_gap, pretrain_on_pool
+from .gail_config import GAILConfig
 from .grpo_arguments import combined_reward_funcs, refuse_unsupported_arguments
-from .run_checks import WarnIfWarmUpCoversTheRun, check_reward_weights
-from .utils import (
-    SFT_AS_IRL_CITATION,
-    ResumesFromCompleteCheckpoints,
-    check_tokenizer_given,
-    policy_from_adapter_checkpoint,
-    require_parent_methods,
-    resolve_config,
-)
+from .model_cards import SFT_AS_IRL_CITATION
+from .model_loading import check_tokenizer_given, policy_from_adapter_checkpoint
+from .trl_parents import require_parent_methods, resolve_config
+from .unmoved_policy import WarnIfWarmUpCoversTheRun, check_reward_weights
 
 
 logger = logging.get_logger(__name__)
 
 # Private GRPO methods overridden or called, where no public surface exists (see docs/architecture.md)
 require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
-
-
-def _shares_parameters(model, discriminator) -> bool:
-    """Whether two model objects hold any parameter tensor in common (one object twice, or one built on the other)."""
-    if not (isinstance(model, torch.nn.Module) and isinstance(discriminator, torch.nn.Module)):
-        return False
-    storage = {parameter.data_ptr() for parameter in model.parameters()} - {0}  # 0: meta tensors hold no storage
-    return any(parameter.data_ptr() in storage for parameter in discriminator.parameters())
-
-
-def _check_discriminator_choice(model, discriminator, discriminator_peft_config, args: GAILConfig) -> None:
-    """
-    Refuse discriminator settings that contradict each other, or that would leave the policy unmoved: the default
-    likelihood-ratio discriminator starts as a copy of the policy, so its logit `log q_phi - log pi` is 0 for every
-    completion; frozen, it stays a copy of the start, every reward of the first batch is the same and the policy
-    never moves: a run that trains to its end and does nothing. And one model in two roles, which two optimizers
-    would step.
-    """
-    if _shares_parameters(model, discriminator):
-        raise ValueError(
-            "`discriminator` shares parameters with `model` (the same object, or one built on the other's weights): "
-            "the policy's optimizer and the discriminator's would both step them. Give the discriminator its own "
-            "copy (`copy.deepcopy(model)`, or a path to load it from), or leave it unset for a copy of the policy's "
-            "checkpoint; to share the policy's base model on purpose, give a PEFT policy and "
-            "`disc_shares_policy_base=True`."
-        )
-    if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
-        raise ValueError(
-            "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
-            "policy's own model: leave `discriminator` and `discriminator_peft_config` unset, or set "
-            "`disc_shares_policy_base=False`."
-        )
-    frozen = args.disc_updates_per_generation == 0 or args.disc_learning_rate == 0
-    if discriminator is None and args.disc_type == "likelihood_ratio" and frozen and args.disc_pretraining_steps == 0:
-        setting = "disc_updates_per_generation=0" if args.disc_updates_per_generation == 0 else "disc_learning_rate=0"
-        raise ValueError(
-            f"`{setting}` freezes the discriminator, and without `discriminator` it is a copy of the policy: its "
-            "reward `log q_phi - log pi` is 0 for every completion and the policy would never move. Freeze a "
-            "discriminator that knows more (`discriminator=` a larger or longer-trained SFT model, or "
-            "`disc_pretraining_steps`), or let it train."
-        )
 
 
 class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrainer):
@@ -173,7 +127,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
         # A `GRPOConfig` from an existing script keeps every value and gets the default discriminator settings.
         # `__post_init__` derives `generation_batch_size` from `steps_per_generation` again, and refuses both.
         args = resolve_config(args, model, GAILConfig, self._name, generation_batch_size=None)
-        _check_discriminator_choice(model, discriminator, discriminator_peft_config, args)
+        refuse_discriminator_arguments(model, discriminator, discriminator_peft_config, args)
         check_reward_weights(args.reward_weights)
         check_tokenizer_given(model, processing_class)
         train_dataset, eval_dataset = prepare_train_and_eval(train_dataset, eval_dataset)
@@ -238,7 +192,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
             self.max_completion_length,
             prompt_ids=self._policy_prompt_ids,
             takes_token_ids=discriminator.takes_token_ids,
-            text_renderer=discriminator.tokenizer,
+            chat_template_tokenizer=discriminator.tokenizer,
             chat_template_kwargs=self.chat_template_kwargs,
         )
         refuse_conversations_without_chat_template(self.processing_class, train_dataset)
@@ -289,7 +243,7 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     def _log_prob_offsets(self, coef: float, reduction: str) -> PolicyLogProbOffsets:
         return PolicyLogProbOffsets(
             policy=lambda: self.model,
-            encode=self.sample_encoder,
+            sample_encoder=self.sample_encoder,
             pad_token_id=self.processing_class.pad_token_id,
             coef=coef,
             reduction=reduction,
@@ -316,9 +270,9 @@ class GAILTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrain
     def _prepare_training(self, checkpoint: str | None) -> None:
         if checkpoint is None:
             self._pretrain_discriminator()
-            reward, encode = self.discriminator_reward, self.sample_encoder
+            reward, sample_encoder = self.discriminator_reward, self.sample_encoder
             gap = knowledge_gap(
-                self.discriminator, self.model, reward.demonstration_pool, encode, self.args, self.eval_dataset
+                self.discriminator, self.model, reward.demonstration_pool, sample_encoder, self.args, self.eval_dataset
             )
             reward.pending_stats |= gap
         else:

@@ -1,14 +1,56 @@
 """
 Model cards of the models the adversarial trainers leave beside the policy: GAIL's discriminator and AIRL's reward
 model, built with `huggingface_hub`'s `ModelCard` (metadata the Hub indexes: base model, datasets, tags, pipeline),
-and the section the policy's own card (TRL's) gets about them.
+and the section the policy's own card (TRL's) gets about them; and the citation every trainer's card carries.
 
 Each card's example loads the model from where it is (a Hub id or a directory, with `subfolder=` when it sits inside
 the policy's repository) and runs it; the tests execute the examples.
 """
 
+import textwrap
+from typing import NamedTuple
+
 from huggingface_hub import ModelCard, ModelCardData
 
+
+# The paper every trainer of this package implements a part of, cited on each policy's card (TRL's `_paper`)
+SFT_AS_IRL_CITATION = textwrap.dedent("""\
+    @article{sun2024supervised,
+        title        = {{Supervised Fine-Tuning as Inverse Reinforcement Learning}},
+        author       = {Hao Sun},
+        year         = 2024,
+        eprint       = {arXiv:2403.12017},
+    }""")
+
+
+class CardRole(NamedTuple):
+    """What a model left beside the policy is, in the words of its own card and of the policy's."""
+
+    name: str  # "The {name} (trl-irl)" in the policy's card
+    tag: str
+    title: str  # `{trainer}`: the trainer's name
+    paper: str
+    in_policy_card: str
+    # AIRL's `f_theta`, described as the reward it learned rather than as a discriminator's logit
+    is_reward: bool
+
+
+DISCRIMINATOR = CardRole(
+    name="discriminator",
+    tag="discriminator",
+    title="Discriminator trained with trl-irl's {trainer}Trainer",
+    paper="GAIL (Ho and Ermon, 2016, arXiv 1606.03476)",
+    in_policy_card="the discriminator trained alongside the policy",
+    is_reward=False,
+)
+REWARD_MODEL = CardRole(
+    name="reward model",
+    tag="reward-model",
+    title="Reward model learned by adversarial inverse reinforcement learning (trl-irl's AIRLTrainer)",
+    paper="AIRL (Fu, Luo and Levine, 2017, arXiv 1710.11248)",
+    in_policy_card="the reward model that AIRL learned (`f_theta`), reusable as a reward for new prompts",
+    is_reward=True,
+)
 
 # How each kind of discriminator is loaded and what the Hub calls it
 _AUTO_CLASSES = {
@@ -64,9 +106,9 @@ def load_example(auto_class: str, load_from: str, subfolder: str | None, adapter
     return f"{loading}tokenizer = AutoTokenizer.from_pretrained({where})\n{_SCORING[auto_class]}"
 
 
-def _description(role: str, disc_type: str, level: str, divergence: str) -> str:
+def _description(role: CardRole, disc_type: str, level: str, divergence: str) -> str:
     per = "per response token" if level == "token" else "per (prompt, response)"
-    if role == "reward model":
+    if role.is_reward:
         if disc_type == "likelihood_ratio":
             what = (
                 "a causal language model `q_phi` with `f_theta(x, y) = log q_phi(y | x)`: the sum over the response's "
@@ -102,7 +144,7 @@ def _description(role: str, disc_type: str, level: str, divergence: str) -> str:
 
 def learned_model_card(
     *,
-    role: str,
+    role: CardRole,
     trainer_name: str,
     disc_type: str,
     level: str,
@@ -114,11 +156,11 @@ def learned_model_card(
     adapter: bool = False,
 ) -> ModelCard:
     """
-    The card of a discriminator (`role="discriminator"`) or of AIRL's reward model (`role="reward model"`), with Hub
+    The card of a discriminator (`role=DISCRIMINATOR`) or of AIRL's reward model (`role=REWARD_MODEL`), with Hub
     metadata and an example that loads it from `load_from` (and `subfolder`), as a PEFT adapter if `adapter`.
     """
     auto_class, pipeline_tag = _AUTO_CLASSES[disc_type, level]
-    tags = ["trl-irl", trainer_name.lower(), "reward-model" if role == "reward model" else "discriminator"]
+    tags = ["trl-irl", trainer_name.lower(), role.tag]
     card_data = ModelCardData(
         library_name="transformers",
         base_model=base_model,
@@ -126,16 +168,7 @@ def learned_model_card(
         tags=tags,
         pipeline_tag=pipeline_tag,
     )
-    title = (
-        "Reward model learned by adversarial inverse reinforcement learning (trl-irl's AIRLTrainer)"
-        if role == "reward model"
-        else f"Discriminator trained with trl-irl's {trainer_name}Trainer"
-    )
-    paper = (
-        "AIRL (Fu, Luo and Levine, 2017, arXiv 1710.11248)"
-        if role == "reward model"
-        else "GAIL (Ho and Ermon, 2016, arXiv 1606.03476)"
-    )
+    title, paper = role.title.format(trainer=trainer_name), role.paper
     with_peft = " and PEFT (a LoRA adapter on the base model)" if adapter else ""
     content = f"""---
 {card_data.to_yaml()}
@@ -158,19 +191,14 @@ Reinforcement Learning (Sun, 2024, arXiv 2403.12017).
 
 
 def policy_card_section(
-    role: str, disc_type: str, level: str, load_from: str, subfolder: str, adapter: bool = False
+    role: CardRole, disc_type: str, level: str, load_from: str, subfolder: str, adapter: bool = False
 ) -> str:
     """What the policy's card says about the discriminator or reward model saved beside it, and how to load it."""
     auto_class = auto_class_of(disc_type, level)
-    what = (
-        "the reward model that AIRL learned (`f_theta`), reusable as a reward for new prompts"
-        if role == "reward model"
-        else "the discriminator trained alongside the policy"
-    )
     return f"""
-## The {role} (trl-irl)
+## The {role.name} (trl-irl)
 
-This repository also holds {what}, in the `{subfolder}/` folder, with a card of its own. Load it with:
+This repository also holds {role.in_policy_card}, in the `{subfolder}/` folder, with a card of its own. Load it with:
 
 ```python
 {load_example(auto_class, load_from, subfolder, adapter)}

@@ -6,14 +6,11 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, TrainingArguments, set_seed
 from trl import RewardTrainer
 
+from ..checkpoints import ResumesFromCompleteCheckpoints
+from .model_cards import SFT_AS_IRL_CITATION
+from .model_loading import check_tokenizer_given
 from .row_checks import check_preference_rows, check_rows_kept
-from .utils import (
-    SFT_AS_IRL_CITATION,
-    ResumesFromCompleteCheckpoints,
-    check_dataset_columns,
-    check_tokenizer_given,
-    resolve_config,
-)
+from .trl_parents import check_dataset_columns, resolve_config
 from .variance_reward_config import VarianceRewardConfig
 
 
@@ -72,7 +69,7 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
     """
 
     _tag_names = ["trl", "reward-trainer", "trl-irl", "variance-reward"]
-    _name = "Variance Reward"
+    _name = "VarianceReward"
     _paper = {
         "title": "Supervised Fine-Tuning as Inverse Reinforcement Learning",
         "id": "2403.12017",
@@ -107,7 +104,7 @@ class VarianceRewardTrainer(ResumesFromCompleteCheckpoints, RewardTrainer):
         quantization_config=None,
         peft_config=None,
     ):
-        args = resolve_config(args, model, VarianceRewardConfig, "VarianceReward")
+        args = resolve_config(args, model, VarianceRewardConfig, self._name)
         formats = [("chosen", "rejected"), ("chosen_input_ids", "rejected_input_ids")]
         check_tokenizer_given(model, processing_class)
         check_dataset_columns(train_dataset, "train_dataset", formats, "preference")

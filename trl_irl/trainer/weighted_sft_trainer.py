@@ -5,15 +5,12 @@ import torch
 from transformers import TrainingArguments
 from trl import SFTTrainer
 
+from ..checkpoints import ResumesFromCompleteCheckpoints
 from ..token_weighting import token_weights
+from .model_cards import SFT_AS_IRL_CITATION
+from .model_loading import check_tokenizer_given
 from .row_checks import check_rows_kept, check_sft_rows
-from .utils import (
-    SFT_AS_IRL_CITATION,
-    ResumesFromCompleteCheckpoints,
-    check_dataset_columns,
-    check_tokenizer_given,
-    resolve_config,
-)
+from .trl_parents import check_dataset_columns, resolve_config
 from .weighted_sft_config import WeightedSFTConfig
 
 

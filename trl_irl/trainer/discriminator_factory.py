@@ -1,14 +1,12 @@
 """
-The discriminator of `GAILTrainer` and `AIRLTrainer` built from their config: loaded, checked against the policy, and
-placed on the trainer's processes. The discriminator's own errors name its own arguments; these say which config
-field sets each.
+The discriminator of `GAILTrainer` and `AIRLTrainer` built from their arguments and config: its source (a copy of the
+policy by default), its kind, checked against the policy before any work, and where it runs on the trainer's
+processes. Errors name the trainer's argument or the config field that sets what they refuse.
 """
 
 import copy
 
 import torch
-from datasets import Dataset
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -20,11 +18,10 @@ from transformers import (
 from transformers.utils import logging
 from trl.trainer.utils import get_config_model_id
 
-from ..data_utils import DemonstrationPool
-from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator, pretrain_likelihood
-from ..likelihood_rewards import mean_negative_log_likelihood
+from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
+from ..discriminator.scorers import ModelKindError
 from .model_cards import auto_class_of
-from .utils import (
+from .model_loading import (
     check_tokenizer_given,
     is_adapter_checkpoint,
     is_built_in_memory,
@@ -34,30 +31,6 @@ from .utils import (
 
 
 logger = logging.get_logger(__name__)
-
-# The discriminator's arguments and the config fields that set them, for its errors
-CONFIG_FIELDS = {
-    "`max_length`": "`max_length` (`disc_max_length`)",
-    "learning rate": "learning rate (`disc_learning_rate`)",
-    "(`loss_type='bradley_terry'`)": "(`disc_loss_type='bradley_terry'`)",
-    "(`replay_buffer_size`)": "(`disc_replay_buffer_size`)",
-    "a sequence-level discriminator": "a sequence-level discriminator (`disc_level='sequence'`)",
-    "a token-level discriminator": "a token-level discriminator (`disc_level='token'`)",
-    "a likelihood-ratio discriminator": "a likelihood-ratio discriminator (`disc_type='likelihood_ratio'`)",
-    "or a sequence classifier.": "or `disc_level='sequence'`.",
-    "or use a sequence or token classifier.": "or use `disc_type='classifier'`.",
-    "`tokenizer.pad_token = tokenizer.eos_token`.": (
-        "`tokenizer.pad_token = tokenizer.eos_token`, and pass the tokenizer as `discriminator_processing_class`."
-    ),
-}
-
-
-def in_config_terms(error: Exception) -> Exception:
-    """`error`, of the same type, with each of the discriminator's argument names followed by its config field."""
-    message = str(error)
-    for term, field in CONFIG_FIELDS.items():
-        message = message.replace(term, field)
-    return type(error)(message)
 
 
 def discriminator_settings(args) -> dict:
@@ -76,6 +49,48 @@ def discriminator_settings(args) -> dict:
         # which its step does not have)
         "autocast_dtype": torch.bfloat16 if args.bf16 else None,
     }
+
+
+def _shares_parameters(model, discriminator) -> bool:
+    """Whether two model objects hold any parameter tensor in common (one object twice, or one built on the other)."""
+    if not (isinstance(model, torch.nn.Module) and isinstance(discriminator, torch.nn.Module)):
+        return False
+    storage = {parameter.data_ptr() for parameter in model.parameters()} - {0}  # 0: meta tensors hold no storage
+    return any(parameter.data_ptr() in storage for parameter in discriminator.parameters())
+
+
+def refuse_discriminator_arguments(model, discriminator, discriminator_peft_config, args) -> None:
+    """
+    Refuse the trainer's discriminator arguments where they contradict each other or the config, or would leave the
+    policy unmoved (the config alone is checked by `GAILConfig`): the default
+    likelihood-ratio discriminator starts as a copy of the policy, so its logit `log q_phi - log pi` is 0 for every
+    completion; frozen, it stays a copy of the start, every reward of the first batch is the same and the policy
+    never moves: a run that trains to its end and does nothing. And one model in two roles, which two optimizers
+    would step.
+    """
+    if _shares_parameters(model, discriminator):
+        raise ValueError(
+            "`discriminator` shares parameters with `model` (the same object, or one built on the other's weights): "
+            "the policy's optimizer and the discriminator's would both step them. Give the discriminator its own "
+            "copy (`copy.deepcopy(model)`, or a path to load it from), or leave it unset for a copy of the policy's "
+            "checkpoint; to share the policy's base model on purpose, give a PEFT policy and "
+            "`disc_shares_policy_base=True`."
+        )
+    if args.disc_shares_policy_base and (discriminator is not None or discriminator_peft_config is not None):
+        raise ValueError(
+            "`disc_shares_policy_base=True` makes the discriminator a copy of the policy's adapter on the "
+            "policy's own model: leave `discriminator` and `discriminator_peft_config` unset, or set "
+            "`disc_shares_policy_base=False`."
+        )
+    frozen = args.disc_updates_per_generation == 0 or args.disc_learning_rate == 0
+    if discriminator is None and args.disc_type == "likelihood_ratio" and frozen and args.disc_pretraining_steps == 0:
+        setting = "disc_updates_per_generation=0" if args.disc_updates_per_generation == 0 else "disc_learning_rate=0"
+        raise ValueError(
+            f"`{setting}` freezes the discriminator, and without `discriminator` it is a copy of the policy: its "
+            "reward `log q_phi - log pi` is 0 for every completion and the policy would never move. Freeze a "
+            "discriminator that knows more (`discriminator=` a larger or longer-trained SFT model, or "
+            "`disc_pretraining_steps`), or let it train."
+        )
 
 
 def _trainable_copy(model: PreTrainedModel) -> PreTrainedModel:
@@ -140,6 +155,16 @@ def _refuse_an_adapter_without_the_head(peft_config, args) -> None:
         )
 
 
+def _refuse_a_tokenizer_without_padding(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Batches of samples of different lengths need a padding token; GRPO sets the policy's only after this runs."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError(
+            f"The discriminator's tokenizer ({type(tokenizer).__name__}, {tokenizer.name_or_path!r}) has no padding "
+            "token, which batches of samples of different lengths need. Set one, for example "
+            "`tokenizer.pad_token = tokenizer.eos_token`, and pass the tokenizer as `discriminator_processing_class`."
+        )
+
+
 def build_discriminator(
     discriminator: str | PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase | None,
@@ -194,6 +219,7 @@ def build_discriminator(
 
         _refuse_an_adapter_without_the_head(peft_config, args)
         model = get_peft_model(model, peft_config)
+    _refuse_a_tokenizer_without_padding(tokenizer)
     settings = {**discriminator_settings(args), "adapter_name": adapter_name}
     try:
         if likelihood_ratio:
@@ -206,8 +232,11 @@ def build_discriminator(
                 **settings,
             )
         return (TokenDiscriminator if token_level else Discriminator)(model, tokenizer, **settings)
-    except ValueError as error:
-        raise in_config_terms(error) from error
+    except ModelKindError as error:
+        raise ValueError(
+            f"{error} The discriminator's kind is chosen by `disc_type` (here {args.disc_type!r}) and `disc_level` "
+            f"(here {args.disc_level!r})."
+        ) from error
 
 
 def discriminator_on_policy_model(
@@ -315,115 +344,3 @@ def shards_discriminator(accelerator, discriminator: Discriminator) -> bool:
             "support: set `disc_gradient_penalty=0`, or train without FSDP2 (the discriminator is then replicated)."
         )
     return shards
-
-
-# Held-out demonstrations measured before training: by the pre-training (before and after) and the knowledge gap
-START_SAMPLE_SIZE = 256
-
-
-def start_demonstrations(pool, encode) -> list:
-    """
-    Up to `START_SAMPLE_SIZE` demonstrations of `pool`, held-out ones (training ones when none are held out), encoded:
-    one draw for every measurement before training, so that `disc/pretraining_heldout_nll_end` and
-    `disc/start_nll_discriminator` are the same figure on the same demonstrations.
-    """
-    heldout = bool(pool.heldout_rows)
-    rows = pool.heldout_rows if heldout else pool.training_rows
-    return encode(*pool.sample(min(len(rows), START_SAMPLE_SIZE), ("pretraining",), heldout=heldout))
-
-
-def pretrain_on_pool(
-    discriminator: LikelihoodRatioDiscriminator, pool, encode, args, process_index: int, num_processes: int
-) -> dict[str, float]:
-    """
-    `args.disc_pretraining_steps` maximum-likelihood steps of `q_phi` on demonstrations drawn from `pool` (the ones the
-    discriminator trains on), measured on up to 256 held-out ones. Each process draws its own batch and the gradients
-    are averaged, as in the discriminator's updates. Returns the statistics logged with the first batch.
-    """
-    batch_size = (
-        args.disc_pretraining_batch_size
-        or args.disc_demonstrations_per_update
-        or args.generation_batch_size // num_processes
-    )
-    heldout = start_demonstrations(pool, encode) if pool.heldout_rows else None
-    # Pre-training can take as long as an SFT run, before `Trainer`'s own progress bar appears: show its own
-    progress = tqdm(
-        total=args.disc_pretraining_steps,
-        desc="Pre-training the discriminator",
-        disable=args.disable_tqdm or process_index != 0,
-    )
-
-    def draw_batch(step: int) -> list:
-        progress.update(1)
-        return encode(*pool.sample(batch_size, ("pretraining", process_index, step)))
-
-    # Weight decay and gradient clipping as `Trainer` applies them in SFT (`weight_decay`, 0 by default, where torch's
-    # AdamW would decay by 0.01; `max_grad_norm`, 1.0), so that the pre-training is the SFT it stands for
-    stats = pretrain_likelihood(
-        discriminator,
-        draw_batch,
-        args.disc_pretraining_steps,
-        args.disc_pretraining_learning_rate,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        heldout=heldout,
-    )
-    progress.close()
-    logger.info(f"Pre-trained the discriminator for {args.disc_pretraining_steps} steps: {stats}")
-    return stats
-
-
-# Below this many nats per token more than the policy, the discriminator is taken to know nothing more: a copy of the
-# policy measures about 1e-6 through the two models' different float paths
-KNOWLEDGE_GAP_WARNING = 0.01
-
-
-def knowledge_gap(discriminator: Discriminator, policy, pool, encode, args, eval_dataset=None) -> dict[str, float]:
-    """
-    How much more than the policy the likelihood-ratio discriminator knows of the demonstrations when training starts:
-    the policy's and `q_phi`'s negative log-likelihood per token of up to 256 held-out demonstrations (training ones
-    when none are held out), and their difference, `knowledge_gap` (nats per token; 0 for a copy of the policy). The
-    reward `log q_phi - log pi` can only teach what `q_phi` knows better; updates may add to it, or erase it.
-
-    Held out from the discriminator's updates, those demonstrations may still be rows that a user's SFT of the
-    discriminator (or of the policy) trained on, where the gap measures memorisation too. With an `eval_dataset` (one
-    set of demonstrations, which no SFT of the user's should have seen), the same is measured on up to 256 of them
-    (`start_eval_*`), and the warning, once, reads that gap. Empty for a classifier, whose logits are no likelihood.
-    """
-    if not isinstance(discriminator, LikelihoodRatioDiscriminator) or pool is None:
-        return {}
-    samples = start_demonstrations(pool, encode)
-    where = "held-out" if pool.heldout_rows else "training (none are held out: `disc_heldout_fraction=0`)"
-    stats = _likelihood_gap(discriminator, policy, samples, encode.tokenizer.pad_token_id, args, "start_")
-    prefix = "start_"
-    if isinstance(eval_dataset, Dataset) and len(eval_dataset) > 0:
-        eval_pool = DemonstrationPool(eval_dataset, seed=args.seed)
-        samples, where, prefix = start_demonstrations(eval_pool, encode), "evaluation (`eval_dataset`)", "start_eval_"
-        stats |= _likelihood_gap(discriminator, policy, samples, encode.tokenizer.pad_token_id, args, prefix)
-    nll_policy, nll_discriminator = stats[f"{prefix}nll_policy"], stats[f"{prefix}nll_discriminator"]
-    gap = stats[f"{prefix}knowledge_gap"]
-    if gap < KNOWLEDGE_GAP_WARNING:
-        logger.warning(
-            f"The discriminator knows no more of the demonstrations than the policy: on {len(samples)} {where} "
-            f"demonstrations its negative log-likelihood is {nll_discriminator:.3f} nats per token, the policy's "
-            f"{nll_policy:.3f} (`disc/{prefix}knowledge_gap` {gap:.3f}). Its reward starts at 0 and teaches only what "
-            "its own updates learn; the measured gains over SFT came with a discriminator that knew more: the end of "
-            "the SFT run whose middle is the policy (`sft_run_checkpoints`), a larger model trained by SFT on the "
-            "same demonstrations, or `disc_pretraining_steps`. See docs/which_trainer.md."
-        )
-    else:
-        logger.info(f"The discriminator knows {gap:.3f} nats per token more than the policy ({where} demonstrations).")
-    return stats
-
-
-def _likelihood_gap(discriminator, policy, samples: list, pad_token_id: int, args, prefix: str) -> dict[str, float]:
-    """The policy's and `q_phi`'s negative log-likelihood per token of `samples`, and the first minus the second."""
-    nll_policy = mean_negative_log_likelihood(
-        policy, samples, pad_token_id, args.temperature, args.disc_micro_batch_size
-    )
-    nll_discriminator = discriminator.negative_log_likelihood(samples)
-    return {
-        f"{prefix}nll_policy": nll_policy,
-        f"{prefix}nll_discriminator": nll_discriminator,
-        f"{prefix}knowledge_gap": nll_policy - nll_discriminator,
-    }
