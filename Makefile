@@ -6,7 +6,7 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: demo test test-fast lint benchmark mutation notebooks
 
 demo:
-	bash scripts/setup.sh plots
+	bash scripts/setup.sh demo
 	.venv/bin/trl-irl demo
 
 test:

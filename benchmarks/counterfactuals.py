@@ -434,7 +434,7 @@ def mean_curves(curves: dict[str, dict[str, list[dict]]], rows: list[str], metri
 
 
 def plot(args: argparse.Namespace) -> None:
-    from trl_irl.benchmark.plots import line_chart
+    from trl_irl.plots import line_chart
 
     record = json.loads(args.report.read_text())
     series = mean_curves(record["curves"], args.rows, args.metric)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from trl_irl.benchmark.choices import REGIMES
 from trl_irl.benchmark.comparison import METHODS, REWARD_METRICS, ComparisonSettings, run_comparison
-from trl_irl.benchmark.plots import line_chart
+from trl_irl.plots import line_chart
 from trl_irl.trainer import AIRLConfig, GAILConfig
 
 

@@ -35,7 +35,12 @@ class TestAIRLConfig:
             ({"log_prob_reduction": "max"}, "log_prob_reduction"),
             ({"log_prob_coef": -1.0}, "log_prob_coef"),
             ({"log_prob_coef": float("nan"), "disc_type": "classifier"}, "log_prob_coef"),
-            ({"disc_replay_buffer_size": 8}, "disc_replay_buffer_size"),
+            # AIRL's logit holds `-c log pi` whatever the discriminator: a classifier is no way out
+            ({"disc_replay_buffer_size": 8}, "`disc_replay_buffer_size` is not supported by AIRL.* Set it to 0.$"),
+            (
+                {"disc_replay_buffer_size": 8, "disc_type": "classifier"},
+                "`disc_replay_buffer_size` is not supported by AIRL.* Set it to 0.$",
+            ),
         ],
     )
     def test_rejects_bad_values_naming_them(self, tmp_path, overrides, message):

@@ -111,3 +111,12 @@ def _modules_named_in_the_architecture_doc() -> set[str]:
 def test_the_architecture_doc_names_every_module_and_no_other():
     modules = {str(path.relative_to(PACKAGE)) for path in _modules()}
     assert _modules_named_in_the_architecture_doc() == modules
+
+
+def test_only_the_demo_command_imports_the_benchmark_harness():
+    # The harness is the demo's library code (its dependencies are the `demo` extra): no trainer or part needs it
+    for path in _modules():
+        if path.parent.name == "benchmark" or path.name == "cli.py":
+            continue
+        modules = [(node.level, node.module or "") for node in _package_imports(path)]
+        assert not any("benchmark" in module for _, module in modules), path.name

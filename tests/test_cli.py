@@ -584,10 +584,10 @@ def test_an_sft_run_without_an_earlier_checkpoint_is_refused_before_anything_is_
 def test_plots_without_matplotlib_say_which_extra_to_install(monkeypatch):
     import sys
 
-    from trl_irl.benchmark.plots import line_chart
+    from trl_irl.plots import line_chart
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    with pytest.raises(ImportError, match=r"trl-irl\[plots\]"):
+    with pytest.raises(ImportError, match=r"trl-irl\[evaluation\]"):
         line_chart({"a": [(1, 1.0)]}, "x", "y", "unused")
 
 

@@ -20,6 +20,7 @@ This module imports only the standard library at the top, so that `trl-irl --hel
 """
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -116,6 +117,10 @@ def _demo(argv: list[str]) -> None:
     args = _demo_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if importlib.util.find_spec("pandas") is None:
+        raise SystemExit(
+            '`trl-irl demo` prints its tables with pandas, of the `demo` extra: pip install "trl-irl[demo]".'
+        )
     from .benchmark.comparison import (
         REWARD_METRICS,
         ComparisonSettings,
@@ -140,7 +145,7 @@ def _demo(argv: list[str]) -> None:
         if any(metric in point for curve in curves for point in curve)
     ]
     try:
-        from .benchmark.plots import metric_curves
+        from .plots import metric_curves
 
         # A figure's file is named after its metric, `/` written `_` (`disc_heldout_acc.png`)
         plots = [
@@ -148,7 +153,7 @@ def _demo(argv: list[str]) -> None:
             for metric in plotted
             for path in metric_curves(results, metric, output_dir / metric.replace("/", "_"))
         ]
-    except ImportError as error:  # the `plots` extra is not installed: the results stand without the figures
+    except ImportError as error:  # the `demo` extra is not installed: the results stand without the figures
         plots = [f"none ({error})"]
     print()
     print(

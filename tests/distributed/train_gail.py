@@ -15,6 +15,7 @@ from process_exit import exit_when_every_process_is_done
 from torch.distributed.tensor import DTensor
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, GAILTrainer
+from trl_irl.trainer.adversarial_trainer import AdversarialTrainer
 
 
 def discriminator_parameters(discriminator) -> dict[str, torch.Tensor]:
@@ -45,7 +46,7 @@ def main(
 ) -> None:
     if shard_discriminator == "1":
         # What an FSDP2 launch does to the discriminator; accelerate runs FSDP on GPUs only, so the policy stays DDP
-        GAILTrainer._shards_discriminator = lambda self: True  # AIRLTrainer inherits it
+        AdversarialTrainer._shards_discriminator = lambda self: True  # GAIL's and AIRL's
     # The likelihood ratio refuses a replay buffer: with one, the discriminator is a classifier
     replay = {"disc_type": "classifier", "disc_replay_buffer_size": int(replay_buffer_size)}
     config_class, trainer_class = (GAILConfig, GAILTrainer) if trainer_name == "gail" else (AIRLConfig, AIRLTrainer)

@@ -165,7 +165,7 @@ def main(args: EvaluateArguments) -> dict:
     if args.output:
         Path(args.output).write_text(json.dumps(record, indent=2) + "\n")
     if args.plot and judge is not None:
-        from ..benchmark.plots import line_chart
+        from ..plots import line_chart
 
         series = {
             name: [(reading["temperature"], reading["judge_reverse_kl"]) for reading in model["readings"]]

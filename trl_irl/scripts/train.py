@@ -37,6 +37,7 @@ from ..trainer import (
     WeightedSFTConfig,
     WeightedSFTTrainer,
 )
+from ..trainer.model_cards import peft_task_type
 from .launch_checks import DATA_FILE_BUILDERS, check_arguments, check_teacher
 
 
@@ -148,16 +149,12 @@ def discriminator_peft_config(discriminator_args: DiscriminatorArguments, traini
         return None
     from peft import LoraConfig
 
-    if training_args.disc_type == "likelihood_ratio":
-        task_type = "CAUSAL_LM"
-    else:
-        task_type = "TOKEN_CLS" if training_args.disc_level == "token" else "SEQ_CLS"
     return LoraConfig(
         r=discriminator_args.discriminator_lora_r,
         lora_alpha=discriminator_args.discriminator_lora_alpha,
         lora_dropout=discriminator_args.discriminator_lora_dropout,
         target_modules=discriminator_args.discriminator_lora_target_modules or "all-linear",
-        task_type=task_type,
+        task_type=peft_task_type(training_args.disc_type, training_args.disc_level),
     )
 
 

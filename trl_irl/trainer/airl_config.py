@@ -59,6 +59,10 @@ class AIRLConfig(GAILConfig):
         },
     )
 
+    def _logit_holds_log_pi(self) -> str:
+        # AIRL's logit is `f_theta - c log pi` whatever the discriminator
+        return "AIRL"
+
     def __post_init__(self):
         super().__post_init__()
         likelihood_ratio = self.disc_type == "likelihood_ratio"
@@ -79,8 +83,3 @@ class AIRLConfig(GAILConfig):
             )
         if not self.log_prob_coef >= 0:
             raise ValueError(f"`log_prob_coef` must be >= 0, got {self.log_prob_coef}.")
-        if self.disc_replay_buffer_size > 0:
-            raise ValueError(
-                "`disc_replay_buffer_size` is not supported by AIRL: the logit of a replayed response depends on the "
-                "policy's current log-probability of it, which the buffer does not hold. Set it to 0."
-            )

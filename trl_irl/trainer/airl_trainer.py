@@ -1,12 +1,12 @@
 import textwrap
 
+from ..rewards import PolicyLogProbOffsets
+from .adversarial_trainer import AdversarialTrainer
 from .airl_config import AIRLConfig
-from .gail_trainer import GAILTrainer
 from .model_cards import REWARD_MODEL, SFT_AS_IRL_CITATION
-from .trl_parents import resolve_config
 
 
-class AIRLTrainer(GAILTrainer):
+class AIRLTrainer(AdversarialTrainer):
     r"""
     Adversarial inverse reinforcement learning (Fu et al., 2017) on top of [`~trl.GRPOTrainer`]: GAIL with a
     structured discriminator whose reward network outlives training.
@@ -23,7 +23,11 @@ class AIRLTrainer(GAILTrainer):
     `LikelihoodReward.from_pretrained` turns into a `reward_funcs` entry of `GRPOTrainer`; with
     `disc_type="classifier"` a one-label classifier, itself a `reward_funcs` entry.
 
-    Arguments are [`GAILTrainer`]'s; `discriminator` is the initial `f_theta`.
+    With the default likelihood-ratio discriminator (`f_theta = log q_phi`, `c = 1`) the logit is GAIL's
+    `log q_phi - log pi`: AIRL is then [`GAILTrainer`] with `divergence="reverse_kl"` whose discriminator is saved as
+    a reward model. What AIRL adds is the classifier form, `f_theta - c log pi` with any `c`, and the reward model.
+
+    Arguments are [`GAILTrainer`]'s, with an [`AIRLConfig`]; `discriminator` is the initial `f_theta`.
     """
 
     _tag_names = ["trl", "grpo", "trl-irl", "airl"]
@@ -44,10 +48,8 @@ class AIRLTrainer(GAILTrainer):
         + SFT_AS_IRL_CITATION,
     }
     discriminator_dir = "reward_model"
-
-    def __init__(self, model, discriminator=None, args: AIRLConfig | None = None, *gail_args, **gail_kwargs):
-        args = resolve_config(args, model, AIRLConfig, self._name, generation_batch_size=None)
-        super().__init__(model, discriminator, args, *gail_args, **gail_kwargs)
+    config_class = AIRLConfig
+    _card_role = REWARD_MODEL
 
     def save_reward_model(self, output_dir, load_from: str | None = None, subfolder: str | None = None) -> None:
         """Save `f_theta` on its own: a reward model (safetensors, config, tokenizer, model card)."""
@@ -62,7 +64,6 @@ class AIRLTrainer(GAILTrainer):
         """
         return self.push_discriminator_to_hub(repo_id, private=private, token=token)
 
-    _card_role = REWARD_MODEL
-
-    def _logit_offsets(self):
+    def _logit_offsets(self) -> PolicyLogProbOffsets:
+        """`-c log pi`, `c` being `log_prob_coef`, summed or averaged over the response (`log_prob_reduction`)."""
         return self._log_prob_offsets(coef=self.args.log_prob_coef, reduction=self.args.log_prob_reduction)

@@ -20,7 +20,7 @@ from trl.trainer.utils import get_config_model_id
 
 from ..discriminator import Discriminator, LikelihoodRatioDiscriminator, TokenDiscriminator
 from ..discriminator.scorers import ModelKindError
-from .model_cards import auto_class_of
+from .model_cards import auto_class_of, peft_task_type
 from .model_loading import (
     check_tokenizer_given,
     is_adapter_checkpoint,
@@ -146,7 +146,7 @@ def _refuse_an_adapter_without_the_head(peft_config, args) -> None:
     """
     if args.disc_type != "classifier" or getattr(peft_config, "modules_to_save", None):
         return
-    task_type = "TOKEN_CLS" if args.disc_level == "token" else "SEQ_CLS"
+    task_type = peft_task_type(args.disc_type, args.disc_level)
     if str(getattr(peft_config, "task_type", None)) != task_type:
         raise ValueError(
             f"`discriminator_peft_config` has `task_type={getattr(peft_config, 'task_type', None)!r}`, but a "

@@ -15,6 +15,8 @@ DEMONSTRATION_SOURCES = ("dataset", "batch")
 DISCRIMINATOR_LOSSES = ("bce", "bradley_terry")
 # When the reward scores a generation batch: before the discriminator's update on it, or after
 DISCRIMINATOR_SCORINGS = ("before_update", "after_update")
+# The discriminator whose logit, `log q_phi - log pi`, holds the policy's current log-probability
+LIKELIHOOD_RATIO_HOLDS_LOG_PI = "the likelihood-ratio discriminator"
 # Config fields renamed so that every discriminator setting starts with `disc_`: old name -> new name
 DEPRECATED_NAMES = {
     "discriminator_type": "disc_type",
@@ -337,14 +339,19 @@ class GAILConfig(GRPOConfig):
             raise ValueError(
                 f"`disc_demonstrations_per_update` must be positive, got {self.disc_demonstrations_per_update}."
             )
-        if self.disc_type == "likelihood_ratio" and self.disc_replay_buffer_size > 0:
+        if (holder := self._logit_holds_log_pi()) and self.disc_replay_buffer_size > 0:
+            likelihood_ratio = holder == LIKELIHOOD_RATIO_HOLDS_LOG_PI
             raise ValueError(
-                "`disc_replay_buffer_size` is not supported by the likelihood-ratio discriminator: the logit of a "
-                "replayed response depends on the policy's current log-probability of it, which the buffer does not "
-                "hold. Set it to 0 or use `disc_type='classifier'`."
+                f"`disc_replay_buffer_size` is not supported by {holder}: the logit of a replayed response depends on "
+                "the policy's current log-probability of it, which the buffer does not hold. Set it to 0"
+                + (" or use `disc_type='classifier'`." if likelihood_ratio else ".")
             )
         if not 0.0 <= self.disc_heldout_fraction < 1.0:
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
+
+    def _logit_holds_log_pi(self) -> str | None:
+        """What makes the discriminator's logit hold the policy's current `log pi` (named for errors), if anything."""
+        return LIKELIHOOD_RATIO_HOLDS_LOG_PI if self.disc_type == "likelihood_ratio" else None
 
     def _check_reward(self) -> None:
         if self.divergence not in DIVERGENCES:

@@ -53,11 +53,12 @@ REWARD_MODEL = CardRole(
 )
 
 # How each kind of discriminator is loaded and what the Hub calls it
+# (and which PEFT task type trains its head: a classifier's one-label head is new)
 _AUTO_CLASSES = {
-    ("likelihood_ratio", "sequence"): ("AutoModelForCausalLM", "text-generation"),
-    ("likelihood_ratio", "token"): ("AutoModelForCausalLM", "text-generation"),
-    ("classifier", "sequence"): ("AutoModelForSequenceClassification", "text-classification"),
-    ("classifier", "token"): ("AutoModelForTokenClassification", "token-classification"),
+    ("likelihood_ratio", "sequence"): ("AutoModelForCausalLM", "text-generation", "CAUSAL_LM"),
+    ("likelihood_ratio", "token"): ("AutoModelForCausalLM", "text-generation", "CAUSAL_LM"),
+    ("classifier", "sequence"): ("AutoModelForSequenceClassification", "text-classification", "SEQ_CLS"),
+    ("classifier", "token"): ("AutoModelForTokenClassification", "token-classification", "TOKEN_CLS"),
 }
 
 _SCORING = {
@@ -81,6 +82,11 @@ _SCORING = {
 def auto_class_of(disc_type: str, level: str) -> str:
     """The `transformers` auto class that loads a discriminator of this type and level."""
     return _AUTO_CLASSES[disc_type, level][0]
+
+
+def peft_task_type(disc_type: str, level: str) -> str:
+    """The PEFT `task_type` of a discriminator of this type and level: the one that trains a classifier's new head."""
+    return _AUTO_CLASSES[disc_type, level][2]
 
 
 def load_example(auto_class: str, load_from: str, subfolder: str | None, adapter: bool = False) -> str:
@@ -159,7 +165,7 @@ def learned_model_card(
     The card of a discriminator (`role=DISCRIMINATOR`) or of AIRL's reward model (`role=REWARD_MODEL`), with Hub
     metadata and an example that loads it from `load_from` (and `subfolder`), as a PEFT adapter if `adapter`.
     """
-    auto_class, pipeline_tag = _AUTO_CLASSES[disc_type, level]
+    auto_class, pipeline_tag, _ = _AUTO_CLASSES[disc_type, level]
     tags = ["trl-irl", trainer_name.lower(), role.tag]
     card_data = ModelCardData(
         library_name="transformers",

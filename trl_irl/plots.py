@@ -1,6 +1,6 @@
 """
-Figures of `trl-irl demo` and of the benchmark sweeps, drawn with matplotlib (the `plots` extra: `pip install
-"trl-irl[plots]"`), each saved as PNG and SVG.
+Figures of `trl-irl demo`, `trl-irl evaluate` and the benchmark sweeps, drawn with matplotlib (of the `demo` and
+`evaluation` extras), each saved as PNG and SVG.
 """
 
 from pathlib import Path
@@ -10,7 +10,9 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as error:
-        raise ImportError('Plots need matplotlib, the `plots` extra: pip install "trl-irl[plots]".') from error
+        raise ImportError(
+            'Plots need matplotlib, of the `demo` and `evaluation` extras: pip install "trl-irl[evaluation]".'
+        ) from error
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 
