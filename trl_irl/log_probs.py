@@ -15,7 +15,7 @@ from trl.trainer.utils import pad, selective_log_softmax
 
 def micro_batches(samples: list, size: int | None):
     """`samples` in consecutive slices of `size` (all at once when `size` is `None`): the loop of every forward."""
-    size = size or len(samples)
+    size = size or len(samples) or 1  # no samples: no slice (a step of 0 would be an error)
     for first in range(0, len(samples), size):
         yield samples[first : first + size]
 
