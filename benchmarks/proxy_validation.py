@@ -5,6 +5,9 @@
     python benchmarks/proxy_validation.py --regime pretrained --work-dir runs_pretrained \
         --sweeps benchmarks/results/counterfactuals_pretrained --output docs/results/proxy_validation_pretrained.json
 
+Seeds whose work directories are gone are kept from an earlier report (`--add-to`, the same settings): a run on new
+seeds then reports over both.
+
 A counterfactuals sweep whose regime keeps every method's end (`save_models`) leaves, per seed, each method's final
 policy and its exact reverse and forward KL from the expert at temperature 1 (the synthetic expert's, or in the
 distil regime the teacher's, estimated from samples with its exact log-probabilities). Here each seed's policies
@@ -166,6 +169,28 @@ def summarise(per_seed: dict[int, dict]) -> dict:
     return summary
 
 
+def settings_of(args) -> dict:
+    """What a report's seeds were measured with: reports agree on these before their seeds are pooled."""
+    return {
+        "regime": args.regime,
+        "heldout_demonstrations": args.demonstrations,
+        "samples_per_prompt": args.samples_per_prompt,
+        "judge": args.judge,
+        "half_width": HALF_WIDTH,
+    }
+
+
+def earlier_seeds(args) -> dict[int, dict]:
+    """The seeds of the `--add-to` report, refused if it was measured with other settings."""
+    earlier = json.loads(args.add_to.read_text())
+    differing = {
+        key: (earlier.get(key), value) for key, value in settings_of(args).items() if earlier.get(key) != value
+    }
+    if differing:
+        raise SystemExit(f"{args.add_to} was measured with other settings (earlier, now): {differing}")
+    return {int(seed): result for seed, result in earlier["seeds"].items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regime", choices=("pretrained", "memorise", "rules", "distil"), required=True)
@@ -179,25 +204,25 @@ def main() -> None:
         "--judge", default=None, help="A method of the run as the judge (the memorise regime's large_sft)."
     )
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--add-to",
+        type=Path,
+        default=None,
+        help="An earlier report of the same regime and settings whose seeds are kept where this run has none (its "
+        "work directories may be gone): the summary is then over both.",
+    )
     args = parser.parse_args()
     args.num_demonstrations = (
         args.num_demonstrations or {"pretrained": 128, "memorise": 32, "rules": 2048, "distil": 2048}[args.regime]
     )
-    per_seed = {}
+    per_seed = earlier_seeds(args) if args.add_to else {}
     for seed, finals in sorted(exact_finals(args.sweeps, args.regime).items()):
         if args.seeds and seed not in args.seeds:
             continue
         per_seed[seed] = validate_seed(args, seed, finals)
         print(f"seed {seed}: " + json.dumps(per_seed[seed]["spearman"]), flush=True)
-    record = {
-        "regime": args.regime,
-        "heldout_demonstrations": args.demonstrations,
-        "samples_per_prompt": args.samples_per_prompt,
-        "judge": args.judge,
-        "half_width": HALF_WIDTH,
-        "summary": summarise(per_seed),
-        "seeds": per_seed,
-    }
+    per_seed = dict(sorted(per_seed.items()))
+    record = {**settings_of(args), "summary": summarise(per_seed), "seeds": per_seed}
     print(json.dumps(record["summary"], indent=2))
     if args.output:
         args.output.write_text(json.dumps(record, indent=2) + "\n")

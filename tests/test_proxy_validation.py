@@ -56,3 +56,16 @@ def test_the_summary_averages_each_proxy_s_correlation_and_sizes_the_held_out_se
     # (1.96 * 0.2 / 0.05)^2 = 61.5: 62 demonstrations for a 95% interval of +-0.05 nats per token
     assert summary["demonstrations_for_half_width"] == 62
     assert "judge_reverse_kl" not in summary
+
+
+def test_an_earlier_report_s_seeds_are_kept_only_if_measured_alike(validation, tmp_path):
+    from argparse import Namespace
+
+    args = Namespace(regime="distil", demonstrations=256, samples_per_prompt=4, judge="large_sft", add_to=None)
+    earlier = {**validation.settings_of(args), "summary": {}, "seeds": {"3": {"spearman": {}, "methods": {}}}}
+    args.add_to = tmp_path / "earlier.json"
+    args.add_to.write_text(json.dumps(earlier))
+    assert validation.earlier_seeds(args) == {3: {"spearman": {}, "methods": {}}}
+    args.samples_per_prompt = 8
+    with pytest.raises(SystemExit, match="samples_per_prompt"):
+        validation.earlier_seeds(args)
