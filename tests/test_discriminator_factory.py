@@ -216,3 +216,18 @@ def test_the_gradient_penalty_under_fsdp2_is_refused_in_the_config_s_terms(tiny_
         shards_discriminator(fsdp2, Discriminator(model, tokenizer, gradient_penalty=0.1))
     assert shards_discriminator(fsdp2, Discriminator(model, tokenizer))
     assert not shards_discriminator(SimpleNamespace(is_fsdp2=False), Discriminator(model, tokenizer))
+
+
+def test_a_classifier_given_as_the_likelihood_ratio_is_refused_naming_disc_type(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
+    with pytest.raises(
+        ValueError, match=r"no language-modelling head.*`disc_type` \(here 'likelihood_ratio'\) and `disc_level`"
+    ):
+        GAILTrainer(
+            model=tiny_model_path,
+            discriminator=classifier,
+            args=_config(tmp_path, disc_type="likelihood_ratio"),
+            train_dataset=prompt_completion_dataset,
+        )

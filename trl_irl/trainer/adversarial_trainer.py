@@ -5,7 +5,6 @@ as in imitation's `adversarial/` (each says what its reward is); everything else
 
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, set_seed
-from transformers.utils import logging
 from trl import GRPOTrainer
 
 from ..checkpoints import ResumesFromCompleteCheckpoints
@@ -35,8 +34,6 @@ from .model_loading import check_tokenizer_given, policy_from_adapter_checkpoint
 from .trl_parents import require_parent_methods, resolve_config
 from .unmoved_policy import WarnIfWarmUpCoversTheRun, check_reward_weights
 
-
-logger = logging.get_logger(__name__)
 
 # Private GRPO methods overridden or called, where no public surface exists (see docs/architecture.md)
 require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
