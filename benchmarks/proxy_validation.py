@@ -5,8 +5,8 @@
     python benchmarks/proxy_validation.py --regime pretrained --work-dir runs_pretrained \
         --sweeps benchmarks/results/counterfactuals_pretrained --output docs/results/proxy_validation_pretrained.json
 
-Seeds whose work directories are gone are kept from an earlier report (`--add-to`, the same settings): a run on new
-seeds then reports over both.
+Seeds whose work directories are gone are kept from earlier reports (`--add-to`, the same settings): a run on new
+seeds then reports over all of them.
 
 A counterfactuals sweep whose regime keeps every method's end (`save_models`) leaves, per seed, each method's final
 policy and its exact reverse and forward KL from the expert at temperature 1 (the synthetic expert's, or in the
@@ -181,14 +181,16 @@ def settings_of(args) -> dict:
 
 
 def earlier_seeds(args) -> dict[int, dict]:
-    """The seeds of the `--add-to` report, refused if it was measured with other settings."""
-    earlier = json.loads(args.add_to.read_text())
-    differing = {
-        key: (earlier.get(key), value) for key, value in settings_of(args).items() if earlier.get(key) != value
-    }
-    if differing:
-        raise SystemExit(f"{args.add_to} was measured with other settings (earlier, now): {differing}")
-    return {int(seed): result for seed, result in earlier["seeds"].items()}
+    """The seeds of the `--add-to` reports, refused if one was measured with other settings."""
+    seeds = {}
+    for path in args.add_to:
+        earlier = json.loads(path.read_text())
+        settings = settings_of(args).items()
+        differing = {key: (earlier.get(key), value) for key, value in settings if earlier.get(key) != value}
+        if differing:
+            raise SystemExit(f"{path} was measured with other settings (earlier, now): {differing}")
+        seeds |= {int(seed): result for seed, result in earlier["seeds"].items()}
+    return seeds
 
 
 def main() -> None:
@@ -207,9 +209,10 @@ def main() -> None:
     parser.add_argument(
         "--add-to",
         type=Path,
+        nargs="+",
         default=None,
-        help="An earlier report of the same regime and settings whose seeds are kept where this run has none (its "
-        "work directories may be gone): the summary is then over both.",
+        help="Earlier reports of the same regime and settings whose seeds are kept where this run has none (their "
+        "work directories may be gone): the summary is then over all of them.",
     )
     args = parser.parse_args()
     args.num_demonstrations = (

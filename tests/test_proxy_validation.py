@@ -63,9 +63,10 @@ def test_an_earlier_report_s_seeds_are_kept_only_if_measured_alike(validation, t
 
     args = Namespace(regime="distil", demonstrations=256, samples_per_prompt=4, judge="large_sft", add_to=None)
     earlier = {**validation.settings_of(args), "summary": {}, "seeds": {"3": {"spearman": {}, "methods": {}}}}
-    args.add_to = tmp_path / "earlier.json"
-    args.add_to.write_text(json.dumps(earlier))
-    assert validation.earlier_seeds(args) == {3: {"spearman": {}, "methods": {}}}
+    args.add_to = [tmp_path / "earlier.json", tmp_path / "other.json"]
+    args.add_to[0].write_text(json.dumps(earlier))
+    args.add_to[1].write_text(json.dumps(earlier | {"seeds": {"5": {"spearman": {}, "methods": {}}}}))
+    assert validation.earlier_seeds(args) == {3: {"spearman": {}, "methods": {}}, 5: {"spearman": {}, "methods": {}}}
     args.samples_per_prompt = 8
     with pytest.raises(SystemExit, match="samples_per_prompt"):
         validation.earlier_seeds(args)
