@@ -22,8 +22,10 @@ from .encoding import num_response_tokens, text_batch, token_id_batch
 
 
 class ModelKindError(ValueError):
-    """A model that is not the kind its scorer reads (another head, a bidirectional backbone): whoever chose the kind
-    can name the setting that chose it."""
+    """
+    A model that is not the kind its scorer reads (another head, a bidirectional backbone): its own error type, so that
+    whoever chose the kind can add the setting that chose it.
+    """
 
 
 class SequenceClassifierScorer:
