@@ -105,10 +105,9 @@ class GAILConfig(GRPOConfig):
             negative log-likelihood per token of the update's demonstrations (SFT's loss on them), added to the
             cross-entropy. Both terms are minimised by `q_phi = p_exp`, so the target stays the same; the term was
             meant to keep what a discriminator given by the user (a larger SFT model) knows, which the cross-entropy
-            alone erodes. Measured in the distil benchmark (weight 1, 3 seeds) it did not: over a run it is many more
-            epochs of SFT on the training rows, `q_phi` memorised them (a worse generator, a higher held-out loss) and
-            the policy's result was mixed (`docs/gail_trainer.md`). Off by default. `disc/nll_expert` logs that
-            negative log-likelihood whatever the weight.
+            alone erodes. Off by default: over a run it is many more epochs of SFT on the training rows, and in the
+            distil benchmark `q_phi` memorised them (docs/benchmarks.md). `disc/nll_expert` logs that negative
+            log-likelihood whatever the weight.
         disc_label_smoothing (`float`, *optional*, defaults to `0.0`):
             Discriminator targets become `1 - eps/2` (expert) and `eps/2` (policy).
         disc_gradient_penalty (`float`, *optional*, defaults to `0.0`):
@@ -135,8 +134,8 @@ class GAILConfig(GRPOConfig):
             that it starts knowing more than the policy. The log's first step holds
             `disc/pretraining_loss` (the mean loss of the last tenth of the steps) and, with held-out rows,
             `disc/pretraining_heldout_nll_start` and `disc/pretraining_heldout_nll_end`. Not repeated on resume. Off
-            by default: it costs about as much as SFT on as many demonstrations, and on the rules benchmark of
-            `docs/benchmarks.md` GAIL with it (33% to 42% of the oracle's gain) did not beat SFT given the same time.
+            by default: it costs about as much as SFT on as many demonstrations, and GAIL with it did not beat SFT
+            given the same time (docs/benchmarks.md).
         disc_pretraining_batch_size (`int`, *optional*):
             Demonstrations per pre-training step on each process; defaults to `disc_demonstrations_per_update` (as
             many as an update's completions when that is unset).
