@@ -300,9 +300,23 @@ def main(
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
 
 
+def end_of_a_distributed_run() -> None:
+    """
+    Under several processes, wait for all of them and take the process group down before the interpreter does: left
+    to its teardown, a process on a 2-core CPU machine sometimes aborted after the run had finished and saved
+    ("terminate called without an active exception"), and the launcher reported the whole run as failed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         raise SystemExit(f"usage: python -m trl_irl.scripts.train {{{','.join(TRAINERS)}}} --config config.yaml")
     method = canonical_method(sys.argv[1])
     # YAML keys that are not the method's are `accelerate launch` options, already used by the launcher (as in TRL)
     main(method, *make_parser(method).parse_args_and_config(sys.argv[2:], fail_with_unknown_args=False))
+    end_of_a_distributed_run()
