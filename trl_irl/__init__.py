@@ -1,7 +1,8 @@
 """trl-irl: align language models from demonstrations alone, with TRL trainers that treat SFT as inverse RL."""
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from .lazy_exports import lazy_exports
 
 
 __version__ = "0.1.0.dev0"
@@ -59,16 +60,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value  # imported once
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:

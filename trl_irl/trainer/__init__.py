@@ -1,8 +1,9 @@
 """The trainers and their configs, one pair per method; imported on first use, so that a config (read by `trl-irl`'s
 argument parser) does not import the trainers' runtime."""
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 
 # Each exported name and the module that defines it
@@ -31,16 +32,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value  # imported once
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
