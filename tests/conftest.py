@@ -8,9 +8,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 from datasets import Dataset  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 from trl_irl.benchmark.tiny_models import save_tiny_checkpoint  # noqa: E402
 from trl_irl.data import load_counting_demonstrations  # noqa: E402
+
+
+# Property tests of fast pure functions: many examples, no deadline (the first call of a torch op can be slow). Tests
+# with settings of their own (the dataset checks) keep theirs.
+settings.register_profile("pure", max_examples=200, deadline=None)
+settings.load_profile("pure")
 
 
 def _corpus() -> list[str]:

@@ -58,6 +58,24 @@ def adversarial_config(config_class, output_dir, **overrides):
     return fast_config(config_class, output_dir, **{**values, **overrides})
 
 
+def likelihood_ratio_config(config_class, output_dir, **overrides):
+    """`adversarial_config` with the likelihood-ratio discriminator."""
+    return adversarial_config(config_class, output_dir, disc_type="likelihood_ratio", **overrides)
+
+
+# A prompt of the counting demonstrations (`trl_irl.data`), which the tiny model's tokenizer was built on
+COUNTING_PROMPT = "Count from 1 by 1, 3 numbers:"
+
+
+def token_log_likelihoods(model, tokenizer, prompt, response_ids, temperature=1.0, grad=False) -> torch.Tensor:
+    """`log q(y_t | x, y_<t)` of each response token under a causal LM, by hand (differentiable with `grad`)."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    with torch.set_grad_enabled(grad):
+        logits = model(input_ids=torch.tensor([prompt_ids + response_ids])).logits[0] / temperature
+    log_probs = logits.log_softmax(-1)[len(prompt_ids) - 1 : -1]
+    return log_probs.gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
+
+
 def one_step_grpo_config(output_dir) -> GRPOConfig:
     """One GRPO step, to check that a saved reward model serves `GRPOTrainer`."""
     return fast_config(

@@ -2,18 +2,20 @@ import pytest
 import torch
 import toy_colors
 from helpers import (
+    COUNTING_PROMPT,
     adversarial_config,
     assert_imitates_like_the_oracle,
     assert_resume_is_exact,
     colours_training_overrides,
+    likelihood_ratio_config,
     one_step_grpo_config,
     record_hub_uploads,
     train_and_check_both_models_learn,
 )
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOTrainer
 
-from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig
+from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, LikelihoodReward
 
 
 def _config(tmp_path, **overrides) -> AIRLConfig:
@@ -207,3 +209,43 @@ class TestAIRLConfigLikelihoodRatio:
         for overrides in ({"log_prob_coef": 0.5}, {"log_prob_reduction": "mean"}):
             with pytest.raises(ValueError, match="log_prob_coef=1"):
                 AIRLConfig(output_dir=str(tmp_path), bf16=False, disc_type="likelihood_ratio", **overrides)
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
+    tmp_path, tiny_model_path, prompt_completion_dataset, level
+):
+    from helpers import one_step_grpo_config
+    from trl import GRPOTrainer
+
+    config = likelihood_ratio_config(AIRLConfig, tmp_path, disc_level=level)
+    assert (config.log_prob_coef, config.log_prob_reduction) == (1.0, "sum")
+    trainer = AIRLTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
+    trainer.train()
+    trainer.save_reward_model(tmp_path / "reward_model")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "reward_model")
+    for (name, saved), (_, trained) in zip(
+        loaded.named_parameters(), trainer.discriminator.model.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(saved, trained, msg=name)
+    assert "AutoModelForCausalLM" in (tmp_path / "reward_model" / "README.md").read_text()
+
+    # The reward is log q_phi(y | x), the discriminator's own output: at the token level, the sum of its token terms
+    reward = LikelihoodReward.from_pretrained(tmp_path / "reward_model")
+    tokenizer = reward.tokenizer
+    completion_ids = [tokenizer(" 1 2 3")["input_ids"] + [tokenizer.eos_token_id], tokenizer(" 9")["input_ids"]]
+    rewards = reward([COUNTING_PROMPT, COUNTING_PROMPT], [" 1 2 3", " 9"], completion_ids)
+    samples = [(tuple(tokenizer(COUNTING_PROMPT)["input_ids"]), tuple(ids)) for ids in completion_ids]
+    logits = trainer.discriminator.logits(samples)
+    if level == "token":
+        assert logits.shape == (sum(len(ids) for ids in completion_ids),)
+        logits = torch.stack([part.sum() for part in logits.split([len(ids) for ids in completion_ids])])
+    torch.testing.assert_close(torch.tensor(rewards), logits)
+    grpo = GRPOTrainer(
+        model=tiny_model_path,
+        reward_funcs=reward,
+        args=one_step_grpo_config(tmp_path / "grpo"),
+        train_dataset=prompt_completion_dataset,
+    )
+    grpo.train()
+    assert "rewards/likelihood/mean" in grpo.state.log_history[0]

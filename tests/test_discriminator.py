@@ -369,14 +369,3 @@ def test_sharding_refuses_what_it_cannot_do_before_touching_the_model(tiny_model
     with pytest.raises(ValueError, match="PEFT.*replicated"):
         discriminator.shard()
     assert not discriminator.sharded
-
-
-def test_classification_statistics_count_ties_as_half():
-    stats = classification_statistics(torch.tensor([2.0, 0.0, -1.0]), torch.tensor([0.0, -3.0]))
-    assert stats["acc_expert"] == pytest.approx(1.5 / 3)
-    assert stats["acc_policy"] == pytest.approx(0.75)
-    expected_loss = 0.5 * (
-        torch.nn.functional.softplus(-torch.tensor([2.0, 0.0, -1.0])).mean()
-        + torch.nn.functional.softplus(torch.tensor([0.0, -3.0])).mean()
-    )
-    assert stats["loss"] == pytest.approx(expected_loss.item())

@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trl_irl.divergences import DIVERGENCES, policy_reward, reward_slope
 
@@ -147,3 +149,62 @@ class TestWhyTheSignsAreOurs:
         # -l exp(l) = -f(u) for the forward KL: decreasing in l near the optimum, hence not our `forward_kl`
         expert, policy = _train_one_step_policy(lambda logit: -logit * logit.exp(), steps=300)
         assert not torch.isfinite(policy).all() or _reverse_kl(policy, expert) > 1.0
+
+
+finite_logits = st.floats(min_value=-20.0, max_value=20.0, allow_nan=False)
+alphas = st.floats(min_value=-2.0, max_value=0.95, allow_nan=False)
+
+
+def _f(divergence: str, u: float, alpha: float) -> float:
+    """The generator `f` of each divergence (the table of `trl_irl.divergences`)."""
+    if divergence == "reverse_kl":
+        return -math.log(u)
+    if divergence == "js":
+        return u * math.log(u) - (1 + u) * math.log((1 + u) / 2)
+    if divergence == "forward_kl":
+        return u * math.log(u)
+    return (u ** (1 - alpha) - (1 - alpha) * u - alpha) / (alpha * (alpha - 1))
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(logit=st.floats(min_value=-8.0, max_value=8.0), alpha=alphas)
+def test_reward_is_the_f_max_reward_up_to_its_constant(divergence, logit, alpha):
+    # r(l) = u f'(u) - f(u) with u = exp(l), shifted so that r(0) = 0; f' by a central difference
+    if divergence == "alpha" and abs(alpha) < 1e-3:
+        alpha = 0.5  # the alpha family's f divides by alpha: its alpha -> 0 limit is the forward KL
+
+    def f_max(value):
+        u, h = math.exp(value), 1e-5 * math.exp(value)
+        derivative = (_f(divergence, u + h, alpha) - _f(divergence, u - h, alpha)) / (2 * h)
+        return u * derivative - _f(divergence, u, alpha)
+
+    expected = f_max(logit) - f_max(0.0)
+    reward = policy_reward(torch.tensor([logit], dtype=torch.float64), divergence, alpha).item()
+    assert reward == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(first=finite_logits, second=finite_logits, alpha=alphas)
+def test_reward_increases_with_the_logit_and_is_zero_at_chance(divergence, first, second, alpha):
+    low, high = sorted((first, second))
+    rewards = policy_reward(torch.tensor([low, high, 0.0]), divergence, alpha)
+    assert torch.isfinite(rewards).all()
+    assert rewards[0] <= rewards[1]
+    assert rewards[2] == 0
+
+
+@pytest.mark.parametrize("divergence", DIVERGENCES)
+@given(logit=st.floats(min_value=-10.0, max_value=10.0), alpha=alphas)
+def test_reward_slope_is_the_derivative_of_the_reward(divergence, logit, alpha):
+    point = torch.tensor([logit], dtype=torch.float64, requires_grad=True)
+    policy_reward(point, divergence, alpha).sum().backward()
+    slope = reward_slope(point.detach(), divergence, alpha)
+    assert slope.item() == pytest.approx(point.grad.item(), rel=1e-6, abs=1e-9)
+
+
+@given(logit=st.floats(min_value=-1e6, max_value=1e6), alpha=alphas)
+def test_rewards_stay_finite_and_their_squares_too_for_any_finite_logit(logit, alpha):
+    # GRPO squares rewards in float32 to normalise them (the reason for the exponent clamp)
+    for divergence in DIVERGENCES:
+        reward = policy_reward(torch.tensor([logit]), divergence, alpha)
+        assert torch.isfinite(reward**2).all(), divergence

@@ -1,20 +1,24 @@
+import copy
 import json
 from pathlib import Path
 
 import pytest
 import torch
 import toy_colors
+from datasets import Dataset
 from helpers import (
+    COUNTING_PROMPT,
     adversarial_config,
     assert_imitates_like_the_oracle,
     assert_resume_is_exact,
     colours_training_overrides,
+    likelihood_ratio_config,
     logged_warnings,
     record_hub_uploads,
     train_and_check_both_models_learn,
 )
 from peft import LoraConfig
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
 
 from trl_irl import GAILConfig, GAILTrainer
@@ -728,3 +732,106 @@ def test_a_policy_checkpoint_of_another_kind_of_model_is_refused(tmp_path, tiny_
     AutoTokenizer.from_pretrained(tiny_model_path).save_pretrained(tmp_path / "rm")
     with pytest.raises(ValueError, match="holds a LlamaForSequenceClassification, not a causal language model"):
         GAILTrainer(model=str(tmp_path / "rm"), args=_config(tmp_path), train_dataset=prompt_completion_dataset)
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_logit_is_zero_while_the_policy_is_the_starting_checkpoint(tmp_path, tiny_model_path, level):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=likelihood_ratio_config(GAILConfig, tmp_path, disc_level=level, temperature=0.7),
+        train_dataset=Dataset.from_list([{"prompt": COUNTING_PROMPT, "completion": " 1 2 3"}] * 4),
+    )
+    reward = trainer.discriminator_reward
+    tokenizer = trainer.processing_class
+    for responses, completion_ids in [
+        ([" 1 2 3"], None),
+        ([" 4 5"], [tokenizer(" 4 5 9")["input_ids"]]),  # generated ids take precedence over the text
+    ]:
+        samples = trainer.sample_encoder([COUNTING_PROMPT], responses, completion_ids)
+        logits = trainer.discriminator.logits(
+            samples, reward.logit_offsets([COUNTING_PROMPT], responses, completion_ids)
+        )
+        assert logits.shape == ((1,) if level == "sequence" else (len(samples[0][1]),))
+        torch.testing.assert_close(logits, torch.zeros_like(logits), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("level", ["sequence", "token"])
+def test_likelihood_ratio_gail_trains_both_models(tmp_path, tiny_model_path, prompt_completion_dataset, level):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=likelihood_ratio_config(GAILConfig, tmp_path, disc_level=level),
+        train_dataset=prompt_completion_dataset,
+    )
+    train_and_check_both_models_learn(trainer)
+    assert {"disc/heldout_acc", "disc/heldout_loss", "disc/loss"} <= set(trainer.state.log_history[0])
+
+
+@pytest.mark.slow
+def test_heldout_accuracy_rises_above_chance(tmp_path, colours_sft_path):
+    # The policy is held still (every reward is 0 during warm-up, and `beta=0`), so only the discriminator learns: it
+    # starts at l = 0 (accuracy 0.5 by the tie convention) and must tell held-out demonstrations from fresh samples
+    # of the SFT policy, which puts much of its mass on invalid responses. Measured with the default 2 updates per
+    # generation (6 held-out demonstrations against 16 samples a generation, so each value is noisy): 0.50 at the
+    # first generation, 0.34 to 0.56 over the next eight, 0.72 on average over the last 20 of 30 (0.66 with 1 update).
+    trainer = GAILTrainer(
+        model=colours_sft_path,
+        args=likelihood_ratio_config(
+            GAILConfig,
+            tmp_path,
+            **colours_training_overrides(max_steps=30, logging_steps=1, disc_warmup_generations=30),
+        ),
+        train_dataset=toy_colors.demonstrations(64, seed=1),
+    )
+    policy_before = [param.clone() for param in trainer.model.parameters()]
+    trainer.train()
+    assert all(torch.equal(a, b) for a, b in zip(policy_before, trainer.model.parameters(), strict=True))
+    accuracies = [log["disc/heldout_acc"] for log in trainer.state.log_history if "disc/heldout_acc" in log]
+    assert len(accuracies) == 30
+    assert accuracies[0] == pytest.approx(0.5)
+    assert sum(accuracies[-20:]) / 20 > 0.6, accuracies
+
+
+def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    from trl_irl import LikelihoodRatioReward
+
+    # A discriminator that differs from the policy, so that the ratio is not 0
+    discriminator = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        discriminator.lm_head.weight.add_(0.1 * torch.randn_like(discriminator.lm_head.weight))
+    before = {name: param.clone() for name, param in discriminator.named_parameters()}
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        discriminator=discriminator,
+        args=likelihood_ratio_config(GAILConfig, tmp_path, disc_updates_per_generation=0, divergence="reverse_kl"),
+        train_dataset=prompt_completion_dataset,
+    )
+    scored = []
+    trainer.discriminator_reward.on_scored = lambda *args: scored.append(args)
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    expected = LikelihoodRatioReward(copy.deepcopy(discriminator), start, trainer.processing_class)
+    trainer.train()
+
+    prompts, completions, completion_ids, rewards, _ = scored[0]  # the first batch, sampled by the starting policy
+    assert rewards == pytest.approx(expected(prompts, completions, completion_ids), rel=1e-4, abs=1e-4)
+    assert all(torch.equal(param, before[name]) for name, param in trainer.discriminator.model.named_parameters())
+    assert not any("disc/loss" in entry for entry in trainer.state.log_history)
+
+
+def test_without_held_out_demonstrations_it_trains_on_every_row_and_logs_no_held_out_figure(
+    tmp_path, tiny_model_path, prompt_completion_dataset
+):
+    trainer = GAILTrainer(
+        model=tiny_model_path,
+        args=likelihood_ratio_config(GAILConfig, tmp_path, disc_heldout_fraction=0.0),
+        train_dataset=prompt_completion_dataset,
+    )
+    pool = trainer.discriminator_reward.demonstration_pool
+    assert pool.heldout_rows == [] and sorted(pool.training_rows) == list(range(len(prompt_completion_dataset)))
+    trainer.train()
+    logged = set().union(*trainer.state.log_history)
+    assert not {key for key in logged if "heldout" in key}
+    # What the discriminator knows at the start is measured on training rows instead
+    assert {"disc/loss", "disc/start_knowledge_gap"} <= logged

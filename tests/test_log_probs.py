@@ -11,6 +11,8 @@ from trl_irl.log_probs import (
     generation_prompt_ids,
     mean_negative_log_likelihood,
     micro_batches,
+    prompt_response_batch,
+    response_token_log_probs,
     summed_log_probs,
 )
 
@@ -77,3 +79,54 @@ def test_text_prompts_are_tokenised_as_the_tokenizer_does_and_conversations_with
         conversation[0], add_generation_prompt=True, tokenize=True, return_dict=True
     )
     assert generation_prompt_ids(tokenizer, conversation) == [expected["input_ids"]]
+
+
+# The likelihood ratio `log q(y | x) - log p(y | x)`: scored here with bigram "models" (each token's logits a row of
+# a table, indexed by the token before it), whose log-likelihoods have a closed form, through the same batching and
+# log-probability code as the discriminator and `LikelihoodReward`
+VOCABULARY = 7
+token_ids = st.lists(st.integers(1, VOCABULARY - 1), min_size=1, max_size=5)
+samples = st.lists(st.tuples(token_ids, token_ids), min_size=1, max_size=4)  # (prompt ids, response ids)
+
+
+def _bigram_log_likelihoods(table: torch.Tensor, samples: list, temperature: float = 1.0) -> torch.Tensor:
+    """Each response's log-likelihood through `prompt_response_batch` and `response_token_log_probs`."""
+    prompt_ids, response_ids = zip(*samples, strict=True)
+    batch, response_mask = prompt_response_batch(prompt_ids, response_ids, pad_token_id=0, device="cpu")
+    log_probs, mask = response_token_log_probs(
+        table[batch["input_ids"]], batch["input_ids"], response_mask, temperature
+    )
+    return (log_probs * mask).sum(dim=1)
+
+
+def _bigram_by_hand(table: torch.Tensor, prompt: list, response: list, temperature: float = 1.0) -> float:
+    sequence = prompt + response
+    return sum(
+        (table[sequence[i - 1]] / temperature).log_softmax(-1)[sequence[i]].item()
+        for i in range(len(prompt), len(sequence))
+    )
+
+
+tables = st.integers(0, 2**16).map(
+    lambda seed: torch.randn(VOCABULARY, VOCABULARY, generator=torch.Generator().manual_seed(seed)) * 3
+)
+
+
+@given(q=tables, p=tables, batch=samples, temperature=st.floats(0.3, 2.0))
+def test_the_likelihood_ratio_is_the_difference_of_closed_form_log_likelihoods_whatever_the_batch(
+    q, p, batch, temperature
+):
+    ratio = _bigram_log_likelihoods(q, batch, temperature) - _bigram_log_likelihoods(p, batch, temperature)
+    for index, (prompt, response) in enumerate(batch):
+        expected = _bigram_by_hand(q, prompt, response, temperature) - _bigram_by_hand(
+            p, prompt, response, temperature
+        )
+        assert ratio[index].item() == pytest.approx(expected, rel=1e-5, abs=1e-4)
+        # Alone, padded differently, the same figure
+        alone = _bigram_log_likelihoods(q, [(prompt, response)], temperature)
+        alone -= _bigram_log_likelihoods(p, [(prompt, response)], temperature)
+        assert alone.item() == pytest.approx(ratio[index].item(), rel=1e-5, abs=1e-5)
+    # A model against itself: 0 for every response; swapping the two flips the sign
+    assert torch.equal(_bigram_log_likelihoods(q, batch) - _bigram_log_likelihoods(q, batch), torch.zeros(len(batch)))
+    swapped = _bigram_log_likelihoods(p, batch, temperature) - _bigram_log_likelihoods(q, batch, temperature)
+    torch.testing.assert_close(swapped, -ratio)

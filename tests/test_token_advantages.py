@@ -2,6 +2,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trl_irl.token_advantages import place_token_advantages, token_level_advantages
 
@@ -161,3 +163,29 @@ def test_a_group_straddling_two_processes_gets_the_whole_group_s_baseline_and_ea
     mask = torch.cat([first_mask, torch.tensor([[1, 1, 0], [1, 0, 0]])])
     whole = token_level_advantages(rewards, mask, num_generations=4)
     torch.testing.assert_close(placed, whole[2:, :2])  # this process's rows, at its own length
+
+
+@given(
+    groups=st.integers(1, 3),
+    num_generations=st.integers(2, 4),
+    length=st.integers(1, 6),
+    data=st.data(),
+)
+def test_token_advantages_are_reward_to_go_minus_the_leave_one_out_baseline(groups, num_generations, length, data):
+    batch = groups * num_generations
+    rewards = torch.tensor(
+        data.draw(st.lists(st.floats(-5, 5), min_size=batch * length, max_size=batch * length))
+    ).view(batch, length)
+    lengths = data.draw(st.lists(st.integers(1, length), min_size=batch, max_size=batch))
+    mask = torch.tensor([[1] * n + [0] * (length - n) for n in lengths])
+    advantages = token_level_advantages(rewards, mask, num_generations)
+    for row in range(batch):
+        group = range(row // num_generations * num_generations, (row // num_generations + 1) * num_generations)
+        for t in range(length):
+            if t >= lengths[row]:
+                assert advantages[row, t] == 0
+                continue
+            to_go = rewards[row, t : lengths[row]].sum().item()
+            others = [rewards[j, t : lengths[j]].sum().item() for j in group if j != row and lengths[j] > t]
+            baseline = sum(others) / len(others) if others else 0.0
+            assert advantages[row, t].item() == pytest.approx(to_go - baseline, abs=1e-4)

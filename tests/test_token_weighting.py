@@ -1,5 +1,7 @@
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from trl_irl import occupancy_weights, span_positions, token_weights
@@ -132,3 +134,33 @@ class TestLayoutInvariance:
         assert self._weights_per_completion(padded) == expected
         assert self._weights_per_completion(padding_free) == expected
         assert self._weights_per_completion(packed) == expected
+
+
+@given(length=st.integers(1, 200), gamma=st.floats(min_value=0.05, max_value=1.0))
+def test_occupancy_weights_are_the_discounted_share_of_the_remaining_trajectory(length, gamma):
+    positions = torch.arange(length)
+    weights = occupancy_weights(positions, torch.full((length,), length), gamma).double()
+    discounts = [gamma**k for k in range(length)]
+    expected = torch.tensor([sum(discounts[t:]) / sum(discounts) for t in range(length)], dtype=torch.float64)
+    assert torch.allclose(weights, expected, rtol=1e-5, atol=1e-6)
+    assert weights[0] == pytest.approx(1.0, abs=1e-6)
+    assert (weights[1:] <= weights[:-1] + 1e-7).all()
+    # Positive, but for weights under float32's smallest (gamma^t < 1e-45), which round to 0
+    assert (weights[expected > 1e-44] > 0).all() and (weights >= 0).all()
+
+
+@given(
+    spans=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    prompt_length=st.integers(0, 5),
+    gamma=st.floats(min_value=0.1, max_value=1.0),
+)
+def test_token_weights_restart_at_every_trained_span(spans, prompt_length, gamma):
+    # One row: an untrained prompt, then completion spans separated by one untrained token each
+    labels, expected = [-100] * prompt_length, [0.0] * prompt_length
+    for length in spans:
+        labels += list(range(5, 5 + length)) + [-100]
+        expected += occupancy_weights(torch.arange(length), torch.full((length,), length), gamma).tolist() + [0.0]
+    weights = token_weights(torch.tensor([labels]), token_weighting="occupancy", gamma=gamma)
+    assert torch.allclose(weights[0], torch.tensor(expected), atol=1e-6)
+    uniform = token_weights(torch.tensor([labels]), token_weighting="uniform")
+    assert torch.equal(uniform[0], (torch.tensor(labels) != -100).float())

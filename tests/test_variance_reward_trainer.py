@@ -4,6 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import assert_resume_is_exact, fast_config, logged_warnings, one_step_grpo_config
+from hypothesis import given
+from hypothesis import strategies as st
 from transformers import AutoModelForSequenceClassification
 from trl import GRPOTrainer, RewardConfig, RewardTrainer
 
@@ -259,3 +261,32 @@ def test_a_model_built_in_memory_is_refused_without_its_tokenizer(tmp_path, tiny
     model = built_in_memory(AutoModelForSequenceClassification, tiny_model_path, num_labels=2)
     with pytest.raises(ValueError, match=r"built in memory \(its `name_or_path` is empty\).*`processing_class`"):
         VarianceRewardTrainer(model=model, args=_config(tmp_path), train_dataset=preference_dataset)
+
+
+pairs = st.integers(1, 6).flatmap(
+    lambda size: st.tuples(*[st.lists(st.floats(-5, 5), min_size=size, max_size=size) for _ in range(5)])
+)
+
+
+@given(pair=pairs, factor=st.floats(0.1, 10.0))
+def test_the_variance_loss_keeps_its_closed_forms(pair, factor):
+    chosen, rejected, scale_chosen, scale_rejected, margin = (torch.tensor(values) for values in pair)
+    difference = chosen - rejected - margin
+    # Unit scales: the Bradley-Terry loss; equal scales V: the Bradley-Terry loss of the difference over V
+    zeros = torch.zeros_like(chosen)
+    bradley_terry = -torch.nn.functional.logsigmoid(difference).mean()
+    torch.testing.assert_close(variance_bradley_terry_loss(chosen, rejected, zeros, zeros, margin), bradley_terry)
+    equal = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_chosen, margin)
+    torch.testing.assert_close(equal, -torch.nn.functional.logsigmoid(difference / scale_chosen.exp()).mean())
+    # Rewards, margins and scales multiplied together by any factor: the same loss
+    loss = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_rejected, margin)
+    log_factor = math.log(factor)
+    scaled = variance_bradley_terry_loss(
+        chosen * factor, rejected * factor, scale_chosen + log_factor, scale_rejected + log_factor, margin * factor
+    )
+    torch.testing.assert_close(scaled, loss, rtol=1e-4, atol=1e-5)
+    # Swapping the two sides: -log sigmoid(d) + log sigmoid(-d) = -d, per pair, scaled by the pair's scale
+    scale = ((2 * scale_chosen).exp() / 2 + (2 * scale_rejected).exp() / 2).sqrt()
+    swapped = variance_bradley_terry_loss(rejected, chosen, scale_rejected, scale_chosen)
+    unmargined = variance_bradley_terry_loss(chosen, rejected, scale_chosen, scale_rejected)
+    torch.testing.assert_close(unmargined - swapped, -((chosen - rejected) / scale).mean(), rtol=1e-4, atol=1e-5)
