@@ -1,8 +1,9 @@
 """trl_irl/checkpoints.py: a run's checkpoint folders, complete or interrupted, and what a resume starts from."""
 
 import pytest
-from helpers import logged_warnings
+from helpers import adversarial_config, assert_resume_is_exact, fast_config, logged_warnings
 
+import trl_irl
 from trl_irl.checkpoints import (
     TRAINER_STATE_FILE,
     checkpoint_folders,
@@ -76,3 +77,61 @@ def test_true_without_a_complete_checkpoint_names_the_output_dir(tmp_path, exist
         output_dir.mkdir()
     with pytest.raises(ValueError, match=f"No complete checkpoint found in `output_dir` \\({output_dir}\\)"):
         resolve_resume_checkpoint(True, str(output_dir))
+
+
+# Each trainer as its tests build it: its config, the dataset fixture it trains on, its steps and checkpoint interval
+TRAINERS = {
+    "WeightedSFT": (fast_config, "prompt_completion_dataset", {"max_steps": 8, "save_steps": 4}),
+    "VarianceReward": (fast_config, "preference_dataset", {"max_steps": 8, "save_steps": 4}),
+    "GAIL": (adversarial_config, "prompt_completion_dataset", {"max_steps": 4, "save_steps": 2}),
+    "AIRL": (adversarial_config, "prompt_completion_dataset", {"max_steps": 4, "save_steps": 2}),
+}
+
+
+def _trainer(method: str, output_dir, request, **overrides):
+    build_config, dataset_fixture, steps = TRAINERS[method]
+    config_class = getattr(trl_irl, f"{method}Config")
+    config = build_config(config_class, output_dir, save_strategy="steps", **steps, **overrides)
+    return getattr(trl_irl, f"{method}Trainer")(
+        model=request.getfixturevalue("tiny_model_path"),
+        args=config,
+        train_dataset=request.getfixturevalue(dataset_fixture),
+    )
+
+
+# GAIL's discriminators, levels and pre-training have resume tests of their own in test_gail_trainer.py
+@pytest.mark.parametrize(
+    ("method", "overrides"),
+    [
+        ("WeightedSFT", {"token_weighting": "uniform"}),
+        ("WeightedSFT", {"token_weighting": "occupancy"}),
+        ("VarianceReward", {}),
+        ("AIRL", {}),
+    ],
+)
+def test_each_trainer_resumes_like_an_uninterrupted_run(tmp_path, request, method, overrides):
+    resume_step = TRAINERS[method][2]["save_steps"]
+    _, resumed = assert_resume_is_exact(
+        lambda output_dir: _trainer(method, output_dir, request, **overrides), tmp_path, resume_step
+    )
+    if hasattr(resumed, "discriminator"):  # AIRL's discriminator state in its `reward_model/` folder
+        assert (
+            tmp_path / f"checkpoint-{resume_step}" / resumed.discriminator_dir / "discriminator_state.pt"
+        ).is_file()
+
+
+@pytest.mark.parametrize("method", TRAINERS)
+def test_each_trainer_resuming_with_true_skips_an_interrupted_checkpoint(tmp_path, request, caplog, method):
+    _trainer(method, tmp_path, request).train()
+    last_step = TRAINERS[method][2]["max_steps"]
+    # As if the machine was lost while the last checkpoint was written (`Trainer` would fail loading it)
+    (tmp_path / f"checkpoint-{last_step}" / TRAINER_STATE_FILE).unlink()
+    warnings = logged_warnings(caplog, "trl_irl.checkpoints")
+    resumed = _trainer(method, tmp_path, request)
+    resumed.train(resume_from_checkpoint=True)
+    assert len(warnings) == 1 and f"checkpoint-{last_step}" in warnings[0] and TRAINER_STATE_FILE in warnings[0]
+    # The first steps come from the checkpoint before, the others were trained again
+    logged_steps = [entry["step"] for entry in resumed.state.log_history if "train_runtime" not in entry]
+    assert logged_steps == list(range(1, last_step + 1))
+    if hasattr(resumed, "discriminator_reward"):
+        assert resumed.discriminator_reward.num_generations_seen == last_step

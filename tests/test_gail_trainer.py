@@ -253,19 +253,6 @@ class TestGAILTrainer:
         assert_resume_is_exact(make_trainer, tmp_path, resume_step=2)
         assert (tmp_path / "checkpoint-2" / "discriminator" / "adapter_model.safetensors").is_file()
 
-    def test_resume_skips_an_interrupted_checkpoint(
-        self, tmp_path, tiny_model_path, prompt_completion_dataset, caplog
-    ):
-        config = _config(tmp_path, max_steps=4, save_strategy="steps", save_steps=2)
-        GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset).train()
-        # As if the machine was lost while checkpoint-4 was written: its trainer state never came
-        (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()
-        warnings = logged_warnings(caplog, "trl_irl.checkpoints")
-        resumed = GAILTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
-        resumed.train(resume_from_checkpoint=True)
-        assert len(warnings) == 1 and "checkpoint-4" in warnings[0] and "trainer_state.json" in warnings[0]
-        assert resumed.discriminator_reward.num_generations_seen == 4  # 2 restored from checkpoint-2, then 2 more
-
     def test_a_save_that_fails_part_way_names_the_file_and_resuming_skips_its_checkpoint(
         self, tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch, caplog
     ):
@@ -668,17 +655,6 @@ class TestDemonstrationsLongerThanCompletions:
                 args=_config(tmp_path, max_completion_length=8, disc_max_length=6),
                 train_dataset=prompt_completion_dataset,
             )
-
-
-def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
-    from trl import SFTConfig
-
-    with pytest.raises(TypeError, match="takes a `GAILConfig`.*got a `SFTConfig`"):
-        GAILTrainer(
-            model=tiny_model_path,
-            args=SFTConfig(output_dir=str(tmp_path), bf16=False, report_to="none"),
-            train_dataset=prompt_completion_dataset,
-        )
 
 
 def _multiply(a: int, b: int) -> int:

@@ -39,6 +39,30 @@ def test_another_trainer_s_config_is_refused_naming_both(tmp_path):
         resolve_config(SFTConfig(output_dir=str(tmp_path), bf16=False), "unused", GAILConfig, "GAIL")
 
 
+@pytest.mark.parametrize(
+    ("trainer_name", "foreign_config"),
+    [
+        ("GAILTrainer", SFTConfig),
+        ("AIRLTrainer", SFTConfig),
+        ("WeightedSFTTrainer", GRPOConfig),
+        ("VarianceRewardTrainer", SFTConfig),
+    ],
+)
+def test_each_trainer_refuses_another_trainer_s_config_by_name(
+    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_name, foreign_config
+):
+    import trl_irl
+
+    trainer_class = getattr(trl_irl, trainer_name)
+    config_name = trainer_name.removesuffix("Trainer") + "Config"
+    with pytest.raises(TypeError, match=f"takes a `{config_name}`.*got a `{foreign_config.__name__}`"):
+        trainer_class(
+            model=tiny_model_path,
+            args=foreign_config(output_dir=str(tmp_path), bf16=False, report_to="none"),
+            train_dataset=prompt_completion_dataset,
+        )
+
+
 def test_a_missing_parent_method_fails_at_import_naming_it():
     require_parent_methods(SFTTrainer, ("compute_loss",))
     with pytest.raises(ImportError, match="`SFTTrainer` has no `_renamed_in_a_later_release`"):

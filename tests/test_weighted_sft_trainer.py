@@ -1,6 +1,6 @@
 import pytest
 import torch
-from helpers import assert_resume_is_exact, fast_config, logged_warnings
+from helpers import fast_config, logged_warnings
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import SFTConfig, SFTTrainer
@@ -290,41 +290,6 @@ def _one_example_dataset():
     from datasets import Dataset
 
     return Dataset.from_list([{"prompt": "Count from 1 by 1, 3 numbers:", "completion": " 1 2 3"}])
-
-
-def test_another_trainer_s_config_is_refused_by_name(tmp_path, tiny_model_path, prompt_completion_dataset):
-    from trl import GRPOConfig
-
-    with pytest.raises(TypeError, match="takes a `WeightedSFTConfig`.*got a `GRPOConfig`"):
-        WeightedSFTTrainer(
-            model=tiny_model_path,
-            args=GRPOConfig(output_dir=str(tmp_path), bf16=False, report_to="none"),
-            train_dataset=prompt_completion_dataset,
-        )
-
-
-@pytest.mark.parametrize("token_weighting", ["uniform", "occupancy"])
-def test_resume_continues_like_an_uninterrupted_run(
-    tmp_path, tiny_model_path, prompt_completion_dataset, token_weighting
-):
-    def make_trainer(output_dir):
-        args = _config(output_dir, save_strategy="steps", save_steps=4, token_weighting=token_weighting)
-        return WeightedSFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
-
-    assert_resume_is_exact(make_trainer, tmp_path, resume_step=4)
-
-
-def test_resume_true_skips_an_interrupted_checkpoint(tmp_path, tiny_model_path, prompt_completion_dataset, caplog):
-    args = _config(tmp_path, save_strategy="steps", save_steps=4)
-    WeightedSFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset).train()
-    # As if the machine was lost while checkpoint-8 was written (`Trainer` would fail loading it)
-    (tmp_path / "checkpoint-8" / "trainer_state.json").unlink()
-    warnings = logged_warnings(caplog, "trl_irl.checkpoints")
-    resumed = WeightedSFTTrainer(model=tiny_model_path, args=args, train_dataset=prompt_completion_dataset)
-    resumed.train(resume_from_checkpoint=True)
-    assert len(warnings) == 1 and "checkpoint-8" in warnings[0]
-    # Steps 1 to 4 come from checkpoint-4's state, 5 to 8 were trained again
-    assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 @pytest.mark.parametrize(
