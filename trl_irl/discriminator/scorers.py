@@ -49,7 +49,7 @@ class SequenceClassifierScorer:
             raise ModelKindError(
                 f"The discriminator must output one logit (`num_labels=1`), but its config has "
                 f"`num_labels={model.config.num_labels}`. Load it with "
-                "`AutoModelForSequenceClassification.from_pretrained(..., num_labels=1)`."
+                f"`{self.expected[1]}.from_pretrained(..., num_labels=1)`."
             )
 
     def output_shape_ok(self, logits: torch.Tensor, length: int) -> bool:
