@@ -76,6 +76,39 @@ def token_log_likelihoods(model, tokenizer, prompt, response_ids, temperature=1.
     return log_probs.gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
 
 
+def classifier_discriminator(path, **kwargs):
+    """A sequence-classifier `Discriminator` on the checkpoint at `path`, its head seeded (`torch.manual_seed(0)`)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from trl_irl import Discriminator
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    return Discriminator(model, AutoTokenizer.from_pretrained(path), **kwargs)
+
+
+def length_reward(completions, **kwargs) -> list[float]:
+    """A rule reward, as GRPO users write them: here, longer completions score higher."""
+    return [float(len(str(completion))) for completion in completions]
+
+
+def counting_texts(rows=range(16)) -> tuple[list[str], list[str]]:
+    """Demonstrations of counting, and 'policy samples' that count wrongly: a fixed, learnable batch."""
+    import random
+
+    from trl_irl.data import load_counting_demonstrations
+
+    rows = load_counting_demonstrations("train").select(rows)
+    expert = [row["prompt"] + row["completion"] for row in rows]
+    rng = random.Random(0)
+    policy = []
+    for row in rows:
+        numbers = row["completion"].split()
+        rng.shuffle(numbers)
+        policy.append(row["prompt"] + " " + " ".join(reversed(numbers)))
+    return expert, policy
+
+
 def one_step_grpo_config(output_dir) -> GRPOConfig:
     """One GRPO step, to check that a saved reward model serves `GRPOTrainer`."""
     return fast_config(

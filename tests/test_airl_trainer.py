@@ -8,7 +8,6 @@ from helpers import (
     colours_training_overrides,
     likelihood_ratio_config,
     one_step_grpo_config,
-    record_hub_uploads,
     train_and_check_both_models_learn,
 )
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
@@ -180,17 +179,6 @@ def test_airl_discriminator_stays_unsaturated_and_the_policy_nears_the_expert(
     assert 0.1 < mean_acc_policy < 0.9, mean_acc_policy
     assert 0.1 < mean_acc_expert < 0.95, mean_acc_expert
     assert_imitates_like_the_oracle(airl, colours_sft_path, tmp_path / "oracle", seed=0)
-
-
-def test_push_reward_model_to_hub_uploads_the_reward_model_and_its_card(
-    tmp_path, tiny_model_path, prompt_completion_dataset, monkeypatch
-):
-    uploaded = record_hub_uploads(monkeypatch)
-    trainer = AIRLTrainer(model=tiny_model_path, args=_config(tmp_path), train_dataset=prompt_completion_dataset)
-    assert trainer.push_reward_model_to_hub("someone/airl-reward", private=True).endswith("/commit/0")
-    assert (uploaded["repo_id"], uploaded["private"]) == ("someone/airl-reward", True)
-    assert {"README.md", "config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded["files"])
-    assert "Reward model learned by adversarial inverse reinforcement learning" in uploaded["card"]
 
 
 class TestAIRLConfigLikelihoodRatio:

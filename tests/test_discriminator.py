@@ -1,13 +1,12 @@
 import copy
-import random
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import classifier_discriminator, counting_texts
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from trl_irl import Discriminator
-from trl_irl.data import load_counting_demonstrations
 from trl_irl.discriminator import classification_statistics
 
 
@@ -17,30 +16,11 @@ def _model_inputs(discriminator, samples):
     )
 
 
-def _texts(rows=range(16)):
-    """Demonstrations of counting, and 'policy samples' that count wrongly: a fixed, learnable batch."""
-    rows = load_counting_demonstrations("train").select(rows)
-    expert = [row["prompt"] + row["completion"] for row in rows]
-    rng = random.Random(0)
-    policy = []
-    for row in rows:
-        numbers = row["completion"].split()
-        rng.shuffle(numbers)
-        policy.append(row["prompt"] + " " + " ".join(reversed(numbers)))
-    return expert, policy
-
-
-def _discriminator(path, **kwargs) -> Discriminator:
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-    return Discriminator(model, AutoTokenizer.from_pretrained(path), **kwargs)
-
-
 class TestDiscriminator:
     @pytest.mark.parametrize("backbone", ["tiny_model_path", "tiny_encoder_path"])
     def test_loss_falls_and_it_beats_chance_on_a_fixed_batch(self, backbone, request):
-        discriminator = _discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
-        expert, policy = _texts()
+        discriminator = classifier_discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
+        expert, policy = counting_texts()
         stats = [discriminator.update(expert, policy).stats for _ in range(40)]
         assert stats[-1]["loss"] < 0.8 * stats[0]["loss"]
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
@@ -55,17 +35,17 @@ class TestDiscriminator:
         # Fresh batches of 16 from 256 training pairs, 8 passes: held-out accuracy 0.67 (decoder) and 0.64 (encoder)
         # on 128 + 128 samples, where chance has a standard deviation of 0.03. The 16 pairs of the test above, seen
         # 40 times, are memorised instead: 0.46 and 0.55 held out
-        discriminator = _discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
+        discriminator = classifier_discriminator(request.getfixturevalue(backbone), learning_rate=3e-3)
         for step in range(128):
             start = 16 * (step % 16)
-            discriminator.update(*_texts(range(start, start + 16)))
-        heldout_expert, heldout_policy = _texts(range(256, 384))
+            discriminator.update(*counting_texts(range(start, start + 16)))
+        heldout_expert, heldout_policy = counting_texts(range(256, 384))
         stats = classification_statistics(discriminator.logits(heldout_expert), discriminator.logits(heldout_policy))
         assert stats["acc"] > 0.58, stats
 
     def test_statistics_are_those_of_the_batch(self, tiny_model_path):
-        discriminator = _discriminator(tiny_model_path)
-        expert, policy = _texts()
+        discriminator = classifier_discriminator(tiny_model_path)
+        expert, policy = counting_texts()
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
         stats = discriminator.update(expert, policy).stats
         expected_loss = 0.5 * (
@@ -80,8 +60,8 @@ class TestDiscriminator:
         assert 0 < stats["entropy"] <= 0.6932
 
     def test_label_smoothing_moves_the_targets(self, tiny_model_path):
-        discriminator = _discriminator(tiny_model_path, label_smoothing=0.5)
-        expert, policy = _texts()
+        discriminator = classifier_discriminator(tiny_model_path, label_smoothing=0.5)
+        expert, policy = counting_texts()
         expert_logits, policy_logits = discriminator.logits(expert), discriminator.logits(policy)
         stats = discriminator.update(expert, policy).stats
         expected_loss = 0.5 * (
@@ -91,34 +71,34 @@ class TestDiscriminator:
         assert stats["loss"] == pytest.approx(expected_loss.item(), rel=1e-5)
 
     def test_gradient_penalty_adds_to_the_loss(self, tiny_model_path):
-        expert, policy = _texts()
-        plain = _discriminator(tiny_model_path).update(expert, policy).stats
-        penalised = _discriminator(tiny_model_path, gradient_penalty=10.0).update(expert, policy).stats
+        expert, policy = counting_texts()
+        plain = classifier_discriminator(tiny_model_path).update(expert, policy).stats
+        penalised = classifier_discriminator(tiny_model_path, gradient_penalty=10.0).update(expert, policy).stats
         assert penalised["gradient_penalty"] > 0
         assert penalised["loss"] == pytest.approx(plain["loss"] + 10.0 * penalised["gradient_penalty"], rel=1e-4)
 
     def test_gradient_penalty_shrinks_input_gradients(self, tiny_model_path):
-        expert, policy = _texts()
-        plain = _discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=0.0)
-        penalised = _discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=10.0)
+        expert, policy = counting_texts()
+        plain = classifier_discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=0.0)
+        penalised = classifier_discriminator(tiny_model_path, learning_rate=3e-3, gradient_penalty=10.0)
         for _ in range(15):
             plain.update(expert, policy)
             last = penalised.update(expert, policy).stats
-        penalty_of_plain = _discriminator(tiny_model_path, gradient_penalty=1.0)
+        penalty_of_plain = classifier_discriminator(tiny_model_path, gradient_penalty=1.0)
         penalty_of_plain.model.load_state_dict(plain.model.state_dict())
         assert last["gradient_penalty"] < penalty_of_plain.update(expert, policy).stats["gradient_penalty"]
 
     def test_replay_buffer_keeps_the_latest_policy_samples(self, tiny_model_path):
-        discriminator = _discriminator(tiny_model_path, replay_buffer_size=5)
-        expert, policy = _texts()
+        discriminator = classifier_discriminator(tiny_model_path, replay_buffer_size=5)
+        expert, policy = counting_texts()
         discriminator.update(expert, policy[:4])
         assert discriminator.replay_buffer.samples == policy[:4]
         discriminator.update(expert, policy[4:8])
         assert discriminator.replay_buffer.samples == policy[3:8]
 
     def test_replayed_samples_join_the_update(self, tiny_model_path, monkeypatch):
-        discriminator = _discriminator(tiny_model_path, replay_buffer_size=8)
-        expert, policy = _texts()
+        discriminator = classifier_discriminator(tiny_model_path, replay_buffer_size=8)
+        expert, policy = counting_texts()
         discriminator.update(expert, policy[:4])
         seen = []
         forward = discriminator.model_logits
@@ -143,14 +123,14 @@ class TestDiscriminator:
             Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
 
     def test_long_texts_keep_their_end(self, tiny_model_path):
-        discriminator = _discriminator(tiny_model_path, max_length=8)
+        discriminator = classifier_discriminator(tiny_model_path, max_length=8)
         batch, _ = _model_inputs(discriminator, ["a b c d e f g h i j k l m n o p q r s t u v w x y z"])
         assert batch["input_ids"].shape[1] == 8
         assert discriminator.tokenizer.decode(batch["input_ids"][0]).endswith("z")
 
     def test_save_and_load_round_trip(self, tmp_path, tiny_model_path):
-        expert, policy = _texts()
-        trained = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        expert, policy = counting_texts()
+        trained = classifier_discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
         for _ in range(3):
             trained.update(expert, policy)
         trained.save_pretrained(tmp_path)
@@ -164,7 +144,7 @@ class TestDiscriminator:
         torch.testing.assert_close(logits, trained.logits(expert[:3]))
 
         # A fresh discriminator resumes the same training
-        resumed = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        resumed = classifier_discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
         resumed.load(tmp_path)
         assert resumed.replay_buffer.samples == trained.replay_buffer.samples
         continued = copy.deepcopy(trained)
@@ -178,12 +158,12 @@ class TestDiscriminator:
         self, tmp_path, tiny_model_path, caplog
     ):
         # The saturation warning's advice, a lower `disc_learning_rate` and a resume, must be what happens
-        expert, policy = _texts()
-        trained = _discriminator(tiny_model_path, learning_rate=3e-3)
+        expert, policy = counting_texts()
+        trained = classifier_discriminator(tiny_model_path, learning_rate=3e-3)
         trained.update(expert, policy)
         trained.save_pretrained(tmp_path)
         trained.save_state(tmp_path)
-        resumed = _discriminator(tiny_model_path, learning_rate=1e-4)
+        resumed = classifier_discriminator(tiny_model_path, learning_rate=1e-4)
         with caplog.at_level("WARNING"):
             resumed.load(tmp_path)
         assert [group["lr"] for group in resumed.optimizer.param_groups] == [1e-4] * len(
@@ -195,8 +175,8 @@ class TestDiscriminator:
             torch.testing.assert_close(state["exp_avg"], saved[index]["exp_avg"])
 
     def test_each_process_resumes_its_own_replay_buffer_and_random_state(self, tmp_path, tiny_model_path):
-        expert, policy = _texts()
-        process_0 = _discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
+        expert, policy = counting_texts()
+        process_0 = classifier_discriminator(tiny_model_path, learning_rate=3e-3, replay_buffer_size=4)
         process_1 = copy.deepcopy(process_0)
         process_0.update(expert, policy[:2])
         process_1.update(expert, policy[2:4])
@@ -205,7 +185,7 @@ class TestDiscriminator:
         process_0.save_state(tmp_path, process_index=0)
         process_1.save_state(tmp_path, process_index=1)
 
-        resumed = [_discriminator(tiny_model_path, replay_buffer_size=4) for _ in range(2)]
+        resumed = [classifier_discriminator(tiny_model_path, replay_buffer_size=4) for _ in range(2)]
         for index, discriminator in enumerate(resumed):
             discriminator.load(tmp_path, process_index=index)
         assert resumed[0].replay_buffer.samples == policy[:2] and resumed[1].replay_buffer.samples == policy[2:4]
@@ -217,64 +197,11 @@ class TestDiscriminator:
         assert resumed[0].replay_buffer._rng.getstate() == process_0.replay_buffer._rng.getstate()
         # Resuming with more processes than wrote the checkpoint is refused, naming the missing file
         with pytest.raises(FileNotFoundError, match="discriminator_state_process2.pt.*as many processes"):
-            _discriminator(tiny_model_path, replay_buffer_size=4).load(tmp_path, process_index=2)
-
-
-class _RunsCodeWhenUnpickled:
-    """A payload that a pickle-based `torch.load` would execute: it records that it ran."""
-
-    def __reduce__(self):
-        return (exec, ("import builtins; builtins.TRL_IRL_PAYLOAD_RAN = True",))
-
-
-class TestLoadRefusesUnsafeOrIncompleteState:
-    def _saved(self, directory, path):
-        discriminator = _discriminator(path)
-        discriminator.save_pretrained(directory)
-        discriminator.save_state(directory)
-        return directory
-
-    def test_a_crafted_state_file_is_refused_without_running_it(self, tmp_path, tiny_model_path):
-        import builtins
-
-        from trl_irl.discriminator import STATE_FILE
-
-        directory = self._saved(tmp_path, tiny_model_path)
-        state = torch.load(directory / STATE_FILE, weights_only=True)
-        state["rng_state"] = _RunsCodeWhenUnpickled()
-        torch.save(state, directory / STATE_FILE)
-        with pytest.raises(ValueError, match=f"{STATE_FILE} is corrupt, crafted.*weights_only=True"):
-            _discriminator(tiny_model_path).load(directory)
-        assert not getattr(builtins, "TRL_IRL_PAYLOAD_RAN", False)
-
-    @pytest.mark.parametrize("file_name", ["model.safetensors", "discriminator_state.pt"])
-    def test_a_missing_file_is_named(self, tmp_path, tiny_model_path, file_name):
-        directory = self._saved(tmp_path, tiny_model_path)
-        (directory / file_name).unlink()
-        with pytest.raises(FileNotFoundError, match=f"no {file_name}.*incomplete"):
-            _discriminator(tiny_model_path).load(directory)
-
-    def test_a_checkpoint_of_a_sharded_discriminator_is_refused_by_a_replicated_one(self, tmp_path, tiny_model_path):
-        # A sharded discriminator's optimizer state is keyed by parameter name; loaded into a replicated one's
-        # optimizer it would fail with a shape or key error far from the cause
-        from trl_irl.discriminator import STATE_FILE
-
-        directory = self._saved(tmp_path, tiny_model_path)
-        state = torch.load(directory / STATE_FILE, weights_only=True)
-        torch.save(state | {"sharded": True}, directory / STATE_FILE)
-        with pytest.raises(ValueError, match="written by a sharded discriminator, and this one is replicated"):
-            _discriminator(tiny_model_path).load(directory)
-
-    @pytest.mark.parametrize("file_name", ["model.safetensors", "discriminator_state.pt"])
-    def test_a_corrupt_file_is_named(self, tmp_path, tiny_model_path, file_name):
-        directory = self._saved(tmp_path, tiny_model_path)
-        (directory / file_name).write_bytes(b"truncated")
-        with pytest.raises(ValueError, match="corrupt"):
-            _discriminator(tiny_model_path).load(directory)
+            classifier_discriminator(tiny_model_path, replay_buffer_size=4).load(tmp_path, process_index=2)
 
 
 class TestTokenDiscriminatorWindow:
-    def _discriminator(self, path, max_length):
+    def _token_discriminator(self, path, max_length):
         from transformers import AutoModelForTokenClassification
 
         from trl_irl.discriminator import TokenDiscriminator
@@ -283,7 +210,7 @@ class TestTokenDiscriminatorWindow:
         return TokenDiscriminator(model, AutoTokenizer.from_pretrained(path), max_length=max_length)
 
     def test_a_long_prompt_loses_its_first_tokens_and_every_response_token_is_scored(self, tiny_model_path):
-        discriminator = self._discriminator(tiny_model_path, max_length=6)
+        discriminator = self._token_discriminator(tiny_model_path, max_length=6)
         samples = [((11, 12, 13, 14, 15), (21, 22, 23)), ((31,), (41, 42))]
         batch, positions = _model_inputs(discriminator, samples)
         # 5 + 3 tokens in a window of 6: the prompt's first 2 go, the response stays whole
@@ -301,7 +228,7 @@ class TestTokenDiscriminatorWindow:
         assert discriminator.logits(samples).shape == (5,)
 
     def test_a_response_longer_than_the_window_is_refused(self, tiny_model_path):
-        discriminator = self._discriminator(tiny_model_path, max_length=4)
+        discriminator = self._token_discriminator(tiny_model_path, max_length=4)
         with pytest.raises(ValueError, match="does not fit the discriminator's window"):
             discriminator.logits([((1, 2), (3, 4, 5, 6, 7))])
 
@@ -314,10 +241,10 @@ def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_model_path, ki
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
     if kind == "classifier":
-        expert, policy = _texts()
+        expert, policy = counting_texts()
         offsets = None
     else:
-        expert_texts, policy_texts = _texts()
+        expert_texts, policy_texts = counting_texts()
         expert = [((1, 5, 7), tuple(tokenizer(t, add_special_tokens=False)["input_ids"][-6:])) for t in expert_texts]
         policy = [((1, 5, 7), tuple(tokenizer(t, add_special_tokens=False)["input_ids"][-5:])) for t in policy_texts]
         offsets = torch.linspace(-1, 1, len(expert)), torch.linspace(1, -1, len(policy))
@@ -342,30 +269,3 @@ def test_micro_batches_take_the_same_step_as_the_whole_batch(tiny_model_path, ki
     for a, b in zip(whole.model.parameters(), micro.model.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
     assert not torch.equal(next(whole.model.parameters()), next(build(None).model.parameters()))  # it stepped
-
-
-def test_weights_on_the_meta_device_with_no_process_to_send_them_are_refused(tiny_model_path):
-    from transformers import AutoConfig
-
-    with torch.device("meta"):
-        model = AutoModelForSequenceClassification.from_config(
-            AutoConfig.from_pretrained(tiny_model_path, num_labels=1)
-        )
-    discriminator = Discriminator(model, AutoTokenizer.from_pretrained(tiny_model_path))
-    with pytest.raises(ValueError, match="meta device.*cpu_ram_efficient_loading"):
-        discriminator.to("cpu")
-
-
-def test_sharding_refuses_what_it_cannot_do_before_touching_the_model(tiny_model_path):
-    from peft import LoraConfig, get_peft_model
-
-    with pytest.raises(ValueError, match="several processes"):
-        _discriminator(tiny_model_path).shard()
-    with pytest.raises(ValueError, match="gradient penalty.*gradient_penalty=0"):
-        _discriminator(tiny_model_path, gradient_penalty=1.0).shard()
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_path, num_labels=1)
-    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="SEQ_CLS"))
-    discriminator = Discriminator(lora, AutoTokenizer.from_pretrained(tiny_model_path))
-    with pytest.raises(ValueError, match="PEFT.*replicated"):
-        discriminator.shard()
-    assert not discriminator.sharded

@@ -193,18 +193,18 @@ def test_the_command_names_what_is_missing(tmp_path, tiny_model_path, config, me
 
 class TestTwoSampleTest:
     def test_it_tells_apart_what_differs_and_not_what_does_not(self, tiny_model_path):
-        from test_discriminator import _texts
+        from helpers import counting_texts
 
         from trl_irl.evaluation import two_sample_test
 
         # Counting demonstrations against the same prompts counted wrongly: learnable (test_discriminator). Measured:
         # accuracy 0.61 [0.56, 0.66] on the 384 held-out texts after 8 epochs (0.64 after 16)
-        demonstrations, wrong = _texts(range(384))
+        demonstrations, wrong = counting_texts(range(384))
         told = two_sample_test(demonstrations, wrong, tiny_model_path, epochs=8, learning_rate=3e-3)
         assert told["interval"][0] > 0.5 and told["heldout_texts"] == 384
         # Demonstrations against other demonstrations (of other prompts): nothing to tell, so the interval holds 0.5
-        first, _ = _texts(range(216))
-        second, _ = _texts(range(216, 432))
+        first, _ = counting_texts(range(216))
+        second, _ = counting_texts(range(216, 432))
         untold = two_sample_test(first, second, tiny_model_path, epochs=8, learning_rate=3e-3)
         assert untold["interval"][0] <= 0.5 <= untold["interval"][1]
 

@@ -5,10 +5,15 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import adversarial_config, assert_resume_is_exact, train_and_check_both_models_learn
+from helpers import (
+    adversarial_config,
+    assert_resume_is_exact,
+    classifier_discriminator,
+    counting_texts,
+    train_and_check_both_models_learn,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_discriminator import _discriminator, _texts
 from transformers import AutoModelForSequenceClassification
 
 from trl_irl import GAILConfig, GAILTrainer
@@ -17,7 +22,7 @@ from trl_irl.rewards import DiscriminatorReward
 
 
 def _pairwise(path, **kwargs):
-    return _discriminator(path, loss_type="bradley_terry", **kwargs)
+    return classifier_discriminator(path, loss_type="bradley_terry", **kwargs)
 
 
 finite = st.floats(-20, 20, allow_nan=False)
@@ -57,7 +62,7 @@ class TestPairwiseDiscriminator:
     def test_its_gradient_is_that_of_the_pairwise_loss(self, tiny_model_path, micro_batch_size):
         # Each side is backwarded on its own against the other's detached logits; the two must add up to the
         # gradient of the whole pairwise loss, which autograd takes here through both sides at once
-        expert, policy = _texts()
+        expert, policy = counting_texts()
         discriminator = _pairwise(tiny_model_path, label_smoothing=0.2, micro_batch_size=micro_batch_size)
         reference = copy.deepcopy(discriminator)
         logits_expert = reference.model_logits(expert)[0]
@@ -75,17 +80,17 @@ class TestPairwiseDiscriminator:
         # As the balanced loss's held-out test (test_discriminator): fresh pairs of 16 from 256, 8 passes. Measured:
         # 0.73 of 128 unseen pairs ordered right, where chance has a standard deviation of 0.044
         discriminator = _pairwise(tiny_model_path, learning_rate=3e-3)
-        first = discriminator.update(*_texts(range(16))).stats
+        first = discriminator.update(*counting_texts(range(16))).stats
         for step in range(1, 128):
             start = 16 * (step % 16)
-            discriminator.update(*_texts(range(start, start + 16)))
-        heldout_expert, heldout_policy = _texts(range(256, 384))
+            discriminator.update(*counting_texts(range(start, start + 16)))
+        heldout_expert, heldout_policy = counting_texts(range(256, 384))
         ordered_right = (discriminator.logits(heldout_expert) > discriminator.logits(heldout_policy)).float().mean()
         assert ordered_right > 0.6, ordered_right
         assert set(first) == {"loss", "acc", "entropy", "logit_expert", "logit_policy", "grad_norm"}
 
     def test_resume_continues_the_same_training(self, tmp_path, tiny_model_path):
-        expert, policy = _texts()
+        expert, policy = counting_texts()
         trained = _pairwise(tiny_model_path, learning_rate=3e-3)
         for _ in range(3):
             trained.update(expert, policy)
@@ -107,7 +112,7 @@ class TestPairwiseDiscriminator:
     )
     def test_what_it_cannot_do_is_refused_by_name(self, tiny_model_path, kwargs, message):
         with pytest.raises(ValueError, match=message):
-            _discriminator(tiny_model_path, **{"loss_type": "bradley_terry", **kwargs})
+            classifier_discriminator(tiny_model_path, **{"loss_type": "bradley_terry", **kwargs})
 
     def test_a_token_level_discriminator_is_refused(self, tiny_model_path):
         from transformers import AutoModelForTokenClassification, AutoTokenizer
@@ -119,7 +124,7 @@ class TestPairwiseDiscriminator:
             TokenDiscriminator(model, AutoTokenizer.from_pretrained(tiny_model_path), loss_type="bradley_terry")
 
     def test_pairs_of_unequal_sides_are_refused(self, tiny_model_path):
-        expert, policy = _texts()
+        expert, policy = counting_texts()
         with pytest.raises(ValueError, match="16 demonstrations and 15 policy samples"):
             _pairwise(tiny_model_path).update(expert, policy[:15])
 
