@@ -19,7 +19,7 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from trl import GRPOConfig
 
-from trl_irl import GAILConfig, GAILTrainer
+from trl_irl import AIRLConfig, AIRLTrainer, DiscriminatorCallback, GAILConfig, GAILTrainer
 
 
 def _config(tmp_path, **overrides) -> GAILConfig:
@@ -655,20 +655,21 @@ def test_a_frozen_discriminator_rewards_the_fixed_likelihood_ratio(
     with torch.no_grad():
         discriminator.lm_head.weight.add_(0.1 * torch.randn_like(discriminator.lm_head.weight))
     before = {name: param.clone() for name, param in discriminator.named_parameters()}
+    scored = ScoredBatches()
     trainer = GAILTrainer(
         model=tiny_model_path,
         discriminator=discriminator,
         args=likelihood_ratio_config(GAILConfig, tmp_path, disc_updates_per_generation=0, divergence="reverse_kl"),
         train_dataset=prompt_completion_dataset,
+        callbacks=[scored],
     )
-    scored = []
-    trainer.discriminator_reward.on_scored = lambda *args: scored.append(args)
     start = AutoModelForCausalLM.from_pretrained(tiny_model_path)
     expected = LikelihoodRatioReward(copy.deepcopy(discriminator), start, trainer.processing_class)
     trainer.train()
 
-    prompts, completions, completion_ids, rewards, _ = scored[0]  # the first batch, sampled by the starting policy
-    assert rewards == pytest.approx(expected(prompts, completions, completion_ids), rel=1e-4, abs=1e-4)
+    first = scored.batches[0]  # sampled by the starting policy
+    by_hand = expected(first["prompts"], first["completions"], first["completion_ids"])
+    assert first["rewards"] == pytest.approx(by_hand, rel=1e-4, abs=1e-4)
     assert all(torch.equal(param, before[name]) for name, param in trainer.discriminator.model.named_parameters())
     assert not any("disc/loss" in entry for entry in trainer.state.log_history)
 
@@ -688,3 +689,41 @@ def test_without_held_out_demonstrations_it_trains_on_every_row_and_logs_no_held
     assert not {key for key in logged if "heldout" in key}
     # What the discriminator knows at the start is measured on training rows instead
     assert {"disc/loss", "disc/start_knowledge_gap"} <= logged
+
+
+class ScoredBatches(DiscriminatorCallback):
+    """Keeps what each `on_discriminator_scored` event carries."""
+
+    def __init__(self):
+        self.batches = []
+
+    def on_discriminator_scored(self, args, state, control, **kwargs):
+        self.batches.append({"step": state.global_step, **kwargs})
+
+
+@pytest.mark.parametrize("trainer_class", [GAILTrainer, AIRLTrainer])
+def test_a_discriminator_callback_sees_each_training_batch_s_rewards_and_statistics_and_not_evaluation(
+    tmp_path, tiny_model_path, prompt_completion_dataset, trainer_class
+):
+    config_class = GAILConfig if trainer_class is GAILTrainer else AIRLConfig
+    args = adversarial_config(config_class, tmp_path, max_steps=2, eval_strategy="steps", eval_steps=1)
+    scored = ScoredBatches()
+    trainer = trainer_class(
+        model=tiny_model_path,
+        args=args,
+        train_dataset=prompt_completion_dataset,
+        eval_dataset=prompt_completion_dataset.select(range(8)),
+        callbacks=[scored],
+    )
+    trainer.train()
+    # One event per generation batch of training (one per step here), none for the evaluations between them
+    assert [batch["step"] for batch in scored.batches] == [0, 1]
+    assert sum("eval_rewards/discriminator/mean" in entry for entry in trainer.state.log_history) == 2
+    logged = [entry for entry in trainer.state.log_history if "disc/loss" in entry]
+    for batch, entry in zip(scored.batches, logged, strict=True):
+        assert len(batch["rewards"]) == len(batch["completions"]) == len(batch["prompts"]) == 8
+        # The rewards the policy got and the statistics the trainer logged
+        mean = sum(batch["rewards"]) / len(batch["rewards"])
+        assert mean == pytest.approx(entry["rewards/discriminator/mean"], rel=1e-5, abs=1e-6)
+        assert batch["stats"]["loss"] == pytest.approx(entry["disc/loss"], rel=1e-5)
+        assert batch["model"] is trainer.model and batch["processing_class"] is trainer.processing_class

@@ -25,6 +25,7 @@ _EXPORTS = {
     "token_weights": ".token_weighting",
     "AIRLConfig": ".trainer",
     "AIRLTrainer": ".trainer",
+    "DiscriminatorCallback": ".trainer",
     "GAILConfig": ".trainer",
     "GAILTrainer": ".trainer",
     "VarianceRewardConfig": ".trainer",
@@ -38,6 +39,7 @@ __all__ = [
     "AIRLConfig",
     "AIRLTrainer",
     "Discriminator",
+    "DiscriminatorCallback",
     "DiscriminatorReward",
     "GAILConfig",
     "GAILTrainer",
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
     from .trainer import (
         AIRLConfig,
         AIRLTrainer,
+        DiscriminatorCallback,
         GAILConfig,
         GAILTrainer,
         VarianceRewardConfig,

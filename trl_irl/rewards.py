@@ -130,8 +130,8 @@ class DiscriminatorReward:
             the number of fresh completions, so that both classes weigh the same in numbers too.
         on_scored (`Callable`, *optional*): called after each training batch is scored, as
             `on_scored(prompts, completions, completion_ids, rewards, stats)`, with `rewards` one per completion and
-            `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix); for
-            monitoring, for example the reward fidelity of `trl_irl.benchmark.comparison`.
+            `stats` the discriminator's statistics logged for the batch (without their `disc/` prefix). GAIL and AIRL
+            raise [`DiscriminatorCallback`]'s `on_discriminator_scored` from here.
         completions_per_prompt (`int`, *optional*, defaults to `1`): completions GRPO generates per prompt (its
             `num_generations`): without a pool, each demonstration of the batch appears this many times and is used
             once per dataset row it comes from.

@@ -233,10 +233,9 @@ def _build_adversarial(
         reward_funcs=run.checker() if checker else None,
         args=config_class(str(run.output_dir / method), disc_level=level, **config),
         train_dataset=run.demonstrations,
-        callbacks=[tracker],
+        callbacks=[tracker, reward_monitor],
     )
     reward_monitor.exact_reward.policy = trainer.model
-    trainer.discriminator_reward.on_scored = reward_monitor
     built = BuiltMethod(trainer, tracker)
     if isinstance(trainer.discriminator, LikelihoodRatioDiscriminator):
         built.discriminator_at_start = DiscriminatorAtStart(run.evaluate, trainer.discriminator)

@@ -10,6 +10,7 @@ import time
 from transformers import TrainerCallback
 
 from ..discriminator import LikelihoodRatioDiscriminator
+from ..trainer import DiscriminatorCallback
 from .synthetic import INVALID_MASS, SyntheticExpert, response_probabilities, within_prompt_spearman
 
 
@@ -64,9 +65,9 @@ class DiscriminatorAtStart(TrainerCallback):
         self.metrics = self.evaluate(self.discriminator.model)
 
 
-class RewardMonitor:
+class RewardMonitor(DiscriminatorCallback):
     """
-    Follows an adversarial trainer's learned reward (as its `discriminator_reward.on_scored`): on each generation
+    Follows an adversarial trainer's learned reward (one of its `callbacks`): on each generation
     batch, the within-prompt Spearman correlation between the rewards handed out and the exact reverse-KL rewards of
     the same completions (`ExactReverseKLReward`, from the policy as it sampled them), and the discriminator's
     held-out statistics. `flush` returns their means since the last call. Its time (the exact reward's forwards) adds
@@ -78,7 +79,9 @@ class RewardMonitor:
         self.stopwatch = stopwatch or Stopwatch()
         self.values: dict[str, list[float]] = {name: [] for name in REWARD_METRICS}
 
-    def __call__(self, prompts, completions, completion_ids, rewards, stats):
+    def on_discriminator_scored(
+        self, args, state, control, prompts, completions, completion_ids, rewards, stats, **kwargs
+    ):
         self.stopwatch.timed(self._record)(prompts, completions, completion_ids, rewards, stats)
 
     def _record(self, prompts, completions, completion_ids, rewards, stats):

@@ -10,6 +10,7 @@ from ..lazy_exports import lazy_exports
 _EXPORTS = {
     "AIRLConfig": ".airl_config",
     "AIRLTrainer": ".airl_trainer",
+    "DiscriminatorCallback": ".adversarial_trainer",
     "GAILConfig": ".gail_config",
     "GAILTrainer": ".gail_trainer",
     "VarianceRewardConfig": ".variance_reward_config",
@@ -22,6 +23,7 @@ _EXPORTS = {
 __all__ = [
     "AIRLConfig",
     "AIRLTrainer",
+    "DiscriminatorCallback",
     "GAILConfig",
     "GAILTrainer",
     "VarianceRewardConfig",
@@ -36,6 +38,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:
+    from .adversarial_trainer import DiscriminatorCallback
     from .airl_config import AIRLConfig
     from .airl_trainer import AIRLTrainer
     from .gail_config import GAILConfig

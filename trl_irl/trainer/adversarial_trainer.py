@@ -39,6 +39,39 @@ from .unmoved_policy import WarnIfWarmUpCoversTheRun, check_reward_weights
 require_parent_methods(GRPOTrainer, ("_generate_and_score_completions", "_tokenize_prompts"))
 
 
+class DiscriminatorCallback(TrainerCallback):
+    """
+    A [`~transformers.TrainerCallback`] with one more event, raised by GAIL and AIRL each time the discriminator has
+    scored a training batch of completions (after its updates on that batch): `on_discriminator_scored`. `Trainer`'s
+    own events see no completions and no rewards, so a monitor of the learned reward (its agreement with a known
+    reward, its drift, the completions it prefers) subclasses this one and goes into `callbacks` as any other.
+    """
+
+    def on_discriminator_scored(
+        self,
+        args,
+        state,
+        control,
+        prompts: list,
+        completions: list,
+        completion_ids: list,
+        rewards: list[float],
+        stats: dict[str, float],
+        **kwargs,
+    ):
+        """
+        Called after the discriminator scored a training batch (not during evaluation).
+
+        Args:
+            prompts, completions, completion_ids: the batch, as GRPO gives it to its reward functions.
+            rewards (`list[float]`): the discriminator's reward of each completion (summed over its tokens at the
+                token level), before `reward_weights`.
+            stats (`dict[str, float]`): the discriminator's statistics logged for the batch, without their `disc/`
+                prefix (`loss`, `acc`, `heldout_acc`, ...).
+            **kwargs: `model` and `processing_class`, as `Trainer` passes them to every event.
+        """
+
+
 class AdversarialTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GRPOTrainer):
     r"""
     What GAIL and AIRL share, on top of [`~trl.GRPOTrainer`]: a discriminator trained alternately on demonstrations
@@ -105,6 +138,7 @@ class AdversarialTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GR
             demonstration_pool=demonstration_pool,
             demonstrations_per_update=args.disc_demonstrations_per_update,
             completions_per_prompt=args.num_generations,
+            on_scored=self._discriminator_scored,
         )
         model = policy_from_adapter_checkpoint(model, args.model_init_kwargs)
         reward_funcs, reward_processing_classes = combined_reward_funcs(
@@ -126,6 +160,23 @@ class AdversarialTrainer(DiscriminatorSaving, ResumesFromCompleteCheckpoints, GR
         )
         self._set_up_discriminator(discriminator, train_dataset)
         self.add_callback(WarnIfWarmUpCoversTheRun())
+
+    def _discriminator_scored(self, prompts, completions, completion_ids, rewards, stats) -> None:
+        """Raise `on_discriminator_scored` on the callbacks that are [`DiscriminatorCallback`]s."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, DiscriminatorCallback):
+                callback.on_discriminator_scored(
+                    self.args,
+                    self.state,
+                    self.control,
+                    prompts=prompts,
+                    completions=completions,
+                    completion_ids=completion_ids,
+                    rewards=rewards,
+                    stats=stats,
+                    model=self.model,
+                    processing_class=self.processing_class,
+                )
 
     def _set_up_discriminator(self, discriminator, train_dataset) -> None:
         """Put the discriminator (built, or to build on the policy's own model) in place: checked, bound, placed."""
