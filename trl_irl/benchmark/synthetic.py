@@ -28,6 +28,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from ..log_probs import response_log_probs
 from ..reranking import forked_random_state, sampling_kwargs
 from .choices import SYNTHETIC_REGIMES
 
@@ -141,7 +142,6 @@ class SyntheticExpert:
         return self.prompts(count, seed, exclude=training_prompts)
 
 
-@torch.no_grad()
 def response_probabilities(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -154,20 +154,11 @@ def response_probabilities(
     at `temperature` (its logits divided by it).
     """
     prompt_ids = tokenizer(prompt)["input_ids"]
-    sequences = [
-        prompt_ids + tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses
-    ]
-    width = max(len(sequence) for sequence in sequences)
-    input_ids = torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in sequences], device=model.device)
-    attention_mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences], device=model.device)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    log_probs = (logits / temperature).log_softmax(-1)
-    token_log_probs = log_probs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)  # (N, T - 1)
-    probabilities = []
-    for row, sequence in enumerate(sequences):
-        response_positions = slice(len(prompt_ids) - 1, len(sequence) - 1)
-        probabilities.append(math.exp(token_log_probs[row, response_positions].sum().item()))
-    return probabilities
+    response_ids = [tokenizer(r, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for r in responses]
+    token_log_probs, mask = response_log_probs(
+        model, [prompt_ids] * len(responses), response_ids, tokenizer.pad_token_id, temperature
+    )
+    return [math.exp(log_probability) for log_probability in (token_log_probs * mask).sum(dim=1).tolist()]
 
 
 @torch.no_grad()
