@@ -7,6 +7,7 @@ so a check that refused everything, or nothing, would fail here.
 
 import pytest
 from datasets import Dataset
+from helpers import logged_warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
@@ -52,10 +53,10 @@ def corruptions(draw, columns: tuple[str, ...]):
     return rows, column, kind, index
 
 
-def _warnings(monkeypatch) -> list[str]:
-    warnings = []
-    monkeypatch.setattr(row_checks.logger, "warning", warnings.append)
-    return warnings
+def _warnings(caplog) -> logged_warnings:
+    """The row checks' warnings of this example alone: `caplog` is one for all of a test's hypothesis examples."""
+    caplog.clear()
+    return logged_warnings(caplog, row_checks.logger.name)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,9 @@ def test_adversarial_demonstrations_are_refused_by_row_or_accepted(tokenizer, co
 
 @property_settings
 @given(corruption=corruptions(("prompt", "completion")))
-def test_sft_rows_are_refused_by_row_and_column_warned_about_by_row_or_accepted(monkeypatch, corruption):
+def test_sft_rows_are_refused_by_row_and_column_warned_about_by_row_or_accepted(caplog, corruption):
     rows, column, kind, index = corruption
-    warnings = _warnings(monkeypatch)
+    warnings = _warnings(caplog)
     if kind in ("none", *COLUMN_CORRUPTIONS):
         with pytest.raises(ValueError, match=rf"Row {index} of `train_dataset` has .* in `{column}`"):
             check_sft_rows(Dataset.from_list(rows), "train_dataset", "text")
@@ -105,9 +106,9 @@ def test_sft_rows_are_refused_by_row_and_column_warned_about_by_row_or_accepted(
 
 @property_settings
 @given(corruption=corruptions(("text",)))
-def test_language_modelling_rows_are_refused_by_row_or_accepted(monkeypatch, corruption):
+def test_language_modelling_rows_are_refused_by_row_or_accepted(caplog, corruption):
     rows, _, kind, index = corruption
-    warnings = _warnings(monkeypatch)
+    warnings = _warnings(caplog)
     if kind in ("none", *COLUMN_CORRUPTIONS):
         with pytest.raises(ValueError, match=rf"Row {index} of `train_dataset` has .* in `text`"):
             check_sft_rows(Dataset.from_list(rows), "train_dataset", "text")
@@ -121,9 +122,9 @@ def test_language_modelling_rows_are_refused_by_row_or_accepted(monkeypatch, cor
 
 @property_settings
 @given(corruption=corruptions(("chosen", "rejected")))
-def test_preference_pairs_are_refused_by_row_and_column_or_accepted(monkeypatch, corruption):
+def test_preference_pairs_are_refused_by_row_and_column_or_accepted(caplog, corruption):
     rows, column, kind, index = corruption
-    warnings = _warnings(monkeypatch)
+    warnings = _warnings(caplog)
     same = [i for i, row in enumerate(rows) if row["chosen"] == row["rejected"]]
     if kind in ("none", *COLUMN_CORRUPTIONS):
         with pytest.raises(ValueError, match=rf"Row {index} of `train_dataset` has .* in `{column}`"):
