@@ -80,7 +80,11 @@ class TestGAILConfigDiscriminatorSettings:
             ({"disc_demonstration_source": "replay"}, "disc_demonstration_source"),
             ({"disc_demonstrations_per_update": 0}, "disc_demonstrations_per_update"),
             ({"disc_heldout_fraction": 1.0}, "disc_heldout_fraction"),
-            ({"disc_type": "likelihood_ratio", "disc_replay_buffer_size": 4}, "disc_replay_buffer_size"),
+            (
+                {"disc_type": "likelihood_ratio", "disc_replay_buffer_size": 4},
+                "`disc_replay_buffer_size` is not supported by the likelihood-ratio discriminator.*"
+                "Set it to 0 or use `disc_type='classifier'`.$",
+            ),
         ],
     )
     def test_gail_rejects_bad_values_naming_them(self, tmp_path, overrides, message):

@@ -59,9 +59,9 @@ class AIRLConfig(GAILConfig):
         },
     )
 
-    def _logit_holds_log_pi(self) -> str:
-        # AIRL's logit is `f_theta - c log pi` whatever the discriminator
-        return "AIRL"
+    def _logit_holds_log_pi(self) -> tuple[str, str]:
+        # AIRL's logit is `f_theta - c log pi` whatever the discriminator, so no discriminator type avoids it
+        return "AIRL", "Set it to 0."
 
     def __post_init__(self):
         super().__post_init__()

@@ -15,8 +15,6 @@ DEMONSTRATION_SOURCES = ("dataset", "batch")
 DISCRIMINATOR_LOSSES = ("bce", "bradley_terry")
 # When the reward scores a generation batch: before the discriminator's update on it, or after
 DISCRIMINATOR_SCORINGS = ("before_update", "after_update")
-# The discriminator whose logit, `log q_phi - log pi`, holds the policy's current log-probability
-LIKELIHOOD_RATIO_HOLDS_LOG_PI = "the likelihood-ratio discriminator"
 # Config fields renamed so that every discriminator setting starts with `disc_`: old name -> new name
 DEPRECATED_NAMES = {
     "discriminator_type": "disc_type",
@@ -339,18 +337,22 @@ class GAILConfig(GRPOConfig):
                 f"`disc_demonstrations_per_update` must be positive, got {self.disc_demonstrations_per_update}."
             )
         if (holder := self._logit_holds_log_pi()) and self.disc_replay_buffer_size > 0:
-            likelihood_ratio = holder == LIKELIHOOD_RATIO_HOLDS_LOG_PI
+            what, way_out = holder
             raise ValueError(
-                f"`disc_replay_buffer_size` is not supported by {holder}: the logit of a replayed response depends on "
-                "the policy's current log-probability of it, which the buffer does not hold. Set it to 0"
-                + (" or use `disc_type='classifier'`." if likelihood_ratio else ".")
+                f"`disc_replay_buffer_size` is not supported by {what}: the logit of a replayed response depends on "
+                f"the policy's current log-probability of it, which the buffer does not hold. {way_out}"
             )
         if not 0.0 <= self.disc_heldout_fraction < 1.0:
             raise ValueError(f"`disc_heldout_fraction` must be in [0, 1), got {self.disc_heldout_fraction}.")
 
-    def _logit_holds_log_pi(self) -> str | None:
-        """What makes the discriminator's logit hold the policy's current `log pi` (named for errors), if anything."""
-        return LIKELIHOOD_RATIO_HOLDS_LOG_PI if self.disc_type == "likelihood_ratio" else None
+    def _logit_holds_log_pi(self) -> tuple[str, str] | None:
+        """
+        What makes the discriminator's logit hold the policy's current `log pi`, if anything, and the settings that
+        avoid what that rules out: both for error messages.
+        """
+        if self.disc_type != "likelihood_ratio":
+            return None
+        return "the likelihood-ratio discriminator", "Set it to 0 or use `disc_type='classifier'`."
 
     def _check_reward(self) -> None:
         if self.divergence not in DIVERGENCES:
