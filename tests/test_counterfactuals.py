@@ -1,4 +1,7 @@
-"""The non-adversarial uses of the larger SFT model, the frozen discriminator, costs, and the paired report."""
+"""
+`benchmarks/counterfactuals.py` and the methods it builds (`trl_irl/benchmark/methods.py`): the non-adversarial uses of
+the larger SFT model, the frozen discriminator, costs, and the paired report.
+"""
 
 import math
 from pathlib import Path
@@ -10,7 +13,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import trl_irl.benchmark.methods as methods
 from trl_irl.benchmark.comparison import ComparisonSettings, run_comparison
-from trl_irl.benchmark.monitoring import Stopwatch
 
 
 @pytest.fixture(scope="module")
@@ -223,20 +225,6 @@ def test_the_pretrained_regime_runs_no_frozen_copy_of_the_policy(counterfactuals
     assert methods == {"sft", "gail", "airl", "oracle", "gad"}
 
 
-def test_stopwatch_adds_up_the_time_inside_what_it_wraps_also_when_it_fails():
-    stopwatch = Stopwatch()
-
-    @stopwatch.timed
-    def fails():
-        raise RuntimeError
-
-    with pytest.raises(RuntimeError):
-        fails()
-    spent = stopwatch.seconds
-    assert spent > 0
-    assert stopwatch.timed(lambda: 3)() == 3 and stopwatch.seconds > spent
-
-
 def test_paired_difference_has_the_t_interval_and_the_exact_sign_test(counterfactuals):
     by_seed = {
         seed: {"a": {"reverse_kl": a, "reverse_kl_se": 0.3}, "b": {"reverse_kl": 5.0, "reverse_kl_se": 0.4}}
@@ -334,29 +322,3 @@ def test_curves_are_kept_per_seed_and_averaged_over_the_seeds_that_reached_a_ste
     assert curves["3"]["gail"][0] == {"step": 150, "reverse_kl": 2.0}  # only the curve's metrics
     curves["5"] = {"gail": [{"step": 150, "reverse_kl": 5.0}]}  # a seed that stopped early counts where it ran
     assert counterfactuals.mean_curves(curves, ["gail"], "reverse_kl") == {"gail": [(150, 3.0), (170, 2.0)]}
-
-
-@pytest.mark.parametrize(
-    ("differences", "lower_is_better", "better_in", "verdict"),
-    [
-        ([-1.0, -1.2, -0.8], True, 3, "better"),
-        ([-1.0, -1.2, -0.8], False, 0, "worse"),
-        ([1.0, 1.2, 0.8], False, 3, "better"),
-        ([0.5, -0.5, 0.1], True, 1, "within noise"),
-    ],
-)
-def test_paired_statistics_direction_and_verdict(differences, lower_is_better, better_in, verdict):
-    from trl_irl.benchmark.paired import paired_statistics
-
-    result = paired_statistics(differences, lower_is_better=lower_is_better)
-    assert result["better_in"] == better_in and result["verdict"] == verdict
-    assert result["mean"] == pytest.approx(sum(differences) / 3)
-
-
-def test_paired_statistics_leaves_ties_out_of_the_sign_test():
-    from trl_irl.benchmark.paired import paired_statistics
-
-    # Two better, one tie: the sign test is over the 2 untied seeds (p = 2 * 1/4)
-    assert paired_statistics([-1.0, -2.0, 0.0])["sign_test_p"] == pytest.approx(0.5)
-    assert paired_statistics([0.0, 0.0])["sign_test_p"] == 1.0
-    assert paired_statistics([-1.0]) is None
