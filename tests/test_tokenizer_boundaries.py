@@ -150,6 +150,20 @@ def test_a_merge_across_the_boundary_falls_back_to_the_response_alone():
     assert list(response_ids) == tokenizer("ue", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
+def test_in_a_batch_only_the_rows_whose_boundary_merged_fall_back_to_the_response_alone():
+    tokenizer = TOKENIZERS["byte-level BPE"]
+    encoder = SampleEncoder(tokenizer, 64, prompt_ids=_prompt_ids(tokenizer), takes_token_ids=True)
+    prompts, responses = ["the sky is", "the sky is bl", "the sky is"], [" blue", "ue", " red"]
+    encoded = encoder(prompts, responses)
+    for (_, response_ids), prompt, response in zip(encoded, prompts, responses, strict=True):
+        [(_, alone_ids)] = encoder([prompt], [response])
+        assert response_ids == alone_ids  # as encoded one at a time
+    eos = [tokenizer.eos_token_id]
+    assert list(encoded[1][1]) == tokenizer("ue", add_special_tokens=False)["input_ids"] + eos
+    whole = tokenizer("the sky is blue", add_special_tokens=False)["input_ids"]
+    assert list(encoded[0][1]) == whole[len(tokenizer("the sky is", add_special_tokens=False)["input_ids"]) :] + eos
+
+
 def test_the_held_out_nll_scores_a_demonstration_in_the_tokens_the_discriminator_reads(tmp_path):
     from transformers import AutoModelForCausalLM
 

@@ -328,15 +328,21 @@ class SampleEncoder:
         for text in texts:
             if found := special_token_texts(self.tokenizer, text):
                 raise ValueError(_special_token_message("A demonstration of this batch", found, self.tokenizer))
-        alone = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         if prompt_ids is None:
-            return alone
+            return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         heads = [self.tokenizer.decode(ids, skip_special_tokens=False) for ids in prompt_ids]
         head_ids = self.tokenizer(heads, add_special_tokens=False)["input_ids"]
         wholes = self.tokenizer([h + t for h, t in zip(heads, texts, strict=True)], add_special_tokens=False)
-        in_context = []
-        for head, whole, own in zip(head_ids, wholes["input_ids"], alone, strict=True):
-            in_context.append(whole[len(head) :] if whole[: len(head)] == head else own)
+        in_context = [
+            whole[len(head) :] if whole[: len(head)] == head else None
+            for head, whole in zip(head_ids, wholes["input_ids"], strict=True)
+        ]
+        # Tokenised alone only where the boundary merged
+        merged = [row for row, ids in enumerate(in_context) if ids is None]
+        if merged:
+            alone = self.tokenizer([texts[row] for row in merged], add_special_tokens=False)["input_ids"]
+            for row, ids in zip(merged, alone, strict=True):
+                in_context[row] = ids
         return in_context
 
     def _cut_texts(self, responses: list, prompt_ids: list) -> list:
