@@ -116,6 +116,17 @@ def one_step_grpo_config(output_dir) -> GRPOConfig:
     )
 
 
+def one_grpo_step(reward, model_path, output_dir, train_dataset):
+    """`GRPOTrainer` trained one step on `reward` (a model or a function): to check that a saved reward serves it."""
+    from trl import GRPOTrainer
+
+    grpo = GRPOTrainer(
+        model=model_path, reward_funcs=reward, args=one_step_grpo_config(output_dir), train_dataset=train_dataset
+    )
+    grpo.train()
+    return grpo
+
+
 def colours_sft_checkpoint(directory: Path) -> Path:
     """The SFT starting point of the colours toy task: a tiny model after 40 SFT steps (reverse KL 2.19)."""
     from trl_irl.benchmark.tiny_models import save_tiny_checkpoint

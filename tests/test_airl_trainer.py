@@ -7,11 +7,10 @@ from helpers import (
     assert_imitates_like_the_oracle,
     colours_training_overrides,
     likelihood_ratio_config,
-    one_step_grpo_config,
+    one_grpo_step,
     train_and_check_both_models_learn,
 )
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-from trl import GRPOTrainer
 
 from trl_irl import AIRLConfig, AIRLTrainer, GAILConfig, LikelihoodReward
 
@@ -143,13 +142,7 @@ class TestAIRLTrainer:
         card = (tmp_path / "airl" / "README.md").read_text()
         assert "1710.11248" in card and "2403.12017" in card
 
-        grpo = GRPOTrainer(
-            model=tiny_model_path,
-            reward_funcs=reward_model,
-            args=one_step_grpo_config(tmp_path / "grpo"),
-            train_dataset=prompt_completion_dataset,
-        )
-        grpo.train()
+        grpo = one_grpo_step(reward_model, tiny_model_path, tmp_path / "grpo", prompt_completion_dataset)
         assert "rewards/reward_model/mean" in grpo.state.log_history[0]
 
 
@@ -194,9 +187,6 @@ class TestAIRLConfigLikelihoodRatio:
 def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
     tmp_path, tiny_model_path, prompt_completion_dataset, level
 ):
-    from helpers import one_step_grpo_config
-    from trl import GRPOTrainer
-
     config = likelihood_ratio_config(AIRLConfig, tmp_path, disc_level=level)
     assert (config.log_prob_coef, config.log_prob_reduction) == (1.0, "sum")
     trainer = AIRLTrainer(model=tiny_model_path, args=config, train_dataset=prompt_completion_dataset)
@@ -220,11 +210,5 @@ def test_likelihood_ratio_airl_leaves_a_reward_model_that_serves_grpo(
         assert logits.shape == (sum(len(ids) for ids in completion_ids),)
         logits = torch.stack([part.sum() for part in logits.split([len(ids) for ids in completion_ids])])
     torch.testing.assert_close(torch.tensor(rewards), logits)
-    grpo = GRPOTrainer(
-        model=tiny_model_path,
-        reward_funcs=reward,
-        args=one_step_grpo_config(tmp_path / "grpo"),
-        train_dataset=prompt_completion_dataset,
-    )
-    grpo.train()
+    grpo = one_grpo_step(reward, tiny_model_path, tmp_path / "grpo", prompt_completion_dataset)
     assert "rewards/likelihood/mean" in grpo.state.log_history[0]

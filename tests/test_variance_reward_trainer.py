@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import fast_config, logged_warnings, one_step_grpo_config
+from helpers import fast_config, logged_warnings, one_grpo_step
 from hypothesis import given
 from hypothesis import strategies as st
 from transformers import AutoModelForSequenceClassification
-from trl import GRPOTrainer, RewardConfig, RewardTrainer
+from trl import RewardConfig, RewardTrainer
 
 from trl_irl import VarianceRewardConfig, VarianceRewardTrainer, variance_bradley_terry_loss
 
@@ -112,13 +112,8 @@ class TestVarianceRewardTrainer:
             torch.testing.assert_close(param, trainer.model.get_parameter(name))
 
         # A model object: given a path, GRPO would load it with one output (`num_labels=1`) and refuse the head
-        grpo = GRPOTrainer(
-            model=tiny_model_path,
-            reward_funcs=reloaded,
-            args=one_step_grpo_config(tmp_path / "grpo"),
-            train_dataset=preference_dataset.remove_columns(["chosen", "rejected"]),
-        )
-        grpo.train()
+        prompts = preference_dataset.remove_columns(["chosen", "rejected"])
+        grpo = one_grpo_step(reloaded, tiny_model_path, tmp_path / "grpo", prompts)
         assert "rewards/rm/mean" in grpo.state.log_history[0]
         assert grpo.reward_processing_classes[0] is not None
 
